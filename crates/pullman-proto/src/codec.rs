@@ -1,0 +1,406 @@
+//! Frames to bytes and back. No I/O: the caller owns the buffers.
+//!
+//! `decode` takes bytes from the front of a read buffer and returns `Ok(None)` while a whole
+//! frame has not arrived yet. Payload slices (body chunks, head blocks) share the read
+//! buffer's memory instead of being copied.
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+
+use crate::error::DecodeError;
+use crate::frame::{
+    CancelReason, CloseCode, Frame, FrameType, Hello, Mode, Request, Response, Welcome, FLAG_END,
+    FLAG_RETRYABLE,
+};
+use crate::head::HeadView;
+
+/// Bytes before every payload: length u32, type u8, flags u8, stream u64.
+pub const FRAME_HEADER_LEN: usize = 14;
+
+/// Decodes one frame from the front of `buf`, if a whole one is there.
+///
+/// `max_frame` bounds the payload length a peer may announce; anything longer is an error
+/// before a single payload byte is buffered.
+pub fn decode(buf: &mut BytesMut, max_frame: u32) -> Result<Option<Frame>, DecodeError> {
+    if buf.len() < FRAME_HEADER_LEN {
+        return Ok(None);
+    }
+    let len = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]);
+    let type_byte = buf[4];
+    let kind = FrameType::from_u8(type_byte).ok_or(DecodeError::UnknownType(type_byte))?;
+    if len > max_frame {
+        return Err(DecodeError::TooLarge {
+            len,
+            max: max_frame,
+        });
+    }
+    let total = FRAME_HEADER_LEN + len as usize;
+    if buf.len() < total {
+        buf.reserve(total - buf.len());
+        return Ok(None);
+    }
+    let flags = buf[5];
+    let stream = u64::from_be_bytes([
+        buf[6], buf[7], buf[8], buf[9], buf[10], buf[11], buf[12], buf[13],
+    ]);
+    if kind.is_control() != (stream == 0) {
+        return Err(DecodeError::BadStream { kind, stream });
+    }
+    let mut frame = buf.split_to(total);
+    frame.advance(FRAME_HEADER_LEN);
+    let mut p = Payload {
+        kind,
+        bytes: frame.freeze(),
+    };
+    let out = match kind {
+        FrameType::Hello => Frame::Hello(Hello {
+            min_version: p.u16()?,
+            max_version: p.u16()?,
+            max_frame: p.u32()?,
+            initial_window: p.u32()?,
+            features: p.u32()?,
+            pool: p.string()?,
+            token: p.string()?,
+            name: p.string()?,
+        }),
+        FrameType::Welcome => Frame::Welcome(Welcome {
+            version: p.u16()?,
+            max_frame: p.u32()?,
+            initial_window: p.u32()?,
+            features: p.u32()?,
+            worker_id: p.u64()?,
+            ping_interval_ms: p.u32()?,
+        }),
+        FrameType::Credit => Frame::Credit { n: p.u32()? },
+        FrameType::Request => {
+            let deadline_ms = p.u32()?;
+            let mode = match p.u8()? {
+                0 => Mode::Respond,
+                1 => Mode::Filter,
+                _ => return Err(p.malformed("unknown mode")),
+            };
+            let peer = p.string()?;
+            let head = HeadView::from_block(p.rest()).map_err(|_| DecodeError::Malformed {
+                kind,
+                what: "bad head block",
+            })?;
+            Frame::Request(Request {
+                stream,
+                end: flags & FLAG_END != 0,
+                deadline_ms,
+                mode,
+                peer,
+                head,
+            })
+        }
+        FrameType::Body => Frame::Body {
+            stream,
+            data: p.rest(),
+            end: flags & FLAG_END != 0,
+        },
+        FrameType::Window => Frame::Window {
+            stream,
+            increment: p.u32()?,
+        },
+        FrameType::Response => {
+            let status = p.u16()?;
+            if !(100..=999).contains(&status) {
+                return Err(p.malformed("status outside 100..=999"));
+            }
+            let count = p.u16()? as usize;
+            // Each field takes at least 6 bytes; refuse counts the payload cannot hold
+            // before allocating for them.
+            if count * 6 > p.bytes.len() {
+                return Err(p.malformed("header count exceeds payload"));
+            }
+            let mut headers = Vec::with_capacity(count);
+            for _ in 0..count {
+                let name_len = p.u16()? as usize;
+                let name = p.take(name_len)?;
+                let value_len = p.u32()? as usize;
+                let value = p.take(value_len)?;
+                headers.push((name, value));
+            }
+            Frame::Response(Response {
+                stream,
+                end: flags & FLAG_END != 0,
+                status,
+                headers,
+            })
+        }
+        FrameType::Verdict => return Err(p.malformed("VERDICT is reserved for filter mode")),
+        FrameType::Cancel => {
+            let reason = CancelReason::from_u8(p.u8()?).ok_or(p.malformed("unknown reason"))?;
+            Frame::Cancel { stream, reason }
+        }
+        FrameType::Reject => Frame::Reject {
+            stream,
+            retryable: flags & FLAG_RETRYABLE != 0,
+            reason: p.string()?,
+        },
+        FrameType::Ping => Frame::Ping { opaque: p.u64()? },
+        FrameType::Pong => Frame::Pong { opaque: p.u64()? },
+        FrameType::Drain => Frame::Drain {
+            last_stream: p.u64()?,
+        },
+        FrameType::Close => {
+            let code = CloseCode::from_u16(p.u16()?).ok_or(p.malformed("unknown code"))?;
+            Frame::Close {
+                code,
+                reason: p.string()?,
+            }
+        }
+    };
+    if !p.bytes.is_empty() {
+        return Err(p.malformed("trailing bytes"));
+    }
+    Ok(Some(out))
+}
+
+/// Appends the encoding of `frame` to `buf`.
+///
+/// # Panics
+/// If a string field is longer than 65,535 bytes or a payload longer than `u32::MAX`; the
+/// senders in this workspace bound every field below that.
+pub fn encode(frame: &Frame, buf: &mut BytesMut) {
+    let start = buf.len();
+    let mut flags = 0u8;
+    buf.put_u32(0); // length, patched below
+    buf.put_u8(frame.frame_type() as u8);
+    buf.put_u8(0); // flags, patched below
+    buf.put_u64(frame.stream());
+    match frame {
+        Frame::Hello(h) => {
+            buf.put_u16(h.min_version);
+            buf.put_u16(h.max_version);
+            buf.put_u32(h.max_frame);
+            buf.put_u32(h.initial_window);
+            buf.put_u32(h.features);
+            put_string(buf, &h.pool);
+            put_string(buf, &h.token);
+            put_string(buf, &h.name);
+        }
+        Frame::Welcome(w) => {
+            buf.put_u16(w.version);
+            buf.put_u32(w.max_frame);
+            buf.put_u32(w.initial_window);
+            buf.put_u32(w.features);
+            buf.put_u64(w.worker_id);
+            buf.put_u32(w.ping_interval_ms);
+        }
+        Frame::Credit { n } => buf.put_u32(*n),
+        Frame::Request(r) => {
+            if r.end {
+                flags |= FLAG_END;
+            }
+            buf.put_u32(r.deadline_ms);
+            buf.put_u8(r.mode as u8);
+            put_string(buf, &r.peer);
+            buf.extend_from_slice(r.head.as_block());
+        }
+        Frame::Body { data, end, .. } => {
+            if *end {
+                flags |= FLAG_END;
+            }
+            buf.extend_from_slice(data);
+        }
+        Frame::Window { increment, .. } => buf.put_u32(*increment),
+        Frame::Response(r) => {
+            if r.end {
+                flags |= FLAG_END;
+            }
+            buf.put_u16(r.status);
+            buf.put_u16(u16::try_from(r.headers.len()).expect("header count fits u16"));
+            for (name, value) in &r.headers {
+                buf.put_u16(u16::try_from(name.len()).expect("header name fits u16"));
+                buf.extend_from_slice(name);
+                buf.put_u32(u32::try_from(value.len()).expect("header value fits u32"));
+                buf.extend_from_slice(value);
+            }
+        }
+        Frame::Cancel { reason, .. } => buf.put_u8(*reason as u8),
+        Frame::Reject {
+            retryable, reason, ..
+        } => {
+            if *retryable {
+                flags |= FLAG_RETRYABLE;
+            }
+            put_string(buf, reason);
+        }
+        Frame::Ping { opaque } | Frame::Pong { opaque } => buf.put_u64(*opaque),
+        Frame::Drain { last_stream } => buf.put_u64(*last_stream),
+        Frame::Close { code, reason } => {
+            buf.put_u16(*code as u16);
+            put_string(buf, reason);
+        }
+    }
+    let len = u32::try_from(buf.len() - start - FRAME_HEADER_LEN).expect("payload fits u32");
+    buf[start..start + 4].copy_from_slice(&len.to_be_bytes());
+    buf[start + 5] = flags;
+}
+
+/// Appends only the 14-byte header of a BODY frame whose `len` data bytes the caller writes
+/// next (or sends with a vectored write), so large chunks need not be copied into `buf`.
+pub fn encode_body_header(stream: u64, len: u32, end: bool, buf: &mut BytesMut) {
+    buf.put_u32(len);
+    buf.put_u8(FrameType::Body as u8);
+    buf.put_u8(if end { FLAG_END } else { 0 });
+    buf.put_u64(stream);
+}
+
+fn put_string(buf: &mut BytesMut, s: &str) {
+    buf.put_u16(u16::try_from(s.len()).expect("string field fits u16"));
+    buf.extend_from_slice(s.as_bytes());
+}
+
+/// A cursor over one frame's payload that reports short reads as malformed frames.
+struct Payload {
+    kind: FrameType,
+    bytes: Bytes,
+}
+
+impl Payload {
+    fn malformed(&self, what: &'static str) -> DecodeError {
+        DecodeError::Malformed {
+            kind: self.kind,
+            what,
+        }
+    }
+
+    fn need(&self, n: usize) -> Result<(), DecodeError> {
+        if self.bytes.len() < n {
+            Err(self.malformed("payload too short"))
+        } else {
+            Ok(())
+        }
+    }
+
+    fn u8(&mut self) -> Result<u8, DecodeError> {
+        self.need(1)?;
+        Ok(self.bytes.get_u8())
+    }
+
+    fn u16(&mut self) -> Result<u16, DecodeError> {
+        self.need(2)?;
+        Ok(self.bytes.get_u16())
+    }
+
+    fn u32(&mut self) -> Result<u32, DecodeError> {
+        self.need(4)?;
+        Ok(self.bytes.get_u32())
+    }
+
+    fn u64(&mut self) -> Result<u64, DecodeError> {
+        self.need(8)?;
+        Ok(self.bytes.get_u64())
+    }
+
+    fn take(&mut self, n: usize) -> Result<Bytes, DecodeError> {
+        self.need(n)?;
+        Ok(self.bytes.split_to(n))
+    }
+
+    fn string(&mut self) -> Result<String, DecodeError> {
+        let n = self.u16()? as usize;
+        let raw = self.take(n)?;
+        String::from_utf8(raw.to_vec()).map_err(|_| self.malformed("string is not UTF-8"))
+    }
+
+    fn rest(&mut self) -> Bytes {
+        std::mem::take(&mut self.bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::head::{HeadBuilder, Version};
+
+    fn round_trip(frame: Frame) {
+        let mut buf = BytesMut::new();
+        encode(&frame, &mut buf);
+        // Byte by byte: every prefix is "need more", the whole is the frame.
+        for cut in 0..buf.len() {
+            let mut part = BytesMut::from(&buf[..cut]);
+            assert_eq!(
+                decode(&mut part, 1 << 20),
+                Ok(None),
+                "prefix of {cut} bytes"
+            );
+        }
+        assert_eq!(decode(&mut buf, 1 << 20), Ok(Some(frame)));
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn every_frame_family_round_trips() {
+        let mut head = HeadBuilder::new(Version::Http11, b"GET", b"/hello", 1);
+        head.header(b"host", b"h").unwrap();
+        round_trip(Frame::Request(Request {
+            stream: 7,
+            end: true,
+            deadline_ms: 30_000,
+            mode: Mode::Respond,
+            peer: "127.0.0.1:5000".into(),
+            head: head.finish(),
+        }));
+        round_trip(Frame::Response(Response {
+            stream: 7,
+            end: false,
+            status: 201,
+            headers: vec![(Bytes::from_static(b"x-a"), Bytes::from_static(b"b"))],
+        }));
+        round_trip(Frame::Body {
+            stream: 7,
+            data: Bytes::from_static(b"abc"),
+            end: true,
+        });
+        round_trip(Frame::Reject {
+            stream: 3,
+            retryable: true,
+            reason: "busy".into(),
+        });
+        round_trip(Frame::Close {
+            code: CloseCode::AuthFailed,
+            reason: "wrong token".into(),
+        });
+    }
+
+    #[test]
+    fn oversized_length_is_refused_before_buffering() {
+        let mut buf = BytesMut::new();
+        buf.put_u32(2_000_000);
+        buf.put_u8(FrameType::Body as u8);
+        buf.put_u8(0);
+        buf.put_u64(1);
+        assert_eq!(
+            decode(&mut buf, 1 << 20),
+            Err(DecodeError::TooLarge {
+                len: 2_000_000,
+                max: 1 << 20
+            })
+        );
+    }
+
+    #[test]
+    fn control_frames_must_use_stream_zero() {
+        let mut buf = BytesMut::new();
+        encode(&Frame::Credit { n: 1 }, &mut buf);
+        buf[13] = 5;
+        assert!(matches!(
+            decode(&mut buf, 1024),
+            Err(DecodeError::BadStream { .. })
+        ));
+    }
+
+    #[test]
+    fn trailing_bytes_are_malformed() {
+        let mut buf = BytesMut::new();
+        encode(&Frame::Credit { n: 1 }, &mut buf);
+        buf.put_u8(0);
+        buf[3] += 1;
+        assert!(matches!(
+            decode(&mut buf, 1024),
+            Err(DecodeError::Malformed { .. })
+        ));
+    }
+}

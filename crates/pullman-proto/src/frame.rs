@@ -1,0 +1,330 @@
+//! The frames of the pullman protocol and their payloads.
+//!
+//! Every frame is `length u32 | type u8 | flags u8 | stream u64 | payload` (big-endian).
+//! Control frames travel on stream 0; stream frames on a hub-assigned id that is never 0 and
+//! never reused on a connection.
+
+use bytes::Bytes;
+
+use crate::head::HeadView;
+
+/// The type byte of a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum FrameType {
+    /// Worker to hub: first frame of a link.
+    Hello = 0x01,
+    /// Hub to worker: the handshake's answer.
+    Welcome = 0x02,
+    /// Worker to hub: room for more requests.
+    Credit = 0x03,
+    /// Hub to worker: a new request on a new stream.
+    Request = 0x04,
+    /// Both: a chunk of a body.
+    Body = 0x05,
+    /// Both: more room for body bytes on a stream.
+    Window = 0x06,
+    /// Worker to hub: the response head.
+    Response = 0x07,
+    /// Worker to hub: a filter verdict (reserved for filter mode).
+    Verdict = 0x08,
+    /// Hub to worker: stop working on a stream.
+    Cancel = 0x09,
+    /// Worker to hub: the worker will not run this request.
+    Reject = 0x0a,
+    /// Both: liveness probe.
+    Ping = 0x0b,
+    /// Both: answer to a ping.
+    Pong = 0x0c,
+    /// Both: no new work; in-flight work finishes.
+    Drain = 0x0d,
+    /// Both: the sender closes the link, with a reason.
+    Close = 0x0e,
+}
+
+impl FrameType {
+    /// The type for a type byte, if this version knows it.
+    pub fn from_u8(b: u8) -> Option<FrameType> {
+        use FrameType::*;
+        Some(match b {
+            0x01 => Hello,
+            0x02 => Welcome,
+            0x03 => Credit,
+            0x04 => Request,
+            0x05 => Body,
+            0x06 => Window,
+            0x07 => Response,
+            0x08 => Verdict,
+            0x09 => Cancel,
+            0x0a => Reject,
+            0x0b => Ping,
+            0x0c => Pong,
+            0x0d => Drain,
+            0x0e => Close,
+            _ => return None,
+        })
+    }
+
+    /// Whether frames of this type travel on stream 0.
+    pub fn is_control(self) -> bool {
+        use FrameType::*;
+        matches!(self, Hello | Welcome | Credit | Ping | Pong | Drain | Close)
+    }
+}
+
+/// Flag bit: this frame ends its side of the stream (REQUEST, RESPONSE, BODY).
+pub const FLAG_END: u8 = 0x01;
+/// Flag bit on REJECT: the hub may give the request to another worker.
+pub const FLAG_RETRYABLE: u8 = 0x01;
+
+/// One protocol frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame {
+    /// Worker to hub: first frame of a link.
+    Hello(Hello),
+    /// Hub to worker: the handshake's answer.
+    Welcome(Welcome),
+    /// Worker to hub: the worker can take `n` more requests. Grants add up.
+    Credit {
+        /// How many more requests.
+        n: u32,
+    },
+    /// Hub to worker: a new request.
+    Request(Request),
+    /// A chunk of a request body (hub to worker) or response body (worker to hub).
+    Body {
+        /// The stream.
+        stream: u64,
+        /// The bytes; may be empty when `end` is set.
+        data: Bytes,
+        /// Last chunk of this body.
+        end: bool,
+    },
+    /// The sender can take `increment` more body bytes on `stream`.
+    Window {
+        /// The stream.
+        stream: u64,
+        /// Additional bytes.
+        increment: u32,
+    },
+    /// Worker to hub: the response head.
+    Response(Response),
+    /// Hub to worker: the client left or the deadline passed. The worker still ends the
+    /// stream (with a response or a REJECT) so that both sides can forget it.
+    Cancel {
+        /// The stream.
+        stream: u64,
+        /// Why.
+        reason: CancelReason,
+    },
+    /// Worker to hub: the worker will not run this request.
+    Reject {
+        /// The stream.
+        stream: u64,
+        /// Whether another worker may run it instead.
+        retryable: bool,
+        /// A reason for logs.
+        reason: String,
+    },
+    /// Liveness probe; the peer answers with a PONG carrying the same value.
+    Ping {
+        /// Opaque value echoed back.
+        opaque: u64,
+    },
+    /// Answer to a PING.
+    Pong {
+        /// The PING's value.
+        opaque: u64,
+    },
+    /// No new work after `last_stream`; work in flight finishes.
+    Drain {
+        /// The highest stream id the sender accepts (hub) or has accepted (worker).
+        last_stream: u64,
+    },
+    /// The sender closes the link after this frame.
+    Close {
+        /// Why, as a code.
+        code: CloseCode,
+        /// Why, for people.
+        reason: String,
+    },
+}
+
+impl Frame {
+    /// This frame's type byte.
+    pub fn frame_type(&self) -> FrameType {
+        match self {
+            Frame::Hello(_) => FrameType::Hello,
+            Frame::Welcome(_) => FrameType::Welcome,
+            Frame::Credit { .. } => FrameType::Credit,
+            Frame::Request(_) => FrameType::Request,
+            Frame::Body { .. } => FrameType::Body,
+            Frame::Window { .. } => FrameType::Window,
+            Frame::Response(_) => FrameType::Response,
+            Frame::Cancel { .. } => FrameType::Cancel,
+            Frame::Reject { .. } => FrameType::Reject,
+            Frame::Ping { .. } => FrameType::Ping,
+            Frame::Pong { .. } => FrameType::Pong,
+            Frame::Drain { .. } => FrameType::Drain,
+            Frame::Close { .. } => FrameType::Close,
+        }
+    }
+
+    /// The stream this frame belongs to (0 for control frames).
+    pub fn stream(&self) -> u64 {
+        match self {
+            Frame::Request(r) => r.stream,
+            Frame::Response(r) => r.stream,
+            Frame::Body { stream, .. }
+            | Frame::Window { stream, .. }
+            | Frame::Cancel { stream, .. }
+            | Frame::Reject { stream, .. } => *stream,
+            _ => 0,
+        }
+    }
+}
+
+/// HELLO: a worker introduces itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hello {
+    /// Lowest protocol version the worker speaks.
+    pub min_version: u16,
+    /// Highest protocol version the worker speaks.
+    pub max_version: u16,
+    /// Largest frame payload the worker accepts.
+    pub max_frame: u32,
+    /// Per-stream window the worker grants for request bodies.
+    pub initial_window: u32,
+    /// Feature bits the worker would like (none defined in version 1).
+    pub features: u32,
+    /// The pool the worker serves.
+    pub pool: String,
+    /// The pool's token.
+    pub token: String,
+    /// A label for logs and the admin API (host name, pid...).
+    pub name: String,
+}
+
+/// WELCOME: the hub accepts a worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Welcome {
+    /// The version both will speak.
+    pub version: u16,
+    /// Largest frame payload the hub accepts.
+    pub max_frame: u32,
+    /// Per-stream window the hub grants for response bodies.
+    pub initial_window: u32,
+    /// Feature bits granted.
+    pub features: u32,
+    /// The id the hub gave this worker (logs, admin API).
+    pub worker_id: u64,
+    /// How often the hub pings; a worker may treat three silent intervals as a dead hub.
+    pub ping_interval_ms: u32,
+}
+
+/// How the hub uses the worker's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Mode {
+    /// The worker produces the response.
+    Respond = 0,
+    /// The worker returns a verdict (filter mode).
+    Filter = 1,
+}
+
+/// REQUEST: the hub hands a request to a worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// The new stream's id.
+    pub stream: u64,
+    /// No body follows (the END flag).
+    pub end: bool,
+    /// How long the worker has, in milliseconds, from when it reads this frame; 0 for none.
+    pub deadline_ms: u32,
+    /// What the hub expects back.
+    pub mode: Mode,
+    /// The client's address as text (`ip:port`), or empty.
+    pub peer: String,
+    /// Method, target, version and headers.
+    pub head: HeadView,
+}
+
+/// RESPONSE: a worker's response head.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    /// The stream.
+    pub stream: u64,
+    /// No body follows (the END flag).
+    pub end: bool,
+    /// HTTP status code.
+    pub status: u16,
+    /// Header names and values, in order. Names are lower case by convention.
+    pub headers: Vec<(Bytes, Bytes)>,
+}
+
+/// Why the hub cancelled a stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum CancelReason {
+    /// The client went away.
+    ClientGone = 0,
+    /// The request's deadline passed.
+    Deadline = 1,
+    /// The hub is shutting down and its grace period ended.
+    Shutdown = 2,
+    /// The hub could not use the response (too large, malformed).
+    Refused = 3,
+}
+
+impl CancelReason {
+    /// The reason for a byte, if known.
+    pub fn from_u8(b: u8) -> Option<CancelReason> {
+        Some(match b {
+            0 => CancelReason::ClientGone,
+            1 => CancelReason::Deadline,
+            2 => CancelReason::Shutdown,
+            3 => CancelReason::Refused,
+            _ => return None,
+        })
+    }
+}
+
+/// Why a link is being closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u16)]
+pub enum CloseCode {
+    /// Normal close after a drain.
+    Normal = 0,
+    /// The peer broke the protocol.
+    ProtocolError = 1,
+    /// Wrong token.
+    AuthFailed = 2,
+    /// No common protocol version.
+    UnsupportedVersion = 3,
+    /// The named pool does not exist.
+    UnknownPool = 4,
+    /// The peer missed too many PONGs.
+    Timeout = 5,
+    /// The sender is shutting down.
+    GoingAway = 6,
+    /// Something failed inside the sender.
+    Internal = 7,
+}
+
+impl CloseCode {
+    /// The code for a number, if known.
+    pub fn from_u16(v: u16) -> Option<CloseCode> {
+        use CloseCode::*;
+        Some(match v {
+            0 => Normal,
+            1 => ProtocolError,
+            2 => AuthFailed,
+            3 => UnsupportedVersion,
+            4 => UnknownPool,
+            5 => Timeout,
+            6 => GoingAway,
+            7 => Internal,
+            _ => return None,
+        })
+    }
+}

@@ -1,0 +1,53 @@
+//! The pullman wire protocol between a hub and its workers, without I/O.
+//!
+//! A link is a byte stream (TCP, TLS, a Unix socket) carrying frames. This crate turns frames
+//! into bytes and bytes into frames, and keeps the small pieces of arithmetic both ends share
+//! (version negotiation, token comparison, flow-control windows). It knows nothing of tokio:
+//! the async loops that drive it live in `pullman-link`.
+//!
+//! `docs/protocol.md` in the repository specifies every byte; this crate is its reference.
+//!
+//! # Layout
+//! - [`frame`]: the [`Frame`] enum and the payload types of each frame family.
+//! - [`codec`]: [`decode`] and [`encode`], `BytesMut` in, `BytesMut` out.
+//! - [`head`]: the request [`HeadView`]: raw head bytes plus a span table, the one
+//!   representation every transport carries.
+//! - [`handshake`]: version ranges and constant-time token comparison.
+//! - [`window`]: per-stream flow-control accounting.
+//! - [`error`]: [`DecodeError`].
+#![deny(missing_docs, missing_debug_implementations)]
+
+pub mod codec;
+pub mod error;
+pub mod frame;
+pub mod handshake;
+pub mod head;
+pub mod window;
+
+pub use codec::{decode, encode, FRAME_HEADER_LEN};
+pub use error::DecodeError;
+pub use frame::{
+    CancelReason, CloseCode, Frame, FrameType, Hello, Mode, Request, Response, Welcome,
+};
+pub use head::{HeadBuilder, HeadView, Version};
+pub use window::{Window, WindowError};
+
+/// The protocol versions this build speaks. A peer offers a range; the highest common one wins.
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// Largest frame payload any peer may announce. A bound so that a hostile length prefix
+/// can never make a reader reserve more than this; 16 MiB holds any sane request head.
+pub const MAX_FRAME_LIMIT: u32 = 16 * 1024 * 1024;
+
+/// Payload size a peer may send before the handshake has negotiated one. HELLO and WELCOME
+/// are small; 64 KiB leaves room for long tokens and names without letting a stranger make
+/// the hub buffer much.
+pub const HANDSHAKE_MAX_FRAME: u32 = 64 * 1024;
+
+/// Default largest payload per frame after the handshake: a request head up to the hub's
+/// header limit fits, and body chunks stay small enough to interleave streams finely.
+pub const DEFAULT_MAX_FRAME: u32 = 1024 * 1024;
+
+/// Default per-stream receive window: enough to keep a loopback link busy (several body
+/// frames in flight) while bounding what one stream may make the receiver hold.
+pub const DEFAULT_INITIAL_WINDOW: u32 = 256 * 1024;
