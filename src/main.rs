@@ -1,1 +1,219 @@
-fn main() {}
+//! `pullman`: the hub, a worker, the demo, and the config checker, in one binary.
+
+mod demo_app;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand, ValueEnum};
+use pullman_hub::config::WorkerListen;
+use pullman_hub::{Config, Hub};
+use pullman_worker::{HubAddr, Worker};
+use tokio::signal::unix::{signal, SignalKind};
+
+/// The config `pullman demo` runs.
+const DEMO_CONFIG: &str = include_str!("demo.toml");
+/// Demo workers `pullman demo` starts.
+const DEMO_WORKERS: usize = 4;
+/// Concurrency of each demo worker.
+const DEMO_CONCURRENCY: u32 = 16;
+
+#[derive(Parser)]
+#[command(
+    name = "pullman",
+    version,
+    about = "An HTTP offload hub: workers dial in and pull requests."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the hub on a config file.
+    Hub {
+        /// The TOML config.
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Run a worker that dials a hub.
+    Worker {
+        /// The hub's worker address: tcp://HOST:PORT or unix:///PATH.
+        #[arg(long, env = "PULLMAN_HUB")]
+        hub: String,
+        /// The pool to serve.
+        #[arg(long, env = "PULLMAN_POOL")]
+        pool: String,
+        /// The pool's token.
+        #[arg(long, env = "PULLMAN_TOKEN", hide_env_values = true)]
+        token: String,
+        /// Requests this worker runs at once.
+        #[arg(long, default_value_t = 1)]
+        concurrency: u32,
+        /// The app to run.
+        #[arg(long, value_enum, default_value_t = App::Demo)]
+        app: App,
+        /// A name for logs and for the demo app's answers.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Run the hub on its embedded default config with demo workers.
+    Demo {
+        /// Where clients connect.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+    },
+    /// Parse and validate a config file, then exit.
+    CheckConfig {
+        /// The TOML config.
+        file: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum App {
+    /// The demo app (/hello, /echo, /inspect, /sleep, /status, /bytes, /stats).
+    Demo,
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("PULLMAN_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Hub { config } => {
+                let config = Config::from_file(&config)?;
+                run_hub(config).await
+            }
+            Command::Worker {
+                hub,
+                pool,
+                token,
+                concurrency,
+                app: App::Demo,
+                name,
+            } => {
+                let name = name.unwrap_or_else(|| format!("worker-{}", std::process::id()));
+                let worker = Worker::builder()
+                    .hub(hub.parse::<HubAddr>()?)
+                    .pool(pool)
+                    .token(token)
+                    .concurrency(concurrency)
+                    .name(name.clone())
+                    .try_build()?;
+                worker
+                    .run(demo_app::DemoApp::new(name), terminated())
+                    .await?;
+                Ok(())
+            }
+            Command::Demo { listen } => demo(listen).await,
+            Command::CheckConfig { file } => {
+                let config = Config::from_file(&file)?;
+                println!(
+                    "{}: ok ({} pools, {} routes)",
+                    file.display(),
+                    config.pools.len(),
+                    config.routes.len()
+                );
+                Ok(())
+            }
+        }
+    })
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn terminated() {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        // Without signal handlers the process still stops on the default action.
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+/// Binds, prints where it listens (one line on stdout, for people and scripts), serves.
+async fn run_hub(config: Config) -> anyhow::Result<()> {
+    let hub = Hub::bind(config).await?;
+    announce(&hub);
+    hub.run(terminated()).await;
+    Ok(())
+}
+
+fn announce(hub: &Hub) {
+    let workers: Vec<String> = hub.worker_addrs().iter().map(ToString::to_string).collect();
+    println!(
+        "pullman listening front=http://{} workers={}",
+        hub.front_addr(),
+        workers.join(",")
+    );
+}
+
+async fn demo(listen: SocketAddr) -> anyhow::Result<()> {
+    let mut config = Config::from_str(DEMO_CONFIG, "embedded demo config")?;
+    config.hub.listen = listen;
+    let token = config.pools[0].token.expose().to_string();
+    let pool = config.pools[0].name.clone();
+    let hub = Hub::bind(config).await?;
+    let Some(WorkerListen::Tcp(worker_addr)) = hub.worker_addrs().into_iter().next() else {
+        bail!("the demo config must listen for workers on TCP");
+    };
+    let exe = std::env::current_exe().context("finding this program to start demo workers")?;
+    let mut children = Vec::new();
+    for i in 0..DEMO_WORKERS {
+        let child = tokio::process::Command::new(&exe)
+            .args([
+                "worker",
+                "--hub",
+                &format!("tcp://{worker_addr}"),
+                "--pool",
+                &pool,
+            ])
+            .args([
+                "--concurrency",
+                &DEMO_CONCURRENCY.to_string(),
+                "--name",
+                &format!("demo-{i}"),
+            ])
+            .env("PULLMAN_TOKEN", &token)
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting a demo worker")?;
+        children.push(child);
+    }
+    let url = format!("http://{}", hub.front_addr());
+    println!("pullman demo: {DEMO_WORKERS} workers; try  curl {url}/hello");
+    println!("  also {url}/inspect, {url}/sleep?ms=200, {url}/bytes?n=1000, {url}/status?code=418; Ctrl-C stops");
+    hub.run(terminated()).await;
+    for child in &mut children {
+        if let Some(pid) = child.id() {
+            // SIGTERM lets each worker drain; kill_on_drop covers one that does not exit.
+            // SAFETY: kill(2) on a pid we spawned and still hold; no memory is involved.
+            unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
+        }
+    }
+    for mut child in children {
+        let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
+    }
+    Ok(())
+}

@@ -14,7 +14,7 @@
 //!   representation every transport carries.
 //! - [`handshake`]: version ranges and constant-time token comparison.
 //! - [`window`]: per-stream flow-control accounting.
-//! - [`error`]: [`DecodeError`].
+//! - [`error`]: the [`DecodeError`] type.
 #![deny(missing_docs, missing_debug_implementations)]
 
 pub mod codec;

@@ -1,0 +1,1278 @@
+//! The hub's configuration file: TOML in, a checked [`Config`] out.
+//!
+//! The pipeline is [`Config::from_file`] (read) -> [`Config::from_str`] (parse) -> `validate`
+//! (cross-checks), each testable on its own. Every table denies unknown keys, so a typo is an
+//! error rather than a silently ignored setting.
+//!
+//! Where a check happens decides how its error finds its line:
+//! - a value that can be judged alone (a duration, an address, a size, a pool name) is parsed
+//!   while it is deserialized, and toml puts the value's position on the error;
+//! - a check that needs more than one value (names used twice, a route's pool, a route's
+//!   conditions taken together) runs in `validate`, on fields kept as [`Spanned`] for their
+//!   position.
+//!
+//! Either way the error is rendered as `FILE:LINE:COLUMN: KEY: message`, the key being the
+//! dotted path to the value, e.g. `route[2].pool`.
+
+use std::collections::HashMap;
+use std::fmt::{self, Write as _};
+use std::io::Read;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue, Method};
+use regex::Regex;
+use serde::de::{Deserializer, Error as _, Visitor};
+use serde::Deserialize;
+use toml::de::{DeTable, DeValue};
+use toml::Spanned;
+
+use crate::router::{HeaderMatch, HostMatch, PathMatch};
+
+/// Default `hub.max_header_bytes`: 64 KiB holds the headers of any ordinary request (large
+/// cookies and tokens included) while bounding what one connection can make the hub buffer
+/// before it knows where the request goes.
+pub const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
+/// Smallest `hub.max_header_bytes` accepted: 8 KiB, the smallest read buffer hyper accepts
+/// and the limit most servers have long used, so smaller would refuse ordinary browsers.
+pub const MIN_MAX_HEADER_BYTES: usize = 8 * 1024;
+/// Default `hub.header_read_timeout`: 10 s is far longer than any honest client needs to send
+/// a request head, and short enough that slow-loris connections do not pile up.
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default `hub.idle_timeout`: 60 s keeps client keep-alive connections worth reusing across a
+/// page's requests, and releases the sockets of clients that went away.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default `hub.drain_grace`: 30 s lets the requests in flight at a shutdown finish, and
+/// matches the default termination grace period of Kubernetes pods.
+pub const DEFAULT_DRAIN_GRACE: Duration = Duration::from_secs(30);
+/// Default `hub.ping_interval`: 5 s notices a dead worker link within seconds, at the cost of
+/// one small frame per link per interval.
+pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(5);
+/// Default `pool.queue_limit`: 10 000 waiting requests absorbs bursts of ordinary size while
+/// keeping the queue's memory bounded (a waiting request holds its head, not its body).
+pub const DEFAULT_QUEUE_LIMIT: usize = 10_000;
+/// Default `pool.queue_timeout`: a request that waited 10 s for a free worker is better
+/// answered 503 than left waiting; its client has likely given up or retried.
+pub const DEFAULT_QUEUE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default `pool.timeout`: 30 s from arrival to response, the usual proxy read timeout; pools
+/// of long jobs raise it.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default `pool.max_body_bytes`: 100 MiB admits typical uploads (images, documents, audio)
+/// while stopping a client from streaming without end into a worker.
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 100 * 1024 * 1024;
+/// Longest duration accepted anywhere: a week is longer than any timeout or grace period
+/// anyone means, and small enough that `Instant::now() + d` can never overflow.
+pub const MAX_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Longest pool or route name: names become metric labels and log fields, so they stay
+/// short.
+pub const MAX_NAME_LEN: usize = 64;
+/// Largest config text accepted: configs are written by hand, so 1 MiB is a wrong file, and
+/// refusing it early bounds the memory a config reload can take.
+pub const MAX_CONFIG_BYTES: usize = 1024 * 1024;
+
+/// The whole configuration, validated: every pool name is unique, every route names a pool,
+/// every pattern is compiled.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The `[hub]` table.
+    pub hub: HubConfig,
+    /// The `[[pool]]` tables, in file order; at least one.
+    pub pools: Vec<PoolConfig>,
+    /// The `[[route]]` tables, in file order, which is the order they are tried in.
+    pub routes: Vec<RouteConfig>,
+}
+
+/// The `[hub]` table: where the hub listens and its per-connection limits.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HubConfig {
+    /// Address for clients. Port 0 picks a free port.
+    #[serde(deserialize_with = "de_socket_addr")]
+    pub listen: SocketAddr,
+    /// Where workers dial in; at least one, no repeats.
+    #[serde(deserialize_with = "de_workers_listen")]
+    pub workers_listen: Vec<WorkerListen>,
+    /// Largest request head (request line and headers) accepted; beyond it the client gets
+    /// 431.
+    #[serde(
+        default = "default_max_header_bytes",
+        deserialize_with = "de_max_header_bytes"
+    )]
+    pub max_header_bytes: usize,
+    /// Time a client has to send a complete request head.
+    #[serde(
+        default = "default_header_read_timeout",
+        deserialize_with = "de_positive_duration"
+    )]
+    pub header_read_timeout: Duration,
+    /// Time an idle keep-alive client connection is kept open.
+    #[serde(
+        default = "default_idle_timeout",
+        deserialize_with = "de_positive_duration"
+    )]
+    pub idle_timeout: Duration,
+    /// Time requests in flight get to finish after a drain starts; zero stops at once.
+    #[serde(default = "default_drain_grace", deserialize_with = "de_duration")]
+    pub drain_grace: Duration,
+    /// Interval between the hub's pings on each worker link.
+    #[serde(
+        default = "default_ping_interval",
+        deserialize_with = "de_positive_duration"
+    )]
+    pub ping_interval: Duration,
+}
+
+/// An address workers dial in to. Written `tcp://IP:PORT` or `unix://PATH` (so
+/// `unix:///run/pullman/workers.sock` for an absolute path); displays the same way.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum WorkerListen {
+    /// A TCP socket address. Port 0 picks a free port.
+    Tcp(SocketAddr),
+    /// A Unix socket path.
+    Unix(PathBuf),
+}
+
+impl FromStr for WorkerListen {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<WorkerListen, String> {
+        if let Some(addr) = text.strip_prefix("tcp://") {
+            return addr.parse().map(WorkerListen::Tcp).map_err(|_| {
+                format!("invalid address {text:?}: expected tcp://IP:PORT, as in \"tcp://127.0.0.1:7070\"")
+            });
+        }
+        if let Some(path) = text.strip_prefix("unix://") {
+            if path.is_empty() {
+                return Err(format!(
+                    "invalid address {text:?}: the socket path is empty"
+                ));
+            }
+            return Ok(WorkerListen::Unix(PathBuf::from(path)));
+        }
+        Err(format!(
+            "invalid address {text:?}: expected tcp://IP:PORT or unix:///PATH, as in \
+             \"tcp://127.0.0.1:7070\" or \"unix:///run/pullman/workers.sock\""
+        ))
+    }
+}
+
+impl fmt::Display for WorkerListen {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WorkerListen::Tcp(addr) => write!(f, "tcp://{addr}"),
+            WorkerListen::Unix(path) => write!(f, "unix://{}", path.display()),
+        }
+    }
+}
+
+/// A `[[pool]]` table: a queue of requests and the workers that serve it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolConfig {
+    /// Unique name: 1 to [`MAX_NAME_LEN`] characters of `A-Z a-z 0-9 _ . -`.
+    #[serde(deserialize_with = "de_name")]
+    pub name: String,
+    /// The token a worker presents to serve this pool.
+    pub token: Secret,
+    /// Most requests waiting in the queue; when full, new requests get 503 with
+    /// `Retry-After`.
+    #[serde(default = "default_queue_limit", deserialize_with = "de_queue_limit")]
+    pub queue_limit: usize,
+    /// Longest a request waits in the queue before it gets 503.
+    #[serde(
+        default = "default_queue_timeout",
+        deserialize_with = "de_positive_duration"
+    )]
+    pub queue_timeout: Duration,
+    /// Deadline from arrival to response; past it the client gets 504 and the worker a
+    /// cancel.
+    #[serde(default = "default_timeout", deserialize_with = "de_positive_duration")]
+    pub timeout: Duration,
+    /// Largest request body; beyond it the client gets 413.
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: u64,
+    /// Whether a request with an idempotent method (GET, HEAD, PUT, DELETE, OPTIONS) that was
+    /// delivered to a worker that then died may be retried on another worker. Off by default:
+    /// a handler may not be as idempotent as its method claims.
+    #[serde(default)]
+    pub retry_idempotent: bool,
+    /// What the workers do with a request.
+    #[serde(default)]
+    pub mode: PoolMode,
+}
+
+/// What a pool's workers do with a request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum PoolMode {
+    /// The worker produces the response.
+    #[default]
+    Respond,
+}
+
+impl<'de> Deserialize<'de> for PoolMode {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<PoolMode, D::Error> {
+        let mode = String::deserialize(deserializer)?;
+        match mode.as_str() {
+            "respond" => Ok(PoolMode::Respond),
+            "filter" | "respond_filter" => Err(D::Error::custom(format!(
+                "pool mode {mode:?} is not supported yet; the only mode is \"respond\""
+            ))),
+            _ => Err(D::Error::custom(format!(
+                "unknown pool mode {mode:?}, expected \"respond\""
+            ))),
+        }
+    }
+}
+
+/// A secret string, such as a worker token. Its `Debug` prints `MASKED` and it has no
+/// `Display`, so it does not end up in logs by accident.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps `secret`.
+    pub fn new(secret: impl Into<String>) -> Secret {
+        Secret(secret.into())
+    }
+
+    /// The secret itself. Compare it in constant time (e.g. with `subtle`), never with `==`
+    /// on what a peer sent.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("MASKED")
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Secret, D::Error> {
+        let secret = String::deserialize(deserializer)?;
+        if secret.is_empty() {
+            return Err(D::Error::custom("the token must not be empty"));
+        }
+        Ok(Secret(secret))
+    }
+}
+
+/// A `[[route]]` table, validated: its patterns are parsed and its pool exists. Every
+/// condition that is set must hold; a route with none matches every request.
+#[derive(Debug, Clone)]
+pub struct RouteConfig {
+    /// Optional unique name, for logs and metrics.
+    pub name: Option<String>,
+    /// Host condition (`host`).
+    pub host: Option<HostMatch>,
+    /// Path condition (`path`, `path_prefix` or `path_regex`).
+    pub path: Option<PathMatch>,
+    /// Method condition (`method`); empty matches any method.
+    pub methods: Vec<Method>,
+    /// Header condition (`header`).
+    pub header: Option<HeaderMatch>,
+    /// Name of the pool that gets the matching requests; always one of the config's pools.
+    pub pool: String,
+}
+
+/// Why a config was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The config file could not be read.
+    #[error("{}: cannot read config: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The text is not TOML, does not have the config's shape, or fails a check.
+    #[error("{location}: {message}")]
+    Invalid {
+        /// Where in which file.
+        location: Location,
+        /// What is wrong, and when it helps, what would be right.
+        message: String,
+    },
+}
+
+/// Where a config error is: the file, and when known the position and the key.
+/// Displays as `FILE:LINE:COLUMN: KEY`, leaving out what is not known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    /// The file name, or what the text came from.
+    pub origin: String,
+    /// Line and column, both counted from 1.
+    pub position: Option<(usize, usize)>,
+    /// Dotted path of the key, e.g. `route[2].pool` (array indexes count from 0).
+    pub key: Option<String>,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.origin)?;
+        if let Some((line, column)) = self.position {
+            write!(f, ":{line}:{column}")?;
+        }
+        if let Some(key) = &self.key {
+            write!(f, ": {key}")?;
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// Reads, parses and validates the config file at `path`.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Config, ConfigError> {
+        let path = path.as_ref();
+        let read_error = |source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        };
+        let mut text = String::new();
+        std::fs::File::open(path)
+            .and_then(|file| {
+                // One byte past the limit is enough for from_str to refuse the file.
+                file.take(MAX_CONFIG_BYTES as u64 + 1)
+                    .read_to_string(&mut text)
+            })
+            .map_err(read_error)?;
+        Config::from_str(&text, &path.display().to_string())
+    }
+
+    /// Parses and validates config `text`; `origin` names it in errors (usually the file
+    /// name).
+    pub fn from_str(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        let invalid = |problem: Problem| problem.locate(text, origin);
+        if text.len() > MAX_CONFIG_BYTES {
+            return Err(invalid(Problem::new(
+                None,
+                format!("the config is larger than {MAX_CONFIG_BYTES} bytes"),
+            )));
+        }
+        let raw: ConfigToml = toml::from_str(text)
+            .map_err(|error| invalid(Problem::new(error.span(), error.message().to_owned())))?;
+        raw.validate().map_err(invalid)
+    }
+
+    /// The pool named `name`.
+    pub fn pool(&self, name: &str) -> Option<&PoolConfig> {
+        self.pools.iter().find(|pool| pool.name == name)
+    }
+}
+
+/// The document as written, before the checks that need more than one value.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigToml {
+    hub: HubConfig,
+    #[serde(default)]
+    pool: Vec<Spanned<PoolConfig>>,
+    #[serde(default)]
+    route: Vec<Spanned<RouteToml>>,
+}
+
+/// A `[[route]]` table as written. Its conditions are parsed in `validate`, together, since
+/// the path keys exclude each other.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RouteToml {
+    #[serde(default, deserialize_with = "de_route_name")]
+    name: Option<Spanned<String>>,
+    host: Option<Spanned<String>>,
+    path: Option<Spanned<String>>,
+    path_prefix: Option<Spanned<String>>,
+    path_regex: Option<Spanned<String>>,
+    method: Option<Spanned<MethodToml>>,
+    header: Option<HeaderToml>,
+    pool: Spanned<String>,
+}
+
+/// `method = "GET"` or `method = ["GET", "HEAD"]`.
+#[derive(Deserialize)]
+#[serde(
+    untagged,
+    expecting = "expected a method name or a list of method names"
+)]
+enum MethodToml {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// `header = { name = "x-tenant", value = "a" }`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HeaderToml {
+    name: Spanned<String>,
+    value: Option<Spanned<String>>,
+}
+
+/// A check that failed: where (a byte range of the text, when known) and why.
+#[derive(Debug)]
+struct Problem {
+    span: Option<Range<usize>>,
+    message: String,
+    /// An earlier place the message refers to (the first use of a name, say).
+    see: Option<Range<usize>>,
+}
+
+impl Problem {
+    fn new(span: Option<Range<usize>>, message: impl Into<String>) -> Problem {
+        Problem {
+            span,
+            message: message.into(),
+            see: None,
+        }
+    }
+
+    fn at(span: Range<usize>, message: impl Into<String>) -> Problem {
+        Problem::new(Some(span), message)
+    }
+
+    fn see(mut self, earlier: Range<usize>) -> Problem {
+        self.see = Some(earlier);
+        self
+    }
+
+    /// Turns the byte range into a line, a column and a key path of `text`.
+    fn locate(self, text: &str, origin: &str) -> ConfigError {
+        // toml gives errors about the document as a whole (a missing top-level table) the
+        // empty span at 0, which points nowhere.
+        let span = self.span.filter(|span| *span != (0..0));
+        let location = Location {
+            origin: origin.to_owned(),
+            position: span.as_ref().map(|span| line_column(text, span.start)),
+            key: span.and_then(|span| key_path_at(text, span.start)),
+        };
+        let mut message = self.message;
+        if let Some(earlier) = self.see {
+            let (line, _) = line_column(text, earlier.start);
+            message.push_str(&format!(" (see line {line})"));
+        }
+        ConfigError::Invalid { location, message }
+    }
+}
+
+impl ConfigToml {
+    /// The checks that need more than one value, and the conversion to [`Config`].
+    fn validate(self) -> Result<Config, Problem> {
+        if self.pool.is_empty() {
+            return Err(Problem::new(
+                None,
+                "no [[pool]] table: a config needs at least one pool",
+            ));
+        }
+        let mut pool_spans: HashMap<&str, Range<usize>> = HashMap::new();
+        for pool in &self.pool {
+            if let Some(first) = pool_spans.insert(&pool.get_ref().name, pool.span()) {
+                return Err(Problem::at(
+                    pool.span(),
+                    format!("pool name {:?} is used twice", pool.get_ref().name),
+                )
+                .see(first));
+            }
+        }
+
+        let mut routes = Vec::with_capacity(self.route.len());
+        let mut route_names: HashMap<&str, Range<usize>> = HashMap::new();
+        let mut catch_all: Option<Range<usize>> = None;
+        for route in &self.route {
+            if let Some(name) = &route.get_ref().name {
+                if let Some(first) = route_names.insert(name.get_ref(), name.span()) {
+                    return Err(Problem::at(
+                        name.span(),
+                        format!("route name {:?} is used twice", name.get_ref()),
+                    )
+                    .see(first));
+                }
+            }
+            if let Some(earlier) = &catch_all {
+                return Err(Problem::at(
+                    route.span(),
+                    "this route can never match: an earlier route has no conditions and \
+                     takes every request",
+                )
+                .see(earlier.clone()));
+            }
+            let built = route.get_ref().build(&pool_spans)?;
+            if built.host.is_none()
+                && built.path.is_none()
+                && built.methods.is_empty()
+                && built.header.is_none()
+            {
+                catch_all = Some(route.span());
+            }
+            routes.push(built);
+        }
+
+        Ok(Config {
+            hub: self.hub,
+            pools: self.pool.into_iter().map(Spanned::into_inner).collect(),
+            routes,
+        })
+    }
+}
+
+impl RouteToml {
+    /// Parses the route's conditions and checks its pool is one of `pools`.
+    fn build(&self, pools: &HashMap<&str, Range<usize>>) -> Result<RouteConfig, Problem> {
+        let pool = self.pool.get_ref();
+        if !pools.contains_key(pool.as_str()) {
+            let mut known: Vec<&str> = pools.keys().copied().collect();
+            known.sort_unstable();
+            return Err(Problem::at(
+                self.pool.span(),
+                format!(
+                    "no pool named {pool:?}; the pools are: {}",
+                    known.join(", ")
+                ),
+            ));
+        }
+
+        let host = match &self.host {
+            Some(host) => Some(
+                HostMatch::parse(host.get_ref()).map_err(|why| Problem::at(host.span(), why))?,
+            ),
+            None => None,
+        };
+
+        let mut path = None;
+        let path_keys = [
+            ("path", &self.path),
+            ("path_prefix", &self.path_prefix),
+            ("path_regex", &self.path_regex),
+        ];
+        for (key, value) in path_keys {
+            let Some(value) = value else { continue };
+            if path.is_some() {
+                return Err(Problem::at(
+                    value.span(),
+                    format!(
+                        "`{key}` given with another path condition: use at most one of \
+                         `path`, `path_prefix` and `path_regex`"
+                    ),
+                ));
+            }
+            let text = value.get_ref();
+            let condition = match key {
+                "path_regex" => PathMatch::Regex(
+                    Regex::new(text)
+                        .map_err(|error| Problem::at(value.span(), error.to_string()))?,
+                ),
+                _ if !text.starts_with('/') => {
+                    return Err(Problem::at(
+                        value.span(),
+                        format!("{key} {text:?} must start with '/'"),
+                    ));
+                }
+                "path" => PathMatch::Exact(text.clone()),
+                _ => PathMatch::Prefix(text.clone()),
+            };
+            path = Some(condition);
+        }
+
+        let methods = match &self.method {
+            None => Vec::new(),
+            Some(method) => {
+                let names = match method.get_ref() {
+                    MethodToml::One(name) => std::slice::from_ref(name),
+                    MethodToml::Many(names) => names.as_slice(),
+                };
+                if names.is_empty() {
+                    return Err(Problem::at(
+                        method.span(),
+                        "the method list is empty; leave `method` out to match any method",
+                    ));
+                }
+                names
+                    .iter()
+                    .map(|name| parse_method(name))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|why| Problem::at(method.span(), why))?
+            }
+        };
+
+        let header = match &self.header {
+            None => None,
+            Some(header) => {
+                let name =
+                    HeaderName::from_bytes(header.name.get_ref().as_bytes()).map_err(|_| {
+                        Problem::at(
+                            header.name.span(),
+                            format!("invalid header name {:?}", header.name.get_ref()),
+                        )
+                    })?;
+                let value = match &header.value {
+                    None => None,
+                    Some(value) => Some(HeaderValue::from_str(value.get_ref()).map_err(|_| {
+                        Problem::at(
+                            value.span(),
+                            format!(
+                                "invalid header value {:?}: only visible ASCII, spaces and tabs",
+                                value.get_ref()
+                            ),
+                        )
+                    })?),
+                };
+                Some(HeaderMatch { name, value })
+            }
+        };
+
+        Ok(RouteConfig {
+            name: self.name.as_ref().map(|name| name.get_ref().clone()),
+            host,
+            path,
+            methods,
+            header,
+            pool: pool.clone(),
+        })
+    }
+}
+
+/// Parses a method name. Methods are case-sensitive, so `get` is refused with a hint rather
+/// than taken as an extension method that no client sends.
+fn parse_method(name: &str) -> Result<Method, String> {
+    const STANDARD: [&str; 9] = [
+        "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+    ];
+    let upper = name.to_ascii_uppercase();
+    if upper != name && STANDARD.contains(&upper.as_str()) {
+        return Err(format!(
+            "method {name:?}: methods are case-sensitive; did you mean {upper:?}?"
+        ));
+    }
+    Method::from_bytes(name.as_bytes()).map_err(|_| format!("invalid method {name:?}"))
+}
+
+/// Checks a pool or route name: 1 to [`MAX_NAME_LEN`] characters of `A-Z a-z 0-9 _ . -`.
+fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > MAX_NAME_LEN {
+        return Err(format!(
+            "name {name:?} must have 1 to {MAX_NAME_LEN} characters"
+        ));
+    }
+    if let Some(bad) = name
+        .chars()
+        .find(|&c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')))
+    {
+        return Err(format!(
+            "name {name:?} has {bad:?}; names use only A-Z, a-z, 0-9, '_', '.' and '-'"
+        ));
+    }
+    Ok(())
+}
+
+/// Parses a duration written as an integer and a unit: `250ms`, `10s`, `5m`, `1h`.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let expected = || {
+        format!(
+            "invalid duration {text:?}: expected an integer and a unit (ms, s, m or h), as in \"10s\""
+        )
+    };
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(expected)?;
+    let (number, unit) = text.split_at(split);
+    if number.is_empty() {
+        return Err(expected());
+    }
+    let too_long = || format!("duration {text:?} is longer than the limit of 7 days");
+    // Any number of digits beyond u64 is past the limit anyway.
+    let number: u64 = number.parse().map_err(|_| too_long())?;
+    let duration = match unit {
+        "ms" => Duration::from_millis(number),
+        "s" => Duration::from_secs(number),
+        "m" => Duration::from_secs(number.checked_mul(60).ok_or_else(too_long)?),
+        "h" => Duration::from_secs(number.checked_mul(3600).ok_or_else(too_long)?),
+        _ => return Err(expected()),
+    };
+    if duration > MAX_DURATION {
+        return Err(too_long());
+    }
+    Ok(duration)
+}
+
+fn de_duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+    struct DurationVisitor;
+    impl Visitor<'_> for DurationVisitor {
+        type Value = Duration;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a duration string such as \"10s\"")
+        }
+        fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Duration, E> {
+            parse_duration(text).map_err(E::custom)
+        }
+    }
+    deserializer.deserialize_str(DurationVisitor)
+}
+
+fn de_positive_duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+    let duration = de_duration(deserializer)?;
+    if duration.is_zero() {
+        return Err(D::Error::custom("the duration must be more than zero"));
+    }
+    Ok(duration)
+}
+
+fn de_socket_addr<'de, D: Deserializer<'de>>(deserializer: D) -> Result<SocketAddr, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    text.parse().map_err(|_| {
+        D::Error::custom(format!(
+            "invalid address {text:?}: expected IP:PORT, as in \"127.0.0.1:8080\" or \"[::]:8080\""
+        ))
+    })
+}
+
+fn de_workers_listen<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<WorkerListen>, D::Error> {
+    let texts = Vec::<String>::deserialize(deserializer)?;
+    if texts.is_empty() {
+        return Err(D::Error::custom(
+            "no address: workers need at least one address to dial in to",
+        ));
+    }
+    let mut addrs: Vec<WorkerListen> = Vec::with_capacity(texts.len());
+    for text in &texts {
+        let addr: WorkerListen = text.parse().map_err(D::Error::custom)?;
+        // Port 0 means "any free port", so two of them do not collide.
+        let is_any_port = matches!(&addr, WorkerListen::Tcp(a) if a.port() == 0);
+        if !is_any_port && addrs.contains(&addr) {
+            return Err(D::Error::custom(format!("{addr} is listed twice")));
+        }
+        addrs.push(addr);
+    }
+    Ok(addrs)
+}
+
+fn de_max_header_bytes<'de, D: Deserializer<'de>>(deserializer: D) -> Result<usize, D::Error> {
+    let bytes = usize::deserialize(deserializer)?;
+    if bytes < MIN_MAX_HEADER_BYTES {
+        return Err(D::Error::custom(format!(
+            "max_header_bytes must be at least {MIN_MAX_HEADER_BYTES}"
+        )));
+    }
+    Ok(bytes)
+}
+
+fn de_queue_limit<'de, D: Deserializer<'de>>(deserializer: D) -> Result<usize, D::Error> {
+    let limit = usize::deserialize(deserializer)?;
+    if limit == 0 {
+        return Err(D::Error::custom("queue_limit must be at least 1"));
+    }
+    Ok(limit)
+}
+
+fn de_name<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    let name = String::deserialize(deserializer)?;
+    check_name(&name).map_err(D::Error::custom)?;
+    Ok(name)
+}
+
+fn de_route_name<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Spanned<String>>, D::Error> {
+    let name = Spanned::<String>::deserialize(deserializer)?;
+    check_name(name.get_ref()).map_err(D::Error::custom)?;
+    Ok(Some(name))
+}
+
+fn default_max_header_bytes() -> usize {
+    DEFAULT_MAX_HEADER_BYTES
+}
+fn default_header_read_timeout() -> Duration {
+    DEFAULT_HEADER_READ_TIMEOUT
+}
+fn default_idle_timeout() -> Duration {
+    DEFAULT_IDLE_TIMEOUT
+}
+fn default_drain_grace() -> Duration {
+    DEFAULT_DRAIN_GRACE
+}
+fn default_ping_interval() -> Duration {
+    DEFAULT_PING_INTERVAL
+}
+fn default_queue_limit() -> usize {
+    DEFAULT_QUEUE_LIMIT
+}
+fn default_queue_timeout() -> Duration {
+    DEFAULT_QUEUE_TIMEOUT
+}
+fn default_timeout() -> Duration {
+    DEFAULT_TIMEOUT
+}
+fn default_max_body_bytes() -> u64 {
+    DEFAULT_MAX_BODY_BYTES
+}
+
+/// Line and column (from 1, the column in characters) of byte `offset` of `text`.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = text.get(..offset.min(text.len())).unwrap_or(text);
+    let line_start = before.rfind('\n').map_or(0, |newline| newline + 1);
+    let line = before.matches('\n').count() + 1;
+    let column = before[line_start..].chars().count() + 1;
+    (line, column)
+}
+
+/// The dotted key path (`route[2].pool`) of the innermost key or value of `text` that holds
+/// byte `offset`. Parses `text` again: this runs only when there is an error to report.
+fn key_path_at(text: &str, offset: usize) -> Option<String> {
+    let root = DeTable::parse(text).ok()?;
+    let mut path = String::new();
+    find_in_table(root.get_ref(), offset, &mut path).then_some(path)
+}
+
+fn find_in_table(table: &DeTable<'_>, offset: usize, path: &mut String) -> bool {
+    for (key, value) in table.iter() {
+        let len = path.len();
+        if !path.is_empty() {
+            path.push('.');
+        }
+        path.push_str(key.get_ref());
+        if key.span().contains(&offset) || find_in_value(value, offset, path) {
+            return true;
+        }
+        path.truncate(len);
+    }
+    false
+}
+
+fn find_in_value(value: &Spanned<DeValue<'_>>, offset: usize, path: &mut String) -> bool {
+    let in_child = match value.get_ref() {
+        DeValue::Table(table) => find_in_table(table, offset, path),
+        DeValue::Array(items) => items.iter().enumerate().any(|(index, item)| {
+            let len = path.len();
+            let _ = write!(path, "[{index}]");
+            let found = find_in_value(item, offset, path);
+            if !found {
+                path.truncate(len);
+            }
+            found
+        }),
+        _ => false,
+    };
+    // The span of an array-of-tables item is its `[[header]]` only, so children are searched
+    // first and this catches errors about the table as a whole (e.g. a missing key).
+    in_child || value.span().contains(&offset)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HUB: &str =
+        "[hub]\nlisten = \"127.0.0.1:8080\"\nworkers_listen = [\"tcp://127.0.0.1:7070\"]\n";
+    const POOL: &str = "[[pool]]\nname = \"demo\"\ntoken = \"s3cret\"\n";
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::from_str(text, "t.toml")
+    }
+
+    /// The error for `text`, which must be refused.
+    fn refuse(text: &str) -> (Location, String) {
+        match parse(text) {
+            Ok(_) => panic!("accepted:\n{text}"),
+            Err(ConfigError::Invalid { location, message }) => (location, message),
+            Err(other) => panic!("unexpected error {other}"),
+        }
+    }
+
+    #[test]
+    fn minimal_config_gets_the_defaults() {
+        let config = parse(&format!("{HUB}{POOL}")).unwrap();
+        let hub = &config.hub;
+        assert_eq!(hub.listen, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(
+            hub.workers_listen,
+            [WorkerListen::Tcp("127.0.0.1:7070".parse().unwrap())]
+        );
+        assert_eq!(hub.max_header_bytes, DEFAULT_MAX_HEADER_BYTES);
+        assert_eq!(hub.header_read_timeout, DEFAULT_HEADER_READ_TIMEOUT);
+        assert_eq!(hub.idle_timeout, DEFAULT_IDLE_TIMEOUT);
+        assert_eq!(hub.drain_grace, DEFAULT_DRAIN_GRACE);
+        assert_eq!(hub.ping_interval, DEFAULT_PING_INTERVAL);
+        let pool = &config.pools[0];
+        assert_eq!(pool.name, "demo");
+        assert_eq!(pool.token.expose(), "s3cret");
+        assert_eq!(pool.queue_limit, DEFAULT_QUEUE_LIMIT);
+        assert_eq!(pool.queue_timeout, DEFAULT_QUEUE_TIMEOUT);
+        assert_eq!(pool.timeout, DEFAULT_TIMEOUT);
+        assert_eq!(pool.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
+        assert!(!pool.retry_idempotent);
+        assert_eq!(pool.mode, PoolMode::Respond);
+        assert!(config.routes.is_empty());
+        assert!(config.pool("demo").is_some());
+        assert!(config.pool("other").is_none());
+    }
+
+    #[test]
+    fn every_key_is_read() {
+        let text = r#"
+            [hub]
+            listen = "[::]:0"
+            workers_listen = ["tcp://0.0.0.0:0", "unix:///run/w.sock", "tcp://0.0.0.0:0"]
+            max_header_bytes = 8192
+            header_read_timeout = "250ms"
+            idle_timeout = "2m"
+            drain_grace = "0s"
+            ping_interval = "1h"
+
+            [[pool]]
+            name = "a-b.c_D9"
+            token = "t"
+            queue_limit = 1
+            queue_timeout = "1ms"
+            timeout = "5m"
+            max_body_bytes = 0
+            retry_idempotent = true
+            mode = "respond"
+
+            [[route]]
+            name = "r1"
+            host = "*.Example.com"
+            path_regex = '^/img/.*\.png$'
+            method = ["GET", "HEAD"]
+            header = { name = "X-Tenant", value = "a" }
+            pool = "a-b.c_D9"
+        "#;
+        let config = parse(text).unwrap();
+        let hub = &config.hub;
+        assert_eq!(hub.listen.port(), 0);
+        assert_eq!(hub.workers_listen.len(), 3);
+        assert_eq!(
+            hub.workers_listen[1],
+            WorkerListen::Unix("/run/w.sock".into())
+        );
+        assert_eq!(hub.max_header_bytes, 8192);
+        assert_eq!(hub.header_read_timeout, Duration::from_millis(250));
+        assert_eq!(hub.idle_timeout, Duration::from_secs(120));
+        assert_eq!(hub.drain_grace, Duration::ZERO);
+        assert_eq!(hub.ping_interval, Duration::from_secs(3600));
+        let pool = &config.pools[0];
+        assert_eq!(pool.queue_limit, 1);
+        assert_eq!(pool.queue_timeout, Duration::from_millis(1));
+        assert_eq!(pool.timeout, Duration::from_secs(300));
+        assert_eq!(pool.max_body_bytes, 0);
+        assert!(pool.retry_idempotent);
+        let route = &config.routes[0];
+        assert_eq!(route.name.as_deref(), Some("r1"));
+        assert_eq!(
+            route.host,
+            Some(HostMatch::Subdomain(".example.com".into()))
+        );
+        assert!(
+            matches!(&route.path, Some(PathMatch::Regex(r)) if r.as_str() == r"^/img/.*\.png$")
+        );
+        assert_eq!(route.methods, [Method::GET, Method::HEAD]);
+        let header = route.header.as_ref().unwrap();
+        assert_eq!(header.name, "x-tenant");
+        assert_eq!(header.value.as_ref().unwrap(), "a");
+        assert_eq!(route.pool, "a-b.c_D9");
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("0ms"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("168h"), Ok(MAX_DURATION));
+        for bad in [
+            "", "10", "s", "1.5s", "-1s", "+1s", "10 s", "10S", "1d", "1sec", " 1s",
+        ] {
+            let err = parse_duration(bad).unwrap_err();
+            assert!(
+                err.contains("expected an integer and a unit"),
+                "{bad:?}: {err}"
+            );
+        }
+        for long in ["169h", "99999999999999999999s", "307445734561825861m"] {
+            let err = parse_duration(long).unwrap_err();
+            assert!(err.contains("longer than the limit"), "{long:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn worker_listen_round_trips() {
+        for text in [
+            "tcp://127.0.0.1:7070",
+            "tcp://[::1]:0",
+            "unix:///run/pullman/workers.sock",
+            "unix://relative.sock",
+        ] {
+            let addr: WorkerListen = text.parse().unwrap();
+            assert_eq!(addr.to_string(), text);
+        }
+        for bad in [
+            "127.0.0.1:7070",
+            "tcp://localhost:7070",
+            "tcp://1.2.3.4",
+            "unix://",
+            "tls://1.2.3.4:1",
+        ] {
+            assert!(bad.parse::<WorkerListen>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn secrets_do_not_show_in_debug() {
+        let config = parse(&format!("{HUB}{POOL}")).unwrap();
+        let debug = format!("{config:?}");
+        assert!(!debug.contains("s3cret"), "{debug}");
+        assert!(debug.contains("MASKED"), "{debug}");
+    }
+
+    #[test]
+    fn deserialize_errors_name_line_column_and_key() {
+        let text = format!("{HUB}{POOL}timeout = \"30\"\n");
+        let (location, message) = refuse(&text);
+        assert_eq!(location.origin, "t.toml");
+        assert_eq!(location.position, Some((7, 11)));
+        assert_eq!(location.key.as_deref(), Some("pool[0].timeout"));
+        assert!(message.contains("invalid duration \"30\""), "{message}");
+        let shown = parse(&text).unwrap_err().to_string();
+        assert!(
+            shown.starts_with("t.toml:7:11: pool[0].timeout: invalid duration"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_where_they_are() {
+        let (location, message) = refuse(&format!("{HUB}idle_timout = \"1s\"\n{POOL}"));
+        assert_eq!(location.position, Some((4, 1)));
+        assert_eq!(location.key.as_deref(), Some("hub.idle_timout"));
+        assert!(message.contains("unknown field `idle_timout`"), "{message}");
+    }
+
+    #[test]
+    fn a_route_to_a_missing_pool_names_the_route_and_line() {
+        let text = format!(
+            "{HUB}{POOL}[[route]]\npool = \"demo\"\npath = \"/a\"\n\n[[route]]\nname = \"r\"\npool = \"nope\"\n"
+        );
+        let (location, message) = refuse(&text);
+        assert_eq!(location.position, Some((13, 8)));
+        assert_eq!(location.key.as_deref(), Some("route[1].pool"));
+        assert_eq!(message, "no pool named \"nope\"; the pools are: demo");
+    }
+
+    #[test]
+    fn a_pool_name_used_twice_points_at_both() {
+        let (location, message) = refuse(&format!("{HUB}{POOL}{POOL}"));
+        assert_eq!(location.position, Some((7, 1)));
+        assert_eq!(location.key.as_deref(), Some("pool[1]"));
+        assert_eq!(message, "pool name \"demo\" is used twice (see line 4)");
+    }
+
+    #[test]
+    fn route_names_are_checked_and_unique() {
+        let route = "[[route]]\nname = \"r\"\npath = \"/\"\npool = \"demo\"\n";
+        let (location, message) = refuse(&format!("{HUB}{POOL}{route}{route}"));
+        assert_eq!(location.key.as_deref(), Some("route[1].name"));
+        assert_eq!(location.position, Some((12, 8)));
+        assert!(message.contains("used twice (see line 8)"), "{message}");
+
+        let (location, message) = refuse(&format!(
+            "{HUB}{POOL}[[route]]\nname = \"a b\"\npool = \"demo\"\n"
+        ));
+        assert_eq!(location.key.as_deref(), Some("route[0].name"));
+        assert!(message.contains("names use only"), "{message}");
+    }
+
+    #[test]
+    fn bad_regex_has_a_line() {
+        let (location, message) = refuse(&format!(
+            "{HUB}{POOL}[[route]]\npath_regex = \"(\"\npool = \"demo\"\n"
+        ));
+        assert_eq!(location.position, Some((8, 14)));
+        assert_eq!(location.key.as_deref(), Some("route[0].path_regex"));
+        assert!(message.contains("regex parse error"), "{message}");
+    }
+
+    #[test]
+    fn one_path_condition_at_most() {
+        let (location, message) = refuse(&format!(
+            "{HUB}{POOL}[[route]]\npath = \"/a\"\npath_prefix = \"/b\"\npool = \"demo\"\n"
+        ));
+        assert_eq!(location.key.as_deref(), Some("route[0].path_prefix"));
+        assert!(message.contains("at most one of"), "{message}");
+    }
+
+    #[test]
+    fn route_value_checks() {
+        for (route, key, why) in [
+            ("path = \"a\"", "route[0].path", "must start with '/'"),
+            (
+                "path_prefix = \"\"",
+                "route[0].path_prefix",
+                "must start with '/'",
+            ),
+            ("host = \"a.com:80\"", "route[0].host", "leave the port out"),
+            (
+                "method = \"get\"",
+                "route[0].method",
+                "did you mean \"GET\"",
+            ),
+            ("method = []", "route[0].method", "the method list is empty"),
+            (
+                "method = [\"GET\", \"G T\"]",
+                "route[0].method",
+                "invalid method \"G T\"",
+            ),
+            (
+                "method = 1",
+                "route[0].method",
+                "expected a method name or a list",
+            ),
+            (
+                "header = { name = \"a b\" }",
+                "route[0].header.name",
+                "invalid header name",
+            ),
+            (
+                "header = { name = \"a\", value = \"\\n\" }",
+                "route[0].header.value",
+                "invalid header value",
+            ),
+            (
+                "header = { value = \"a\" }",
+                "route[0].header",
+                "missing field `name`",
+            ),
+        ] {
+            let (location, message) =
+                refuse(&format!("{HUB}{POOL}[[route]]\n{route}\npool = \"demo\"\n"));
+            assert_eq!(location.key.as_deref(), Some(key), "{route}: {message}");
+            assert_eq!(location.position.map(|(line, _)| line), Some(8), "{route}");
+            assert!(message.contains(why), "{route}: {message}");
+        }
+    }
+
+    #[test]
+    fn pool_value_checks() {
+        for (line, key, why) in [
+            ("mode = \"filter\"", "pool[0].mode", "not supported yet"),
+            ("mode = \"push\"", "pool[0].mode", "unknown pool mode"),
+            ("queue_limit = 0", "pool[0].queue_limit", "at least 1"),
+            (
+                "queue_timeout = \"0s\"",
+                "pool[0].queue_timeout",
+                "more than zero",
+            ),
+            ("timeout = \"0ms\"", "pool[0].timeout", "more than zero"),
+            (
+                "max_body_bytes = -1",
+                "pool[0].max_body_bytes",
+                "expected u64",
+            ),
+        ] {
+            let (location, message) = refuse(&format!("{HUB}{POOL}{line}\n"));
+            assert_eq!(location.key.as_deref(), Some(key), "{line}: {message}");
+            assert_eq!(location.position.map(|(line, _)| line), Some(7), "{line}");
+            assert!(message.contains(why), "{line}: {message}");
+        }
+        let (location, message) =
+            refuse(&format!("{HUB}[[pool]]\nname = \"demo\"\ntoken = \"\"\n"));
+        assert_eq!(location.key.as_deref(), Some("pool[0].token"));
+        assert!(message.contains("must not be empty"), "{message}");
+        let (location, message) = refuse(&format!(
+            "{HUB}[[pool]]\nname = \"{}\"\ntoken = \"t\"\n",
+            "a".repeat(65)
+        ));
+        assert_eq!(location.key.as_deref(), Some("pool[0].name"));
+        assert!(message.contains("1 to 64 characters"), "{message}");
+    }
+
+    #[test]
+    fn hub_value_checks() {
+        let pool_and = |hub: &str| format!("[hub]\n{hub}\n{POOL}");
+        for (hub, key, why) in [
+            (
+                "listen = \"localhost:80\"\nworkers_listen = [\"tcp://127.0.0.1:1\"]",
+                "hub.listen",
+                "expected IP:PORT",
+            ),
+            (
+                "listen = \"127.0.0.1:80\"\nworkers_listen = []",
+                "hub.workers_listen",
+                "at least one address",
+            ),
+            (
+                "listen = \"127.0.0.1:80\"\nworkers_listen = [\"127.0.0.1:1\"]",
+                "hub.workers_listen",
+                "expected tcp://IP:PORT or unix:///PATH",
+            ),
+            (
+                "listen = \"127.0.0.1:80\"\nworkers_listen = [\"tcp://127.0.0.1:1\", \"tcp://127.0.0.1:1\"]",
+                "hub.workers_listen",
+                "tcp://127.0.0.1:1 is listed twice",
+            ),
+            (
+                "listen = \"127.0.0.1:80\"\nworkers_listen = [\"tcp://127.0.0.1:1\"]\nmax_header_bytes = 8191",
+                "hub.max_header_bytes",
+                "at least 8192",
+            ),
+            (
+                "listen = \"127.0.0.1:80\"\nworkers_listen = [\"tcp://127.0.0.1:1\"]\nping_interval = \"0s\"",
+                "hub.ping_interval",
+                "more than zero",
+            ),
+        ] {
+            let (location, message) = refuse(&pool_and(hub));
+            assert_eq!(location.key.as_deref(), Some(key), "{hub}: {message}");
+            assert!(message.contains(why), "{hub}: {message}");
+        }
+    }
+
+    #[test]
+    fn a_route_after_a_catch_all_is_refused() {
+        let (location, message) = refuse(&format!(
+            "{HUB}{POOL}[[route]]\npool = \"demo\"\n[[route]]\npath = \"/x\"\npool = \"demo\"\n"
+        ));
+        assert_eq!(location.key.as_deref(), Some("route[1]"));
+        assert_eq!(location.position, Some((9, 1)));
+        assert!(message.contains("can never match"), "{message}");
+    }
+
+    #[test]
+    fn document_level_problems_have_no_position() {
+        let (location, message) = refuse(HUB);
+        assert_eq!(location.position, None);
+        assert!(message.contains("at least one pool"), "{message}");
+        let (location, message) = refuse("");
+        assert_eq!(location.position, None);
+        assert_eq!(message, "missing field `hub`");
+        let (location, _) = refuse(&format!("{HUB}{POOL}[[route]\n"));
+        assert_eq!(location.position.map(|(line, _)| line), Some(7));
+    }
+
+    #[test]
+    fn oversized_text_is_refused() {
+        let text = format!("{HUB}{POOL}#{}\n", "x".repeat(MAX_CONFIG_BYTES));
+        let (_, message) = refuse(&text);
+        assert!(message.contains("larger than"), "{message}");
+    }
+
+    #[test]
+    fn unreadable_file_names_the_path() {
+        let err = Config::from_file("/nonexistent/pullman.toml").unwrap_err();
+        assert!(matches!(err, ConfigError::Read { .. }));
+        assert!(
+            err.to_string()
+                .starts_with("/nonexistent/pullman.toml: cannot read config"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn columns_count_characters() {
+        assert_eq!(line_column("ab\ncdé f", 8), (2, 5));
+        assert_eq!(line_column("x", 0), (1, 1));
+    }
+}

@@ -1,0 +1,31 @@
+//! The pullman hub as a library.
+//!
+//! Clients send HTTP/1.1 or HTTP/2 requests to the front; the router picks a pool; the pool
+//! queues the request until a worker that dialed in has a free credit; the request travels
+//! to that worker over its multiplexed link, and the worker's answer streams back.
+//!
+//! # Layout
+//! - [`config`]: the TOML config, parsed and validated.
+//! - [`router`]: ordered rules from requests to pools.
+//! - `front`: the client listener (hyper), limits and idle timeout.
+//! - `exchange`: one request's trip: route, queue, worker, answer.
+//! - `pool` and `queue`: the per-pool queue, the workers' credits, the dispatcher.
+//! - `workers`: the worker port: handshake, authentication, link start.
+//! - `body`: the response body type the front serves.
+//! - [`hub`]: binding listeners, running, draining.
+//! - [`error`]: request outcomes and start-up errors.
+
+pub mod body;
+pub mod config;
+pub mod error;
+mod exchange;
+mod front;
+pub mod hub;
+mod pool;
+mod queue;
+pub mod router;
+mod workers;
+
+pub use config::Config;
+pub use error::{HubError, RequestError};
+pub use hub::Hub;

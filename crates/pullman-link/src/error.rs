@@ -1,0 +1,58 @@
+//! Why a link ended.
+
+use std::sync::Arc;
+
+use pullman_proto::CloseCode;
+
+/// The reason a link stopped. Cloned into every stream that was open on it.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum LinkError {
+    /// The socket failed.
+    #[error("link i/o error: {0}")]
+    Io(Arc<std::io::Error>),
+    /// The peer closed the connection without a CLOSE frame.
+    #[error("peer closed the connection")]
+    Eof,
+    /// The peer broke the protocol.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    /// The peer sent CLOSE.
+    #[error("peer closed the link ({code:?}): {reason}")]
+    PeerClosed {
+        /// The peer's code.
+        code: CloseCode,
+        /// The peer's reason.
+        reason: String,
+    },
+    /// The peer stopped answering PINGs.
+    #[error("peer missed {0} pings")]
+    Timeout(u32),
+    /// This side closed the link.
+    #[error("link closed here ({code:?}): {reason}")]
+    Closed {
+        /// The code sent.
+        code: CloseCode,
+        /// The reason sent.
+        reason: String,
+    },
+}
+
+impl From<std::io::Error> for LinkError {
+    fn from(e: std::io::Error) -> Self {
+        LinkError::Io(Arc::new(e))
+    }
+}
+
+/// Why a stream can send no more body bytes.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StreamError {
+    /// The stream ended: its response is complete, it was rejected, or it was cancelled.
+    #[error("the stream has ended")]
+    Ended,
+    /// The peer abandoned the stream midway (a REJECT after the response had begun).
+    #[error("the peer aborted the stream")]
+    Aborted,
+    /// The link under the stream ended.
+    #[error(transparent)]
+    Link(#[from] LinkError),
+}

@@ -1,0 +1,31 @@
+//! The async side of a pullman link, written once for the hub and the worker SDK.
+//!
+//! A [`Link`] runs one task per connection that reads frames, routes stream frames to their
+//! stream, and writes whatever the rest of the program queued, many frames per system call.
+//! Control frames (CREDIT, DRAIN, ...) and new streams go to the role's [`Control`] handler,
+//! called inline from the link task so that no extra task hop sits on the request path.
+//!
+//! # Layout
+//! - [`link`]: the connection task, [`Link`] (the handle to it), [`Settings`], [`Control`].
+//! - [`stream`]: one multiplexed stream: its inbox, its send window, [`StreamSender`].
+//! - [`body`]: [`RecvBody`], an `http_body::Body` over a stream's inbound data that returns
+//!   window to the peer as it is consumed.
+//! - [`handshake`]: reading and writing single frames before the link task starts.
+//! - [`error`]: the [`LinkError`] and [`StreamError`] types.
+#![deny(missing_docs, missing_debug_implementations)]
+
+pub mod body;
+pub mod error;
+pub mod handshake;
+pub mod link;
+pub mod stream;
+
+pub use body::RecvBody;
+pub use error::{LinkError, StreamError};
+pub use link::{Control, Link, Role, Settings};
+pub use stream::{Inbound, Stream, StreamSender};
+
+/// Body bytes per BODY frame at most. Smaller than the largest frame so that the bodies of
+/// concurrent streams interleave finely: a 100 MiB response holds a small one up by at most
+/// one chunk.
+pub const BODY_CHUNK: usize = 64 * 1024;

@@ -1,0 +1,23 @@
+//! What can stop a worker.
+
+use pullman_proto::CloseCode;
+
+/// Why a worker stopped or could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// The hub address could not be parsed.
+    #[error("bad hub address {0}")]
+    Address(String),
+    /// The hub refused this worker for a reason retrying will not fix (wrong token, unknown
+    /// pool, no common version).
+    #[error("hub refused the worker ({code:?}): {reason}")]
+    Refused {
+        /// The hub's code.
+        code: CloseCode,
+        /// The hub's reason.
+        reason: String,
+    },
+    /// A setting is missing or out of range.
+    #[error("worker settings: {0}")]
+    Settings(String),
+}

@@ -1,0 +1,195 @@
+//! The handler a worker runs, and how a REQUEST frame becomes an `http::Request` and an
+//! `http::Response` becomes frames.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{HeaderName, HeaderValue, CONTENT_LENGTH};
+use http_body::Body;
+use http_body_util::BodyExt;
+use pullman_link::{RecvBody, Stream, StreamSender};
+use pullman_proto::{Frame, HeadView, Response};
+
+use crate::body::ResponseBody;
+use crate::RequestBody;
+
+/// What a worker runs for each request.
+///
+/// Implemented for every `Fn(Request) -> Future<Output = Response>` closure; implement it
+/// by hand for a handler with state of its own.
+pub trait Handler: Send + Sync + 'static {
+    /// Answers one request.
+    fn call(
+        &self,
+        req: http::Request<RequestBody>,
+    ) -> impl Future<Output = http::Response<ResponseBody>> + Send;
+}
+
+impl<F, Fut> Handler for F
+where
+    F: Fn(http::Request<RequestBody>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = http::Response<ResponseBody>> + Send,
+{
+    fn call(
+        &self,
+        req: http::Request<RequestBody>,
+    ) -> impl Future<Output = http::Response<ResponseBody>> + Send {
+        self(req)
+    }
+}
+
+/// What the hub said about a request besides its head and body; in the request's
+/// extensions.
+#[derive(Debug, Clone)]
+pub struct RequestInfo {
+    /// The client's address as the hub saw it (`ip:port`), or empty.
+    pub peer: String,
+    /// Milliseconds the hub gives this request, counted from its arrival here; 0 for none.
+    pub deadline_ms: u32,
+    /// The head exactly as the hub parsed it: raw bytes plus span table, read without a copy.
+    pub head: HeadView,
+}
+
+/// Builds the handler's request from a REQUEST frame; `None` if the head is not valid HTTP.
+pub(crate) fn to_http_request(
+    req: pullman_proto::Request,
+    stream: Stream,
+) -> Option<http::Request<RequestBody>> {
+    let head = &req.head;
+    let method = http::Method::from_bytes(head.method()).ok()?;
+    let uri = http::Uri::try_from(head.target()).ok()?;
+    let version = match head.version() {
+        pullman_proto::Version::Http10 => http::Version::HTTP_10,
+        pullman_proto::Version::Http11 => http::Version::HTTP_11,
+        pullman_proto::Version::Http2 => http::Version::HTTP_2,
+        pullman_proto::Version::Http3 => http::Version::HTTP_3,
+    };
+    let mut headers = http::HeaderMap::with_capacity(head.header_count());
+    for i in 0..head.header_count() {
+        let (name, value) = head.header_bytes(i)?;
+        let name = HeaderName::from_bytes(&name).ok()?;
+        let value = HeaderValue::from_maybe_shared(value).ok()?;
+        headers.append(name, value);
+    }
+    let length = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    let body = if req.end {
+        RecvBody::empty()
+    } else {
+        RecvBody::new(stream, length)
+    };
+    let mut out = http::Request::new(body);
+    *out.method_mut() = method;
+    *out.uri_mut() = uri;
+    *out.version_mut() = version;
+    *out.headers_mut() = headers;
+    out.extensions_mut().insert(RequestInfo {
+        peer: req.peer,
+        deadline_ms: req.deadline_ms,
+        head: req.head,
+    });
+    Some(out)
+}
+
+/// Runs `handler` on one request and writes its answer to the stream. Ends the stream in
+/// every case: with the response's last byte, or a REJECT if the hub cancelled.
+pub(crate) async fn serve_stream<H: Handler>(
+    handler: Arc<H>,
+    req: pullman_proto::Request,
+    stream: Stream,
+) {
+    let sender = stream.sender();
+    let id = stream.id();
+    let Some(http_req) = to_http_request(req, stream) else {
+        reject(&sender, "request head is not valid HTTP");
+        return;
+    };
+    tokio::select! {
+        resp = async {
+            let resp = handler.call(http_req).await;
+            send_response(&sender, resp).await
+        } => {
+            if let Err(why) = resp {
+                tracing::debug!(stream = id, %why, "response not delivered");
+            }
+        }
+        reason = sender.cancelled() => {
+            tracing::debug!(stream = id, ?reason, "request cancelled by the hub");
+            reject(&sender, "cancelled");
+        }
+    }
+}
+
+fn reject(sender: &StreamSender, reason: &str) {
+    sender.send_frame(Frame::Reject {
+        stream: sender.id(),
+        retryable: false,
+        reason: reason.into(),
+    });
+}
+
+async fn send_response(
+    sender: &StreamSender,
+    resp: http::Response<ResponseBody>,
+) -> Result<(), String> {
+    let (parts, mut body) = resp.into_parts();
+    let mut headers = Vec::with_capacity(parts.headers.len() + 1);
+    let mut has_length = false;
+    for (name, value) in &parts.headers {
+        has_length |= name == CONTENT_LENGTH;
+        headers.push((
+            Bytes::copy_from_slice(name.as_str().as_bytes()),
+            Bytes::copy_from_slice(value.as_bytes()),
+        ));
+    }
+    if !has_length {
+        if let Some(n) = body.size_hint().exact() {
+            headers.push((
+                Bytes::from_static(b"content-length"),
+                Bytes::from(n.to_string()),
+            ));
+        }
+    }
+    let end = body.is_end_stream();
+    sender.send_frame(Frame::Response(Response {
+        stream: sender.id(),
+        end,
+        status: parts.status.as_u16(),
+        headers,
+    }));
+    if end {
+        return Ok(());
+    }
+    loop {
+        match body.frame().await {
+            Some(Ok(frame)) => {
+                let Ok(data) = frame.into_data() else {
+                    continue;
+                };
+                let last = body.is_end_stream();
+                sender
+                    .send_data(data, last)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if last {
+                    return Ok(());
+                }
+            }
+            Some(Err(e)) => {
+                // Headers are gone already; aborting the stream tells the hub to cut the
+                // client's response short instead of pretending it ended well.
+                reject(sender, "response body failed");
+                return Err(e.to_string());
+            }
+            None => {
+                return sender
+                    .send_data(Bytes::new(), true)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+        }
+    }
+}

@@ -1,0 +1,52 @@
+//! The pullman worker SDK.
+//!
+//! A worker dials a hub, names the pool it serves, and grants credits: one credit is room
+//! for one request. The hub sends requests only against credits, so the worker decides its
+//! own concurrency. Requests arrive as `http::Request`s whose bodies stream in; the handler's
+//! `http::Response` streams back. Many requests share one connection and finish in any order.
+//!
+//! ```no_run
+//! use pullman_worker::{ResponseBody, RequestBody, Worker};
+//!
+//! # async fn run() -> Result<(), pullman_worker::WorkerError> {
+//! let worker = Worker::builder()
+//!     .hub("tcp://127.0.0.1:7070".parse()?)
+//!     .pool("demo")
+//!     .token("change-me")
+//!     .concurrency(4)
+//!     .build();
+//! worker
+//!     .run(
+//!         |req: http::Request<RequestBody>| async move {
+//!             let body = format!("hello from {}\n", req.uri().path());
+//!             http::Response::new(ResponseBody::from(body))
+//!         },
+//!         async { let _ = tokio::signal::ctrl_c().await; },
+//!     )
+//!     .await
+//! # }
+//! ```
+//!
+//! # Layout
+//! - [`worker`]: [`Worker`], its builder and the connect / serve / drain loop.
+//! - [`handler`]: the [`Handler`] trait and how a request becomes a response on the wire.
+//! - [`body`]: [`ResponseBody`]; request bodies are [`RequestBody`].
+//! - [`addr`]: [`HubAddr`], `tcp://` or `unix://`.
+//! - [`error`]: the [`WorkerError`] type.
+#![deny(missing_docs, missing_debug_implementations)]
+
+pub mod addr;
+pub mod body;
+pub mod error;
+pub mod handler;
+pub mod worker;
+
+pub use addr::HubAddr;
+pub use body::ResponseBody;
+pub use error::WorkerError;
+pub use handler::{Handler, RequestInfo};
+pub use worker::{Worker, WorkerBuilder};
+
+/// A request body as the handler reads it: chunks stream in as the client sends them, and
+/// reading them is what lets the hub send more.
+pub type RequestBody = pullman_link::RecvBody;

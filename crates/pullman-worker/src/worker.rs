@@ -1,0 +1,353 @@
+//! A worker's life: dial the hub, say HELLO, grant credits, serve, and on shutdown drain.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use pullman_link::handshake::{recv_frame, send_frame};
+use pullman_link::{Control, Link, LinkError, Role, Settings, Stream};
+use pullman_proto::{
+    CloseCode, Frame, Hello, Request, DEFAULT_INITIAL_WINDOW, DEFAULT_MAX_FRAME,
+    HANDSHAKE_MAX_FRAME, PROTOCOL_VERSION,
+};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpStream, UnixStream};
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+use crate::addr::HubAddr;
+use crate::error::WorkerError;
+use crate::handler::{serve_stream, Handler};
+
+/// First pause before dialing again after a failure; doubles up to [`MAX_BACKOFF`].
+const MIN_BACKOFF: Duration = Duration::from_millis(100);
+/// Longest pause between dial attempts: a hub that comes back is found within this.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// How long the hub has to answer HELLO.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default time a draining worker gives requests in flight.
+const DEFAULT_DRAIN_GRACE: Duration = Duration::from_secs(30);
+
+/// A worker's settings. Build one with [`Worker::builder`], then [`Worker::run`] it.
+#[derive(Debug, Clone)]
+pub struct Worker {
+    hub: HubAddr,
+    pool: String,
+    token: String,
+    concurrency: u32,
+    name: String,
+    drain_grace: Duration,
+}
+
+/// Builds a [`Worker`].
+#[derive(Debug, Default)]
+pub struct WorkerBuilder {
+    hub: Option<HubAddr>,
+    pool: Option<String>,
+    token: Option<String>,
+    concurrency: Option<u32>,
+    name: Option<String>,
+    drain_grace: Option<Duration>,
+}
+
+impl WorkerBuilder {
+    /// The hub's worker address.
+    pub fn hub(mut self, hub: HubAddr) -> Self {
+        self.hub = Some(hub);
+        self
+    }
+
+    /// The pool to serve.
+    pub fn pool(mut self, pool: impl Into<String>) -> Self {
+        self.pool = Some(pool.into());
+        self
+    }
+
+    /// The pool's token.
+    pub fn token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+
+    /// How many requests this worker runs at once (the credits it grants). Default 1.
+    pub fn concurrency(mut self, n: u32) -> Self {
+        self.concurrency = Some(n);
+        self
+    }
+
+    /// A label the hub shows in its logs. Default `worker-PID`.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// How long a drain waits for requests in flight. Default 30 s.
+    pub fn drain_grace(mut self, grace: Duration) -> Self {
+        self.drain_grace = Some(grace);
+        self
+    }
+
+    /// The worker; fails if the hub, pool or token is missing or concurrency is 0.
+    pub fn try_build(self) -> Result<Worker, WorkerError> {
+        let missing = |what: &str| WorkerError::Settings(format!("{what} is required"));
+        let concurrency = self.concurrency.unwrap_or(1);
+        if concurrency == 0 {
+            return Err(WorkerError::Settings(
+                "concurrency must be at least 1".into(),
+            ));
+        }
+        Ok(Worker {
+            hub: self.hub.ok_or_else(|| missing("hub address"))?,
+            pool: self.pool.ok_or_else(|| missing("pool"))?,
+            token: self.token.ok_or_else(|| missing("token"))?,
+            concurrency,
+            name: self
+                .name
+                .unwrap_or_else(|| format!("worker-{}", std::process::id())),
+            drain_grace: self.drain_grace.unwrap_or(DEFAULT_DRAIN_GRACE),
+        })
+    }
+
+    /// The worker.
+    ///
+    /// # Panics
+    /// If a required setting is missing; use [`WorkerBuilder::try_build`] to handle that.
+    pub fn build(self) -> Worker {
+        match self.try_build() {
+            Ok(w) => w,
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+/// What the requests of one worker share.
+#[derive(Debug, Default)]
+struct Shared {
+    in_flight: AtomicUsize,
+    draining: AtomicBool,
+    idle: Notify,
+    highest_stream: AtomicU64,
+}
+
+enum DialError {
+    /// Retrying will not help.
+    Fatal(WorkerError),
+    /// Try again after a pause.
+    Retry(String),
+}
+
+impl Worker {
+    /// Starts building a worker.
+    pub fn builder() -> WorkerBuilder {
+        WorkerBuilder::default()
+    }
+
+    /// Serves `handler` until `shutdown` resolves, then drains: tells the hub DRAIN, takes
+    /// nothing new, finishes what is in flight (within the drain grace), and closes.
+    /// Reconnects with backoff when the link breaks. Returns an error only when the hub
+    /// refuses the worker for good (wrong token, unknown pool).
+    pub async fn run<H: Handler>(
+        self,
+        handler: H,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), WorkerError> {
+        let handler = Arc::new(handler);
+        let shared = Arc::new(Shared::default());
+        tokio::pin!(shutdown);
+        let mut backoff = MIN_BACKOFF;
+        loop {
+            let dialed = tokio::select! {
+                d = self.dial(handler.clone(), shared.clone()) => d,
+                () = &mut shutdown => return Ok(()),
+            };
+            match dialed {
+                Ok((link, mut ended)) => {
+                    backoff = MIN_BACKOFF;
+                    tracing::info!(hub = %self.hub, pool = %self.pool, concurrency = self.concurrency, "connected to hub");
+                    link.send(Frame::Credit {
+                        n: self.concurrency,
+                    });
+                    tokio::select! {
+                        err = &mut ended => {
+                            let why = err.map(|e| e.to_string()).unwrap_or_else(|e| e.to_string());
+                            tracing::warn!(hub = %self.hub, reason = %why, "link to hub ended; reconnecting");
+                        }
+                        () = &mut shutdown => {
+                            self.drain(&link, &shared, ended).await;
+                            return Ok(());
+                        }
+                    }
+                }
+                Err(DialError::Fatal(e)) => return Err(e),
+                Err(DialError::Retry(why)) => {
+                    tracing::warn!(hub = %self.hub, reason = %why, retry_in = ?backoff, "cannot reach hub");
+                    tokio::select! {
+                        () = tokio::time::sleep(backoff) => {}
+                        () = &mut shutdown => return Ok(()),
+                    }
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+    }
+
+    async fn drain(&self, link: &Link, shared: &Shared, ended: JoinHandle<LinkError>) {
+        shared.draining.store(true, Ordering::SeqCst);
+        link.send(Frame::Drain {
+            last_stream: shared.highest_stream.load(Ordering::SeqCst),
+        });
+        tracing::info!(
+            in_flight = shared.in_flight.load(Ordering::SeqCst),
+            "draining"
+        );
+        let finished = async {
+            loop {
+                let idle = shared.idle.notified();
+                if shared.in_flight.load(Ordering::SeqCst) == 0 {
+                    return;
+                }
+                idle.await;
+            }
+        };
+        if tokio::time::timeout(self.drain_grace, finished)
+            .await
+            .is_err()
+        {
+            tracing::warn!("drain grace over with requests still in flight");
+        }
+        link.close(CloseCode::Normal, "worker drained");
+        let _ = tokio::time::timeout(Duration::from_secs(1), ended).await;
+    }
+
+    async fn dial<H: Handler>(
+        &self,
+        handler: Arc<H>,
+        shared: Arc<Shared>,
+    ) -> Result<(Link, JoinHandle<LinkError>), DialError> {
+        match &self.hub {
+            HubAddr::Tcp(addr) => {
+                let sock = TcpStream::connect(addr)
+                    .await
+                    .map_err(|e| DialError::Retry(e.to_string()))?;
+                let _ = sock.set_nodelay(true);
+                self.handshake(sock, handler, shared).await
+            }
+            HubAddr::Unix(path) => {
+                let sock = UnixStream::connect(path)
+                    .await
+                    .map_err(|e| DialError::Retry(e.to_string()))?;
+                self.handshake(sock, handler, shared).await
+            }
+        }
+    }
+
+    async fn handshake<S, H>(
+        &self,
+        mut io: S,
+        handler: Arc<H>,
+        shared: Arc<Shared>,
+    ) -> Result<(Link, JoinHandle<LinkError>), DialError>
+    where
+        S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+        H: Handler,
+    {
+        let hello = Frame::Hello(Hello {
+            min_version: PROTOCOL_VERSION,
+            max_version: PROTOCOL_VERSION,
+            max_frame: DEFAULT_MAX_FRAME,
+            initial_window: DEFAULT_INITIAL_WINDOW,
+            features: 0,
+            pool: self.pool.clone(),
+            token: self.token.clone(),
+            name: self.name.clone(),
+        });
+        let mut buf = BytesMut::with_capacity(1024);
+        let answer = tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
+            send_frame(&mut io, &hello).await?;
+            recv_frame(&mut io, &mut buf, HANDSHAKE_MAX_FRAME).await
+        })
+        .await
+        .map_err(|_| DialError::Retry("no WELCOME in time".into()))?
+        .map_err(|e| DialError::Retry(e.to_string()))?;
+        let welcome = match answer {
+            Frame::Welcome(w) => w,
+            Frame::Close { code, reason } => {
+                let err = WorkerError::Refused {
+                    code,
+                    reason: reason.clone(),
+                };
+                return Err(match code {
+                    CloseCode::AuthFailed
+                    | CloseCode::UnknownPool
+                    | CloseCode::UnsupportedVersion => DialError::Fatal(err),
+                    _ => DialError::Retry(reason),
+                });
+            }
+            other => {
+                return Err(DialError::Retry(format!(
+                    "expected WELCOME, got {:?}",
+                    other.frame_type()
+                )))
+            }
+        };
+        let settings = Settings {
+            role: Role::Worker,
+            recv_max_frame: DEFAULT_MAX_FRAME,
+            recv_initial_window: DEFAULT_INITIAL_WINDOW,
+            send_initial_window: welcome.initial_window,
+            ping_interval: (welcome.ping_interval_ms > 0)
+                .then(|| Duration::from_millis(welcome.ping_interval_ms as u64)),
+        };
+        let control = WorkerControl { handler, shared };
+        Ok(Link::spawn(io, buf, settings, control))
+    }
+}
+
+/// The worker's side of a link: each REQUEST runs the handler in a task of its own, and
+/// each finished request grants its credit back.
+struct WorkerControl<H> {
+    handler: Arc<H>,
+    shared: Arc<Shared>,
+}
+
+impl<H: Handler> Control for WorkerControl<H> {
+    fn on_frame(&mut self, _link: &Link, frame: Frame) -> Result<(), String> {
+        match frame {
+            Frame::Drain { .. } => {
+                tracing::info!("hub is draining");
+                Ok(())
+            }
+            other => Err(format!(
+                "unexpected {:?} frame from the hub",
+                other.frame_type()
+            )),
+        }
+    }
+
+    fn on_request(&mut self, link: &Link, stream: Stream, request: Request) -> Result<(), String> {
+        let shared = self.shared.clone();
+        let handler = self.handler.clone();
+        let link = link.clone();
+        shared.in_flight.fetch_add(1, Ordering::SeqCst);
+        shared
+            .highest_stream
+            .fetch_max(request.stream, Ordering::SeqCst);
+        tokio::spawn(async move {
+            serve_stream(handler, request, stream).await;
+            let left = shared.in_flight.fetch_sub(1, Ordering::SeqCst) - 1;
+            if !shared.draining.load(Ordering::SeqCst) {
+                link.send(Frame::Credit { n: 1 });
+            }
+            if left == 0 {
+                shared.idle.notify_waiters();
+            }
+        });
+        Ok(())
+    }
+
+    fn on_closed(&mut self, err: &LinkError) {
+        tracing::debug!(reason = %err, "link closed");
+    }
+}

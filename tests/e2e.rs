@@ -1,0 +1,396 @@
+//! End to end: a real hub process, real worker processes, real HTTP clients.
+
+mod support;
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use support::*;
+
+const TOKEN: &str = "t0ken";
+
+fn one_pool(extra: &str) -> String {
+    format!("{}{}", pool("demo", TOKEN, extra), route_all("demo"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn routes_choose_pools_in_order_and_unmatched_is_404() {
+    let config = format!(
+        "{}{}{}",
+        pool("a", "ta", ""),
+        pool("b", "tb", ""),
+        r#"
+[[route]]
+path = "/stats"
+pool = "b"
+[[route]]
+host = "*.b.example"
+pool = "b"
+[[route]]
+method = "POST"
+path_regex = "^/insp[a-z]+$"
+pool = "b"
+[[route]]
+header = { name = "x-pool", value = "a" }
+pool = "a"
+[[route]]
+header = { name = "x-any" }
+pool = "a"
+[[route]]
+path_prefix = "/inspect"
+pool = "b"
+"#
+    );
+    let hub = HubProc::start(Transport::Tcp, &config);
+    let _wa = hub.worker("a", "ta", 2, "wa");
+    let _wb = hub.worker("b", "tb", 2, "wb");
+    let c = client();
+    wait_ready(&c, &hub.url("/stats")).await;
+    let req = |method: &str, path: &str, header: Option<(&str, &str)>| {
+        let mut b = http::Request::builder().method(method).uri(hub.url(path));
+        if let Some((n, v)) = header {
+            b = b.header(n, v);
+        }
+        b.body(Full::<Bytes>::default()).unwrap()
+    };
+    let c2 = c.clone();
+    let worker_of = move |r: http::Request<Full<Bytes>>| {
+        let c = c2.clone();
+        async move {
+            let a = send(&c, r).await;
+            assert_eq!(a.status, 200, "{a:?}");
+            a.json()["worker"].as_str().unwrap().to_string()
+        }
+    };
+    assert_eq!(
+        worker_of(req("GET", "/stats", None)).await,
+        "wb",
+        "exact path"
+    );
+    assert_eq!(
+        worker_of(req("GET", "/inspect", Some(("host", "x.b.example:80")))).await,
+        "wb",
+        "host"
+    );
+    assert_eq!(
+        worker_of(req("POST", "/inspect", Some(("x-pool", "a")))).await,
+        "wb",
+        "method + regex first"
+    );
+    assert_eq!(
+        worker_of(req("GET", "/inspect", Some(("x-pool", "a")))).await,
+        "wa",
+        "header value"
+    );
+    assert_eq!(
+        worker_of(req("GET", "/inspect", Some(("x-pool", "b")))).await,
+        "wb",
+        "other value"
+    );
+    assert_eq!(
+        worker_of(req("GET", "/inspect", Some(("x-any", "")))).await,
+        "wa",
+        "header present"
+    );
+    assert_eq!(
+        worker_of(req("GET", "/inspect?q=1", None)).await,
+        "wb",
+        "prefix"
+    );
+    for path in ["/stats/more", "/nowhere"] {
+        let none = send(&c, req("GET", path, None)).await;
+        assert_eq!(none.status, 404, "{path}");
+        assert!(
+            String::from_utf8_lossy(&none.body).contains("no route"),
+            "{none:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn status_headers_and_bodies_pass_both_ways() {
+    for transport in TRANSPORTS {
+        let hub = HubProc::start(transport, &one_pool(""));
+        let _w = hub.worker("demo", TOKEN, 4, "w1");
+        let c = client();
+        wait_ready(&c, &hub.url("/hello")).await;
+
+        let teapot = get(&c, &hub.url("/status?code=418")).await;
+        assert_eq!(teapot.status, 418);
+
+        let req = http::Request::post(hub.url("/inspect?x=1&y=two"))
+            .header("x-custom", "value 1")
+            .header("content-type", "text/plain")
+            .body(Full::new(Bytes::from_static(b"hello body")))
+            .unwrap();
+        let seen = send(&c, req).await.json();
+        assert_eq!(seen["method"], "POST");
+        assert_eq!(seen["path"], "/inspect");
+        assert_eq!(seen["query"], "x=1&y=two");
+        assert_eq!(seen["headers"]["x-custom"], "value 1");
+        assert_eq!(seen["body_len"], 10);
+
+        let big: Vec<u8> = (0..10 * 1024 * 1024u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
+        let req = http::Request::post(hub.url("/echo"))
+            .header("content-type", "application/x-test")
+            .body(Full::new(Bytes::from(big.clone())))
+            .unwrap();
+        let echoed = send(&c, req).await;
+        assert_eq!(echoed.status, 200, "{transport:?}");
+        assert_eq!(echoed.header("content-type"), Some("application/x-test"));
+        assert!(
+            echoed.body == big,
+            "{transport:?}: 10 MiB echo differs ({} bytes back)",
+            echoed.body.len()
+        );
+
+        let streamed = get(&c, &hub.url("/bytes?n=3000000")).await;
+        assert_eq!(streamed.body.len(), 3_000_000);
+        assert_eq!(streamed.header("content-length"), Some("3000000"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fifty_sleeps_over_five_single_credit_workers_never_overlap() {
+    let hub = HubProc::start(Transport::Tcp, &one_pool(""));
+    let _workers: Vec<_> = (0..5)
+        .map(|i| hub.worker("demo", TOKEN, 1, &format!("w{i}")))
+        .collect();
+    let c = client();
+    wait_ready(&c, &hub.url("/hello")).await;
+    let tasks: Vec<_> = (0..50)
+        .map(|_| {
+            let (c, url) = (c.clone(), hub.url("/sleep?ms=200"));
+            tokio::spawn(async move { get(&c, &url).await })
+        })
+        .collect();
+    let mut workers = std::collections::HashSet::new();
+    for t in tasks {
+        let a = t.await.unwrap();
+        assert_eq!(a.status, 200, "{a:?}");
+        let j = a.json();
+        assert_eq!(j["inflight"], 1, "a worker ran two requests at once: {j}");
+        workers.insert(j["worker"].as_str().unwrap().to_string());
+    }
+    assert!(workers.len() > 1, "all 50 went to one worker: {workers:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn full_queue_answers_503_with_retry_after() {
+    let hub = HubProc::start(
+        Transport::Tcp,
+        &one_pool("queue_limit = 1\nqueue_timeout = \"60s\"\ntimeout = \"60s\""),
+    );
+    let _w = hub.worker("demo", TOKEN, 1, "w1");
+    let c = client();
+    wait_ready(&c, &hub.url("/hello")).await;
+    // One runs, one waits, the rest find the queue full.
+    let tasks: Vec<_> = (0..5)
+        .map(|_| {
+            let (c, url) = (c.clone(), hub.url("/sleep?ms=600000"));
+            tokio::spawn(async move { get(&c, &url).await })
+        })
+        .collect();
+    let mut full = 0;
+    for t in tasks {
+        // Two of the five never finish within the test; only the quick answers are awaited.
+        if let Ok(Ok(a)) = tokio::time::timeout(Duration::from_secs(10), t).await {
+            assert_eq!(a.status, 503, "{a:?}");
+            assert_eq!(a.header("retry-after"), Some("1"));
+            full += 1;
+        }
+    }
+    assert_eq!(full, 3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn queue_timeout_answers_503() {
+    // A pool with no worker at all: the request waits out the queue timeout.
+    let hub = HubProc::start(Transport::Tcp, &one_pool("queue_timeout = \"300ms\""));
+    let a = get(&client(), &hub.url("/hello")).await;
+    assert_eq!(a.status, 503);
+    assert!(
+        String::from_utf8_lossy(&a.body).contains("timed out waiting"),
+        "{a:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deadline_answers_504_and_cancels_at_the_worker() {
+    let hub = HubProc::start(Transport::Unix, &one_pool("timeout = \"500ms\""));
+    let w = hub.worker("demo", TOKEN, 2, "w1");
+    let c = client();
+    wait_ready(&c, &hub.url("/hello")).await;
+    let a = get(&c, &hub.url("/sleep?ms=600000")).await;
+    assert_eq!(a.status, 504);
+    w.log.wait_for("request cancelled", 1);
+    let stats = get(&c, &hub.url("/stats")).await.json();
+    assert_eq!(stats["cancelled"], 1);
+    assert_eq!(stats["inflight"], 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn killed_worker_fails_its_requests_at_once_and_others_serve_the_queue() {
+    let hub = HubProc::start(
+        Transport::Tcp,
+        &one_pool("queue_timeout = \"60s\"\ntimeout = \"120s\""),
+    );
+    let mut doomed = hub.worker("demo", TOKEN, 2, "doomed");
+    let c = client();
+    wait_ready(&c, &hub.url("/hello")).await;
+    let long: Vec<_> = (0..2)
+        .map(|_| {
+            let (c, url) = (c.clone(), hub.url("/sleep?ms=600000"));
+            tokio::spawn(async move { get(&c, &url).await })
+        })
+        .collect();
+    doomed.log.wait_for("request started path=/sleep", 2);
+    let queued: Vec<_> = (0..3)
+        .map(|_| {
+            let (c, url) = (c.clone(), hub.url("/sleep?ms=10"));
+            tokio::spawn(async move { get(&c, &url).await })
+        })
+        .collect();
+    let killed_at = Instant::now();
+    doomed.kill9();
+    for t in long {
+        let a = t.await.unwrap();
+        assert_eq!(a.status, 502, "{a:?}");
+    }
+    // "At once": far sooner than the 600 s the requests asked for (the guard is generous
+    // because the machine is shared, but a hang would take minutes).
+    assert!(killed_at.elapsed() < Duration::from_secs(30));
+    let _rescuer = hub.worker("demo", TOKEN, 2, "rescuer");
+    for t in queued {
+        let a = t.await.unwrap();
+        assert_eq!(a.status, 200, "{a:?}");
+        assert_eq!(a.json()["worker"], "rescuer");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn client_that_disconnects_cancels_its_request_at_the_worker() {
+    let hub = HubProc::start(Transport::Tcp, &one_pool(""));
+    let w = hub.worker("demo", TOKEN, 1, "w1");
+    let c = client();
+    wait_ready(&c, &hub.url("/hello")).await;
+    let mut sock = std::net::TcpStream::connect(hub.front).unwrap();
+    sock.write_all(b"GET /sleep?ms=600000 HTTP/1.1\r\nhost: x\r\n\r\n")
+        .unwrap();
+    w.log.wait_for("request started path=/sleep", 1);
+    drop(sock);
+    w.log.wait_for("request cancelled", 1);
+    // The worker's only credit came back: it serves again.
+    assert_eq!(get(&c, &hub.url("/hello")).await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn garbage_on_the_worker_port_closes_that_connection_only() {
+    let hub = HubProc::start(Transport::Tcp, &one_pool(""));
+    let _w = hub.worker("demo", TOKEN, 1, "w1");
+    let c = client();
+    wait_ready(&c, &hub.url("/hello")).await;
+    let addr = hub.worker_addr.trim_start_matches("tcp://");
+    let mut sock = std::net::TcpStream::connect(addr).unwrap();
+    sock.write_all(b"GET / HTTP/1.1\r\nthis is not the pullman protocol\r\n\r\n")
+        .unwrap();
+    let answer = read_to_close(sock);
+    assert!(
+        answer.windows(14).any(|w| w == b"protocol error")
+            || answer.is_empty()
+            || answer.len() > 14
+    );
+    hub.log.wait_for("worker connection refused", 1);
+    assert_eq!(get(&c, &hub.url("/hello")).await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wrong_token_is_refused_with_a_reason() {
+    let hub = HubProc::start(Transport::Tcp, &one_pool(""));
+    let mut w = hub.worker("demo", "not-the-token", 1, "intruder");
+    assert!(
+        !w.wait_exit(),
+        "a worker with a wrong token must exit with an error"
+    );
+    assert!(w.log.text().contains("wrong token"), "{}", w.log.text());
+    hub.log.wait_for("wrong token", 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn http2_prior_knowledge_clients_are_served() {
+    let hub = HubProc::start(Transport::Tcp, &one_pool(""));
+    let _w = hub.worker("demo", TOKEN, 8, "w1");
+    let c = h2_client();
+    wait_ready(&c, &hub.url("/hello")).await;
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let (c, url) = (c.clone(), hub.url(&format!("/inspect?i={i}")));
+            tokio::spawn(async move { get(&c, &url).await })
+        })
+        .collect();
+    for t in tasks {
+        let a = t.await.unwrap();
+        assert_eq!(a.status, 200);
+        assert!(a.json()["headers"]["host"]
+            .as_str()
+            .unwrap()
+            .starts_with("127.0.0.1:"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_drains_without_losing_requests_in_flight() {
+    let mut hub = HubProc::start(Transport::Tcp, &one_pool(""));
+    let w = hub.worker("demo", TOKEN, 5, "w1");
+    let c = client();
+    wait_ready(&c, &hub.url("/hello")).await;
+    let tasks: Vec<_> = (0..5)
+        .map(|_| {
+            let (c, url) = (c.clone(), hub.url("/sleep?ms=1000"));
+            tokio::spawn(async move { get(&c, &url).await })
+        })
+        .collect();
+    w.log.wait_for("request started path=/sleep", 5);
+    hub.signal(libc::SIGTERM);
+    for t in tasks {
+        assert_eq!(t.await.unwrap().status, 200);
+    }
+    assert!(
+        hub.wait_exit(),
+        "hub exited with an error:\n{}",
+        hub.log.text()
+    );
+    assert!(
+        std::net::TcpStream::connect(hub.front).is_err(),
+        "still accepting after drain"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn oversized_headers_and_bodies_get_431_and_413() {
+    let hub = HubProc::start_with(
+        Transport::Tcp,
+        "max_header_bytes = 8192",
+        &one_pool("max_body_bytes = 1000"),
+    );
+    let _w = hub.worker("demo", TOKEN, 2, "w1");
+    let c = client();
+    wait_ready(&c, &hub.url("/hello")).await;
+    let req = http::Request::get(hub.url("/hello"))
+        .header("x-big", "a".repeat(20_000))
+        .body(Full::default())
+        .unwrap();
+    assert_eq!(send(&c, req).await.status, 431);
+    let req = http::Request::post(hub.url("/echo"))
+        .body(Full::new(Bytes::from(vec![b'x'; 5000])))
+        .unwrap();
+    assert_eq!(send(&c, req).await.status, 413);
+    let req = http::Request::post(hub.url("/echo"))
+        .body(Full::new(Bytes::from(vec![b'x'; 1000])))
+        .unwrap();
+    assert_eq!(send(&c, req).await.status, 200);
+}

@@ -1,0 +1,318 @@
+//! Starts real hub and worker processes for the end-to-end tests, and talks HTTP to them.
+//!
+//! Every process binds port 0 or a socket in a temporary directory, and is killed when its
+//! handle drops. Waits have generous guards so a broken build fails instead of hanging;
+//! no outcome depends on how fast anything is.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::process::{Child, ChildStderr, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+/// Longest any single wait in a test may take before the test fails as hung.
+pub const HANG_GUARD: Duration = Duration::from_secs(60);
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_pullman");
+
+/// How workers reach the hub in a test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Tcp,
+    Unix,
+}
+
+pub const TRANSPORTS: [Transport; 2] = [Transport::Tcp, Transport::Unix];
+
+/// Lines a child process wrote to stderr, collected by a thread.
+#[derive(Clone, Default)]
+pub struct Log(Arc<Mutex<Vec<String>>>);
+
+impl Log {
+    fn follow(&self, stderr: ChildStderr) {
+        let lines = self.0.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                lines.lock().unwrap().push(line);
+            }
+        });
+    }
+
+    pub fn count(&self, needle: &str) -> usize {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(needle))
+            .count()
+    }
+
+    pub fn text(&self) -> String {
+        self.0.lock().unwrap().join("\n")
+    }
+
+    /// Waits until `needle` has appeared `n` times.
+    pub fn wait_for(&self, needle: &str, n: usize) {
+        let start = Instant::now();
+        while self.count(needle) < n {
+            assert!(
+                start.elapsed() < HANG_GUARD,
+                "never saw {n} x {needle:?} in:\n{}",
+                self.text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// A running hub.
+pub struct HubProc {
+    pub child: Child,
+    pub front: SocketAddr,
+    pub worker_addr: String,
+    pub log: Log,
+    pub dir: tempfile::TempDir,
+}
+
+impl HubProc {
+    /// Starts a hub on `pools_and_routes` (TOML `[[pool]]` and `[[route]]` tables), listening
+    /// for workers on TCP or a Unix socket.
+    pub fn start(transport: Transport, pools_and_routes: &str) -> HubProc {
+        Self::start_with(transport, "", pools_and_routes)
+    }
+
+    /// Same, with extra `[hub]` keys.
+    pub fn start_with(transport: Transport, hub_extra: &str, pools_and_routes: &str) -> HubProc {
+        let dir = tempfile::tempdir().unwrap();
+        let workers = match transport {
+            Transport::Tcp => "tcp://127.0.0.1:0".to_string(),
+            Transport::Unix => format!("unix://{}", dir.path().join("workers.sock").display()),
+        };
+        let config = format!(
+            "[hub]\nlisten = \"127.0.0.1:0\"\nworkers_listen = [\"{workers}\"]\n{hub_extra}\n{pools_and_routes}"
+        );
+        let path = dir.path().join("hub.toml");
+        std::fs::write(&path, config).unwrap();
+        let mut child = Command::new(BIN)
+            .args(["hub", "--config"])
+            .arg(&path)
+            .env("PULLMAN_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let log = Log::default();
+        log.follow(child.stderr.take().unwrap());
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            if let Some(Ok(line)) = lines.next() {
+                let _ = tx.send(line);
+            }
+            for _ in lines {}
+        });
+        let line = rx
+            .recv_timeout(HANG_GUARD)
+            .unwrap_or_else(|_| panic!("hub did not start:\n{}", log.text()));
+        // pullman listening front=http://ADDR workers=URL
+        let front = line
+            .split("front=http://")
+            .nth(1)
+            .unwrap()
+            .split(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let worker_addr = line
+            .split("workers=")
+            .nth(1)
+            .unwrap()
+            .split(',')
+            .next()
+            .unwrap()
+            .to_string();
+        HubProc {
+            child,
+            front,
+            worker_addr,
+            log,
+            dir,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.front, path)
+    }
+
+    /// Starts a demo worker for `pool`.
+    pub fn worker(&self, pool: &str, token: &str, concurrency: u32, name: &str) -> WorkerProc {
+        WorkerProc::start(&self.worker_addr, pool, token, concurrency, name)
+    }
+
+    pub fn signal(&self, sig: i32) {
+        unsafe { libc::kill(self.child.id() as i32, sig) };
+    }
+
+    /// Waits for the hub to exit; returns whether it exited successfully.
+    pub fn wait_exit(&mut self) -> bool {
+        wait_exit(&mut self.child)
+    }
+}
+
+impl Drop for HubProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A running demo worker.
+pub struct WorkerProc {
+    pub child: Child,
+    pub log: Log,
+}
+
+impl WorkerProc {
+    pub fn start(hub: &str, pool: &str, token: &str, concurrency: u32, name: &str) -> WorkerProc {
+        let mut child = Command::new(BIN)
+            .args(["worker", "--hub", hub, "--pool", pool, "--token", token])
+            .args(["--concurrency", &concurrency.to_string(), "--name", name])
+            .env("PULLMAN_LOG", "info,pullman=debug")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let log = Log::default();
+        log.follow(child.stderr.take().unwrap());
+        WorkerProc { child, log }
+    }
+
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn wait_exit(&mut self) -> bool {
+        wait_exit(&mut self.child)
+    }
+}
+
+impl Drop for WorkerProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn wait_exit(child: &mut Child) -> bool {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.success();
+        }
+        assert!(start.elapsed() < HANG_GUARD, "process did not exit");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A response as the tests look at it.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+}
+
+impl Answer {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+pub type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
+
+/// An HTTP/1.1 client with keep-alive.
+pub fn client() -> HttpClient {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+/// An HTTP/2 prior-knowledge client.
+pub fn h2_client() -> HttpClient {
+    Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http()
+}
+
+pub async fn send(client: &HttpClient, req: http::Request<Full<Bytes>>) -> Answer {
+    let resp = tokio::time::timeout(HANG_GUARD, client.request(req))
+        .await
+        .expect("request hung")
+        .expect("request failed");
+    let (parts, body) = resp.into_parts();
+    let body = tokio::time::timeout(HANG_GUARD, body.collect())
+        .await
+        .expect("body hung")
+        .expect("body failed")
+        .to_bytes();
+    Answer {
+        status: parts.status.as_u16(),
+        headers: parts.headers,
+        body,
+    }
+}
+
+pub async fn get(client: &HttpClient, url: &str) -> Answer {
+    send(
+        client,
+        http::Request::get(url).body(Full::default()).unwrap(),
+    )
+    .await
+}
+
+/// Waits until the hub answers `url` with 200 (its workers have connected).
+pub async fn wait_ready(client: &HttpClient, url: &str) {
+    let start = Instant::now();
+    loop {
+        let a = get(client, url).await;
+        if a.status == 200 {
+            return;
+        }
+        assert!(
+            start.elapsed() < HANG_GUARD,
+            "never ready: last answer {a:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Reads everything a raw socket sends until it closes.
+pub fn read_to_close(mut sock: std::net::TcpStream) -> Vec<u8> {
+    sock.set_read_timeout(Some(HANG_GUARD)).unwrap();
+    let mut out = Vec::new();
+    let _ = sock.read_to_end(&mut out);
+    out
+}
+
+/// A TOML pool table.
+pub fn pool(name: &str, token: &str, extra: &str) -> String {
+    format!("[[pool]]\nname = \"{name}\"\ntoken = \"{token}\"\n{extra}\n")
+}
+
+/// A TOML route sending every path to `pool`.
+pub fn route_all(pool: &str) -> String {
+    format!("[[route]]\npath_prefix = \"/\"\npool = \"{pool}\"\n")
+}
