@@ -77,7 +77,9 @@ impl DemoApp {
         }
     }
 
+    /// `pace_ms=N` sleeps N ms after each chunk: a slow reader, for flow-control tests.
     async fn inspect(&self, req: Request<RequestBody>) -> Response<ResponseBody> {
+        let pace = Duration::from_millis(param(req.uri().query().unwrap_or(""), "pace_ms").unwrap_or(0));
         let (parts, mut body) = req.into_parts();
         let mut hasher = Sha256::new();
         let mut len = 0u64;
@@ -87,6 +89,9 @@ impl DemoApp {
                     if let Ok(data) = f.into_data() {
                         len += data.len() as u64;
                         hasher.update(&data);
+                        if !pace.is_zero() {
+                            tokio::time::sleep(pace).await;
+                        }
                     }
                 }
                 Err(e) => return text(StatusCode::BAD_REQUEST, format!("body failed: {e}\n")),

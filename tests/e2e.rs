@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::Full;
+use pullman_proto::{CloseCode, Frame, Hello};
 use support::*;
 
 const TOKEN: &str = "t0ken";
@@ -393,4 +394,147 @@ async fn oversized_headers_and_bodies_get_431_and_413() {
         .body(Full::new(Bytes::from(vec![b'x'; 1000])))
         .unwrap();
     assert_eq!(send(&c, req).await.status, 200);
+}
+
+/// Speaks the worker protocol by hand: HELLO, then whatever the test wants.
+fn raw_worker(hub: &HubProc, token: &str) -> (std::net::TcpStream, bytes::BytesMut) {
+    let addr = hub.worker_addr.trim_start_matches("tcp://");
+    let mut sock = std::net::TcpStream::connect(addr).unwrap();
+    sock.set_read_timeout(Some(HANG_GUARD)).unwrap();
+    let mut out = bytes::BytesMut::new();
+    pullman_proto::encode(
+        &Frame::Hello(Hello {
+            min_version: 1,
+            max_version: 1,
+            max_frame: 1 << 20,
+            initial_window: 1 << 16,
+            features: 0,
+            pool: "demo".into(),
+            token: token.into(),
+            name: "raw".into(),
+        }),
+        &mut out,
+    );
+    sock.write_all(&out).unwrap();
+    let mut buf = bytes::BytesMut::new();
+    match read_frame(&mut sock, &mut buf) {
+        Some(Frame::Welcome(_)) => {}
+        other => panic!("expected WELCOME, got {other:?}"),
+    }
+    (sock, buf)
+}
+
+/// The next frame from a raw socket; `None` once it closes.
+fn read_frame(sock: &mut std::net::TcpStream, buf: &mut bytes::BytesMut) -> Option<Frame> {
+    use std::io::Read;
+    loop {
+        if let Some(f) = pullman_proto::decode(buf, 1 << 20).unwrap() {
+            return Some(f);
+        }
+        let mut chunk = [0u8; 4096];
+        match sock.read(&mut chunk) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_that_stops_answering_pings_is_dropped_and_its_request_fails() {
+    let hub = HubProc::start_with(Transport::Tcp, "ping_interval = \"100ms\"", &one_pool(""));
+    let (mut sock, mut buf) = raw_worker(&hub, TOKEN);
+    let mut out = bytes::BytesMut::new();
+    pullman_proto::encode(&Frame::Credit { n: 1 }, &mut out);
+    sock.write_all(&out).unwrap();
+    let c = client();
+    let pending = tokio::spawn({
+        let (c, url) = (c.clone(), hub.url("/hello"));
+        async move { get(&c, &url).await }
+    });
+    // Read (and ignore) what the hub sends, PINGs included, never answering, until it
+    // gives up on this worker and closes.
+    let mut pings = 0;
+    let mut closed_with = None;
+    while let Some(frame) = read_frame(&mut sock, &mut buf) {
+        match frame {
+            Frame::Ping { .. } => pings += 1,
+            Frame::Close { code, .. } => closed_with = Some(code),
+            _ => {}
+        }
+    }
+    assert!(pings >= 3, "closed after {pings} pings");
+    assert_eq!(closed_with, None, "a timed-out link is closed, not argued with: {closed_with:?}");
+    hub.log.wait_for("missed", 1);
+    assert_eq!(pending.await.unwrap().status, 502);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_malformed_frame_after_the_handshake_closes_only_that_link() {
+    let hub = HubProc::start(Transport::Tcp, &one_pool(""));
+    let _good = hub.worker("demo", TOKEN, 2, "good");
+    let c = client();
+    wait_ready(&c, &hub.url("/hello")).await;
+    let (mut sock, mut buf) = raw_worker(&hub, TOKEN);
+    // A CREDIT frame on stream 7: control frames must use stream 0.
+    let mut out = bytes::BytesMut::new();
+    pullman_proto::encode(&Frame::Credit { n: 1 }, &mut out);
+    out[13] = 7;
+    sock.write_all(&out).unwrap();
+    let mut last = None;
+    while let Some(f) = read_frame(&mut sock, &mut buf) {
+        last = Some(f);
+    }
+    assert!(matches!(last, Some(Frame::Close { code: CloseCode::ProtocolError, .. })), "{last:?}");
+    for _ in 0..10 {
+        assert_eq!(get(&c, &hub.url("/hello")).await.status, 200);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_large_response_does_not_hold_up_a_small_one_on_the_same_link() {
+    let hub = HubProc::start(Transport::Tcp, &one_pool(""));
+    let _w = hub.worker("demo", TOKEN, 2, "only");
+    let c = client();
+    wait_ready(&c, &hub.url("/hello")).await;
+    // Start a 100 MiB response and read none of it: its stream's window fills and stays full.
+    let big = c.request(http::Request::get(hub.url("/bytes?n=104857600")).body(Full::default()).unwrap());
+    let big = tokio::time::timeout(HANG_GUARD, big).await.unwrap().unwrap();
+    assert_eq!(big.status(), 200);
+    // The same worker, on the same link, still answers small requests.
+    for _ in 0..20 {
+        let a = get(&c, &hub.url("/hello")).await;
+        assert_eq!(a.status, 200);
+    }
+    drop(big);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upload_to_a_slow_worker_is_flow_controlled_not_buffered() {
+    let hub = HubProc::start(Transport::Tcp, &one_pool("max_body_bytes = 1073741824"));
+    let _w = hub.worker("demo", TOKEN, 1, "slow");
+    let c = client();
+    wait_ready(&c, &hub.url("/hello")).await;
+    let before = peak_rss_kib(hub.child.id());
+    const MIB: usize = 1 << 20;
+    const TOTAL_MIB: usize = 64;
+    let (mut tx, body) = tokio::io::duplex(MIB);
+    tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        let chunk = vec![7u8; MIB];
+        for _ in 0..TOTAL_MIB {
+            if tx.write_all(&chunk).await.is_err() {
+                return;
+            }
+        }
+    });
+    let stream = ReaderBody(body);
+    let req = http::Request::post(hub.url("/inspect?pace_ms=2")).body(stream).unwrap();
+    let raw = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+    let resp = tokio::time::timeout(HANG_GUARD, raw.request(req)).await.unwrap().unwrap();
+    let body = http_body_util::BodyExt::collect(resp.into_body()).await.unwrap().to_bytes();
+    let seen: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(seen["body_len"], (TOTAL_MIB * MIB) as u64);
+    let grown_kib = peak_rss_kib(hub.child.id()) - before;
+    // The worker reads slowly; without flow control the hub would hold most of the 64 MiB.
+    assert!(grown_kib < 16 * 1024, "hub peak RSS grew by {grown_kib} KiB during a {TOTAL_MIB} MiB upload");
 }

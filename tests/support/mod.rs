@@ -316,3 +316,34 @@ pub fn pool(name: &str, token: &str, extra: &str) -> String {
 pub fn route_all(pool: &str) -> String {
     format!("[[route]]\npath_prefix = \"/\"\npool = \"{pool}\"\n")
 }
+
+/// Peak resident memory of a process so far (VmHWM), in KiB.
+pub fn peak_rss_kib(pid: u32) -> i64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// A request body read from an `AsyncRead`, for uploads the test produces as it goes.
+pub struct ReaderBody<R>(pub R);
+
+impl<R: tokio::io::AsyncRead + Unpin> http_body::Body for ReaderBody<R> {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, std::io::Error>>> {
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut read = tokio::io::ReadBuf::new(&mut buf);
+        match std::pin::Pin::new(&mut self.0).poll_read(cx, &mut read) {
+            std::task::Poll::Ready(Ok(())) if read.filled().is_empty() => std::task::Poll::Ready(None),
+            std::task::Poll::Ready(Ok(())) => {
+                std::task::Poll::Ready(Some(Ok(http_body::Frame::data(Bytes::copy_from_slice(read.filled())))))
+            }
+            std::task::Poll::Ready(Err(e)) => std::task::Poll::Ready(Some(Err(e))),
+            std::task::Poll::Pending => std::task::Poll::Pending,
+        }
+    }
+}

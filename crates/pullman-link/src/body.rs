@@ -100,6 +100,6 @@ impl http_body::Body for RecvBody {
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.size_hint.clone()
+        self.size_hint
     }
 }
