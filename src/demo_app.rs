@@ -79,7 +79,8 @@ impl DemoApp {
 
     /// `pace_ms=N` sleeps N ms after each chunk: a slow reader, for flow-control tests.
     async fn inspect(&self, req: Request<RequestBody>) -> Response<ResponseBody> {
-        let pace = Duration::from_millis(param(req.uri().query().unwrap_or(""), "pace_ms").unwrap_or(0));
+        let pace =
+            Duration::from_millis(param(req.uri().query().unwrap_or(""), "pace_ms").unwrap_or(0));
         let (parts, mut body) = req.into_parts();
         let mut hasher = Sha256::new();
         let mut len = 0u64;

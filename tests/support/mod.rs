@@ -338,10 +338,12 @@ impl<R: tokio::io::AsyncRead + Unpin> http_body::Body for ReaderBody<R> {
         let mut buf = vec![0u8; 64 * 1024];
         let mut read = tokio::io::ReadBuf::new(&mut buf);
         match std::pin::Pin::new(&mut self.0).poll_read(cx, &mut read) {
-            std::task::Poll::Ready(Ok(())) if read.filled().is_empty() => std::task::Poll::Ready(None),
-            std::task::Poll::Ready(Ok(())) => {
-                std::task::Poll::Ready(Some(Ok(http_body::Frame::data(Bytes::copy_from_slice(read.filled())))))
+            std::task::Poll::Ready(Ok(())) if read.filled().is_empty() => {
+                std::task::Poll::Ready(None)
             }
+            std::task::Poll::Ready(Ok(())) => std::task::Poll::Ready(Some(Ok(
+                http_body::Frame::data(Bytes::copy_from_slice(read.filled())),
+            ))),
             std::task::Poll::Ready(Err(e)) => std::task::Poll::Ready(Some(Err(e))),
             std::task::Poll::Pending => std::task::Poll::Pending,
         }

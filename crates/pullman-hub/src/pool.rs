@@ -304,7 +304,364 @@ impl Waiting {
 impl Drop for Waiting {
     fn drop(&mut self) {
         if !self.done {
+            // Closed first, so a purge that sees the count also sees the entry as abandoned.
+            self.rx.close();
             self.pool.abandoned.fetch_add(1, Ordering::Relaxed);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use bytes::BytesMut;
+    use pullman_link::{Control, LinkError, Role, Settings};
+    use pullman_proto::Frame;
+    use tokio::io::DuplexStream;
+
+    use super::*;
+    use crate::config::{PoolMode, Secret};
+
+    /// A link handler that ignores everything: the pool only needs a `Link` to hand out.
+    struct Quiet;
+
+    impl Control for Quiet {
+        fn on_frame(&mut self, _link: &Link, _frame: Frame) -> Result<(), String> {
+            Ok(())
+        }
+        fn on_closed(&mut self, _err: &LinkError) {}
+    }
+
+    fn config(queue_limit: usize) -> PoolConfig {
+        PoolConfig {
+            name: "test".into(),
+            token: Secret::new("token"),
+            queue_limit,
+            queue_timeout: Duration::from_secs(10),
+            timeout: Duration::from_secs(30),
+            max_body_bytes: 1024,
+            retry_idempotent: false,
+            mode: PoolMode::default(),
+        }
+    }
+
+    /// A pool and the far ends of its workers' links, kept open so the links stay up.
+    struct Harness {
+        pool: Arc<Pool>,
+        peers: Vec<DuplexStream>,
+    }
+
+    impl Harness {
+        fn new(queue_limit: usize) -> Harness {
+            Harness {
+                pool: Pool::new(config(queue_limit)),
+                peers: Vec::new(),
+            }
+        }
+
+        /// Adds worker `id` with a link over an in-memory pipe; returns its key.
+        fn worker(&mut self, id: u64) -> usize {
+            let (ours, theirs) = tokio::io::duplex(64 * 1024);
+            self.peers.push(theirs);
+            self.pool.add_worker(id, |_key| {
+                let settings = Settings {
+                    role: Role::Hub,
+                    recv_max_frame: pullman_proto::DEFAULT_MAX_FRAME,
+                    recv_initial_window: pullman_proto::DEFAULT_INITIAL_WINDOW,
+                    send_initial_window: pullman_proto::DEFAULT_INITIAL_WINDOW,
+                    ping_interval: None,
+                };
+                Link::spawn(ours, BytesMut::new(), settings, Quiet).0
+            })
+        }
+
+        fn credits(&self, key: usize) -> u32 {
+            self.pool.state.lock().workers[key].credits
+        }
+
+        fn in_flight(&self, key: usize) -> u32 {
+            self.pool.state.lock().workers[key].in_flight
+        }
+
+        fn queued(&self) -> usize {
+            self.pool.state.lock().waiting.len()
+        }
+    }
+
+    fn ready(a: Acquire) -> Lease {
+        match a {
+            Acquire::Ready(lease) => lease,
+            Acquire::Wait(_) => panic!("expected a lease, the request was queued"),
+            Acquire::Full => panic!("expected a lease, the queue was full"),
+        }
+    }
+
+    fn wait(a: Acquire) -> Waiting {
+        match a {
+            Acquire::Wait(w) => w,
+            Acquire::Ready(_) => panic!("expected to wait, got a lease"),
+            Acquire::Full => panic!("expected to wait, the queue was full"),
+        }
+    }
+
+    /// The lease this waiter has been handed, if any, without waiting for one.
+    fn try_lease(w: &mut Waiting) -> Option<Lease> {
+        let lease = w.rx.try_recv().ok()?;
+        w.done = true;
+        Some(lease)
+    }
+
+    /// Whether this waiter has been handed a lease; if so the lease is spent, as when the
+    /// request goes to the worker (dropping it would give the credit back).
+    fn served(w: &mut Waiting) -> bool {
+        try_lease(w).map(Lease::spend).is_some()
+    }
+
+    #[tokio::test]
+    async fn never_hands_out_more_leases_than_credits() {
+        let mut h = Harness::new(10);
+        let key = h.worker(1);
+        h.pool.add_credit(key, 3).unwrap();
+
+        let mut leases = Vec::new();
+        let mut waiting = Vec::new();
+        for _ in 0..5 {
+            match h.pool.acquire(false) {
+                Acquire::Ready(lease) => leases.push(lease),
+                Acquire::Wait(w) => waiting.push(w),
+                Acquire::Full => panic!("queue of 10 reported full"),
+            }
+        }
+        assert_eq!(leases.len(), 3);
+        assert_eq!(waiting.len(), 2);
+        assert_eq!(h.credits(key), 0);
+        assert_eq!(h.in_flight(key), 3);
+        assert!(leases.iter().all(|l| l.key == key && l.worker_id == 1));
+        for w in &mut waiting {
+            assert!(!served(w));
+        }
+        // Spent leases do not come back as credit.
+        for lease in leases {
+            assert_eq!(lease.spend(), (key, 1));
+        }
+        assert_eq!(h.credits(key), 0);
+        assert!(!served(&mut waiting[0]));
+    }
+
+    #[tokio::test]
+    async fn waiters_are_served_in_arrival_order() {
+        let mut h = Harness::new(10);
+        let key = h.worker(1);
+        let mut waiting: Vec<Waiting> = (0..3).map(|_| wait(h.pool.acquire(false))).collect();
+
+        for served in 0..3 {
+            h.pool.add_credit(key, 1).unwrap();
+            for (i, w) in waiting.iter_mut().enumerate() {
+                let got = try_lease(w);
+                assert_eq!(got.is_some(), i == served, "credit {served}, waiter {i}");
+                if let Some(lease) = got {
+                    lease.spend();
+                }
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_front_request_jumps_the_queue() {
+        let mut h = Harness::new(10);
+        let key = h.worker(1);
+        let mut first = wait(h.pool.acquire(false));
+        let mut second = wait(h.pool.acquire(false));
+        let mut requeued = wait(h.pool.acquire(true));
+
+        h.pool.add_credit(key, 1).unwrap();
+        assert!(served(&mut requeued));
+        assert!(!served(&mut first));
+        assert!(!served(&mut second));
+
+        h.pool.add_credit(key, 1).unwrap();
+        assert!(served(&mut first));
+        assert!(!served(&mut second));
+    }
+
+    #[tokio::test]
+    async fn a_front_request_is_queued_past_the_limit() {
+        let mut h = Harness::new(1);
+        let key = h.worker(1);
+        let mut queued = wait(h.pool.acquire(false));
+        assert!(matches!(h.pool.acquire(false), Acquire::Full));
+        // A request a failed worker never started must not be turned away.
+        let mut requeued = wait(h.pool.acquire(true));
+        h.pool.add_credit(key, 2).unwrap();
+        assert!(served(&mut requeued));
+        assert!(served(&mut queued));
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_refuses_until_waiters_give_up() {
+        let mut h = Harness::new(3);
+        let key = h.worker(1);
+        let mut waiting: Vec<Waiting> = (0..3).map(|_| wait(h.pool.acquire(false))).collect();
+        assert!(matches!(h.pool.acquire(false), Acquire::Full));
+        assert_eq!(h.queued(), 3);
+
+        // Two requests time out or lose their client: their places free up.
+        let mut kept = waiting.remove(1);
+        drop(waiting);
+        let mut new_a = wait(h.pool.acquire(false));
+        let mut new_b = wait(h.pool.acquire(false));
+        assert!(matches!(h.pool.acquire(false), Acquire::Full));
+        assert_eq!(h.queued(), 3);
+
+        // The survivor is still first in line.
+        h.pool.add_credit(key, 1).unwrap();
+        assert!(served(&mut kept));
+        assert!(!served(&mut new_a));
+        h.pool.add_credit(key, 2).unwrap();
+        assert!(served(&mut new_a));
+        assert!(served(&mut new_b));
+    }
+
+    #[tokio::test]
+    async fn dropping_an_unused_lease_serves_the_next_waiter() {
+        let mut h = Harness::new(10);
+        let key = h.worker(1);
+        h.pool.add_credit(key, 1).unwrap();
+        let lease = ready(h.pool.acquire(false));
+        let mut next = wait(h.pool.acquire(false));
+        assert!(try_lease(&mut next).is_none());
+
+        drop(lease);
+        let lease = try_lease(&mut next).expect("the refunded credit goes to the waiter");
+        assert_eq!(lease.key, key);
+        assert_eq!(h.in_flight(key), 1);
+
+        // With nobody waiting, the refund makes the worker ready again.
+        drop(lease);
+        assert_eq!(h.credits(key), 1);
+        assert_eq!(h.in_flight(key), 0);
+        ready(h.pool.acquire(false)).spend();
+    }
+
+    #[tokio::test]
+    async fn a_lease_delivered_to_a_waiter_that_left_comes_back() {
+        let mut h = Harness::new(10);
+        let key = h.worker(1);
+        let gone = wait(h.pool.acquire(false));
+        let mut next = wait(h.pool.acquire(false));
+
+        h.pool.add_credit(key, 1).unwrap();
+        // `gone` was handed the lease but its request ended before taking it.
+        drop(gone);
+        assert!(served(&mut next));
+        assert_eq!(h.credits(key), 0);
+    }
+
+    #[tokio::test]
+    async fn a_waiter_that_left_before_its_turn_costs_no_credit() {
+        let mut h = Harness::new(10);
+        let key = h.worker(1);
+        let gone = wait(h.pool.acquire(false));
+        drop(gone);
+
+        h.pool.add_credit(key, 1).unwrap();
+        assert_eq!(h.credits(key), 1);
+        assert_eq!(h.in_flight(key), 0);
+        assert_eq!(ready(h.pool.acquire(false)).key, key);
+    }
+
+    #[tokio::test]
+    async fn a_draining_worker_gets_no_new_requests() {
+        let mut h = Harness::new(10);
+        let key = h.worker(1);
+        h.pool.add_credit(key, 2).unwrap();
+        let lease = ready(h.pool.acquire(false));
+
+        h.pool.worker_draining(key);
+        assert!(matches!(h.pool.acquire(false), Acquire::Wait(_)));
+        // Credits it grants late and credits returned by unused leases are void.
+        h.pool.add_credit(key, 5).unwrap();
+        drop(lease);
+        assert_eq!(h.credits(key), 0);
+        assert_eq!(h.in_flight(key), 0);
+        let mut w = wait(h.pool.acquire(false));
+        assert!(!served(&mut w));
+
+        // Another worker picks up the queue.
+        let other = h.worker(2);
+        h.pool.add_credit(other, 1).unwrap();
+        // The first waiter went with its `Acquire::Wait` above; the second is served.
+        let lease = try_lease(&mut w).expect("served by the other worker");
+        assert_eq!(lease.worker_id, 2);
+    }
+
+    #[tokio::test]
+    async fn a_removed_worker_is_not_leased() {
+        let mut h = Harness::new(10);
+        let key = h.worker(1);
+        h.pool.add_credit(key, 3).unwrap();
+        let lease = ready(h.pool.acquire(false));
+
+        h.pool.remove_worker(key);
+        assert!(h.pool.state.lock().ready.is_empty());
+        let mut w = wait(h.pool.acquire(false));
+        // The dead worker's unused lease gives nothing back, even once its key is reused.
+        let newcomer = h.worker(2);
+        assert_eq!(newcomer, key, "slab reuses the freed key");
+        drop(lease);
+        assert_eq!(h.credits(newcomer), 0);
+        assert_eq!(h.in_flight(newcomer), 0);
+        assert!(!served(&mut w));
+
+        h.pool.add_credit(newcomer, 1).unwrap();
+        assert_eq!(try_lease(&mut w).expect("served").worker_id, 2);
+    }
+
+    #[tokio::test]
+    async fn idle_workers_take_turns() {
+        let mut h = Harness::new(10);
+        let a = h.worker(1);
+        let b = h.worker(2);
+        h.pool.add_credit(a, 2).unwrap();
+        h.pool.add_credit(b, 2).unwrap();
+
+        let order: Vec<u64> = (0..4)
+            .map(|_| ready(h.pool.acquire(false)).spend().1)
+            .collect();
+        assert_eq!(order, [1, 2, 1, 2]);
+        assert!(matches!(h.pool.acquire(false), Acquire::Wait(_)));
+    }
+
+    #[tokio::test]
+    async fn credit_beyond_the_bound_is_refused() {
+        let mut h = Harness::new(10);
+        let key = h.worker(1);
+        h.pool.add_credit(key, MAX_WORKER_CREDITS - 1).unwrap();
+        h.pool.add_credit(key, 1).unwrap();
+        assert!(h.pool.add_credit(key, 1).is_err());
+        assert_eq!(h.credits(key), MAX_WORKER_CREDITS);
+        assert!(h.pool.add_credit(key, u32::MAX).is_err());
+        assert_eq!(h.credits(key), MAX_WORKER_CREDITS);
+
+        let other = h.worker(2);
+        assert!(h.pool.add_credit(other, MAX_WORKER_CREDITS + 1).is_err());
+        assert_eq!(h.credits(other), 0);
+    }
+
+    #[tokio::test]
+    async fn finished_counts_down_in_flight_for_the_right_worker() {
+        let mut h = Harness::new(10);
+        let key = h.worker(1);
+        h.pool.add_credit(key, 1).unwrap();
+        let (k, id) = ready(h.pool.acquire(false)).spend();
+        assert_eq!(h.in_flight(key), 1);
+        // A report for another worker that once held this key changes nothing.
+        h.pool.finished(k, id + 1);
+        assert_eq!(h.in_flight(key), 1);
+        h.pool.finished(k, id);
+        assert_eq!(h.in_flight(key), 0);
+        // Finishing a request does not return its credit: the worker grants again.
+        assert_eq!(h.credits(key), 0);
     }
 }

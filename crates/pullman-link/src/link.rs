@@ -8,12 +8,12 @@
 use std::collections::HashMap;
 use std::future::poll_fn;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
+use parking_lot::Mutex;
 use pullman_proto::{decode, encode, CloseCode, Frame, Request, Window};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
@@ -90,7 +90,9 @@ pub(crate) enum Command {
 #[derive(Debug)]
 struct Inner {
     commands: mpsc::UnboundedSender<Command>,
-    next_stream: AtomicU64,
+    /// The next stream id. Locked across queueing the REQUEST, so that ids reach the wire
+    /// in increasing order however many tasks open streams at once.
+    next_stream: Mutex<u64>,
     send_initial_window: u32,
 }
 
@@ -116,7 +118,7 @@ impl Link {
         let link = Link {
             inner: Arc::new(Inner {
                 commands: tx,
-                next_stream: AtomicU64::new(1),
+                next_stream: Mutex::new(1),
                 send_initial_window: settings.send_initial_window,
             }),
         };
@@ -145,14 +147,18 @@ impl Link {
 
     /// Opens a stream with `request` (its `stream` field is assigned here). Hub side.
     pub fn open(&self, mut request: Request) -> Result<Stream, LinkError> {
-        let id = self.inner.next_stream.fetch_add(1, Ordering::Relaxed);
-        request.stream = id;
         let shared = Shared::new(self.inner.send_initial_window);
+        let mut next = self.inner.next_stream.lock();
+        let id = *next;
+        request.stream = id;
+        let frame = Frame::Request(request);
         self.queue(Command::Open {
             id,
             shared: shared.clone(),
-            frame: Frame::Request(request),
+            frame,
         })?;
+        *next += 1;
+        drop(next);
         Ok(Stream {
             id,
             shared,
@@ -194,6 +200,9 @@ struct Entry {
     shared: Arc<Shared>,
     /// What the peer may still send us on this stream.
     recv_window: Window,
+    /// Whether the peer's body is under way: after a RESPONSE (hub) or REQUEST (worker)
+    /// without END, until the BODY with END.
+    body_open: bool,
 }
 
 struct Task<S, C> {
@@ -224,21 +233,30 @@ where
             Ok(()) => poll_fn(|cx| self.poll_run(cx)).await,
             Err(e) => e,
         };
-        if let LinkError::Protocol(why) = &err {
-            tracing::warn!(error = %why, "closing link: protocol error");
-            encode(
-                &Frame::Close {
-                    code: CloseCode::ProtocolError,
-                    reason: why.clone(),
-                },
-                &mut self.wbuf,
-            );
+        // Refuse new streams first: one opened from now on fails at once instead of waiting
+        // on a link that will never carry it.
+        self.commands.close();
+        let last_words = match &err {
+            LinkError::Protocol(why) => {
+                tracing::warn!(error = %why, "closing link: protocol error");
+                Some((CloseCode::ProtocolError, why.clone()))
+            }
+            LinkError::Timeout(n) => Some((CloseCode::Timeout, format!("{n} pings unanswered"))),
+            _ => None,
+        };
+        if let Some((code, reason)) = last_words {
+            encode(&Frame::Close { code, reason }, &mut self.wbuf);
         }
         if !self.wbuf.is_empty() {
             let _ = tokio::time::timeout(CLOSE_FLUSH_TIMEOUT, self.io.write_all(&self.wbuf)).await;
         }
         let _ = tokio::time::timeout(CLOSE_FLUSH_TIMEOUT, self.io.shutdown()).await;
-        self.commands.close();
+        // Streams opened while the link was ending never reached the wire.
+        while let Ok(cmd) = self.commands.try_recv() {
+            if let Command::Open { shared, .. } = cmd {
+                shared.reset(&err);
+            }
+        }
         for (_, entry) in self.streams.drain() {
             entry.shared.reset(&err);
         }
@@ -347,10 +365,16 @@ where
                 let Some(entry) = self.known_stream(stream)? else {
                     return Ok(());
                 };
+                if !entry.body_open {
+                    return Err(LinkError::Protocol(format!(
+                        "BODY on stream {stream} outside a body"
+                    )));
+                }
                 entry
                     .recv_window
                     .consume(data.len())
                     .map_err(|e| LinkError::Protocol(format!("stream {stream}: {e}")))?;
+                entry.body_open = !end;
                 let shared = entry.shared.clone();
                 if !data.is_empty() {
                     shared.push(Inbound::Data(data));
@@ -364,7 +388,10 @@ where
             }
             Frame::Window { stream, increment } => {
                 if let Some(entry) = self.known_stream(stream)? {
-                    entry.shared.grant_send(increment);
+                    entry
+                        .shared
+                        .grant_send(increment)
+                        .map_err(|e| LinkError::Protocol(format!("stream {stream}: {e}")))?;
                 }
             }
             Frame::Response(r) if role == Role::Hub => {
@@ -372,6 +399,7 @@ where
                 let Some(entry) = self.known_stream(stream)? else {
                     return Ok(());
                 };
+                entry.body_open = !end;
                 entry.shared.push(Inbound::Frame(Frame::Response(r)));
                 if end {
                     self.finish(stream);
@@ -412,6 +440,7 @@ where
                     Entry {
                         shared: shared.clone(),
                         recv_window: window,
+                        body_open: !r.end,
                     },
                 );
                 let stream = Stream {
@@ -468,6 +497,7 @@ where
                     Entry {
                         shared,
                         recv_window: window,
+                        body_open: false,
                     },
                 );
                 encode(&frame, &mut self.wbuf);
@@ -512,5 +542,679 @@ where
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::Waker;
+
+    use bytes::Bytes;
+    use pullman_proto::{
+        CancelReason, HeadBuilder, Mode, Response, Version, DEFAULT_INITIAL_WINDOW,
+        DEFAULT_MAX_FRAME, MAX_FRAME_LIMIT,
+    };
+    use tokio::io::{AsyncReadExt, DuplexStream, ReadBuf};
+
+    use super::*;
+
+    /// Long enough for anything the link does without a timer; with the clock paused (every
+    /// test here) waiting it out costs nothing, and a hang fails instead of blocking.
+    const PATIENCE: Duration = Duration::from_secs(30);
+
+    async fn within<F: Future>(what: &str, f: F) -> F::Output {
+        tokio::time::timeout(PATIENCE, f)
+            .await
+            .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+    }
+
+    /// Polls once: what `f` has ready now, without waiting.
+    fn now<F: Future>(f: F) -> Option<F::Output> {
+        let mut f = std::pin::pin!(f);
+        match f.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(out) => Some(out),
+            Poll::Pending => None,
+        }
+    }
+
+    /// What the link told its role.
+    #[derive(Debug)]
+    enum Event {
+        Frame(Frame),
+        Request(Stream, Request),
+        Closed(LinkError),
+    }
+
+    struct Recorder(mpsc::UnboundedSender<Event>);
+
+    impl Control for Recorder {
+        fn on_frame(&mut self, _link: &Link, frame: Frame) -> Result<(), String> {
+            let _ = self.0.send(Event::Frame(frame));
+            Ok(())
+        }
+        fn on_request(
+            &mut self,
+            _link: &Link,
+            stream: Stream,
+            request: Request,
+        ) -> Result<(), String> {
+            let _ = self.0.send(Event::Request(stream, request));
+            Ok(())
+        }
+        fn on_closed(&mut self, err: &LinkError) {
+            let _ = self.0.send(Event::Closed(err.clone()));
+        }
+    }
+
+    /// The far end of the link, driven by hand with the codec.
+    struct Peer {
+        io: DuplexStream,
+        buf: BytesMut,
+    }
+
+    impl Peer {
+        async fn send(&mut self, frame: &Frame) {
+            let mut out = BytesMut::new();
+            encode(frame, &mut out);
+            self.io.write_all(&out).await.expect("peer write");
+        }
+
+        /// The next frame the link wrote; `None` once it closed the connection.
+        async fn recv(&mut self) -> Option<Frame> {
+            loop {
+                if let Some(frame) =
+                    decode(&mut self.buf, MAX_FRAME_LIMIT).expect("link wrote a bad frame")
+                {
+                    return Some(frame);
+                }
+                if self.io.read_buf(&mut self.buf).await.expect("peer read") == 0 {
+                    assert!(self.buf.is_empty(), "link left half a frame");
+                    return None;
+                }
+            }
+        }
+
+        async fn expect(&mut self) -> Frame {
+            within("a frame from the link", self.recv())
+                .await
+                .expect("the link closed the connection")
+        }
+    }
+
+    fn settings(role: Role) -> Settings {
+        Settings {
+            role,
+            recv_max_frame: DEFAULT_MAX_FRAME,
+            recv_initial_window: DEFAULT_INITIAL_WINDOW,
+            send_initial_window: DEFAULT_INITIAL_WINDOW,
+            ping_interval: None,
+        }
+    }
+
+    struct Started {
+        link: Link,
+        task: JoinHandle<LinkError>,
+        peer: Peer,
+        events: mpsc::UnboundedReceiver<Event>,
+    }
+
+    /// Starts a link over an in-memory pipe. The task has not run yet when this returns.
+    fn start(settings: Settings) -> Started {
+        let (ours, theirs) = tokio::io::duplex(256 * 1024);
+        let (tx, events) = mpsc::unbounded_channel();
+        let (link, task) = Link::spawn(ours, BytesMut::new(), settings, Recorder(tx));
+        Started {
+            link,
+            task,
+            peer: Peer {
+                io: theirs,
+                buf: BytesMut::new(),
+            },
+            events,
+        }
+    }
+
+    fn request() -> Request {
+        let mut head = HeadBuilder::new(Version::Http11, b"GET", b"/work", 1);
+        head.header(b"host", b"example.com").unwrap();
+        Request {
+            stream: 0,
+            end: true,
+            deadline_ms: 0,
+            mode: Mode::Respond,
+            peer: "192.0.2.1:4000".into(),
+            head: head.finish(),
+        }
+    }
+
+    fn response(stream: u64, end: bool) -> Frame {
+        Frame::Response(Response {
+            stream,
+            end,
+            status: 200,
+            headers: vec![(Bytes::from_static(b"x-a"), Bytes::from_static(b"1"))],
+        })
+    }
+
+    fn body(stream: u64, data: &'static [u8], end: bool) -> Frame {
+        Frame::Body {
+            stream,
+            data: Bytes::from_static(data),
+            end,
+        }
+    }
+
+    async fn ended(task: &mut JoinHandle<LinkError>) -> LinkError {
+        within("the link to end", task)
+            .await
+            .expect("link task panicked")
+    }
+
+    /// Asserts the link ended on a protocol error and told the peer so with CLOSE.
+    async fn assert_protocol_close(s: &mut Started) -> String {
+        let why = match ended(&mut s.task).await {
+            LinkError::Protocol(why) => why,
+            other => panic!("expected a protocol error, got {other:?}"),
+        };
+        loop {
+            match s.peer.expect().await {
+                Frame::Close { code, .. } => {
+                    assert_eq!(code, CloseCode::ProtocolError);
+                    break;
+                }
+                Frame::Request(_) => continue,
+                other => panic!("expected CLOSE, got {other:?}"),
+            }
+        }
+        assert!(within("EOF", s.peer.recv()).await.is_none());
+        why
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn hub_opens_streams_with_increasing_ids() {
+        let mut s = start(settings(Role::Hub));
+        let first = s.link.open(request()).unwrap();
+        let second = s.link.open(request()).unwrap();
+        assert_eq!((first.id(), second.id()), (1, 2));
+
+        let Frame::Request(r) = s.peer.expect().await else {
+            panic!("expected REQUEST")
+        };
+        assert_eq!(r.stream, 1);
+        assert_eq!(r.head, request().head);
+        assert_eq!(r.peer, "192.0.2.1:4000");
+        let Frame::Request(r) = s.peer.expect().await else {
+            panic!("expected REQUEST")
+        };
+        assert_eq!(r.stream, 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_response_with_end_finishes_the_stream() {
+        let mut s = start(settings(Role::Hub));
+        let mut stream = s.link.open(request()).unwrap();
+        assert!(matches!(s.peer.expect().await, Frame::Request(_)));
+
+        s.peer.send(&response(1, true)).await;
+        match within("the response", stream.recv()).await {
+            Inbound::Frame(Frame::Response(r)) => {
+                assert_eq!((r.stream, r.status, r.end), (1, 200, true));
+                assert_eq!(r.headers.len(), 1);
+            }
+            other => panic!("expected RESPONSE, got {other:?}"),
+        }
+        // No more request body goes to a stream whose response has ended.
+        assert!(matches!(
+            stream
+                .sender()
+                .send_data(Bytes::from_static(b"x"), true)
+                .await,
+            Err(StreamError::Ended)
+        ));
+
+        // A late BODY for it crossed on the wire: dropped, and the link carries on.
+        s.peer.send(&body(1, b"late", true)).await;
+        s.peer.send(&Frame::Ping { opaque: 7 }).await;
+        assert_eq!(s.peer.expect().await, Frame::Pong { opaque: 7 });
+        assert!(now(stream.recv()).is_none(), "late BODY reached the stream");
+        assert!(!s.task.is_finished());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_response_body_arrives_in_order_then_ends_the_stream() {
+        let mut s = start(settings(Role::Hub));
+        let mut stream = s.link.open(request()).unwrap();
+        assert!(matches!(s.peer.expect().await, Frame::Request(_)));
+
+        s.peer.send(&response(1, false)).await;
+        s.peer.send(&body(1, b"hello ", false)).await;
+        s.peer.send(&body(1, b"world", true)).await;
+        assert!(matches!(
+            within("head", stream.recv()).await,
+            Inbound::Frame(Frame::Response(_))
+        ));
+        let mut got = Vec::new();
+        loop {
+            match within("body", stream.recv()).await {
+                Inbound::Data(d) => got.extend_from_slice(&d),
+                Inbound::End => break,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(got, b"hello world");
+        assert!(matches!(
+            stream
+                .sender()
+                .send_data(Bytes::from_static(b"x"), false)
+                .await,
+            Err(StreamError::Ended)
+        ));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_for_a_stream_never_opened_closes_the_link() {
+        let mut s = start(settings(Role::Hub));
+        s.peer.send(&body(5, b"who?", false)).await;
+        let why = assert_protocol_close(&mut s).await;
+        assert!(why.contains("never opened"), "{why}");
+        assert!(matches!(
+            within("on_closed", s.events.recv()).await,
+            Some(Event::Closed(LinkError::Protocol(_)))
+        ));
+        assert!(s.link.is_closed());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn garbage_closes_the_link() {
+        let mut s = start(settings(Role::Worker));
+        s.peer.io.write_all(&[0xff; 32]).await.unwrap();
+        let why = assert_protocol_close(&mut s).await;
+        assert!(why.contains("unknown frame type"), "{why}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_frame_larger_than_agreed_closes_the_link() {
+        let mut s = start(Settings {
+            recv_max_frame: 64,
+            ..settings(Role::Hub)
+        });
+        let _stream = s.link.open(request()).unwrap();
+        assert!(matches!(s.peer.expect().await, Frame::Request(_)));
+        s.peer.send(&body(1, &[b'x'; 65], false)).await;
+        assert_protocol_close(&mut s).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_peer_sending_past_its_window_is_cut_off() {
+        let mut s = start(Settings {
+            recv_initial_window: 16,
+            ..settings(Role::Hub)
+        });
+        let mut stream = s.link.open(request()).unwrap();
+        assert!(matches!(s.peer.expect().await, Frame::Request(_)));
+
+        s.peer.send(&response(1, false)).await;
+        s.peer.send(&body(1, b"0123456789abcdef", false)).await;
+        assert!(matches!(
+            within("head", stream.recv()).await,
+            Inbound::Frame(_)
+        ));
+        assert!(matches!(within("data", stream.recv()).await, Inbound::Data(d) if d.len() == 16));
+
+        // Consuming the bytes returns the room to the peer.
+        stream.release(10);
+        assert_eq!(
+            s.peer.expect().await,
+            Frame::Window {
+                stream: 1,
+                increment: 10
+            }
+        );
+        s.peer.send(&body(1, b"0123456789", false)).await;
+        assert!(matches!(within("data", stream.recv()).await, Inbound::Data(d) if d.len() == 10));
+
+        // One byte more than granted.
+        s.peer.send(&body(1, b"!", false)).await;
+        let why = assert_protocol_close(&mut s).await;
+        assert!(why.contains("stream 1"), "{why}");
+        assert!(matches!(
+            within("reset", stream.recv()).await,
+            Inbound::Reset(LinkError::Protocol(_))
+        ));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn sending_waits_for_the_peers_window() {
+        let mut s = start(Settings {
+            send_initial_window: 10,
+            ..settings(Role::Hub)
+        });
+        let stream = s.link.open(request()).unwrap();
+        assert!(matches!(s.peer.expect().await, Frame::Request(_)));
+
+        let sender = stream.sender();
+        let sending = tokio::spawn(async move {
+            sender
+                .send_data(Bytes::from_static(b"0123456789abcdef"), true)
+                .await
+        });
+        assert_eq!(s.peer.expect().await, body(1, b"0123456789", false));
+        // The window is spent: nothing more comes, however long the peer waits.
+        let more = tokio::time::timeout(Duration::from_secs(60), s.peer.recv()).await;
+        assert!(more.is_err(), "sent past the window: {more:?}");
+        assert!(!sending.is_finished());
+
+        s.peer
+            .send(&Frame::Window {
+                stream: 1,
+                increment: 4,
+            })
+            .await;
+        assert_eq!(s.peer.expect().await, body(1, b"abcd", false));
+        s.peer
+            .send(&Frame::Window {
+                stream: 1,
+                increment: 100,
+            })
+            .await;
+        assert_eq!(s.peer.expect().await, body(1, b"ef", true));
+        within("send_data", sending).await.unwrap().unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_worker_hears_of_requests_and_cancels() {
+        let mut s = start(settings(Role::Worker));
+        let mut sent = request();
+        sent.stream = 1;
+        s.peer.send(&Frame::Request(sent.clone())).await;
+        let (stream, got) = match within("on_request", s.events.recv()).await {
+            Some(Event::Request(stream, got)) => (stream, got),
+            other => panic!("expected a request, got {other:?}"),
+        };
+        assert_eq!(stream.id(), 1);
+        assert_eq!(got, sent);
+        assert!(now(stream.cancelled()).is_none());
+
+        s.peer
+            .send(&Frame::Cancel {
+                stream: 1,
+                reason: CancelReason::Deadline,
+            })
+            .await;
+        assert_eq!(
+            within("cancel", stream.cancelled()).await,
+            CancelReason::Deadline
+        );
+        assert_eq!(
+            within("cancel", stream.sender().cancelled()).await,
+            CancelReason::Deadline
+        );
+
+        // Credits and drains go to the role.
+        s.link.send(Frame::Credit { n: 3 });
+        assert_eq!(s.peer.expect().await, Frame::Credit { n: 3 });
+        s.peer.send(&Frame::Drain { last_stream: 1 }).await;
+        assert!(matches!(
+            within("on_frame", s.events.recv()).await,
+            Some(Event::Frame(Frame::Drain { last_stream: 1 }))
+        ));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_worker_refuses_a_reused_stream_id() {
+        let mut s = start(settings(Role::Worker));
+        let mut r = request();
+        r.stream = 2;
+        s.peer.send(&Frame::Request(r.clone())).await;
+        r.stream = 1;
+        s.peer.send(&Frame::Request(r)).await;
+        let why = assert_protocol_close(&mut s).await;
+        assert!(why.contains("reused"), "{why}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_worker_forgets_a_stream_once_its_response_ended() {
+        let mut s = start(settings(Role::Worker));
+        let mut r = request();
+        r.stream = 1;
+        s.peer.send(&Frame::Request(r)).await;
+        let Some(Event::Request(stream, _)) = within("request", s.events.recv()).await else {
+            panic!("expected a request")
+        };
+        let sender = stream.sender();
+        sender.send_frame(response(1, false));
+        sender
+            .send_data(Bytes::from_static(b"ok"), true)
+            .await
+            .unwrap();
+        assert_eq!(s.peer.expect().await, response(1, false));
+        assert_eq!(s.peer.expect().await, body(1, b"ok", true));
+
+        // A CANCEL that crossed the response is ignored; the link carries on.
+        s.peer
+            .send(&Frame::Cancel {
+                stream: 1,
+                reason: CancelReason::ClientGone,
+            })
+            .await;
+        s.peer.send(&Frame::Ping { opaque: 1 }).await;
+        assert_eq!(s.peer.expect().await, Frame::Pong { opaque: 1 });
+        assert!(now(stream.cancelled()).is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_peer_that_stops_answering_pings_times_out() {
+        let every = Duration::from_secs(1);
+        let mut s = start(Settings {
+            ping_interval: Some(every),
+            ..settings(Role::Hub)
+        });
+        let began = tokio::time::Instant::now();
+        // Three pings go unanswered (at 1, 2 and 3 s); the link gives up when the fourth is
+        // due.
+        assert!(
+            tokio::time::timeout(every * 7 / 2, &mut s.task)
+                .await
+                .is_err(),
+            "gave up before the third ping was missed"
+        );
+        let err = within("the timeout", &mut s.task).await.unwrap();
+        assert!(matches!(err, LinkError::Timeout(3)), "{err:?}");
+        assert_eq!(began.elapsed(), every * 4);
+
+        for opaque in 1..=3 {
+            assert_eq!(s.peer.expect().await, Frame::Ping { opaque });
+        }
+        assert!(matches!(
+            within("on_closed", s.events.recv()).await,
+            Some(Event::Closed(LinkError::Timeout(3)))
+        ));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_ping_timeout_tells_the_peer() {
+        let mut s = start(Settings {
+            ping_interval: Some(Duration::from_secs(1)),
+            ..settings(Role::Hub)
+        });
+        assert!(matches!(ended(&mut s.task).await, LinkError::Timeout(_)));
+        loop {
+            match within("CLOSE", s.peer.recv()).await {
+                Some(Frame::Ping { .. }) => continue,
+                Some(Frame::Close { code, .. }) => {
+                    assert_eq!(code, CloseCode::Timeout);
+                    return;
+                }
+                other => panic!("expected CLOSE timeout, got {other:?}"),
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_peer_that_answers_pings_stays_connected() {
+        let every = Duration::from_secs(1);
+        let Started {
+            link,
+            mut task,
+            mut peer,
+            ..
+        } = start(Settings {
+            ping_interval: Some(every),
+            ..settings(Role::Hub)
+        });
+        let answering = tokio::spawn(async move {
+            let mut pings = 0;
+            while let Some(frame) = peer.recv().await {
+                if let Frame::Ping { opaque } = frame {
+                    pings += 1;
+                    peer.send(&Frame::Pong { opaque }).await;
+                }
+            }
+            pings
+        });
+        let alive = tokio::time::timeout(every * 60, &mut task).await;
+        assert!(alive.is_err(), "link ended: {alive:?}");
+
+        link.close(CloseCode::Normal, "done");
+        assert!(matches!(
+            within("close", task).await.unwrap(),
+            LinkError::Closed {
+                code: CloseCode::Normal,
+                ..
+            }
+        ));
+        let pings = within("the peer", answering).await.unwrap();
+        assert!(pings >= 59, "only {pings} pings in a minute");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_end_of_the_link_resets_open_streams() {
+        let mut s = start(settings(Role::Hub));
+        let mut stream = s.link.open(request()).unwrap();
+        let sender = stream.sender();
+        assert!(matches!(s.peer.expect().await, Frame::Request(_)));
+
+        drop(s.peer);
+        assert!(matches!(
+            within("reset", stream.recv()).await,
+            Inbound::Reset(LinkError::Eof)
+        ));
+        assert!(matches!(
+            sender.send_data(Bytes::from_static(b"x"), false).await,
+            Err(StreamError::Link(LinkError::Eof))
+        ));
+        assert!(matches!(
+            within("on_closed", s.events.recv()).await,
+            Some(Event::Closed(LinkError::Eof))
+        ));
+        assert!(matches!(ended(&mut s.task).await, LinkError::Eof));
+        assert!(s.link.is_closed());
+        assert!(s.link.open(request()).is_err());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stream_opened_as_the_link_dies_is_reset() {
+        let s = start(settings(Role::Hub));
+        // The peer is gone before the link task first runs; `open` still succeeds.
+        drop(s.peer);
+        let mut stream = s.link.open(request()).unwrap();
+        assert!(matches!(
+            within("reset", stream.recv()).await,
+            Inbound::Reset(_)
+        ));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_window_past_the_maximum_closes_the_link() {
+        let mut s = start(settings(Role::Hub));
+        let _stream = s.link.open(request()).unwrap();
+        assert!(matches!(s.peer.expect().await, Frame::Request(_)));
+        s.peer
+            .send(&Frame::Window {
+                stream: 1,
+                increment: u32::MAX,
+            })
+            .await;
+        assert_protocol_close(&mut s).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_before_the_response_closes_the_link() {
+        let mut s = start(settings(Role::Hub));
+        let _stream = s.link.open(request()).unwrap();
+        assert!(matches!(s.peer.expect().await, Frame::Request(_)));
+        s.peer.send(&body(1, b"headless", false)).await;
+        assert_protocol_close(&mut s).await;
+    }
+
+    /// Counts the writes the link task makes: each is one system call on a real socket.
+    struct CountingWrites {
+        io: DuplexStream,
+        writes: Arc<AtomicUsize>,
+    }
+
+    impl AsyncRead for CountingWrites {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            Pin::new(&mut self.io).poll_read(cx, buf)
+        }
+    }
+
+    impl AsyncWrite for CountingWrites {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
+            let out = Pin::new(&mut self.io).poll_write(cx, buf);
+            if let Poll::Ready(Ok(n)) = out {
+                if n > 0 {
+                    self.writes.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            out
+        }
+
+        fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Pin::new(&mut self.io).poll_flush(cx)
+        }
+
+        fn poll_shutdown(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            Pin::new(&mut self.io).poll_shutdown(cx)
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn queued_frames_go_out_in_one_write() {
+        let (ours, theirs) = tokio::io::duplex(256 * 1024);
+        let writes = Arc::new(AtomicUsize::new(0));
+        let io = CountingWrites {
+            io: ours,
+            writes: writes.clone(),
+        };
+        let (tx, _events) = mpsc::unbounded_channel();
+        let (link, _task) = Link::spawn(io, BytesMut::new(), settings(Role::Worker), Recorder(tx));
+        // The task has not run yet: all of these wait in its queue.
+        for n in 0..100 {
+            link.send(Frame::Credit { n });
+        }
+        let mut peer = Peer {
+            io: theirs,
+            buf: BytesMut::new(),
+        };
+        for n in 0..100 {
+            assert_eq!(peer.expect().await, Frame::Credit { n });
+        }
+        // One write, or two should the runtime's cooperative budget split the batch.
+        let writes = writes.load(Ordering::Relaxed);
+        assert!(writes <= 2, "100 queued frames took {writes} writes");
     }
 }

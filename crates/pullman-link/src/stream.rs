@@ -12,7 +12,8 @@ use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
-use pullman_proto::{CancelReason, Frame};
+use pullman_proto::window::MAX_WINDOW;
+use pullman_proto::{CancelReason, Frame, WindowError};
 
 use crate::error::{LinkError, StreamError};
 use crate::link::{Command, Link};
@@ -69,15 +70,21 @@ impl Shared {
         }
     }
 
-    pub(crate) fn grant_send(&self, n: u32) {
+    /// The peer granted `n` more bytes; a window past 2^31-1 breaks the protocol.
+    pub(crate) fn grant_send(&self, n: u32) -> Result<(), WindowError> {
         let waker = {
             let mut s = self.state.lock();
-            s.send_window += n as u64;
+            let next = s.send_window + n as u64;
+            if next > MAX_WINDOW {
+                return Err(WindowError::Overflow);
+            }
+            s.send_window = next;
             s.send_waker.take()
         };
         if let Some(w) = waker {
             w.wake();
         }
+        Ok(())
     }
 
     /// No more body may be sent on this stream.
