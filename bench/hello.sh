@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # /hello through hub + one worker (concurrency 64) against a plain hyper server, in
 # alternating rounds of the same run, so the ratio means something on a noisy machine.
-# Usage: bench/hello.sh [ROUNDS] [SECONDS] [CONNECTIONS] [tcp|unix]
+# Usage: [HUB_THREADS=N] bench/hello.sh [ROUNDS] [SECONDS] [CONNECTIONS] [tcp|unix]
+# HUB_THREADS defaults to one per core; on a 2-core machine that also runs wrk and the
+# worker, HUB_THREADS=1 avoids oversubscription.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-3} secs=${2:-10} conns=${3:-32} transport=${4:-tcp}
@@ -28,7 +30,7 @@ token = "bench"
 path_prefix = "/"
 pool = "bench"
 TOML
-PULLMAN_LOG=warn $bin/pullman hub --config "$dir/hub.toml" > "$dir/hub.out" & pids+=($!)
+PULLMAN_LOG=warn $bin/pullman hub ${HUB_THREADS:+--threads "$HUB_THREADS"} --config "$dir/hub.toml" > "$dir/hub.out" & pids+=($!)
 $bin/pullman-bench direct > "$dir/direct.out" & pids+=($!)
 for _ in $(seq 100); do [ -s "$dir/hub.out" ] && [ -s "$dir/direct.out" ] && break; sleep 0.05; done
 hub_url=$(sed -n 's/.*front=\(http:[^ ]*\).*/\1/p' "$dir/hub.out")
@@ -43,7 +45,7 @@ run() { # name url -> "req/s p99_ms"
   p99=$(awk '$1=="99%" {print $2}' "$dir/wrk.txt")
   echo "$1 $rps $p99"
 }
-echo "round system req_per_s p99 (wrk -t1 -c$conns -d${secs}s, workers over $transport)"
+echo "round system req_per_s p99 (wrk -t1 -c$conns -d${secs}s, worker over $transport, hub threads ${HUB_THREADS:-all cores}, worker threads 1)"
 for r in $(seq "$rounds"); do
   d=$(run direct "$direct_url"); h=$(run pullman "$hub_url")
   echo "$r $d"; echo "$r $h"

@@ -39,6 +39,9 @@ enum Command {
         /// The TOML config.
         #[arg(long)]
         config: PathBuf,
+        /// Threads serving clients and workers (default: one per core).
+        #[arg(long)]
+        threads: Option<usize>,
     },
     /// Run a worker that dials a hub.
     Worker {
@@ -60,6 +63,10 @@ enum Command {
         /// A name for logs and for the demo app's answers.
         #[arg(long)]
         name: Option<String>,
+        /// Threads running the handler. The demo app waits more than it computes, and one
+        /// thread leaves the cores to the hub and the real work.
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
     },
     /// Run the hub on its embedded default config with demo workers.
     Demo {
@@ -90,13 +97,23 @@ fn main() -> anyhow::Result<()> {
         )
         .init();
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let threads = match &cli.command {
+        Command::Hub { threads, .. } => *threads,
+        Command::Worker { threads, .. } => Some(*threads),
+        _ => None,
+    };
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = threads {
+        anyhow::ensure!(n >= 1, "--threads must be at least 1");
+        runtime.worker_threads(n);
+    }
+    let runtime = runtime
         .enable_all()
         .build()
         .context("starting the runtime")?;
     runtime.block_on(async move {
         match cli.command {
-            Command::Hub { config } => {
+            Command::Hub { config, .. } => {
                 let config = Config::from_file(&config)?;
                 run_hub(config).await
             }
@@ -107,6 +124,7 @@ fn main() -> anyhow::Result<()> {
                 concurrency,
                 app: App::Demo,
                 name,
+                ..
             } => {
                 let name = name.unwrap_or_else(|| format!("worker-{}", std::process::id()));
                 let worker = Worker::builder()

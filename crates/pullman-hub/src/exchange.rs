@@ -3,7 +3,6 @@
 //! Every accepted request leaves here with exactly one response: the worker's, or the hub's
 //! own error answer for the [`RequestError`] that stopped it.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -26,7 +25,7 @@ use crate::pool::{Acquire, Pool};
 pub(crate) async fn serve(
     hub: Arc<HubShared>,
     req: Request<Incoming>,
-    peer: SocketAddr,
+    peer: &str,
 ) -> Response<HubBody> {
     match exchange(&hub, req, peer).await {
         Ok(resp) => resp,
@@ -51,7 +50,7 @@ fn error_response(e: RequestError) -> Response<HubBody> {
 async fn exchange(
     hub: &HubShared,
     req: Request<Incoming>,
-    peer: SocketAddr,
+    peer: &str,
 ) -> Result<Response<HubBody>, RequestError> {
     let started = Instant::now();
     let (parts, body) = req.into_parts();
@@ -74,7 +73,6 @@ async fn exchange(
     // Only a request without a body can be given to another worker: a body already
     // streamed to the first one is gone.
     let bodiless = body.is_none();
-    let peer = peer.to_string();
     let deadline = started + config.timeout;
     let queue_deadline = started + config.queue_timeout;
     let mut front = false;
@@ -101,7 +99,7 @@ async fn exchange(
             end: body.is_none(),
             deadline_ms: remaining.as_millis().clamp(1, u32::MAX as u128) as u32,
             mode: Mode::Respond,
-            peer: peer.clone(),
+            peer: peer.to_string(),
             head: head.clone(),
         };
         let Ok(mut stream) = lease.link().open(request) else {

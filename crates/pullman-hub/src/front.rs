@@ -90,13 +90,15 @@ async fn serve_connection(
         last_ms: AtomicU64::new(0),
         epoch: Instant::now(),
     });
+    // Formatted once per connection, not per request.
+    let peer_text: Arc<str> = peer.to_string().into();
     let service = {
-        let (hub, activity) = (hub.clone(), activity.clone());
+        let (hub, activity, peer_text) = (hub.clone(), activity.clone(), peer_text.clone());
         service_fn(move |req| {
-            let (hub, activity) = (hub.clone(), activity.clone());
+            let (hub, activity, peer_text) = (hub.clone(), activity.clone(), peer_text.clone());
             activity.in_progress.fetch_add(1, Ordering::Relaxed);
             async move {
-                let resp = exchange::serve(hub, req, peer).await;
+                let resp = exchange::serve(hub, req, &peer_text).await;
                 activity.last_ms.store(activity.now_ms(), Ordering::Relaxed);
                 activity.in_progress.fetch_sub(1, Ordering::Relaxed);
                 Ok::<_, Infallible>(resp)

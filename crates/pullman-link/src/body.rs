@@ -62,14 +62,9 @@ impl http_body::Body for RecvBody {
         };
         let item = match stream.shared.poll_recv(cx) {
             Poll::Ready(item) => item,
-            Poll::Pending => {
-                // Nothing queued: give back what was consumed so the peer is not starved
-                // waiting on a batch that will never fill.
-                if this.unreleased > 0 {
-                    stream.release(std::mem::take(&mut this.unreleased));
-                }
-                return Poll::Pending;
-            }
+            // Bytes consumed but not yet released stay below RELEASE_BATCH, far less than the
+            // window: the peer always has room left, so holding them back cannot stall it.
+            Poll::Pending => return Poll::Pending,
         };
         Poll::Ready(match item {
             Inbound::Data(data) => {

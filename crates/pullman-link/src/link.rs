@@ -28,6 +28,11 @@ use crate::stream::{Inbound, Shared, Stream};
 const WRITE_HIGH_WATER: usize = 1024 * 1024;
 /// Read buffer growth step; also the most one read system call takes.
 const READ_CHUNK: usize = 64 * 1024;
+/// Buffered bytes past which the task writes without first yielding to gather more.
+const BATCH_FLUSH: usize = 64 * 1024;
+/// Most yields in a row before a write, so a steady trickle of frames cannot hold the
+/// buffer back for long.
+const MAX_BATCH_YIELDS: u32 = 16;
 /// Rounds of read/commands/write the task runs before yielding to other tasks.
 const POLL_BUDGET: u32 = 32;
 /// PINGs that may go unanswered before the link is declared dead.
@@ -140,6 +145,7 @@ impl Link {
             ping,
             missed_pongs: 0,
             pings_sent: 0,
+            batch_yields: 0,
         };
         let handle = tokio::spawn(task.run());
         (link, handle)
@@ -196,6 +202,16 @@ impl Link {
     }
 }
 
+/// What one round of the link task came to.
+enum Round {
+    /// Nothing happened: wait for a wake-up.
+    Idle,
+    /// Something happened: run another round.
+    Progress,
+    /// Frames are ready to go out; yield once so that more can join them.
+    YieldBeforeWrite,
+}
+
 struct Entry {
     shared: Arc<Shared>,
     /// What the peer may still send us on this stream.
@@ -220,6 +236,8 @@ struct Task<S, C> {
     ping: Option<Interval>,
     missed_pongs: u32,
     pings_sent: u64,
+    /// Yields taken since the write buffer last emptied.
+    batch_yields: u32,
 }
 
 impl<S, C> Task<S, C>
@@ -230,7 +248,14 @@ where
     async fn run(mut self) -> LinkError {
         // Bytes that arrived with the handshake may already hold whole frames.
         let err = match self.decode_all() {
-            Ok(()) => poll_fn(|cx| self.poll_run(cx)).await,
+            Ok(()) => loop {
+                match poll_fn(|cx| self.poll_run(cx)).await {
+                    // Let the tasks that are about to queue frames run first, so one write
+                    // carries all of them.
+                    Ok(()) => tokio::task::yield_now().await,
+                    Err(e) => break e,
+                }
+            },
             Err(e) => e,
         };
         // Refuse new streams first: one opened from now on fails at once instead of waiting
@@ -264,20 +289,23 @@ where
         err
     }
 
-    fn poll_run(&mut self, cx: &mut Context<'_>) -> Poll<LinkError> {
+    /// Runs rounds until there is nothing to do (`Pending`), the link ends (`Err`), or
+    /// frames are waiting to be written and the task should yield once first (`Ok`).
+    fn poll_run(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), LinkError>> {
         for _ in 0..POLL_BUDGET {
             match self.poll_once(cx) {
-                Ok(true) => continue,
-                Ok(false) => return Poll::Pending,
-                Err(e) => return Poll::Ready(e),
+                Ok(Round::Progress) => continue,
+                Ok(Round::Idle) => return Poll::Pending,
+                Ok(Round::YieldBeforeWrite) => return Poll::Ready(Ok(())),
+                Err(e) => return Poll::Ready(Err(e)),
             }
         }
         cx.waker().wake_by_ref();
         Poll::Pending
     }
 
-    /// One round: read, take commands, write, tick. Returns whether anything happened.
-    fn poll_once(&mut self, cx: &mut Context<'_>) -> Result<bool, LinkError> {
+    /// One round: read, take commands, write, tick.
+    fn poll_once(&mut self, cx: &mut Context<'_>) -> Result<Round, LinkError> {
         let mut progressed = false;
 
         if self.wbuf.len() < WRITE_HIGH_WATER {
@@ -306,6 +334,16 @@ where
             }
         }
 
+        // Yield while this round brought new work: the tasks it woke are about to queue more
+        // frames, and every round that lets them costs less than a system call.
+        if progressed
+            && !self.wbuf.is_empty()
+            && self.wbuf.len() < BATCH_FLUSH
+            && self.batch_yields < MAX_BATCH_YIELDS
+        {
+            self.batch_yields += 1;
+            return Ok(Round::YieldBeforeWrite);
+        }
         while !self.wbuf.is_empty() {
             match Pin::new(&mut self.io).poll_write(cx, &self.wbuf) {
                 Poll::Ready(Ok(0)) => {
@@ -320,6 +358,7 @@ where
             }
         }
         if self.wbuf.is_empty() {
+            self.batch_yields = 0;
             // Keep the write buffer's allocation but let a burst's growth go.
             if self.wbuf.capacity() > 4 * WRITE_HIGH_WATER {
                 self.wbuf = BytesMut::with_capacity(READ_CHUNK);
@@ -346,7 +385,11 @@ where
                 );
             }
         }
-        Ok(progressed)
+        Ok(if progressed {
+            Round::Progress
+        } else {
+            Round::Idle
+        })
     }
 
     fn decode_all(&mut self) -> Result<(), LinkError> {
