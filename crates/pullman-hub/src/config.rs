@@ -39,6 +39,9 @@ pub const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
 /// Smallest `hub.max_header_bytes` accepted: 8 KiB, the smallest read buffer hyper accepts
 /// and the limit most servers have long used, so smaller would refuse ordinary browsers.
 pub const MIN_MAX_HEADER_BYTES: usize = 8 * 1024;
+/// Largest `hub.max_header_bytes` accepted: 96 KiB keeps a request head, with its span
+/// table, inside one REQUEST frame of the smallest size a worker may announce (128 KiB).
+pub const MAX_MAX_HEADER_BYTES: usize = 96 * 1024;
 /// Default `hub.header_read_timeout`: 10 s is far longer than any honest client needs to send
 /// a request head, and short enough that slow-loris connections do not pile up.
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -752,9 +755,9 @@ fn de_workers_listen<'de, D: Deserializer<'de>>(
 
 fn de_max_header_bytes<'de, D: Deserializer<'de>>(deserializer: D) -> Result<usize, D::Error> {
     let bytes = usize::deserialize(deserializer)?;
-    if bytes < MIN_MAX_HEADER_BYTES {
+    if !(MIN_MAX_HEADER_BYTES..=MAX_MAX_HEADER_BYTES).contains(&bytes) {
         return Err(D::Error::custom(format!(
-            "max_header_bytes must be at least {MIN_MAX_HEADER_BYTES}"
+            "max_header_bytes must be between {MIN_MAX_HEADER_BYTES} and {MAX_MAX_HEADER_BYTES}"
         )));
     }
     Ok(bytes)
@@ -1216,7 +1219,12 @@ mod tests {
             (
                 "listen = \"127.0.0.1:80\"\nworkers_listen = [\"tcp://127.0.0.1:1\"]\nmax_header_bytes = 8191",
                 "hub.max_header_bytes",
-                "at least 8192",
+                "between 8192 and 98304",
+            ),
+            (
+                "listen = \"127.0.0.1:80\"\nworkers_listen = [\"tcp://127.0.0.1:1\"]\nmax_header_bytes = 1048576",
+                "hub.max_header_bytes",
+                "between 8192 and 98304",
             ),
             (
                 "listen = \"127.0.0.1:80\"\nworkers_listen = [\"tcp://127.0.0.1:1\"]\nping_interval = \"0s\"",

@@ -9,6 +9,7 @@ use bytes::BytesMut;
 use pullman_link::handshake::{recv_frame, send_frame};
 use pullman_link::{Control, Link, LinkError, Role, Settings};
 use pullman_proto::handshake::{negotiate_version, token_matches};
+use pullman_proto::window::MAX_WINDOW;
 use pullman_proto::{
     CloseCode, Frame, Welcome, DEFAULT_INITIAL_WINDOW, DEFAULT_MAX_FRAME, HANDSHAKE_MAX_FRAME,
     PROTOCOL_VERSION,
@@ -20,6 +21,10 @@ use crate::pool::Pool;
 /// How long a new connection has to complete its HELLO. Long enough for a loaded worker
 /// host, short enough that idle strangers do not pile up.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Smallest frame a worker may say it accepts: a REQUEST carries the whole request head in
+/// one frame, and the front admits heads up to 64 KiB by default.
+const MIN_WORKER_MAX_FRAME: u32 = 128 * 1024;
 
 static NEXT_WORKER_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -73,6 +78,12 @@ impl WorkerPort {
             );
             return refuse(io, &peer, CloseCode::UnsupportedVersion, why).await;
         };
+        if hello.initial_window as u64 > MAX_WINDOW || hello.max_frame < MIN_WORKER_MAX_FRAME {
+            let why = format!(
+                "HELLO needs initial_window <= {MAX_WINDOW} and max_frame >= {MIN_WORKER_MAX_FRAME}"
+            );
+            return refuse(io, &peer, CloseCode::ProtocolError, why).await;
+        }
         let Some(pool) = self.pools.get(&hello.pool).cloned() else {
             return refuse(
                 io,

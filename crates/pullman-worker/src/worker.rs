@@ -327,6 +327,17 @@ impl<H: Handler> Control for WorkerControl<H> {
     }
 
     fn on_request(&mut self, link: &Link, stream: Stream, request: Request) -> Result<(), String> {
+        if self.shared.draining.load(Ordering::SeqCst) {
+            // It crossed our DRAIN on the wire: let the hub run it elsewhere.
+            let stream_id = request.stream;
+            let reason = "worker is draining".to_string();
+            stream.sender().send_frame(Frame::Reject {
+                stream: stream_id,
+                retryable: true,
+                reason,
+            });
+            return Ok(());
+        }
         let shared = self.shared.clone();
         let handler = self.handler.clone();
         let link = link.clone();
