@@ -132,7 +132,12 @@ async fn exchange(
                 }
                 return Err(RequestError::Rejected);
             }
-            Head::WorkerFailed => {
+            Head::Undelivered if bodiless => {
+                in_flight.complete();
+                front = true;
+                continue;
+            }
+            Head::Undelivered | Head::WorkerFailed => {
                 in_flight.complete();
                 let idempotent = matches!(
                     parts.method,
@@ -163,7 +168,11 @@ async fn exchange(
 /// What came first on a stream after the request went out.
 enum Head {
     Response(pullman_proto::Response),
-    Rejected { retryable: bool },
+    /// The link died before the REQUEST left: the worker never saw it.
+    Undelivered,
+    Rejected {
+        retryable: bool,
+    },
     WorkerFailed,
     Deadline,
     BodyTooLarge,
@@ -179,6 +188,7 @@ async fn wait_head(stream: &mut Stream, pump: &mut Option<Pump>, deadline: Insta
             biased;
             item = stream.recv() => return match item {
                 Inbound::Frame(Frame::Response(r)) => Head::Response(r),
+                Inbound::Undelivered(_) => Head::Undelivered,
                 Inbound::Frame(Frame::Reject { retryable, reason, .. }) => {
                     tracing::debug!(%reason, retryable, "worker rejected a request");
                     Head::Rejected { retryable }

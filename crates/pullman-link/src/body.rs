@@ -78,7 +78,7 @@ impl http_body::Body for RecvBody {
                 this.stream = None;
                 None
             }
-            Inbound::Reset(e) => {
+            Inbound::Reset(e) | Inbound::Undelivered(e) => {
                 this.stream = None;
                 Some(Err(StreamError::Link(e)))
             }

@@ -279,7 +279,7 @@ where
         // Streams opened while the link was ending never reached the wire.
         while let Ok(cmd) = self.commands.try_recv() {
             if let Command::Open { shared, .. } = cmd {
-                shared.reset(&err);
+                shared.undelivered(&err);
             }
         }
         for (_, entry) in self.streams.drain() {
@@ -1158,14 +1158,15 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_stream_opened_as_the_link_dies_is_reset() {
+    async fn a_stream_opened_as_the_link_dies_is_undelivered() {
         let s = start(settings(Role::Hub));
-        // The peer is gone before the link task first runs; `open` still succeeds.
+        // The peer is gone before the link task first runs; `open` still succeeds, but the
+        // REQUEST never reaches the wire, and the stream says so.
         drop(s.peer);
         let mut stream = s.link.open(request()).unwrap();
         assert!(matches!(
             within("reset", stream.recv()).await,
-            Inbound::Reset(_)
+            Inbound::Undelivered(_)
         ));
     }
 

@@ -30,6 +30,9 @@ pub enum Inbound {
     End,
     /// The link died; nothing more will arrive.
     Reset(LinkError),
+    /// The link died before this stream's REQUEST reached the wire: the peer never saw it,
+    /// so the request may safely go to another worker.
+    Undelivered(LinkError),
 }
 
 #[derive(Debug, Default)]
@@ -112,7 +115,16 @@ impl Shared {
 
     /// The link died: wake everyone with the reason.
     pub(crate) fn reset(&self, err: &LinkError) {
-        self.push(Inbound::Reset(err.clone()));
+        self.end_with(Inbound::Reset(err.clone()), err);
+    }
+
+    /// The link died before the stream was sent.
+    pub(crate) fn undelivered(&self, err: &LinkError) {
+        self.end_with(Inbound::Undelivered(err.clone()), err);
+    }
+
+    fn end_with(&self, last: Inbound, err: &LinkError) {
+        self.push(last);
         self.close_send(StreamError::Link(err.clone()));
         self.cancel(CancelReason::Shutdown);
     }
