@@ -566,3 +566,64 @@ async fn an_upload_to_a_slow_worker_is_flow_controlled_not_buffered() {
         "hub peak RSS grew by {grown_kib} KiB during a {TOTAL_MIB} MiB upload"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_headers_and_idle_connections_are_closed() {
+    let hub = HubProc::start_with(
+        Transport::Tcp,
+        "header_read_timeout = \"300ms\"\nidle_timeout = \"300ms\"",
+        &one_pool(""),
+    );
+    let _w = hub.worker("demo", TOKEN, 1, "w1");
+    wait_ready(&client(), &hub.url("/hello")).await;
+
+    // Half a request head, then silence: the hub gives up on it.
+    let mut slow = std::net::TcpStream::connect(hub.front).unwrap();
+    slow.write_all(b"GET /hello HTTP/1.1\r\nhost: x\r\n")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&read_to_close(slow)).into_owned();
+    assert!(!answer.contains("hello from pullman"), "{answer}");
+
+    // A whole request, its answer, then silence: the idle connection is closed.
+    let mut idle = std::net::TcpStream::connect(hub.front).unwrap();
+    idle.write_all(b"GET /hello HTTP/1.1\r\nhost: x\r\n\r\n")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&read_to_close(idle)).into_owned();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("hello from pullman"), "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_leaves_the_queue_frees_its_place() {
+    let hub = HubProc::start(
+        Transport::Tcp,
+        &one_pool("queue_limit = 1\nqueue_timeout = \"60s\"\ntimeout = \"120s\""),
+    );
+    let w = hub.worker("demo", TOKEN, 1, "w1");
+    let c = client();
+    wait_ready(&c, &hub.url("/hello")).await;
+    // The worker's one credit is busy for the rest of the test.
+    let busy = tokio::spawn({
+        let (c, url) = (c.clone(), hub.url("/sleep?ms=600000"));
+        async move { get(&c, &url).await }
+    });
+    w.log.wait_for("request started path=/sleep", 1);
+    // A client takes the queue's only place, and leaves.
+    let queued_before = hub.log.count("request queued");
+    let mut leaver = std::net::TcpStream::connect(hub.front).unwrap();
+    leaver
+        .write_all(b"GET /hello HTTP/1.1\r\nhost: x\r\n\r\n")
+        .unwrap();
+    hub.log.wait_for("request queued", queued_before + 1);
+    drop(leaver);
+    hub.log.wait_for("a request left the queue", 1);
+    // Its place is free: the next request waits in it (instead of a 503), and is served
+    // as soon as the busy request goes away and frees the worker.
+    let probe = tokio::spawn({
+        let (c, url) = (c.clone(), hub.url("/hello"));
+        async move { get(&c, &url).await }
+    });
+    busy.abort();
+    let a = probe.await.unwrap();
+    assert_eq!(a.status, 200, "{a:?}");
+}

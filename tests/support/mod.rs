@@ -103,7 +103,10 @@ impl HubProc {
         let mut child = Command::new(BIN)
             .args(["hub", "--config"])
             .arg(&path)
-            .env("PULLMAN_LOG", "info")
+            .env(
+                "PULLMAN_LOG",
+                "info,pullman_hub::pool=debug,pullman_hub::exchange=debug",
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

@@ -82,6 +82,7 @@ async fn exchange(
             Acquire::Ready(lease) => lease,
             Acquire::Full => return Err(RequestError::QueueFull),
             Acquire::Wait(mut waiting) => {
+                tracing::debug!(pool = pool.name(), front, "request queued");
                 let until = queue_deadline.min(deadline);
                 match tokio::time::timeout_at(until, waiting.lease()).await {
                     Ok(Some(lease)) => lease,

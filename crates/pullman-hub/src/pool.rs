@@ -306,6 +306,7 @@ impl Drop for Waiting {
         if !self.done {
             // Closed first, so a purge that sees the count also sees the entry as abandoned.
             self.rx.close();
+            tracing::debug!(pool = self.pool.name(), "a request left the queue");
             self.pool.abandoned.fetch_add(1, Ordering::Relaxed);
         }
     }
