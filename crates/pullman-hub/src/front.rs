@@ -18,7 +18,7 @@ use crate::hub::HubShared;
 
 /// Pause after a failed accept (out of descriptors, say) before trying again, so the loop
 /// does not spin while the condition lasts.
-const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
+pub(crate) const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
 
 /// Builds the HTTP server settings once; every connection shares them.
 pub(crate) fn http_builder(

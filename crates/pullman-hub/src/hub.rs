@@ -10,11 +10,12 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use hyper_util::rt::TokioExecutor;
 use hyper_util::server::conn::auto;
-use tokio::net::{TcpListener, UnixListener};
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::sync::{mpsc, watch};
 
 use crate::config::{Config, WorkerListen};
 use crate::error::{HubError, RequestError};
+use crate::front::ACCEPT_ERROR_PAUSE;
 use crate::pool::Pool;
 use crate::router::{RouteInput, Router};
 use crate::workers::WorkerPort;
@@ -160,17 +161,14 @@ impl Hub {
         ));
         let mut socket_files = Vec::new();
         for listener in self.worker_listeners {
-            let port = self.worker_port.clone();
-            let stop = stop_rx.clone();
-            match listener {
-                BoundWorkerListener::Tcp(l, _) => {
-                    tokio::spawn(accept_workers_tcp(l, port, stop));
-                }
-                BoundWorkerListener::Unix(l, path) => {
-                    socket_files.push(path);
-                    tokio::spawn(accept_workers_unix(l, port, stop));
-                }
+            if let BoundWorkerListener::Unix(_, path) = &listener {
+                socket_files.push(path.clone());
             }
+            tokio::spawn(accept_workers(
+                listener,
+                self.worker_port.clone(),
+                stop_rx.clone(),
+            ));
         }
         shutdown.await;
         tracing::info!(grace = ?self.drain_grace, "draining: no new clients, finishing requests in flight");
@@ -205,45 +203,46 @@ fn remove_stale_socket(path: &std::path::Path) {
     }
 }
 
-async fn accept_workers_tcp(
-    listener: TcpListener,
+/// Accepts worker connections until `stop` flips; each goes through the handshake on its own.
+async fn accept_workers(
+    listener: BoundWorkerListener,
     port: Arc<WorkerPort>,
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((sock, peer)) => {
-                    let _ = sock.set_nodelay(true);
-                    tokio::spawn(port.clone().accept(sock, peer.to_string()));
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "worker accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            },
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
             _ = stop.changed() => return,
+        };
+        match accepted {
+            Ok(WorkerConn::Tcp(sock, peer)) => {
+                let _ = sock.set_nodelay(true);
+                tokio::spawn(port.clone().accept(sock, peer.to_string()));
+            }
+            Ok(WorkerConn::Unix(sock)) => {
+                tokio::spawn(port.clone().accept(sock, "unix".to_string()));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "worker accept failed");
+                tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+            }
         }
     }
 }
 
-async fn accept_workers_unix(
-    listener: UnixListener,
-    port: Arc<WorkerPort>,
-    mut stop: watch::Receiver<bool>,
-) {
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((sock, _)) => {
-                    tokio::spawn(port.clone().accept(sock, "unix".to_string()));
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "worker accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            },
-            _ = stop.changed() => return,
+/// A new worker connection, before its handshake.
+enum WorkerConn {
+    Tcp(TcpStream, SocketAddr),
+    Unix(UnixStream),
+}
+
+impl BoundWorkerListener {
+    async fn accept(&self) -> std::io::Result<WorkerConn> {
+        match self {
+            BoundWorkerListener::Tcp(l, _) => {
+                l.accept().await.map(|(s, peer)| WorkerConn::Tcp(s, peer))
+            }
+            BoundWorkerListener::Unix(l, _) => l.accept().await.map(|(s, _)| WorkerConn::Unix(s)),
         }
     }
 }
