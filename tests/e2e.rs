@@ -627,3 +627,53 @@ async fn a_client_that_leaves_the_queue_frees_its_place() {
     let a = probe.await.unwrap();
     assert_eq!(a.status, 200, "{a:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_drains_on_sigterm_finishing_what_it_has_and_taking_nothing_new() {
+    let hub = HubProc::start(Transport::Tcp, &one_pool("queue_timeout = \"60s\""));
+    let mut w = hub.worker("demo", TOKEN, 2, "leaving");
+    let c = client();
+    wait_ready(&c, &hub.url("/hello")).await;
+    let in_flight = tokio::spawn({
+        let (c, url) = (c.clone(), hub.url("/sleep?ms=1000"));
+        async move { get(&c, &url).await }
+    });
+    w.log.wait_for("request started path=/sleep", 1);
+    unsafe { libc::kill(w.child.id() as i32, libc::SIGTERM) };
+    w.log.wait_for("draining", 1);
+    // Sent after the drain began: it must wait for another worker.
+    let later = tokio::spawn({
+        let (c, url) = (c.clone(), hub.url("/inspect"));
+        async move { get(&c, &url).await }
+    });
+    let a = in_flight.await.unwrap();
+    assert_eq!(a.status, 200, "{a:?}");
+    assert!(
+        w.wait_exit(),
+        "the draining worker exited with an error:\n{}",
+        w.log.text()
+    );
+    let _next = hub.worker("demo", TOKEN, 1, "next");
+    let a = later.await.unwrap();
+    assert_eq!(a.status, 200);
+    assert_eq!(a.json()["worker"], "next");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_started_before_its_hub_connects_when_the_hub_comes() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("later.sock");
+    let hub_addr = format!("unix://{}", sock.display());
+    let w = WorkerProc::start(&hub_addr, "demo", TOKEN, 1, "early");
+    w.log.wait_for("cannot reach hub", 1);
+    let config = format!(
+        "[hub]\nlisten = \"127.0.0.1:0\"\nworkers_listen = [\"{hub_addr}\"]\n{}",
+        one_pool("")
+    );
+    let path = dir.path().join("hub.toml");
+    std::fs::write(&path, config).unwrap();
+    let hub = HubProc::from_config_file(&path);
+    let a = get(&client(), &hub.url("/inspect")).await;
+    assert_eq!(a.status, 200);
+    assert_eq!(a.json()["worker"], "early");
+}

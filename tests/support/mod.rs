@@ -100,9 +100,17 @@ impl HubProc {
         );
         let path = dir.path().join("hub.toml");
         std::fs::write(&path, config).unwrap();
+        let mut hub = Self::from_config_file(&path);
+        hub.dir = dir;
+        hub
+    }
+
+    /// Starts a hub on a config file the test wrote.
+    pub fn from_config_file(path: &std::path::Path) -> HubProc {
+        let dir = tempfile::tempdir().unwrap();
         let mut child = Command::new(BIN)
             .args(["hub", "--config"])
-            .arg(&path)
+            .arg(path)
             .env(
                 "PULLMAN_LOG",
                 "info,pullman_hub::pool=debug,pullman_hub::exchange=debug",
