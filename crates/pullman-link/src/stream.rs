@@ -62,55 +62,48 @@ impl Shared {
         })
     }
 
-    pub(crate) fn push(&self, item: Inbound) {
-        let waker = {
-            let mut s = self.state.lock();
-            s.inbox.push_back(item);
-            s.recv_waker.take()
-        };
+    /// Changes the state under the lock; wakes whichever waiter `change` hands back, after
+    /// the lock is released.
+    fn update<T>(&self, change: impl FnOnce(&mut State) -> (T, Option<Waker>)) -> T {
+        let (out, waker) = change(&mut self.state.lock());
         if let Some(w) = waker {
             w.wake();
         }
+        out
+    }
+
+    pub(crate) fn push(&self, item: Inbound) {
+        self.update(|s| {
+            s.inbox.push_back(item);
+            ((), s.recv_waker.take())
+        })
     }
 
     /// The peer granted `n` more bytes; a window past 2^31-1 breaks the protocol.
     pub(crate) fn grant_send(&self, n: u32) -> Result<(), WindowError> {
-        let waker = {
-            let mut s = self.state.lock();
+        self.update(|s| {
             let next = s.send_window + n as u64;
             if next > MAX_WINDOW {
-                return Err(WindowError::Overflow);
+                return (Err(WindowError::Overflow), None);
             }
             s.send_window = next;
-            s.send_waker.take()
-        };
-        if let Some(w) = waker {
-            w.wake();
-        }
-        Ok(())
+            (Ok(()), s.send_waker.take())
+        })
     }
 
     /// No more body may be sent on this stream.
     pub(crate) fn close_send(&self, why: StreamError) {
-        let waker = {
-            let mut s = self.state.lock();
+        self.update(|s| {
             s.send_closed.get_or_insert(why);
-            s.send_waker.take()
-        };
-        if let Some(w) = waker {
-            w.wake();
-        }
+            ((), s.send_waker.take())
+        })
     }
 
     pub(crate) fn cancel(&self, reason: CancelReason) {
-        let waker = {
-            let mut s = self.state.lock();
+        self.update(|s| {
             s.cancelled.get_or_insert(reason);
-            s.cancel_waker.take()
-        };
-        if let Some(w) = waker {
-            w.wake();
-        }
+            ((), s.cancel_waker.take())
+        })
     }
 
     /// The link died: wake everyone with the reason.
