@@ -164,10 +164,7 @@ async fn fifty_sleeps_over_five_single_credit_workers_never_overlap() {
     let c = client();
     wait_ready(&c, &hub.url("/hello")).await;
     let tasks: Vec<_> = (0..50)
-        .map(|_| {
-            let (c, url) = (c.clone(), hub.url("/sleep?ms=200"));
-            tokio::spawn(async move { get(&c, &url).await })
-        })
+        .map(|_| spawn_get(&c, hub.url("/sleep?ms=200")))
         .collect();
     let mut workers = std::collections::HashSet::new();
     for t in tasks {
@@ -244,17 +241,11 @@ async fn killed_worker_fails_its_requests_at_once_and_others_serve_the_queue() {
     let c = client();
     wait_ready(&c, &hub.url("/hello")).await;
     let long: Vec<_> = (0..2)
-        .map(|_| {
-            let (c, url) = (c.clone(), hub.url("/sleep?ms=600000"));
-            tokio::spawn(async move { get(&c, &url).await })
-        })
+        .map(|_| spawn_get(&c, hub.url("/sleep?ms=600000")))
         .collect();
     doomed.log.wait_for("request started path=/sleep", 2);
     let queued: Vec<_> = (0..3)
-        .map(|_| {
-            let (c, url) = (c.clone(), hub.url("/sleep?ms=10"));
-            tokio::spawn(async move { get(&c, &url).await })
-        })
+        .map(|_| spawn_get(&c, hub.url("/sleep?ms=10")))
         .collect();
     let killed_at = Instant::now();
     doomed.kill9();
@@ -328,10 +319,7 @@ async fn http2_prior_knowledge_clients_are_served() {
     let c = h2_client();
     wait_ready(&c, &hub.url("/hello")).await;
     let tasks: Vec<_> = (0..20)
-        .map(|i| {
-            let (c, url) = (c.clone(), hub.url(&format!("/inspect?i={i}")));
-            tokio::spawn(async move { get(&c, &url).await })
-        })
+        .map(|i| spawn_get(&c, hub.url(&format!("/inspect?i={i}"))))
         .collect();
     for t in tasks {
         let a = t.await.unwrap();
@@ -350,10 +338,7 @@ async fn sigterm_drains_without_losing_requests_in_flight() {
     let c = client();
     wait_ready(&c, &hub.url("/hello")).await;
     let tasks: Vec<_> = (0..5)
-        .map(|_| {
-            let (c, url) = (c.clone(), hub.url("/sleep?ms=1000"));
-            tokio::spawn(async move { get(&c, &url).await })
-        })
+        .map(|_| spawn_get(&c, hub.url("/sleep?ms=1000")))
         .collect();
     w.log.wait_for("request started path=/sleep", 5);
     hub.signal(libc::SIGTERM);
@@ -447,10 +432,7 @@ async fn a_worker_that_stops_answering_pings_is_dropped_and_its_request_fails() 
     pullman_proto::encode(&Frame::Credit { n: 1 }, &mut out);
     sock.write_all(&out).unwrap();
     let c = client();
-    let pending = tokio::spawn({
-        let (c, url) = (c.clone(), hub.url("/hello"));
-        async move { get(&c, &url).await }
-    });
+    let pending = spawn_get(&c, hub.url("/hello"));
     // Read (and ignore) what the hub sends, PINGs included, never answering, until it
     // gives up on this worker and closes.
     let mut pings = 0;
@@ -603,10 +585,7 @@ async fn a_client_that_leaves_the_queue_frees_its_place() {
     let c = client();
     wait_ready(&c, &hub.url("/hello")).await;
     // The worker's one credit is busy for the rest of the test.
-    let busy = tokio::spawn({
-        let (c, url) = (c.clone(), hub.url("/sleep?ms=600000"));
-        async move { get(&c, &url).await }
-    });
+    let busy = spawn_get(&c, hub.url("/sleep?ms=600000"));
     w.log.wait_for("request started path=/sleep", 1);
     // A client takes the queue's only place, and leaves.
     let queued_before = hub.log.count("request queued");
@@ -619,10 +598,7 @@ async fn a_client_that_leaves_the_queue_frees_its_place() {
     hub.log.wait_for("a request left the queue", 1);
     // Its place is free: the next request waits in it (instead of a 503), and is served
     // as soon as the busy request goes away and frees the worker.
-    let probe = tokio::spawn({
-        let (c, url) = (c.clone(), hub.url("/hello"));
-        async move { get(&c, &url).await }
-    });
+    let probe = spawn_get(&c, hub.url("/hello"));
     busy.abort();
     let a = probe.await.unwrap();
     assert_eq!(a.status, 200, "{a:?}");
@@ -634,18 +610,12 @@ async fn a_worker_drains_on_sigterm_finishing_what_it_has_and_taking_nothing_new
     let mut w = hub.worker("demo", TOKEN, 2, "leaving");
     let c = client();
     wait_ready(&c, &hub.url("/hello")).await;
-    let in_flight = tokio::spawn({
-        let (c, url) = (c.clone(), hub.url("/sleep?ms=1000"));
-        async move { get(&c, &url).await }
-    });
+    let in_flight = spawn_get(&c, hub.url("/sleep?ms=1000"));
     w.log.wait_for("request started path=/sleep", 1);
     unsafe { libc::kill(w.child.id() as i32, libc::SIGTERM) };
     w.log.wait_for("draining", 1);
     // Sent after the drain began: it must wait for another worker.
-    let later = tokio::spawn({
-        let (c, url) = (c.clone(), hub.url("/inspect"));
-        async move { get(&c, &url).await }
-    });
+    let later = spawn_get(&c, hub.url("/inspect"));
     let a = in_flight.await.unwrap();
     assert_eq!(a.status, 200, "{a:?}");
     assert!(

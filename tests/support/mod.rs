@@ -294,6 +294,12 @@ pub async fn get(client: &HttpClient, url: &str) -> Answer {
     .await
 }
 
+/// GETs `url` in a task of its own, for requests that run side by side.
+pub fn spawn_get(client: &HttpClient, url: String) -> tokio::task::JoinHandle<Answer> {
+    let client = client.clone();
+    tokio::spawn(async move { get(&client, &url).await })
+}
+
 /// Waits until the hub answers `url` with 200 (its workers have connected).
 pub async fn wait_ready(client: &HttpClient, url: &str) {
     let start = Instant::now();
