@@ -57,18 +57,15 @@ async fn exchange(
     let pool = hub.route(&parts)?;
     let config = &pool.config;
 
-    let header_bytes: usize = parts
-        .headers
-        .iter()
-        .map(|(n, v)| n.as_str().len() + v.len() + 4)
-        .sum();
-    if header_bytes > hub.max_header_bytes {
+    let head = head_view(&parts)?;
+    // The head as it travels (request line and fields) is what the limit bounds; for
+    // HTTP/1.1 hyper's read buffer has refused most oversized heads already.
+    if head.raw().len() > hub.max_header_bytes {
         return Err(RequestError::HeadersTooLarge);
     }
     if body.size_hint().lower() > config.max_body_bytes {
         return Err(RequestError::BodyTooLarge);
     }
-    let head = head_view(&parts)?;
     let mut body = (!body.is_end_stream()).then_some(body);
     // Only a request without a body can be given to another worker: a body already
     // streamed to the first one is gone.

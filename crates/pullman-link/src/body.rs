@@ -41,11 +41,6 @@ impl RecvBody {
             size_hint: SizeHint::with_exact(0),
         }
     }
-
-    /// The stream under the body, while it is still being read.
-    pub fn stream(&self) -> Option<&Stream> {
-        self.stream.as_ref()
-    }
 }
 
 impl http_body::Body for RecvBody {

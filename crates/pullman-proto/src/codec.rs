@@ -238,15 +238,6 @@ pub fn encode(frame: &Frame, buf: &mut BytesMut) {
     buf[start + 5] = flags;
 }
 
-/// Appends only the 14-byte header of a BODY frame whose `len` data bytes the caller writes
-/// next (or sends with a vectored write), so large chunks need not be copied into `buf`.
-pub fn encode_body_header(stream: u64, len: u32, end: bool, buf: &mut BytesMut) {
-    buf.put_u32(len);
-    buf.put_u8(FrameType::Body as u8);
-    buf.put_u8(if end { FLAG_END } else { 0 });
-    buf.put_u64(stream);
-}
-
 fn put_string(buf: &mut BytesMut, s: &str) {
     buf.put_u16(u16::try_from(s.len()).expect("string field fits u16"));
     buf.extend_from_slice(s.as_bytes());

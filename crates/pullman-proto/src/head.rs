@@ -145,6 +145,11 @@ impl HeadView {
         self.span(1)
     }
 
+    /// The target as a shared slice of the block (no copy).
+    pub fn target_bytes(&self) -> Bytes {
+        self.span_bytes(1)
+    }
+
     /// The target up to the first `?`.
     pub fn path(&self) -> &[u8] {
         let t = self.target();

@@ -58,7 +58,7 @@ pub(crate) fn to_http_request(
 ) -> Option<http::Request<RequestBody>> {
     let head = &req.head;
     let method = http::Method::from_bytes(head.method()).ok()?;
-    let uri = http::Uri::try_from(head.target()).ok()?;
+    let uri = http::Uri::from_maybe_shared(head.target_bytes()).ok()?;
     let version = match head.version() {
         pullman_proto::Version::Http10 => http::Version::HTTP_10,
         pullman_proto::Version::Http11 => http::Version::HTTP_11,
