@@ -4,22 +4,16 @@ mod demo_app;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{ExitCode, Stdio};
-use std::time::Duration;
+use std::process::ExitCode;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
-use pullman_hub::config::WorkerListen;
 use pullman_hub::{Config, Hub};
 use pullman_worker::{HubAddr, Worker};
 use tokio::signal::unix::{signal, SignalKind};
 
 /// The config `pullman demo` runs.
 const DEMO_CONFIG: &str = include_str!("demo.toml");
-/// Demo workers `pullman demo` starts.
-const DEMO_WORKERS: usize = 4;
-/// Concurrency of each demo worker.
-const DEMO_CONCURRENCY: u32 = 16;
 
 #[derive(Parser)]
 #[command(
@@ -200,49 +194,11 @@ fn announce(hub: &Hub) {
 async fn demo(listen: SocketAddr) -> anyhow::Result<()> {
     let mut config = Config::from_str(DEMO_CONFIG, "embedded demo config")?;
     config.hub.listen = listen;
-    let token = config.pools[0].token.expose().to_string();
-    let pool = config.pools[0].name.clone();
+    let workers: u32 = config.programs.iter().map(|p| p.instances).sum();
     let hub = Hub::bind(config).await?;
-    let Some(WorkerListen::Tcp(worker_addr)) = hub.worker_addrs().into_iter().next() else {
-        bail!("the demo config must listen for workers on TCP");
-    };
-    let exe = std::env::current_exe().context("finding this program to start demo workers")?;
-    let mut children = Vec::new();
-    for i in 0..DEMO_WORKERS {
-        let child = tokio::process::Command::new(&exe)
-            .args([
-                "worker",
-                "--hub",
-                &format!("tcp://{worker_addr}"),
-                "--pool",
-                &pool,
-            ])
-            .args([
-                "--concurrency",
-                &DEMO_CONCURRENCY.to_string(),
-                "--name",
-                &format!("demo-{i}"),
-            ])
-            .env("PULLMAN_TOKEN", &token)
-            .stdin(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .context("starting a demo worker")?;
-        children.push(child);
-    }
     let url = format!("http://{}", hub.front_addr());
-    println!("pullman demo: {DEMO_WORKERS} workers; try  curl {url}/hello");
+    println!("pullman demo: {workers} supervised workers; try  curl {url}/hello");
     println!("  also {url}/inspect, {url}/sleep?ms=200, {url}/bytes?n=1000, {url}/status?code=418; Ctrl-C stops");
     hub.run(terminated()).await;
-    for child in &mut children {
-        if let Some(pid) = child.id() {
-            // SIGTERM lets each worker drain; kill_on_drop covers one that does not exit.
-            // SAFETY: kill(2) on a pid we spawned and still hold; no memory is involved.
-            unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
-        }
-    }
-    for mut child in children {
-        let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
-    }
     Ok(())
 }

@@ -17,6 +17,7 @@ use crate::config::{Config, WorkerListen};
 use crate::error::{HubError, RequestError};
 use crate::front::ACCEPT_ERROR_PAUSE;
 use crate::pool::Pool;
+use crate::programs::Supervisor;
 use crate::router::{RouteInput, Router};
 use crate::workers::WorkerPort;
 use pullman_proto::{CloseCode, Frame};
@@ -68,6 +69,8 @@ pub struct Hub {
     worker_listeners: Vec<BoundWorkerListener>,
     worker_port: Arc<WorkerPort>,
     drain_grace: Duration,
+    supervisor: Arc<Supervisor>,
+    config: Config,
 }
 
 enum BoundWorkerListener {
@@ -122,6 +125,7 @@ impl Hub {
             pools,
             ping_interval: hub.ping_interval,
         });
+        let supervisor = Arc::new(Supervisor::new(program_hub_url(&worker_listeners)));
         Ok(Hub {
             shared,
             front,
@@ -129,6 +133,8 @@ impl Hub {
             worker_listeners,
             worker_port,
             drain_grace: hub.drain_grace,
+            supervisor,
+            config,
         })
     }
 
@@ -148,9 +154,16 @@ impl Hub {
             .collect()
     }
 
+    /// The supervisor of the config's programs.
+    pub fn supervisor(&self) -> &Arc<Supervisor> {
+        &self.supervisor
+    }
+
     /// Serves until `shutdown` resolves, then drains: stops accepting, lets requests in
-    /// flight finish within the grace period, tells workers DRAIN and closes their links.
+    /// flight finish within the grace period, stops the programs, tells the other workers
+    /// DRAIN and closes their links.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        self.supervisor.apply(&self.config);
         let (stop_tx, stop_rx) = watch::channel(false);
         let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
         let front = tokio::spawn(crate::front::run(
@@ -180,6 +193,7 @@ impl Hub {
         {
             tracing::warn!("grace period over; cancelling requests still in flight");
         }
+        self.supervisor.shutdown().await;
         for pool in self.worker_port.pools.values() {
             for link in pool.links() {
                 link.send(Frame::Drain { last_stream: 0 });
@@ -193,6 +207,31 @@ impl Hub {
         tokio::time::sleep(Duration::from_millis(50)).await;
         tracing::info!("drained");
     }
+}
+
+/// The address the hub's own programs dial: a Unix socket when there is one (no TCP stack in
+/// the way), else the first TCP listener, on loopback if it listens on every address.
+fn program_hub_url(listeners: &[BoundWorkerListener]) -> String {
+    let unix = listeners.iter().find_map(|l| match l {
+        BoundWorkerListener::Unix(_, path) => Some(WorkerListen::Unix(path.clone())),
+        BoundWorkerListener::Tcp(..) => None,
+    });
+    let tcp = || {
+        listeners.iter().find_map(|l| match l {
+            BoundWorkerListener::Tcp(_, addr) => {
+                let mut addr = *addr;
+                if addr.ip().is_unspecified() {
+                    addr.set_ip(match addr {
+                        SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                        SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+                    });
+                }
+                Some(WorkerListen::Tcp(addr))
+            }
+            BoundWorkerListener::Unix(..) => None,
+        })
+    };
+    unix.or_else(tcp).map(|l| l.to_string()).unwrap_or_default()
 }
 
 /// A socket file left by a hub that died is in the way of bind; one that still answers is not

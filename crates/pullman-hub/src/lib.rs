@@ -10,6 +10,7 @@
 //! - `front`: the client listener (hyper), limits and idle timeout.
 //! - `exchange`: one request's trip: route, queue, worker, answer.
 //! - `pool` and `queue`: the per-pool queue, the workers' credits, the dispatcher.
+//! - [`programs`]: the supervisor of the worker programs the config names.
 //! - `workers`: the worker port: handshake, authentication, link start.
 //! - `body`: the response body type the front serves.
 //! - [`hub`]: binding listeners, running, draining.
@@ -22,6 +23,7 @@ mod exchange;
 mod front;
 pub mod hub;
 mod pool;
+pub mod programs;
 mod queue;
 pub mod router;
 mod workers;

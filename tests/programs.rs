@@ -1,0 +1,234 @@
+//! The supervisor, end to end: a real hub starts, restarts and stops real programs.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::*;
+
+/// A `[[program]]` table.
+fn program(name: &str, pool: &str, command: &str, extra: &str) -> String {
+    format!("[[program]]\nname = \"{name}\"\npool = \"{pool}\"\ncommand = {command}\n{extra}\n")
+}
+
+/// The value of `key=` in each log line that contains `needle`, in order.
+fn logged(log: &Log, needle: &str, key: &str) -> Vec<String> {
+    log.text()
+        .lines()
+        .filter(|line| line.contains(needle))
+        .filter_map(|line| {
+            let value = line.split(&format!(" {key}=")).nth(1)?;
+            Some(value.split(' ').next()?.trim_matches('"').to_string())
+        })
+        .collect()
+}
+
+fn is_alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the command name in parentheses; Z is a zombie.
+        Ok(stat) => !stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z'),
+        Err(_) => false,
+    }
+}
+
+fn wait_dead(pid: u32) {
+    let start = Instant::now();
+    while is_alive(pid) {
+        assert!(start.elapsed() < HANG_GUARD, "process {pid} never exited");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_crash_looping_program_backs_off_and_is_marked_failed() {
+    let hub = HubProc::start(
+        Transport::Tcp,
+        &format!(
+            "{}{}{}",
+            pool("p", "t", "queue_timeout = \"200ms\""),
+            route_all("p"),
+            program(
+                "crasher",
+                "p",
+                r#"["sh", "-c", "exit 3"]"#,
+                "max_restarts = 4\nwithin = \"1m\"\nbackoff = \"20ms..100ms\""
+            )
+        ),
+    );
+    hub.log.wait_for("program failed", 1);
+    // Five starts: the first and four restarts; then the fifth crash is over the intensity.
+    assert_eq!(
+        hub.log.count("program instance started"),
+        5,
+        "{}",
+        hub.log.text()
+    );
+    assert_eq!(hub.log.count("program instance crashed"), 5);
+    let delays = logged(&hub.log, "restarting program instance", "delay");
+    assert_eq!(
+        delays,
+        ["20ms", "40ms", "80ms", "100ms"],
+        "{}",
+        hub.log.text()
+    );
+    assert!(hub.log.text().contains("exit status: 3"));
+    // The hub carries on: it still answers (no worker, so the queue times out or 503s).
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let answer = rt.block_on(get(&client(), &hub.url("/x")));
+    assert_eq!(answer.status, 503);
+}
+
+#[test]
+fn a_killed_instance_is_replaced_while_the_others_serve() {
+    let mut hub = HubProc::start(
+        Transport::Unix,
+        &format!(
+            "{}{}{}",
+            pool("p", "t", ""),
+            route_all("p"),
+            program(
+                "demo",
+                "p",
+                r#"["pullman", "worker", "--app", "demo", "--concurrency", "4"]"#,
+                "instances = 2\nbackoff = \"10ms..1s\""
+            )
+        ),
+    );
+    hub.log.wait_for("worker connected", 2);
+    let pids: Vec<u32> = logged(&hub.log, "program instance started", "pid")
+        .iter()
+        .map(|pid| pid.parse().unwrap())
+        .collect();
+    assert_eq!(pids.len(), 2);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let client = client();
+    rt.block_on(wait_ready(&client, &hub.url("/hello")));
+
+    let killed_at = Instant::now();
+    unsafe { libc::kill(pids[0] as i32, libc::SIGKILL) };
+    wait_dead(pids[0]);
+    // Once the hub has seen the link go, the other instance keeps serving while the first
+    // is replaced. (A request sent between the death and that moment may find the dead link:
+    // see the note on undelivered requests in docs/architecture.md.)
+    hub.log.wait_for("worker link ended", 1);
+    for _ in 0..20 {
+        assert_eq!(rt.block_on(get(&client, &hub.url("/hello"))).status, 200);
+    }
+    hub.log.wait_for("worker connected", 3);
+    let replaced_in = killed_at.elapsed();
+    let new_pid: u32 = logged(&hub.log, "program instance started", "pid")[2]
+        .parse()
+        .unwrap();
+    assert!(!pids.contains(&new_pid));
+    // The new instance serves: concurrent requests reach both instances.
+    let seen = rt.block_on(async {
+        let mut seen = std::collections::HashSet::new();
+        let start = Instant::now();
+        while !seen.contains(&format!("worker-{new_pid}")) {
+            assert!(
+                start.elapsed() < HANG_GUARD,
+                "the new instance never served: {seen:?}"
+            );
+            let tasks: Vec<_> = (0..8)
+                .map(|_| spawn_get(&client, hub.url("/sleep?ms=50")))
+                .collect();
+            for task in tasks {
+                let answer = task.await.unwrap();
+                assert_eq!(answer.status, 200);
+                seen.insert(answer.json()["worker"].as_str().unwrap().to_string());
+            }
+        }
+        seen
+    });
+    assert!(seen.contains(&format!("worker-{}", pids[1])), "{seen:?}");
+    eprintln!("replacement instance connected {replaced_in:?} after the kill");
+
+    // A drain stops the programs with SIGTERM; they exit and so does the hub.
+    hub.signal(libc::SIGTERM);
+    assert!(hub.wait_exit());
+    wait_dead(pids[1]);
+    wait_dead(new_pid);
+    assert_eq!(
+        hub.log.count("program instance stopped"),
+        2,
+        "{}",
+        hub.log.text()
+    );
+}
+
+#[test]
+fn restart_policies_and_output_and_environment() {
+    let hub = HubProc::start(
+        Transport::Tcp,
+        &format!(
+            "{}{}{}{}{}",
+            pool("p", "t", ""),
+            route_all("p"),
+            program(
+                "once",
+                "p",
+                r#"["sh", "-c", "echo \"env $PULLMAN_POOL $PULLMAN_TOKEN $EXTRA\"; echo to-stderr >&2"]"#,
+                "restart = \"transient\"\nenv = { EXTRA = \"x1\" }"
+            ),
+            program(
+                "temp",
+                "p",
+                r#"["sh", "-c", "exit 1"]"#,
+                "restart = \"temporary\""
+            ),
+            program(
+                "missing",
+                "p",
+                r#"["/nonexistent/program"]"#,
+                "max_restarts = 1\nbackoff = \"10ms..10ms\""
+            ),
+        ),
+    );
+    for needle in [
+        "program=\"once\" instance=0 stream=\"stdout\"",
+        "program=\"once\" instance=0 stream=\"stderr\"",
+    ] {
+        hub.log.wait_for(needle, 1);
+    }
+    hub.log
+        .wait_for("not restarted, as its restart policy says", 2);
+    hub.log.wait_for("program failed", 1);
+    let text = hub.log.text();
+    assert!(text.contains("env p t x1"), "{text}");
+    assert!(text.contains("to-stderr"), "{text}");
+    // A clean exit under `transient` and a crash under `temporary` are not restarted.
+    let mut started = logged(&hub.log, "program instance started", "program");
+    started.sort();
+    assert_eq!(started, ["once", "temp"], "{text}");
+    // A program that cannot start counts as a crash: one restart allowed, then failed.
+    assert_eq!(hub.log.count("cannot start program"), 2, "{text}");
+}
+
+#[test]
+fn programs_die_with_a_hub_that_is_killed() {
+    let mut hub = HubProc::start(
+        Transport::Tcp,
+        &format!(
+            "{}{}{}",
+            pool("p", "t", ""),
+            route_all("p"),
+            program("sleeper", "p", r#"["sleep", "600"]"#, "instances = 2")
+        ),
+    );
+    hub.log.wait_for("program instance started", 2);
+    let pids: Vec<u32> = logged(&hub.log, "program instance started", "pid")
+        .iter()
+        .map(|pid| pid.parse().unwrap())
+        .collect();
+    assert!(pids.iter().all(|&pid| is_alive(pid)));
+    let _ = hub.child.kill();
+    let _ = hub.child.wait();
+    for pid in pids {
+        wait_dead(pid);
+    }
+}
