@@ -232,3 +232,52 @@ fn programs_die_with_a_hub_that_is_killed() {
         wait_dead(pid);
     }
 }
+
+#[test]
+fn the_demo_serves_through_supervised_workers_and_stops_them() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    let mut demo = Command::new(BIN)
+        .args(["demo", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = Log::default();
+    log.follow(demo.stderr.take().unwrap());
+    let mut first = String::new();
+    let mut stdout = BufReader::new(demo.stdout.take().unwrap());
+    stdout.read_line(&mut first).unwrap();
+    // Keep reading: a closed pipe would fail the demo's next print.
+    std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+    let url = first
+        .split_whitespace()
+        .find(|word| word.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no URL in {first:?}"))
+        .to_string();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let client = client();
+    rt.block_on(wait_ready(&client, &url));
+    assert_eq!(rt.block_on(get(&client, &url)).body, "hello from pullman\n");
+    log.wait_for("worker connected", 4);
+    let pids: Vec<u32> = logged(&log, "program instance started", "pid")
+        .iter()
+        .map(|pid| pid.parse().unwrap())
+        .collect();
+    assert_eq!(pids.len(), 4);
+
+    unsafe { libc::kill(demo.id() as i32, libc::SIGTERM) };
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = demo.try_wait().unwrap() {
+            break status;
+        }
+        assert!(start.elapsed() < HANG_GUARD, "the demo did not exit");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status}\n{}", log.text());
+    for pid in pids {
+        wait_dead(pid);
+    }
+}

@@ -36,7 +36,8 @@ pub const TRANSPORTS: [Transport; 2] = [Transport::Tcp, Transport::Unix];
 pub struct Log(Arc<Mutex<Vec<String>>>);
 
 impl Log {
-    fn follow(&self, stderr: ChildStderr) {
+    /// Collects the lines `stderr` writes, in a thread of its own.
+    pub fn follow(&self, stderr: ChildStderr) {
         let lines = self.0.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
