@@ -413,10 +413,10 @@ impl Config {
             .map_err(|error| invalid(Problem::new(error.span(), error.message().to_owned())))?;
         let mut config = raw.validate().map_err(invalid)?;
         // The text parsed as a `ConfigToml`, so it parses as a table too.
-        config.document = Document(
-            toml::from_str(text)
-                .map_err(|error| invalid(Problem::new(error.span(), error.message().to_owned())))?,
-        );
+        config.document =
+            Document(toml::from_str(text).map_err(|error| {
+                invalid(Problem::new(error.span(), error.message().to_owned()))
+            })?);
         Ok(config)
     }
 
