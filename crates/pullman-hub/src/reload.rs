@@ -246,3 +246,57 @@ async fn retire(shared: Arc<HubShared>, pool: Arc<Pool>) {
         return;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(hub_extra: &str, admin_extra: &str, rest: &str) -> Config {
+        let text = format!(
+            "[hub]\nlisten = \"127.0.0.1:0\"\nworkers_listen = [\"tcp://127.0.0.1:0\"]\n{hub_extra}\n\
+             [admin]\ntoken = \"a\"\n{admin_extra}\n[[pool]]\nname = \"p\"\ntoken = \"t\"\n{rest}"
+        );
+        Config::from_str(&text, "t.toml").unwrap()
+    }
+
+    #[test]
+    fn pools_routes_token_and_metrics_may_change_live() {
+        let old = config("", "", "");
+        let new = config(
+            "",
+            "",
+            "[metrics]\nenabled = false\n[[pool]]\nname = \"q\"\ntoken = \"u\"\n[[route]]\npool = \"q\"\n",
+        );
+        assert_eq!(fixed_settings_unchanged(&old, &new), Ok(()));
+        let mut new_token = config("", "", "");
+        new_token.admin.as_mut().unwrap().token = crate::config::Secret::new("b");
+        assert_eq!(fixed_settings_unchanged(&old, &new_token), Ok(()));
+    }
+
+    #[test]
+    fn listeners_and_connection_settings_may_not() {
+        let old = config("", "", "");
+        let e = fixed_settings_unchanged(&old, &config("idle_timeout = \"5s\"", "", ""));
+        let Err(ChangeError::Conflict(why)) = e else {
+            panic!("{e:?}")
+        };
+        assert!(why.starts_with("hub.idle_timeout cannot change"), "{why}");
+
+        let mut moved = config("drain_grace = \"1s\"", "listen = \"127.0.0.1:1\"", "");
+        moved.hub.listen = "127.0.0.1:2".parse().unwrap();
+        let Err(ChangeError::Conflict(why)) = fixed_settings_unchanged(&old, &moved) else {
+            panic!()
+        };
+        assert!(
+            why.starts_with("hub.listen, hub.drain_grace, admin.listen cannot change"),
+            "{why}"
+        );
+
+        let mut no_admin = config("", "", "");
+        no_admin.admin = None;
+        let Err(ChangeError::Conflict(why)) = fixed_settings_unchanged(&old, &no_admin) else {
+            panic!()
+        };
+        assert!(why.contains("admin (removed)"), "{why}");
+    }
+}
