@@ -299,4 +299,21 @@ mod tests {
         };
         assert!(why.contains("admin (removed)"), "{why}");
     }
+
+    #[test]
+    fn a_document_written_back_parses_to_the_same_config() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/hub.toml");
+        let config = Config::from_file(path).unwrap();
+        let text = toml::to_string(&config.document.0).unwrap();
+        let again = Config::from_str(&text, "again").unwrap();
+        assert_eq!(again.hub, config.hub);
+        assert_eq!(again.pools, config.pools);
+        assert_eq!(again.admin, config.admin);
+        assert_eq!(again.metrics, config.metrics);
+        assert_eq!(
+            format!("{:?}", again.routes),
+            format!("{:?}", config.routes)
+        );
+        assert!(again.document == config.document);
+    }
 }
