@@ -68,7 +68,7 @@ async fn a_pool_and_route_added_at_run_time_serve_and_their_removal_lets_request
     assert_eq!(a.status, 201, "{a:?}");
     assert_eq!(a.json()["created"], true);
     let a = admin
-        .put("/routes/sleepy", json!({ "path": "/sleep", "pool": "b" }))
+        .put("/routes/sleepy", json!({ "path_prefix": "/", "pool": "b" }))
         .await;
     assert_eq!(a.status, 201, "{a:?}");
     assert_eq!(a.json()["position"], 1);
@@ -95,7 +95,8 @@ async fn a_pool_and_route_added_at_run_time_serve_and_their_removal_lets_request
     assert_eq!(w["draining"], false);
 
     // A slow request is in flight when its pool and route go.
-    let slow = spawn_get(&c, hub.url("/sleep?ms=1500"));
+    // A request is in flight (its body held open) when its pool and route go.
+    let (slow, body) = spawn_held_post(hub.url("/inspect"));
     admin
         .wait_until("/workers", |w| w["workers"][0]["in_flight"] == 1)
         .await;
@@ -110,6 +111,12 @@ async fn a_pool_and_route_added_at_run_time_serve_and_their_removal_lets_request
     assert_eq!(a.json()["deleted_routes"], json!(["sleepy"]));
 
     assert_eq!(get(&c, &hub.url("/sleep?ms=1")).await.status, 404);
+    let pools = admin.get("/pools").await.json();
+    assert_eq!(pools["pools"][1]["name"], "b");
+    assert_eq!(pools["pools"][1]["state"], "removing", "{pools}");
+    assert_eq!(pools["pools"][1]["in_flight"], 1, "{pools}");
+    assert_eq!(hub.log.count("removed pool is empty"), 0);
+    drop(body);
     let answer = slow.await.unwrap();
     assert_eq!(
         answer.status, 200,
@@ -365,12 +372,12 @@ async fn a_broken_reload_is_refused_and_service_continues() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn draining_one_worker_finishes_its_requests_and_sends_it_nothing_new() {
-    let hub = hub_with_admin("[[route]]\nname = \"sleep\"\npath = \"/sleep\"\npool = \"a\"\n");
+    let hub = hub_with_admin("[[route]]\nname = \"rest\"\npath_prefix = \"/\"\npool = \"a\"\n");
     let admin = AdminClient::new(&hub);
     let c = client();
     let w1 = hub.worker("a", TOKEN, 4, "w1");
     wait_ready(&c, &hub.url("/hello")).await;
-    let slow = spawn_get(&c, hub.url("/sleep?ms=1500"));
+    let (slow, body) = spawn_held_post(hub.url("/inspect"));
     admin
         .wait_until("/workers", |w| w["workers"][0]["in_flight"] == 1)
         .await;
@@ -390,6 +397,11 @@ async fn draining_one_worker_finishes_its_requests_and_sends_it_nothing_new() {
         let a = get(&c, &hub.url("/sleep?ms=1")).await;
         assert_eq!(a.json()["worker"], "w2", "{a:?}");
     }
+    assert_eq!(
+        admin.get("/workers").await.json()["workers"][0]["in_flight"],
+        1
+    );
+    drop(body);
     let answer = slow.await.unwrap();
     assert_eq!(answer.status, 200, "{answer:?}");
     assert_eq!(answer.json()["worker"], "w1");

@@ -513,3 +513,31 @@ impl Metrics {
         )
     }
 }
+
+/// POSTs to `url` with a body that stays open until the returned writer is dropped, so that
+/// the request holds its worker for as long as the test wants (no timing involved). With
+/// `/inspect`, the answer comes once the body has ended.
+pub fn spawn_held_post(url: String) -> (tokio::task::JoinHandle<Answer>, tokio::io::DuplexStream) {
+    let (writer, reader) = tokio::io::duplex(1024);
+    let task = tokio::spawn(async move {
+        let raw = Client::builder(TokioExecutor::new())
+            .build_http::<ReaderBody<tokio::io::DuplexStream>>();
+        let req = http::Request::post(url).body(ReaderBody(reader)).unwrap();
+        let resp = tokio::time::timeout(HANG_GUARD, raw.request(req))
+            .await
+            .expect("request hung")
+            .expect("request failed");
+        let (parts, body) = resp.into_parts();
+        let body = tokio::time::timeout(HANG_GUARD, body.collect())
+            .await
+            .expect("body hung")
+            .expect("body failed")
+            .to_bytes();
+        Answer {
+            status: parts.status.as_u16(),
+            headers: parts.headers,
+            body,
+        }
+    });
+    (task, writer)
+}
