@@ -82,7 +82,7 @@ async fn a_pool_and_route_added_at_run_time_serve_and_their_removal_lets_request
         "tokens are never shown: {b}"
     );
 
-    let _wb = hub.worker("b", "tb", 2, "wb");
+    let _wb = hub.worker("b", "tb", 1, "wb");
     wait_ready(&c, &hub.url("/sleep?ms=1")).await;
     let answer = get(&c, &hub.url("/sleep?ms=1")).await;
     assert_eq!(answer.json()["worker"], "wb");
@@ -94,12 +94,14 @@ async fn a_pool_and_route_added_at_run_time_serve_and_their_removal_lets_request
     );
     assert_eq!(w["draining"], false);
 
-    // A slow request is in flight when its pool and route go.
-    // A request is in flight (its body held open) when its pool and route go.
+    // When the pool and its route go, one request is in flight (its body held open) and
+    // one waits in the queue behind it.
     let (slow, body) = spawn_held_post(hub.url("/inspect"));
     admin
         .wait_until("/workers", |w| w["workers"][0]["in_flight"] == 1)
         .await;
+    let queued = spawn_get(&c, hub.url("/sleep?ms=1"));
+    admin.wait_until("/pools/b", |p| p["queued"] == 1).await;
     let a = admin.delete("/pools/b").await;
     assert_eq!(a.status, 409, "a route still names the pool: {a:?}");
     assert!(
@@ -115,12 +117,19 @@ async fn a_pool_and_route_added_at_run_time_serve_and_their_removal_lets_request
     assert_eq!(pools["pools"][1]["name"], "b");
     assert_eq!(pools["pools"][1]["state"], "removing", "{pools}");
     assert_eq!(pools["pools"][1]["in_flight"], 1, "{pools}");
+    assert_eq!(pools["pools"][1]["queued"], 1, "{pools}");
     assert_eq!(hub.log.count("removed pool is empty"), 0);
     drop(body);
     let answer = slow.await.unwrap();
     assert_eq!(
         answer.status, 200,
         "the request in flight finished: {answer:?}"
+    );
+    assert_eq!(answer.json()["worker"], "wb");
+    let answer = queued.await.unwrap();
+    assert_eq!(
+        answer.status, 200,
+        "the queued request was served: {answer:?}"
     );
     assert_eq!(answer.json()["worker"], "wb");
     // Once empty, the removed pool's workers are told DRAIN and let go.
