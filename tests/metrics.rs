@@ -140,6 +140,20 @@ async fn with_recording_off_counters_stay_still_and_gauges_still_work() {
     );
     assert_eq!(m.get("pullman_workers", "pool=\"tight\""), 1.0);
     assert_eq!(m.get("pullman_credits_free", "pool=\"tight\""), 3.0);
+
+    // Turned on by a reload, recording starts; the pool's series carry on.
+    let path = hub.dir.path().join("hub.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text.replace("enabled = false", "enabled = true")).unwrap();
+    let a = admin.post("/reload").await;
+    assert_eq!(a.status, 200, "{a:?}");
+    assert_eq!(get(&c, &hub.url("/sleep?ms=1")).await.status, 200);
+    let m = admin.metrics().await;
+    assert_eq!(m.requests("tight", "ok"), 1.0);
+    assert_eq!(
+        m.get("pullman_service_seconds_count", "pool=\"tight\""),
+        1.0
+    );
 }
 
 /// Waits until a gauge reads `value`; returns the metrics that showed it.
