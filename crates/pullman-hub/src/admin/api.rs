@@ -302,43 +302,71 @@ fn workers(admin: &Admin) -> Vec<Value> {
 fn put_pool(
     admin: &Admin,
     name: &str,
-    mut body: toml::Table,
+    body: toml::Table,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    name_matches_path(&mut body, name)?;
-    let mut created = false;
-    let mut index = 0;
-    admin
-        .reconfig
-        .edit(|doc| {
-            let pools = document_array_mut(doc, "pool")?;
-            let at = find_named(pools, name);
-            if let (Some(i), false) = (at, body.contains_key("token")) {
-                // Replacing a pool without repeating its token keeps the token.
-                if let Some(token) = pools[i].get("token") {
-                    body.insert("token".into(), token.clone());
-                }
-            }
-            let table = toml::Value::Table(body);
-            match at {
-                Some(i) => {
-                    pools[i] = table;
-                    index = i;
-                }
-                None => {
-                    created = true;
-                    index = pools.len();
-                    pools.push(table);
-                }
-            }
-            Ok(())
-        })
-        .map_err(|e| relabel(e, "pool", index, name))?;
+    // Replacing a pool without repeating its token keeps the token.
+    let created = put_named(admin, "pool", name, body, &["token"])?;
     let status = if created {
         StatusCode::CREATED
     } else {
         StatusCode::OK
     };
     Ok(respond(status, json!({ "pool": name, "created": created })))
+}
+
+/// Creates or replaces (in place) the `[[kind]]` table named `name` with `body`; keys in
+/// `kept` that the body leaves out keep their old values. Returns whether it was created.
+/// Any named array of tables (pools, supervised programs) is changed this way.
+fn put_named(
+    admin: &Admin,
+    kind: &str,
+    name: &str,
+    mut body: toml::Table,
+    kept: &[&str],
+) -> Result<bool, ApiError> {
+    name_matches_path(&mut body, name)?;
+    let mut created = false;
+    let mut index = 0;
+    admin
+        .reconfig
+        .edit(|doc| {
+            let items = document_array_mut(doc, kind)?;
+            let at = find_named(items, name);
+            if let Some(old) = at.and_then(|i| items[i].as_table()) {
+                for key in kept {
+                    if let (false, Some(value)) = (body.contains_key(*key), old.get(*key)) {
+                        body.insert((*key).into(), value.clone());
+                    }
+                }
+            }
+            let table = toml::Value::Table(body);
+            match at {
+                Some(i) => {
+                    items[i] = table;
+                    index = i;
+                }
+                None => {
+                    created = true;
+                    index = items.len();
+                    items.push(table);
+                }
+            }
+            Ok(())
+        })
+        .map_err(|e| relabel(e, kind, index, name))?;
+    Ok(created)
+}
+
+/// Removes the `[[kind]]` table named `name`.
+fn delete_named(admin: &Admin, kind: &str, name: &str) -> Result<(), ApiError> {
+    admin.reconfig.edit(|doc| {
+        let items = document_array_mut(doc, kind)?;
+        let at = find_named(items, name)
+            .ok_or_else(|| ChangeError::NotFound(format!("no {kind} named {name:?}")))?;
+        items.remove(at);
+        Ok(())
+    })?;
+    Ok(())
 }
 
 fn delete_pool(
@@ -435,13 +463,7 @@ fn put_route(
 }
 
 fn delete_route(admin: &Admin, name: &str) -> Result<Response<Full<Bytes>>, ApiError> {
-    admin.reconfig.edit(|doc| {
-        let routes = document_array_mut(doc, "route")?;
-        let at = find_named(routes, name)
-            .ok_or_else(|| ChangeError::NotFound(format!("no route named {name:?}")))?;
-        routes.remove(at);
-        Ok(())
-    })?;
+    delete_named(admin, "route", name)?;
     Ok(ok(json!({ "deleted": name })))
 }
 
