@@ -118,9 +118,9 @@ fn run() -> anyhow::Result<()> {
         .context("starting the runtime")?;
     runtime.block_on(async move {
         match cli.command {
-            Command::Hub { config, .. } => {
-                let config = Config::from_file(&config)?;
-                run_hub(config).await
+            Command::Hub { config: path, .. } => {
+                let config = Config::from_file(&path)?;
+                run_hub(config, path).await
             }
             Command::Worker {
                 hub,
@@ -174,9 +174,21 @@ async fn terminated() {
     }
 }
 
-/// Binds, prints where it listens (one line on stdout, for people and scripts), serves.
-async fn run_hub(config: Config) -> anyhow::Result<()> {
-    let hub = Hub::bind(config).await?;
+/// Binds, prints where it listens (one line on stdout, for people and scripts), serves;
+/// SIGHUP reloads the config file.
+async fn run_hub(config: Config, path: PathBuf) -> anyhow::Result<()> {
+    let mut hub = Hub::bind(config).await?;
+    hub.set_config_file(path);
+    let reload = hub.reload_handle();
+    let mut hangups = signal(SignalKind::hangup()).context("listening for SIGHUP")?;
+    tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading the config file");
+            if let Err(e) = reload.reload() {
+                tracing::error!(error = %e, "the running configuration stays");
+            }
+        }
+    });
     announce(&hub);
     hub.run(terminated()).await;
     Ok(())
@@ -184,8 +196,12 @@ async fn run_hub(config: Config) -> anyhow::Result<()> {
 
 fn announce(hub: &Hub) {
     let workers: Vec<String> = hub.worker_addrs().iter().map(ToString::to_string).collect();
+    let admin = hub
+        .admin_addr()
+        .map(|a| format!(" admin=http://{a}"))
+        .unwrap_or_default();
     println!(
-        "pullman listening front=http://{} workers={}",
+        "pullman listening front=http://{}{admin} workers={}",
         hub.front_addr(),
         workers.join(",")
     );

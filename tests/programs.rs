@@ -281,3 +281,143 @@ fn the_demo_serves_through_supervised_workers_and_stops_them() {
         wait_dead(pid);
     }
 }
+
+/// A hub with the admin API, pool `a` behind every path, and no programs.
+fn hub_with_admin() -> HubProc {
+    HubProc::start(
+        Transport::Unix,
+        &format!(
+            "{}{}{}",
+            admin_table(),
+            pool("a", "t", "queue_timeout = \"300ms\""),
+            route_all("a")
+        ),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_program_added_through_the_admin_api_serves_and_its_removal_lets_requests_finish() {
+    let hub = hub_with_admin();
+    let admin = AdminClient::new(&hub);
+    let c = client();
+    assert_eq!(get(&c, &hub.url("/hello")).await.status, 503);
+
+    let a = admin
+        .put(
+            "/programs/w",
+            serde_json::json!({
+                "pool": "a",
+                "command": ["pullman", "worker", "--app", "demo", "--concurrency", "2"],
+                "instances": 2,
+            }),
+        )
+        .await;
+    assert_eq!(a.status, 201, "{a:?}");
+    wait_ready(&c, &hub.url("/hello")).await;
+    admin
+        .wait_until("/programs/w", |p| {
+            p["state"] == "running" && p["running"] == 2
+        })
+        .await;
+    let program = admin.get("/programs/w").await.json();
+    assert_eq!(program["config"]["instances"], 2);
+    assert_eq!(program["pids"].as_array().unwrap().len(), 2);
+    let m = admin.metrics().await;
+    assert_eq!(m.get("pullman_program_up", "program=\"w\""), 2.0);
+    assert_eq!(m.get("pullman_program_failed", "program=\"w\""), 0.0);
+    assert_eq!(m.types["pullman_program_restarts_total"], "counter");
+
+    // A request in flight when the program is removed still gets its answer: the instances
+    // get SIGTERM and drain.
+    let (held, writer) = spawn_held_post(hub.url("/inspect"));
+    admin
+        .wait_until("/workers", |w| {
+            w["workers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|w| w["in_flight"] == 1)
+        })
+        .await;
+    let a = admin.delete("/programs/w").await;
+    assert_eq!(a.status, 200, "{a:?}");
+    hub.log.wait_for("draining in_flight=1", 1);
+    drop(writer);
+    assert_eq!(held.await.unwrap().status, 200);
+    hub.log.wait_for("program instance stopped", 2);
+    assert_eq!(
+        admin.get("/programs").await.json()["programs"],
+        serde_json::json!([])
+    );
+    assert_eq!(admin.get("/programs/w").await.status, 404);
+    // No worker is left for the pool.
+    assert_eq!(get(&c, &hub.url("/hello")).await.status, 503);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_program_shows_in_the_admin_api_and_the_metrics() {
+    let hub = hub_with_admin();
+    let admin = AdminClient::new(&hub);
+    let a = admin
+        .put(
+            "/programs/crasher",
+            serde_json::json!({
+                "pool": "a",
+                "command": ["sh", "-c", "exit 7"],
+                "max_restarts": 2,
+                "backoff": "10ms..40ms",
+            }),
+        )
+        .await;
+    assert_eq!(a.status, 201, "{a:?}");
+    admin
+        .wait_until("/programs/crasher", |p| p["state"] == "failed")
+        .await;
+    let p = admin.get("/programs/crasher").await.json();
+    assert_eq!(p["restarts"], 2);
+    assert_eq!(p["running"], 0);
+    let m = admin.metrics().await;
+    assert_eq!(m.get("pullman_program_failed", "program=\"crasher\""), 1.0);
+    assert_eq!(
+        m.get("pullman_program_restarts_total", "program=\"crasher\""),
+        2.0
+    );
+    assert_eq!(m.get("pullman_program_up", "program=\"crasher\""), 0.0);
+
+    // A bad program is refused with the validator's message, and the old state stays.
+    let a = admin
+        .put(
+            "/programs/bad",
+            serde_json::json!({ "pool": "nope", "command": ["x"] }),
+        )
+        .await;
+    assert_eq!(a.status, 400, "{a:?}");
+    assert!(
+        a.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("does not exist"),
+        "{a:?}"
+    );
+    assert_eq!(
+        admin.get("/programs").await.json()["programs"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // Applying it again (a fixed command) starts it afresh.
+    let a = admin
+        .put(
+            "/programs/crasher",
+            serde_json::json!({ "pool": "a", "command": ["sleep", "600"] }),
+        )
+        .await;
+    assert_eq!(a.status, 200, "{a:?}");
+    admin
+        .wait_until("/programs/crasher", |p| {
+            p["state"] == "running" && p["restarts"] == 0
+        })
+        .await;
+}

@@ -78,6 +78,8 @@ pub struct HubProc {
     pub child: Child,
     pub front: SocketAddr,
     pub worker_addr: String,
+    /// The admin API's address, when the config has an `[admin]` table.
+    pub admin: Option<SocketAddr>,
     pub log: Log,
     pub dir: tempfile::TempDir,
 }
@@ -152,10 +154,16 @@ impl HubProc {
             .next()
             .unwrap()
             .to_string();
+        let admin = line
+            .split(" admin=http://")
+            .nth(1)
+            .and_then(|rest| rest.split(' ').next())
+            .map(|addr| addr.parse().unwrap());
         HubProc {
             child,
             front,
             worker_addr,
+            admin,
             log,
             dir,
         }
@@ -366,4 +374,171 @@ impl<R: tokio::io::AsyncRead + Unpin> http_body::Body for ReaderBody<R> {
             std::task::Poll::Pending => std::task::Poll::Pending,
         }
     }
+}
+
+/// The admin token the admin tests configure.
+pub const ADMIN_TOKEN: &str = "adm1n-t0ken";
+
+/// An `[admin]` table on a free loopback port with [`ADMIN_TOKEN`].
+pub fn admin_table() -> String {
+    format!("[admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"{ADMIN_TOKEN}\"\n")
+}
+
+/// Talks to a hub's admin API.
+pub struct AdminClient {
+    pub base: String,
+    pub client: HttpClient,
+}
+
+impl AdminClient {
+    pub fn new(hub: &HubProc) -> AdminClient {
+        let addr = hub.admin.expect("the hub has no admin listener");
+        AdminClient {
+            base: format!("http://{addr}"),
+            client: client(),
+        }
+    }
+
+    /// A request with `token` (None: no Authorization header) and an optional JSON body.
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<serde_json::Value>,
+    ) -> Answer {
+        let mut b = http::Request::builder()
+            .method(method)
+            .uri(format!("{}{}", self.base, path));
+        if let Some(token) = token {
+            b = b.header("authorization", format!("Bearer {token}"));
+        }
+        let body = match body {
+            Some(v) => {
+                b = b.header("content-type", "application/json");
+                Full::new(Bytes::from(v.to_string()))
+            }
+            None => Full::default(),
+        };
+        send(&self.client, b.body(body).unwrap()).await
+    }
+
+    pub async fn get(&self, path: &str) -> Answer {
+        self.call("GET", path, Some(ADMIN_TOKEN), None).await
+    }
+
+    pub async fn put(&self, path: &str, body: serde_json::Value) -> Answer {
+        self.call("PUT", path, Some(ADMIN_TOKEN), Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Answer {
+        self.call("DELETE", path, Some(ADMIN_TOKEN), None).await
+    }
+
+    pub async fn post(&self, path: &str) -> Answer {
+        self.call("POST", path, Some(ADMIN_TOKEN), None).await
+    }
+
+    /// `/metrics`, parsed.
+    pub async fn metrics(&self) -> Metrics {
+        let a = self.get("/metrics").await;
+        assert_eq!(a.status, 200, "{a:?}");
+        Metrics::parse(std::str::from_utf8(&a.body).unwrap())
+    }
+
+    /// Waits until `check` holds for `GET path` (JSON).
+    pub async fn wait_until(&self, path: &str, check: impl Fn(&serde_json::Value) -> bool) {
+        let start = Instant::now();
+        loop {
+            let a = self.get(path).await;
+            assert_eq!(a.status, 200, "{a:?}");
+            if check(&a.json()) {
+                return;
+            }
+            assert!(start.elapsed() < HANG_GUARD, "never true for {path}: {a:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// A Prometheus text exposition: samples by series (`name{labels}` as written), and the
+/// `# TYPE` of each family.
+#[derive(Debug, Clone, Default)]
+pub struct Metrics {
+    pub samples: std::collections::BTreeMap<String, f64>,
+    pub types: std::collections::BTreeMap<String, String>,
+}
+
+impl Metrics {
+    /// Parses the text format, failing on any line that is not a comment or a sample.
+    pub fn parse(text: &str) -> Metrics {
+        let mut m = Metrics::default();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let (name, kind) = rest.split_once(' ').expect("TYPE line");
+                m.types.insert(name.to_string(), kind.to_string());
+                continue;
+            }
+            if line.starts_with('#') || line.is_empty() {
+                continue;
+            }
+            let (series, value) = line
+                .rsplit_once(' ')
+                .unwrap_or_else(|| panic!("bad line {line:?}"));
+            let value: f64 = value
+                .parse()
+                .unwrap_or_else(|_| panic!("bad value in {line:?}"));
+            m.samples.insert(series.to_string(), value);
+        }
+        m
+    }
+
+    /// The value of `name{labels}`, labels written as in the exposition (`pool="a",outcome="ok"`).
+    pub fn get(&self, name: &str, labels: &str) -> f64 {
+        let key = if labels.is_empty() {
+            name.to_string()
+        } else {
+            format!("{name}{{{labels}}}")
+        };
+        *self
+            .samples
+            .get(&key)
+            .unwrap_or_else(|| panic!("no series {key} in {:#?}", self.samples.keys()))
+    }
+
+    /// `pullman_requests_total` of `pool` and `outcome`.
+    pub fn requests(&self, pool: &str, outcome: &str) -> f64 {
+        self.get(
+            "pullman_requests_total",
+            &format!("pool=\"{pool}\",outcome=\"{outcome}\""),
+        )
+    }
+}
+
+/// POSTs to `url` with a body that stays open until the returned writer is dropped, so that
+/// the request holds its worker for as long as the test wants (no timing involved). With
+/// `/inspect`, the answer comes once the body has ended.
+pub fn spawn_held_post(url: String) -> (tokio::task::JoinHandle<Answer>, tokio::io::DuplexStream) {
+    let (writer, reader) = tokio::io::duplex(1024);
+    let task = tokio::spawn(async move {
+        let raw = Client::builder(TokioExecutor::new())
+            .build_http::<ReaderBody<tokio::io::DuplexStream>>();
+        let req = http::Request::post(url).body(ReaderBody(reader)).unwrap();
+        let resp = tokio::time::timeout(HANG_GUARD, raw.request(req))
+            .await
+            .expect("request hung")
+            .expect("request failed");
+        let (parts, body) = resp.into_parts();
+        let body = tokio::time::timeout(HANG_GUARD, body.collect())
+            .await
+            .expect("body hung")
+            .expect("body failed")
+            .to_bytes();
+        Answer {
+            status: parts.status.as_u16(),
+            headers: parts.headers,
+            body,
+        }
+    });
+    (task, writer)
 }

@@ -95,6 +95,10 @@ pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(10);
 /// Largest config text accepted: configs are written by hand, so 1 MiB is a wrong file, and
 /// refusing it early bounds the memory a config reload can take.
 pub const MAX_CONFIG_BYTES: usize = 1024 * 1024;
+/// Default `admin.listen`: loopback, so that the admin API, which can change where requests
+/// go, is reachable only from the hub's own host unless `allow_remote` says otherwise.
+pub const DEFAULT_ADMIN_LISTEN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9090);
 
 /// The whole configuration, validated: every pool name is unique, every route names a pool,
 /// every pattern is compiled.
@@ -108,6 +112,53 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
     /// The `[[program]]` tables: worker programs the hub starts and supervises.
     pub programs: Vec<ProgramConfig>,
+    /// The `[admin]` table; `None` leaves the admin API off.
+    pub admin: Option<AdminConfig>,
+    /// The `[metrics]` table.
+    pub metrics: MetricsConfig,
+    /// The document as parsed, which admin API edits start from (see `reload.rs`).
+    pub(crate) document: Document,
+}
+
+/// The config document as TOML values. Its `Debug` hides it: it holds the tokens.
+#[derive(Clone, Default, PartialEq)]
+pub(crate) struct Document(pub(crate) toml::Table);
+
+impl fmt::Debug for Document {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Document(MASKED)")
+    }
+}
+
+/// The `[admin]` table: the admin API's listener and token.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Address of the admin API and `/metrics`. Default `127.0.0.1:9090`. A non-loopback
+    /// address is refused unless `allow_remote` is set.
+    #[serde(default = "default_admin_listen", deserialize_with = "de_socket_addr")]
+    pub listen: SocketAddr,
+    /// The bearer token every admin request must present. Required.
+    pub token: Secret,
+    /// Accept a `listen` address other hosts can reach. Default false.
+    #[serde(default)]
+    pub allow_remote: bool,
+}
+
+/// The `[metrics]` table.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Whether requests are counted and timed. Default true; off only to measure what
+    /// recording costs (the gauges at `/metrics` still work).
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> MetricsConfig {
+        MetricsConfig { enabled: true }
+    }
 }
 
 /// The `[hub]` table: where the hub listens and its per-connection limits.
@@ -471,7 +522,13 @@ impl Config {
         }
         let raw: ConfigToml = toml::from_str(text)
             .map_err(|error| invalid(Problem::new(error.span(), error.message().to_owned())))?;
-        raw.validate().map_err(invalid)
+        let mut config = raw.validate().map_err(invalid)?;
+        // The text parsed as a `ConfigToml`, so it parses as a table too.
+        config.document =
+            Document(toml::from_str(text).map_err(|error| {
+                invalid(Problem::new(error.span(), error.message().to_owned()))
+            })?);
+        Ok(config)
     }
 
     /// The pool named `name`.
@@ -491,6 +548,9 @@ struct ConfigToml {
     route: Vec<Spanned<RouteToml>>,
     #[serde(default)]
     program: Vec<Spanned<ProgramConfig>>,
+    admin: Option<Spanned<AdminConfig>>,
+    #[serde(default)]
+    metrics: MetricsConfig,
 }
 
 /// A `[[route]]` table as written. Its conditions are parsed in `validate`, together, since
@@ -647,11 +707,28 @@ impl ConfigToml {
             }
         }
 
+        if let Some(admin) = &self.admin {
+            let listen = admin.get_ref().listen;
+            if !listen.ip().is_loopback() && !admin.get_ref().allow_remote {
+                return Err(Problem::at(
+                    admin.span(),
+                    format!(
+                        "admin listen address {listen} is not a loopback address: the admin \
+                         API can change where requests go; set `allow_remote = true` to \
+                         accept it"
+                    ),
+                ));
+            }
+        }
+
         Ok(Config {
             hub: self.hub,
             pools: self.pool.into_iter().map(Spanned::into_inner).collect(),
             routes,
             programs: self.program.into_iter().map(Spanned::into_inner).collect(),
+            admin: self.admin.map(Spanned::into_inner),
+            metrics: self.metrics,
+            document: Document::default(),
         })
     }
 }
@@ -1019,6 +1096,28 @@ fn default_timeout() -> Duration {
 }
 fn default_max_body_bytes() -> u64 {
     DEFAULT_MAX_BODY_BYTES
+}
+fn default_admin_listen() -> SocketAddr {
+    DEFAULT_ADMIN_LISTEN
+}
+fn default_true() -> bool {
+    true
+}
+
+/// Writes a duration the way the config reads it (`250ms`, `10s`, `5m`, `1h`), for the
+/// admin API's answers.
+pub fn format_duration(duration: Duration) -> String {
+    let ms = duration.as_millis();
+    if ms % 1000 != 0 {
+        return format!("{ms}ms");
+    }
+    let secs = ms / 1000;
+    match secs {
+        0 => "0s".to_string(),
+        s if s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
 }
 
 /// Line and column (from 1, the column in characters) of byte `offset` of `text`.
@@ -1521,5 +1620,53 @@ mod tests {
     fn columns_count_characters() {
         assert_eq!(line_column("ab\ncdé f", 8), (2, 5));
         assert_eq!(line_column("x", 0), (1, 1));
+    }
+
+    #[test]
+    fn admin_and_metrics_tables() {
+        let config = parse(&format!("{HUB}{POOL}")).unwrap();
+        assert!(config.admin.is_none());
+        assert!(config.metrics.enabled);
+
+        let config = parse(&format!(
+            "{HUB}{POOL}[admin]\ntoken = \"adm\"\n[metrics]\nenabled = false\n"
+        ))
+        .unwrap();
+        let admin = config.admin.unwrap();
+        assert_eq!(admin.listen, DEFAULT_ADMIN_LISTEN);
+        assert_eq!(admin.token.expose(), "adm");
+        assert!(!config.metrics.enabled);
+
+        let (location, message) = refuse(&format!(
+            "{HUB}{POOL}[admin]\nlisten = \"0.0.0.0:9090\"\ntoken = \"adm\"\n"
+        ));
+        assert_eq!(location.key.as_deref(), Some("admin"));
+        assert!(message.contains("not a loopback address"), "{message}");
+        let config = parse(&format!(
+            "{HUB}{POOL}[admin]\nlisten = \"0.0.0.0:9090\"\ntoken = \"adm\"\nallow_remote = true\n"
+        ))
+        .unwrap();
+        assert!(config.admin.unwrap().allow_remote);
+
+        let (location, message) = refuse(&format!("{HUB}{POOL}[admin]\nlisten = \"[::1]:0\"\n"));
+        assert_eq!(location.key.as_deref(), Some("admin"));
+        assert!(message.contains("missing field `token`"), "{message}");
+    }
+
+    #[test]
+    fn the_document_keeps_what_was_written_and_hides_it() {
+        let config = parse(&format!("{HUB}{POOL}")).unwrap();
+        let pools = config.document.0["pool"].as_array().unwrap();
+        assert_eq!(pools[0]["name"].as_str(), Some("demo"));
+        assert!(!format!("{config:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn durations_format_as_they_parse() {
+        for text in ["0s", "250ms", "1500ms", "10s", "90s", "5m", "1h", "168h"] {
+            let duration = parse_duration(text).unwrap();
+            assert_eq!(format_duration(duration), text);
+        }
+        assert_eq!(format_duration(Duration::from_secs(120)), "2m");
     }
 }

@@ -102,4 +102,7 @@ pub enum HubError {
         /// The cause.
         source: std::io::Error,
     },
+    /// A reload was refused; the hub kept its configuration.
+    #[error("reload refused: {0}")]
+    Reload(String),
 }

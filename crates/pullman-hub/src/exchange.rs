@@ -3,7 +3,9 @@
 //! Every accepted request leaves here with exactly one response: the worker's, or the hub's
 //! own error answer for the [`RequestError`] that stopped it.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, HOST, RETRY_AFTER};
@@ -19,6 +21,7 @@ use tokio::time::Instant;
 use crate::body::{HubBody, WorkerBody};
 use crate::error::RequestError;
 use crate::hub::HubShared;
+use crate::metrics::outcome_index;
 use crate::pool::{Acquire, Pool};
 
 /// Answers one client request.
@@ -27,9 +30,69 @@ pub(crate) async fn serve(
     req: Request<Incoming>,
     peer: &str,
 ) -> Response<HubBody> {
-    match exchange(&hub, req, peer).await {
+    let started = Instant::now();
+    let (parts, body) = req.into_parts();
+    let recording = hub.metrics_enabled.load(Ordering::Relaxed);
+    let pool = match hub.route(&parts) {
+        Ok(pool) => pool,
+        Err(e) => {
+            if recording {
+                hub.unrouted.fetch_add(1, Ordering::Relaxed);
+            }
+            return error_response(e);
+        }
+    };
+    let mut record = Record {
+        pool: &pool,
+        on: recording,
+        done: false,
+    };
+    let result = exchange(&hub, &pool, parts, body, peer, started, &record).await;
+    record.finish(result.as_ref().map(|_| ()).map_err(|e| *e));
+    match result {
         Ok(resp) => resp,
         Err(e) => error_response(e),
+    }
+}
+
+/// Records one request in its pool's metrics, when recording is on. Dropped before
+/// [`Record::finish`] (the client went away and hyper dropped the request), it counts
+/// `client_gone`.
+struct Record<'a> {
+    pool: &'a Pool,
+    on: bool,
+    done: bool,
+}
+
+impl Record<'_> {
+    fn queue_wait(&self, waited: Duration) {
+        if self.on {
+            self.pool.metrics.queue_wait.observe(waited);
+        }
+    }
+
+    /// Reads the clock only when recording: that is the one `Instant::now` metrics add.
+    fn service_start(&self) -> Option<Instant> {
+        self.on.then(Instant::now)
+    }
+
+    fn service(&self, since: Option<Instant>) {
+        if let Some(since) = since {
+            self.pool.metrics.service.observe(since.elapsed());
+        }
+    }
+
+    fn finish(&mut self, outcome: Result<(), RequestError>) {
+        if self.on && !self.done {
+            self.pool.metrics.count(outcome_index(outcome));
+        }
+        self.done = true;
+    }
+}
+
+impl Drop for Record<'_> {
+    fn drop(&mut self) {
+        self.finish(Err(RequestError::ClientGone));
     }
 }
 
@@ -49,13 +112,14 @@ fn error_response(e: RequestError) -> Response<HubBody> {
 
 async fn exchange(
     hub: &HubShared,
-    req: Request<Incoming>,
+    pool: &Arc<Pool>,
+    parts: http::request::Parts,
+    body: Incoming,
     peer: &str,
+    started: Instant,
+    record: &Record<'_>,
 ) -> Result<Response<HubBody>, RequestError> {
-    let started = Instant::now();
-    let (parts, body) = req.into_parts();
-    let pool = hub.route(&parts)?;
-    let config = &pool.config;
+    let config = pool.config();
 
     let head = head_view(&parts)?;
     // The head as it travels (request line and fields) is what the limit bounds; for
@@ -75,6 +139,8 @@ async fn exchange(
     let mut front = false;
 
     loop {
+        // A retry (front) waits again from now; the first try waits from arrival.
+        let queued_since = if front { Instant::now() } else { started };
         let lease = match pool.acquire(front) {
             Acquire::Ready(lease) => lease,
             Acquire::Full => return Err(RequestError::QueueFull),
@@ -91,7 +157,9 @@ async fn exchange(
                 }
             }
         };
-        let remaining = deadline.saturating_duration_since(Instant::now());
+        let now = Instant::now();
+        record.queue_wait(now.saturating_duration_since(queued_since));
+        let remaining = deadline.saturating_duration_since(now);
         let request = pullman_proto::Request {
             stream: 0,
             end: body.is_none(),
@@ -115,7 +183,10 @@ async fn exchange(
             ))))
         });
 
-        match wait_head(&mut stream, &mut pump, deadline).await {
+        let service_start = record.service_start();
+        let head = wait_head(&mut stream, &mut pump, deadline).await;
+        record.service(service_start);
+        match head {
             Head::Response(r) => {
                 if let Some(p) = pump.as_mut() {
                     p.detach();

@@ -4,12 +4,14 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use hyper_util::rt::TokioExecutor;
 use hyper_util::server::conn::auto;
+use parking_lot::Mutex;
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::sync::{mpsc, watch};
 
@@ -18,6 +20,7 @@ use crate::error::{HubError, RequestError};
 use crate::front::ACCEPT_ERROR_PAUSE;
 use crate::pool::Pool;
 use crate::programs::Supervisor;
+use crate::reload::{ChangeError, Reconfig};
 use crate::router::{RouteInput, Router};
 use crate::workers::WorkerPort;
 use pullman_proto::{CloseCode, Frame};
@@ -25,8 +28,8 @@ use pullman_proto::{CloseCode, Frame};
 /// The routing table and the pools it points into: swapped whole, so a request sees one
 /// consistent version.
 pub(crate) struct Routing {
-    router: Router,
-    pools: HashMap<String, Arc<Pool>>,
+    pub(crate) router: Router,
+    pub(crate) pools: HashMap<String, Arc<Pool>>,
 }
 
 /// What every connection and request of the hub shares.
@@ -35,6 +38,12 @@ pub(crate) struct HubShared {
     pub(crate) http: auto::Builder<TokioExecutor>,
     pub(crate) max_header_bytes: usize,
     pub(crate) idle_timeout: Duration,
+    /// Pools removed from the routing table whose requests are still finishing.
+    pub(crate) retiring: Mutex<HashMap<String, Arc<Pool>>>,
+    /// `[metrics] enabled`: whether requests are counted and timed.
+    pub(crate) metrics_enabled: AtomicBool,
+    /// Requests no route matched (they have no pool to be counted in).
+    pub(crate) unrouted: AtomicU64,
 }
 
 impl HubShared {
@@ -59,6 +68,44 @@ impl HubShared {
             .cloned()
             .ok_or(RequestError::NoRoute)
     }
+
+    /// The pool a worker asks for in its HELLO: only pools in the routing table take new
+    /// workers.
+    pub(crate) fn pool(&self, name: &str) -> Option<Arc<Pool>> {
+        self.routing.load().pools.get(name).cloned()
+    }
+
+    /// Every pool with workers: those in the routing table, then those still emptying.
+    pub(crate) fn all_pools(&self) -> Vec<Arc<Pool>> {
+        let mut pools: Vec<Arc<Pool>> = self.routing.load().pools.values().cloned().collect();
+        pools.sort_by(|a, b| a.name().cmp(b.name()));
+        let mut retiring: Vec<Arc<Pool>> = self.retiring.lock().values().cloned().collect();
+        retiring.sort_by(|a, b| a.name().cmp(b.name()));
+        pools.extend(retiring);
+        pools
+    }
+}
+
+/// Re-reads the hub's config file and applies it: what SIGHUP does. Cloned freely.
+#[derive(Clone)]
+pub struct ReloadHandle(Arc<Reconfig>);
+
+impl std::fmt::Debug for ReloadHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReloadHandle").finish_non_exhaustive()
+    }
+}
+
+impl ReloadHandle {
+    /// Reloads; on error the hub keeps its configuration and the error says why.
+    pub fn reload(&self) -> Result<(), HubError> {
+        self.0.reload().map_err(|e| match e {
+            ChangeError::Invalid(m)
+            | ChangeError::NotFound(m)
+            | ChangeError::Conflict(m)
+            | ChangeError::Unavailable(m) => HubError::Reload(m),
+        })
+    }
 }
 
 /// A hub whose listeners are bound; [`Hub::run`] serves.
@@ -70,7 +117,8 @@ pub struct Hub {
     worker_port: Arc<WorkerPort>,
     drain_grace: Duration,
     supervisor: Arc<Supervisor>,
-    config: Config,
+    reconfig: Arc<Reconfig>,
+    admin: Option<(TcpListener, SocketAddr)>,
 }
 
 enum BoundWorkerListener {
@@ -89,13 +137,13 @@ impl Hub {
         let router = Router::new(&config.routes);
         let hub = &config.hub;
         let shared = Arc::new(HubShared {
-            routing: ArcSwap::from_pointee(Routing {
-                router,
-                pools: pools.clone(),
-            }),
+            routing: ArcSwap::from_pointee(Routing { router, pools }),
             http: crate::front::http_builder(hub.max_header_bytes, hub.header_read_timeout),
             max_header_bytes: hub.max_header_bytes,
             idle_timeout: hub.idle_timeout,
+            retiring: Mutex::new(HashMap::new()),
+            metrics_enabled: AtomicBool::new(config.metrics.enabled),
+            unrouted: AtomicU64::new(0),
         });
         let listen_err = |addr: String| move |source| HubError::Listen { addr, source };
         let front = TcpListener::bind(hub.listen)
@@ -121,21 +169,50 @@ impl Hub {
                 }
             });
         }
+        let admin = match &config.admin {
+            Some(admin) => {
+                let addr = admin.listen.to_string();
+                let l = TcpListener::bind(admin.listen)
+                    .await
+                    .map_err(listen_err(addr.clone()))?;
+                let local = l.local_addr().map_err(listen_err(addr))?;
+                Some((l, local))
+            }
+            None => None,
+        };
         let worker_port = Arc::new(WorkerPort {
-            pools,
+            shared: shared.clone(),
             ping_interval: hub.ping_interval,
         });
         let supervisor = Arc::new(Supervisor::new(program_hub_url(&worker_listeners)));
+        let drain_grace = hub.drain_grace;
         Ok(Hub {
+            reconfig: Arc::new(Reconfig::new(shared.clone(), config, supervisor.clone())),
             shared,
             front,
             front_addr,
             worker_listeners,
             worker_port,
-            drain_grace: hub.drain_grace,
+            drain_grace,
             supervisor,
-            config,
+            admin,
         })
+    }
+
+    /// Names the file the config came from, which `POST /reload` and
+    /// [`ReloadHandle::reload`] read again.
+    pub fn set_config_file(&mut self, path: impl Into<PathBuf>) {
+        self.reconfig.set_file(path.into());
+    }
+
+    /// A handle that reloads the config file (for SIGHUP).
+    pub fn reload_handle(&self) -> ReloadHandle {
+        ReloadHandle(self.reconfig.clone())
+    }
+
+    /// Where the admin API listens, if it is on.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(|(_, addr)| *addr)
     }
 
     /// Where clients connect.
@@ -163,7 +240,7 @@ impl Hub {
     /// flight finish within the grace period, stops the programs, tells the other workers
     /// DRAIN and closes their links.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        self.supervisor.apply(&self.config);
+        self.reconfig.start_programs();
         let (stop_tx, stop_rx) = watch::channel(false);
         let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
         let front = tokio::spawn(crate::front::run(
@@ -172,6 +249,14 @@ impl Hub {
             stop_rx.clone(),
             alive_tx,
         ));
+        if let Some((listener, _)) = self.admin {
+            let admin = crate::admin::Admin::new(self.reconfig.clone(), self.shared.clone());
+            tokio::spawn(crate::admin::run(
+                listener,
+                Arc::new(admin),
+                stop_rx.clone(),
+            ));
+        }
         let mut socket_files = Vec::new();
         for listener in self.worker_listeners {
             if let BoundWorkerListener::Unix(_, path) = &listener {
@@ -194,7 +279,7 @@ impl Hub {
             tracing::warn!("grace period over; cancelling requests still in flight");
         }
         self.supervisor.shutdown().await;
-        for pool in self.worker_port.pools.values() {
+        for pool in self.shared.all_pools() {
             for link in pool.links() {
                 link.send(Frame::Drain { last_stream: 0 });
                 link.close(CloseCode::GoingAway, "hub shutting down");

@@ -14,20 +14,26 @@
 //! - `workers`: the worker port: handshake, authentication, link start.
 //! - `body`: the response body type the front serves.
 //! - [`hub`]: binding listeners, running, draining.
+//! - `reload`: changing a running hub (admin API edits, reload, SIGHUP), all or nothing.
+//! - `admin`: the admin API listener and its endpoints.
+//! - `metrics`: per-pool counters and histograms, the Prometheus text format.
 //! - [`error`]: request outcomes and start-up errors.
 
+mod admin;
 pub mod body;
 pub mod config;
 pub mod error;
 mod exchange;
 mod front;
 pub mod hub;
+mod metrics;
 mod pool;
 pub mod programs;
 mod queue;
+mod reload;
 pub mod router;
 mod workers;
 
 pub use config::Config;
 pub use error::{HubError, RequestError};
-pub use hub::Hub;
+pub use hub::{Hub, ReloadHandle};

@@ -10,12 +10,14 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 use pullman_link::Link;
 use slab::Slab;
 use tokio::sync::oneshot;
 
 use crate::config::PoolConfig;
+use crate::metrics::RequestMetrics;
 use crate::queue::{WaitQueue, Waiter};
 
 /// Credits one worker may hold unspent. Far above any real concurrency; a bound so that a
@@ -24,6 +26,7 @@ pub(crate) const MAX_WORKER_CREDITS: u32 = 1 << 16;
 
 struct WorkerSlot {
     id: u64,
+    meta: WorkerMeta,
     link: Link,
     credits: u32,
     in_ready: bool,
@@ -40,20 +43,51 @@ struct State {
     ready: VecDeque<usize>,
 }
 
+/// What the admin API shows about a worker besides its counters.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct WorkerMeta {
+    /// The name the worker gave in its HELLO.
+    pub(crate) name: String,
+    /// Its address, or `unix` for a Unix socket.
+    pub(crate) peer: String,
+}
+
 /// A pool of workers and the requests waiting for them.
 pub(crate) struct Pool {
-    pub(crate) config: PoolConfig,
+    name: String,
+    /// Replaced whole by the admin API or a reload; the queue and workers stay.
+    config: ArcSwap<PoolConfig>,
     state: Mutex<State>,
     /// Waiting requests that gave up since the last purge (a hint: may overcount).
     abandoned: AtomicUsize,
+    pub(crate) metrics: RequestMetrics,
 }
 
 impl std::fmt::Debug for Pool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Pool")
-            .field("name", &self.config.name)
+            .field("name", &self.name)
             .finish_non_exhaustive()
     }
+}
+
+/// A pool's numbers at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct PoolStatus {
+    pub(crate) queued: usize,
+    pub(crate) workers: usize,
+    pub(crate) credits_free: u64,
+    pub(crate) in_flight: u64,
+}
+
+/// One worker at one moment.
+#[derive(Debug, Clone)]
+pub(crate) struct WorkerStatus {
+    pub(crate) id: u64,
+    pub(crate) meta: WorkerMeta,
+    pub(crate) in_flight: u32,
+    pub(crate) credits: u32,
+    pub(crate) draining: bool,
 }
 
 /// What [`Pool::acquire`] found.
@@ -69,14 +103,85 @@ pub(crate) enum Acquire {
 impl Pool {
     pub(crate) fn new(config: PoolConfig) -> Arc<Pool> {
         Arc::new(Pool {
-            config,
+            name: config.name.clone(),
+            config: ArcSwap::from_pointee(config),
             state: Mutex::new(State::default()),
             abandoned: AtomicUsize::new(0),
+            metrics: RequestMetrics::default(),
         })
     }
 
     pub(crate) fn name(&self) -> &str {
-        &self.config.name
+        &self.name
+    }
+
+    /// The pool's settings now; a request keeps the ones it started with.
+    pub(crate) fn config(&self) -> Arc<PoolConfig> {
+        self.config.load_full()
+    }
+
+    /// Replaces the settings in place: waiting requests and connected workers stay. A
+    /// smaller queue limit refuses new requests until the queue is below it; a new token
+    /// applies to workers that connect from now on.
+    pub(crate) fn update(&self, config: PoolConfig) {
+        debug_assert_eq!(config.name, self.name);
+        self.config.store(Arc::new(config));
+    }
+
+    /// Queue, workers and credits now. Purges abandoned waiters first, so the depth counts
+    /// requests that still wait.
+    pub(crate) fn status(&self) -> PoolStatus {
+        let mut s = self.state.lock();
+        if self.abandoned.swap(0, Ordering::Relaxed) > 0 {
+            s.waiting.purge();
+        }
+        let mut status = PoolStatus {
+            queued: s.waiting.len(),
+            workers: s.workers.len(),
+            ..PoolStatus::default()
+        };
+        for (_, w) in &s.workers {
+            status.credits_free += u64::from(w.credits);
+            status.in_flight += u64::from(w.in_flight);
+        }
+        status
+    }
+
+    /// Whether nothing waits and no worker has a request in flight.
+    pub(crate) fn is_idle(&self) -> bool {
+        let status = self.status();
+        status.queued == 0 && status.in_flight == 0
+    }
+
+    /// Every connected worker, oldest first.
+    pub(crate) fn workers(&self) -> Vec<WorkerStatus> {
+        let s = self.state.lock();
+        let mut out: Vec<WorkerStatus> = s
+            .workers
+            .iter()
+            .map(|(_, w)| WorkerStatus {
+                id: w.id,
+                meta: w.meta.clone(),
+                in_flight: w.in_flight,
+                credits: w.credits,
+                draining: w.draining,
+            })
+            .collect();
+        out.sort_by_key(|w| w.id);
+        out
+    }
+
+    /// Stops giving worker `id` work (as if it had sent DRAIN); returns its link so the
+    /// caller can tell it, or `None` if it is not in this pool.
+    pub(crate) fn drain_worker(&self, id: u64) -> Option<Link> {
+        let mut s = self.state.lock();
+        let key = s.workers.iter().find(|(_, w)| w.id == id)?.0;
+        let w = &mut s.workers[key];
+        w.draining = true;
+        w.credits = 0;
+        let link = w.link.clone();
+        s.ready.retain(|&k| k != key);
+        Some(link)
     }
 
     /// Asks for a worker. `front` re-queues a request that a failed worker never started.
@@ -85,11 +190,12 @@ impl Pool {
         if let Some(lease) = self.take_ready(&mut s) {
             return Acquire::Ready(lease);
         }
-        if !front && s.waiting.len() >= self.config.queue_limit {
+        let queue_limit = self.config.load().queue_limit;
+        if !front && s.waiting.len() >= queue_limit {
             if self.abandoned.swap(0, Ordering::Relaxed) > 0 {
                 s.waiting.purge();
             }
-            if s.waiting.len() >= self.config.queue_limit {
+            if s.waiting.len() >= queue_limit {
                 return Acquire::Full;
             }
         }
@@ -108,13 +214,19 @@ impl Pool {
 
     /// Adds a worker; `spawn` starts its link (under the pool lock, so that the link cannot
     /// report credits before the worker is known). Returns the worker's key.
-    pub(crate) fn add_worker(&self, id: u64, spawn: impl FnOnce(usize) -> Link) -> usize {
+    pub(crate) fn add_worker(
+        &self,
+        id: u64,
+        meta: WorkerMeta,
+        spawn: impl FnOnce(usize) -> Link,
+    ) -> usize {
         let mut s = self.state.lock();
         let entry = s.workers.vacant_entry();
         let key = entry.key();
         let link = spawn(key);
         entry.insert(WorkerSlot {
             id,
+            meta,
             link,
             credits: 0,
             in_ready: false,
@@ -365,7 +477,7 @@ mod tests {
         fn worker(&mut self, id: u64) -> usize {
             let (ours, theirs) = tokio::io::duplex(64 * 1024);
             self.peers.push(theirs);
-            self.pool.add_worker(id, |_key| {
+            self.pool.add_worker(id, WorkerMeta::default(), |_key| {
                 let settings = Settings {
                     role: Role::Hub,
                     recv_max_frame: pullman_proto::DEFAULT_MAX_FRAME,
@@ -664,5 +776,51 @@ mod tests {
         assert_eq!(h.in_flight(key), 0);
         // Finishing a request does not return its credit: the worker grants again.
         assert_eq!(h.credits(key), 0);
+    }
+
+    #[tokio::test]
+    async fn updating_settings_keeps_the_queue_and_the_workers() {
+        let mut h = Harness::new(2);
+        let key = h.worker(1);
+        let mut first = wait(h.pool.acquire(false));
+        let _second = wait(h.pool.acquire(false));
+        assert!(matches!(h.pool.acquire(false), Acquire::Full));
+
+        h.pool.update(config(3));
+        assert_eq!(h.pool.config().queue_limit, 3);
+        let _third = wait(h.pool.acquire(false));
+        assert_eq!(h.pool.status().queued, 3);
+        assert_eq!(h.pool.workers().len(), 1);
+        h.pool.add_credit(key, 1).unwrap();
+        assert!(served(&mut first), "the oldest waiter is still first");
+    }
+
+    #[tokio::test]
+    async fn a_drained_worker_gets_nothing_new_and_says_so() {
+        let mut h = Harness::new(10);
+        let a = h.worker(1);
+        let b = h.worker(2);
+        h.pool.add_credit(a, 2).unwrap();
+        h.pool.add_credit(b, 2).unwrap();
+        let held = ready(h.pool.acquire(false)).spend();
+        assert_eq!(held, (a, 1));
+
+        assert!(h.pool.drain_worker(1).is_some());
+        assert!(h.pool.drain_worker(99).is_none());
+        for _ in 0..2 {
+            assert_eq!(ready(h.pool.acquire(false)).spend().1, 2);
+        }
+        assert!(matches!(h.pool.acquire(false), Acquire::Wait(_)));
+        let workers = h.pool.workers();
+        assert_eq!(workers[0].id, 1);
+        assert!(workers[0].draining);
+        assert_eq!((workers[0].in_flight, workers[0].credits), (1, 0));
+        assert!(!workers[1].draining);
+
+        // Its request in flight still finishes and is counted down.
+        h.pool.finished(held.0, held.1);
+        assert_eq!(h.pool.workers()[0].in_flight, 0);
+        let status = h.pool.status();
+        assert_eq!((status.queued, status.in_flight, status.workers), (0, 2, 2));
     }
 }

@@ -1,6 +1,5 @@
 //! The worker port: workers dial in here, say HELLO, and become links of a pool.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,7 +15,8 @@ use pullman_proto::{
 };
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::pool::Pool;
+use crate::hub::HubShared;
+use crate::pool::{Pool, WorkerMeta};
 
 /// How long a new connection has to complete its HELLO. Long enough for a loaded worker
 /// host, short enough that idle strangers do not pile up.
@@ -30,7 +30,9 @@ static NEXT_WORKER_ID: AtomicU64 = AtomicU64::new(1);
 
 /// What a worker connection needs to find its pool.
 pub(crate) struct WorkerPort {
-    pub(crate) pools: HashMap<String, Arc<Pool>>,
+    /// Pools are looked up in the current routing table, so pools added at run time take
+    /// workers and removed ones refuse them.
+    pub(crate) shared: Arc<HubShared>,
     pub(crate) ping_interval: Duration,
 }
 
@@ -84,7 +86,7 @@ impl WorkerPort {
             );
             return refuse(io, &peer, CloseCode::ProtocolError, why).await;
         }
-        let Some(pool) = self.pools.get(&hello.pool).cloned() else {
+        let Some(pool) = self.shared.pool(&hello.pool) else {
             return refuse(
                 io,
                 &peer,
@@ -94,7 +96,7 @@ impl WorkerPort {
             .await;
         };
         if !token_matches(
-            pool.config.token.expose().as_bytes(),
+            pool.config().token.expose().as_bytes(),
             hello.token.as_bytes(),
         ) {
             tracing::warn!(%peer, pool = %hello.pool, worker = %hello.name, "worker refused: wrong token");
@@ -128,7 +130,11 @@ impl WorkerPort {
         };
         tracing::info!(%peer, pool = pool.name(), worker = %hello.name, worker_id, "worker connected");
         let pool_for_control = pool.clone();
-        pool.add_worker(worker_id, move |key| {
+        let meta = WorkerMeta {
+            name: hello.name.clone(),
+            peer,
+        };
+        pool.add_worker(worker_id, meta, move |key| {
             let control = HubControl {
                 pool: pool_for_control,
                 key,

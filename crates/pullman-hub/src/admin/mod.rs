@@ -1,0 +1,93 @@
+//! The admin API: its own HTTP/1.1 listener, a bearer token, JSON in and out, and
+//! `/metrics`. See `docs/admin-api.md`.
+//!
+//! # Layout
+//! - this file: the listener and the connection loop;
+//! - `api`: the endpoints (a path enum and one handler each) and JSON errors;
+//! - `auth`: the bearer token check.
+
+mod api;
+mod auth;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+
+use crate::front::ACCEPT_ERROR_PAUSE;
+use crate::hub::HubShared;
+use crate::metrics::Source;
+use crate::reload::Reconfig;
+
+/// Admin connections served at once. Operators and a Prometheus scraper need a handful;
+/// the bound keeps a misbehaving script from taking the hub's descriptors. Past it, new
+/// connections wait in the kernel's backlog.
+const MAX_ADMIN_CONNECTIONS: usize = 64;
+
+/// Time an admin client has to send its request head.
+const ADMIN_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What the admin API reads and changes.
+pub(crate) struct Admin {
+    pub(crate) reconfig: Arc<Reconfig>,
+    pub(crate) shared: Arc<HubShared>,
+    /// What `/metrics` renders, in order: the hub's pools first.
+    pub(crate) sources: Vec<Arc<dyn Source>>,
+}
+
+impl Admin {
+    pub(crate) fn new(reconfig: Arc<Reconfig>, shared: Arc<HubShared>) -> Admin {
+        Admin {
+            sources: vec![shared.clone(), reconfig.supervisor().clone()],
+            reconfig,
+            shared,
+        }
+    }
+}
+
+/// Serves the admin API until `stop` flips.
+pub(crate) async fn run(listener: TcpListener, admin: Arc<Admin>, mut stop: watch::Receiver<bool>) {
+    let permits = Arc::new(Semaphore::new(MAX_ADMIN_CONNECTIONS));
+    loop {
+        let permit = tokio::select! {
+            permit = permits.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => return,
+            },
+            _ = stop.changed() => return,
+        };
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = stop.changed() => return,
+        };
+        let (sock, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                tracing::warn!(error = %e, "admin accept failed");
+                tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+                continue;
+            }
+        };
+        let admin = admin.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| {
+                let admin = admin.clone();
+                async move { Ok::<_, Infallible>(api::handle(&admin, req, peer).await) }
+            });
+            let served = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(ADMIN_HEADER_READ_TIMEOUT)
+                .serve_connection(TokioIo::new(sock), service)
+                .await;
+            if let Err(e) = served {
+                tracing::debug!(%peer, error = %e, "admin connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+}
