@@ -421,3 +421,34 @@ async fn a_failed_program_shows_in_the_admin_api_and_the_metrics() {
         })
         .await;
 }
+
+#[test]
+fn a_program_that_ignores_sigterm_is_killed_after_its_grace() {
+    let mut hub = HubProc::start(
+        Transport::Tcp,
+        &format!(
+            "{}{}{}",
+            pool("p", "t", ""),
+            route_all("p"),
+            program(
+                "stubborn",
+                "p",
+                r#"["sh", "-c", "trap '' TERM; exec sleep 600"]"#,
+                "stop_grace = \"200ms\""
+            )
+        ),
+    );
+    hub.log.wait_for("program instance started", 1);
+    let pid: u32 = logged(&hub.log, "program instance started", "pid")[0]
+        .parse()
+        .unwrap();
+    hub.signal(libc::SIGTERM);
+    assert!(hub.wait_exit());
+    wait_dead(pid);
+    assert_eq!(
+        hub.log.count("ignored SIGTERM; killing it"),
+        1,
+        "{}",
+        hub.log.text()
+    );
+}

@@ -177,13 +177,10 @@ fn judge(status: io::Result<ExitStatus>, program: &str, index: u32, pid: u32) ->
     }
 }
 
-/// SIGTERM, then SIGKILL if the instance is still running after `grace`.
+/// SIGTERM, then SIGKILL if the instance is still running after `grace`. Both go to the
+/// instance's process group, so whatever a wrapper script started stops with it.
 async fn terminate(child: &mut Child, pid: u32, grace: Duration, program: &str, index: u32) {
-    if let Some(pid) = child.id() {
-        // SAFETY: kill(2) on our own child, not yet reaped (id() is Some), so the pid is
-        // still ours; no memory is involved.
-        unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
-    }
+    signal_group(child, libc::SIGTERM);
     if tokio::time::timeout(grace, child.wait()).await.is_err() {
         tracing::warn!(
             program,
@@ -192,9 +189,19 @@ async fn terminate(child: &mut Child, pid: u32, grace: Duration, program: &str, 
             ?grace,
             "program instance ignored SIGTERM; killing it"
         );
+        signal_group(child, libc::SIGKILL);
         let _ = child.start_kill();
         let _ = child.wait().await;
     } else {
         tracing::info!(program, instance = index, pid, "program instance stopped");
+    }
+}
+
+/// Sends `signal` to the process group the instance leads (its pgid is its pid).
+fn signal_group(child: &Child, signal: libc::c_int) {
+    if let Some(pid) = child.id() {
+        // SAFETY: kill(2) on the group of our own child, not yet reaped (id() is Some), so
+        // the group id is still the one it created; no memory is involved.
+        unsafe { libc::kill(-(pid as libc::pid_t), signal) };
     }
 }
