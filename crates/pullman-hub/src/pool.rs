@@ -314,15 +314,12 @@ impl Drop for Waiting {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use bytes::BytesMut;
     use pullman_link::{Control, LinkError, Role, Settings};
     use pullman_proto::Frame;
     use tokio::io::DuplexStream;
 
     use super::*;
-    use crate::config::{PoolMode, Secret};
 
     /// A link handler that ignores everything: the pool only needs a `Link` to hand out.
     struct Quiet;
@@ -334,17 +331,15 @@ mod tests {
         fn on_closed(&mut self, _err: &LinkError) {}
     }
 
+    /// Parsed rather than written out, so new pool keys take their defaults here too.
     fn config(queue_limit: usize) -> PoolConfig {
-        PoolConfig {
-            name: "test".into(),
-            token: Secret::new("token"),
-            queue_limit,
-            queue_timeout: Duration::from_secs(10),
-            timeout: Duration::from_secs(30),
-            max_body_bytes: 1024,
-            retry_idempotent: false,
-            mode: PoolMode::default(),
-        }
+        let text = format!(
+            "[hub]\nlisten = \"127.0.0.1:0\"\nworkers_listen = [\"tcp://127.0.0.1:0\"]\n\
+             [[pool]]\nname = \"test\"\ntoken = \"token\"\nqueue_limit = {queue_limit}\n\
+             max_body_bytes = 1024\n"
+        );
+        let mut config = crate::Config::from_str(&text, "test").unwrap();
+        config.pools.remove(0)
     }
 
     /// A pool and the far ends of its workers' links, kept open so the links stay up.
