@@ -17,6 +17,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::body::{HubBody, WorkerBody};
+use crate::config::PoolMode;
 use crate::error::RequestError;
 use crate::hub::HubShared;
 use crate::pool::{Acquire, Pool};
@@ -67,6 +68,9 @@ async fn exchange(
         return Err(RequestError::BodyTooLarge);
     }
     let mut body = (!body.is_end_stream()).then_some(body);
+    if config.mode == PoolMode::Filter {
+        return crate::filter::exchange(pool, parts, head, body, peer, started).await;
+    }
     // Only a request without a body can be given to another worker: a body already
     // streamed to the first one is gone.
     let bodiless = body.is_none();
@@ -116,6 +120,14 @@ async fn exchange(
         });
 
         match wait_head(&mut stream, &mut pump, deadline).await {
+            Head::Verdict(_) => {
+                tracing::debug!(
+                    pool = pool.name(),
+                    "VERDICT from a worker of a respond pool"
+                );
+                in_flight.cancel(CancelReason::Refused);
+                return Err(RequestError::WorkerError);
+            }
             Head::Response(r) => {
                 if let Some(p) = pump.as_mut() {
                     p.detach();
@@ -164,8 +176,10 @@ async fn exchange(
 }
 
 /// What came first on a stream after the request went out.
-enum Head {
+pub(crate) enum Head {
     Response(pullman_proto::Response),
+    /// A filter passed the request (filter pools only).
+    Verdict(pullman_proto::Verdict),
     /// The link died before the REQUEST left: the worker never saw it.
     Undelivered,
     Rejected {
@@ -177,7 +191,11 @@ enum Head {
     ClientGone,
 }
 
-async fn wait_head(stream: &mut Stream, pump: &mut Option<Pump>, deadline: Instant) -> Head {
+pub(crate) async fn wait_head(
+    stream: &mut Stream,
+    pump: &mut Option<Pump>,
+    deadline: Instant,
+) -> Head {
     let sleep = tokio::time::sleep_until(deadline);
     tokio::pin!(sleep);
     loop {
@@ -186,6 +204,7 @@ async fn wait_head(stream: &mut Stream, pump: &mut Option<Pump>, deadline: Insta
             biased;
             item = stream.recv() => return match item {
                 Inbound::Frame(Frame::Response(r)) => Head::Response(r),
+                Inbound::Frame(Frame::Verdict(v)) => Head::Verdict(v),
                 Inbound::Undelivered(_) => Head::Undelivered,
                 Inbound::Frame(Frame::Reject { retryable, reason, .. }) => {
                     tracing::debug!(%reason, retryable, "worker rejected a request");
@@ -209,7 +228,7 @@ async fn wait_head(stream: &mut Stream, pump: &mut Option<Pump>, deadline: Insta
 }
 
 /// Builds the client's response from the worker's RESPONSE frame.
-fn response(
+pub(crate) fn response(
     r: pullman_proto::Response,
     stream: Stream,
     mut in_flight: InFlight,
@@ -316,7 +335,7 @@ pub(crate) struct InFlight {
 }
 
 impl InFlight {
-    fn new(sender: StreamSender, pool: Arc<Pool>, worker: (usize, u64)) -> InFlight {
+    pub(crate) fn new(sender: StreamSender, pool: Arc<Pool>, worker: (usize, u64)) -> InFlight {
         InFlight {
             sender,
             pool,
@@ -333,7 +352,7 @@ impl InFlight {
         }
     }
 
-    fn cancel(&mut self, reason: CancelReason) {
+    pub(crate) fn cancel(&mut self, reason: CancelReason) {
         if !self.done {
             self.sender.send_frame(Frame::Cancel {
                 stream: self.sender.id(),
@@ -352,7 +371,7 @@ impl Drop for InFlight {
 
 /// How streaming the request body to the worker ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum PumpEnd {
+pub(crate) enum PumpEnd {
     Done,
     TooLarge,
     ClientGone,
@@ -360,7 +379,7 @@ enum PumpEnd {
 }
 
 /// The task copying a request body to the worker; aborted if the exchange fails first.
-struct Pump(Option<JoinHandle<PumpEnd>>);
+pub(crate) struct Pump(pub(crate) Option<JoinHandle<PumpEnd>>);
 
 impl Pump {
     async fn wait(&mut self) -> PumpEnd {
@@ -371,7 +390,7 @@ impl Pump {
     }
 
     /// The exchange succeeded: let the body finish on its own.
-    fn detach(&mut self) {
+    pub(crate) fn detach(&mut self) {
         self.0 = None;
     }
 }
@@ -384,7 +403,10 @@ impl Drop for Pump {
     }
 }
 
-async fn pump_body(mut body: Incoming, sender: StreamSender, limit: u64) -> PumpEnd {
+pub(crate) async fn pump_body<B>(mut body: B, sender: StreamSender, limit: u64) -> PumpEnd
+where
+    B: Body<Data = Bytes> + Unpin,
+{
     let mut sent = 0u64;
     loop {
         match body.frame().await {

@@ -11,6 +11,9 @@
 //! - `exchange`: one request's trip: route, queue, worker, answer.
 //! - `pool` and `queue`: the per-pool queue, the workers' credits, the dispatcher.
 //! - `workers`: the worker port: handshake, authentication, link start.
+//! - `filter`: filter mode: a filter's verdict on the request (and the upstream's
+//!   response), failure modes, the pool's filter counters.
+//! - `upstream`: the HTTP/1.1 and h2c client to a filter pool's upstream; hop-by-hop rules.
 //! - `body`: the response body type the front serves.
 //! - [`hub`]: binding listeners, running, draining.
 //! - [`error`]: request outcomes and start-up errors.
@@ -19,11 +22,13 @@ pub mod body;
 pub mod config;
 pub mod error;
 mod exchange;
+mod filter;
 mod front;
 pub mod hub;
 mod pool;
 mod queue;
 pub mod router;
+mod upstream;
 mod workers;
 
 pub use config::Config;

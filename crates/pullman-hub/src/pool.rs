@@ -46,6 +46,8 @@ pub(crate) struct Pool {
     state: Mutex<State>,
     /// Waiting requests that gave up since the last purge (a hint: may overcount).
     abandoned: AtomicUsize,
+    /// Filter pools only: the upstream client and the filter counters.
+    pub(crate) filter: Option<crate::filter::FilterState>,
 }
 
 impl std::fmt::Debug for Pool {
@@ -69,6 +71,7 @@ pub(crate) enum Acquire {
 impl Pool {
     pub(crate) fn new(config: PoolConfig) -> Arc<Pool> {
         Arc::new(Pool {
+            filter: crate::filter::FilterState::for_pool(&config),
             config,
             state: Mutex::new(State::default()),
             abandoned: AtomicUsize::new(0),

@@ -233,12 +233,18 @@ pub struct Welcome {
 pub enum Mode {
     /// The worker produces the response.
     Respond = 0,
-    /// Filter mode, request phase: the worker returns a VERDICT or a RESPONSE of its own.
+    /// Filter mode, request phase, the hub keeping the body: the worker sees the head (and
+    /// the body, when buffered) and returns a VERDICT or a RESPONSE of its own. A VERDICT
+    /// with END forwards the hub's body; one without END replaces it with the worker's.
     Filter = 1,
     /// Filter mode, response phase: a RESPONSE frame from the hub (the upstream's head)
     /// follows on the stream, then the upstream's body; the worker returns a VERDICT or a
     /// replacement RESPONSE, and in both cases the body to send on.
     FilterResponse = 2,
+    /// Filter mode, request phase, the body streaming through the worker: after its
+    /// VERDICT, what the worker streams back is the body that goes upstream (a VERDICT with
+    /// END forwards an empty body).
+    FilterStreamed = 3,
 }
 
 impl Mode {
@@ -248,6 +254,7 @@ impl Mode {
             0 => Mode::Respond,
             1 => Mode::Filter,
             2 => Mode::FilterResponse,
+            3 => Mode::FilterStreamed,
             _ => return None,
         })
     }

@@ -101,7 +101,8 @@ fn mode() -> impl Strategy<Value = Mode> {
     prop_oneof![
         Just(Mode::Respond),
         Just(Mode::Filter),
-        Just(Mode::FilterResponse)
+        Just(Mode::FilterResponse),
+        Just(Mode::FilterStreamed)
     ]
 }
 
