@@ -167,7 +167,6 @@ pub(crate) async fn exchange(
             return Ok(resp);
         }
         Answer::Pass { verdict, body } => {
-            count(&state.stats.passed);
             let from_filter = body.is_some();
             let forward = match body {
                 Some((stream, in_flight)) => filter_body(stream, in_flight, None)
@@ -184,7 +183,16 @@ pub(crate) async fn exchange(
                 from_filter,
                 forward,
             );
-            req.inspect_err(|_| count(&state.stats.bad_verdicts))?
+            match req {
+                Ok(req) => {
+                    count(&state.stats.passed);
+                    req
+                }
+                Err(e) => {
+                    count(&state.stats.bad_verdicts);
+                    return Err(e);
+                }
+            }
         }
         Answer::Unavailable(handoff) => {
             let can_forward = !matches!(handoff, Handoff::Gone);

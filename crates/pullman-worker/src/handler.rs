@@ -67,6 +67,11 @@ pub(crate) struct Handled<H>(pub(crate) H);
 
 impl<H: Handler> Service for Handled<H> {
     async fn serve(self: Arc<Self>, req: pullman_proto::Request, stream: Stream) {
+        if req.mode != pullman_proto::Mode::Respond {
+            // A filter pool's request: answering it would block it with this response.
+            reject(&stream.sender(), "this worker runs a handler, not a filter");
+            return;
+        }
         serve_stream(&self.0, req, stream).await
     }
 }
