@@ -3,7 +3,7 @@
 # the upstream directly and nginx proxying to the same upstream, in alternating rounds of
 # the same run. The upstream is `pullman-bench direct`. nginx keeps upstream connections
 # alive (keepalive 64), as the hub's client does.
-# Usage: [HUB_THREADS=N] [NGINX_WORKERS=N] [APP=demo-filter] bench/filter.sh [ROUNDS] [SECONDS] [CONNECTIONS]
+# Usage: [HUB_THREADS=N] [NGINX_WORKERS=N] [APP=demo-filter] [UPSTREAM_SCHEME=http|h2c] bench/filter.sh [ROUNDS] [SECONDS] [CONNECTIONS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-3} secs=${2:-10} conns=${3:-32}
@@ -30,7 +30,7 @@ workers_listen = ["tcp://127.0.0.1:0"]
 name = "bench"
 token = "bench"
 mode = "filter"
-upstream = "http://$upstream"
+upstream = "${UPSTREAM_SCHEME:-http}://$upstream"
 [[route]]
 path_prefix = "/"
 pool = "bench"
