@@ -421,3 +421,31 @@ async fn an_h2c_upstream_is_spoken_to_in_http2() {
     assert_eq!(seen.version, http::Version::HTTP_2);
     assert_eq!(seen.headers["x-pullman-filtered"], "1");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_streamed_body_to_a_blocked_path_never_reaches_the_upstream() {
+    let upstream = Upstream::start().await;
+    let hub = HubProc::start(
+        Transport::Tcp,
+        &filter_pool(&upstream.url(), "filter_body = \"streamed\""),
+    );
+    let _w = hub.filter_worker("f", TOKEN, 2, "df");
+    let c = client();
+    wait_filtered(&c, &hub).await;
+
+    let req = http::Request::post(hub.url("/admin/upload"))
+        .body(Full::new(Bytes::from(pattern(100 * 1024))))
+        .unwrap();
+    assert_eq!(send(&c, req).await.status, 403);
+    // The hub still serves the next request on a fresh or reused connection.
+    let req = http::Request::post(hub.url("/after"))
+        .body(Full::new(Bytes::from(pattern(100 * 1024))))
+        .unwrap();
+    let a = send(&c, req).await;
+    assert_eq!(a.status, 200, "{a:?}");
+    assert_eq!(
+        a.json()["body_sha256"],
+        sha256_hex(&pattern(100 * 1024)).as_str()
+    );
+    assert!(upstream.seen("admin").is_empty());
+}
