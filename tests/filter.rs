@@ -61,6 +61,22 @@ impl Filter for TestFilter {
                 .into(),
         }
     }
+
+    async fn response(
+        &self,
+        req: &http::Request<()>,
+        resp: &mut http::Response<RequestBody>,
+    ) -> Verdict {
+        if req.uri().path() == "/hang-response" {
+            tokio::time::sleep(HANG_GUARD * 2).await;
+        }
+        Pass::new()
+            .set(
+                HeaderName::from_static("x-upstream-status"),
+                HeaderValue::from_str(resp.status().as_str()).unwrap(),
+            )
+            .into()
+    }
 }
 
 /// Runs [`TestFilter`] for pool `f` of `hub` until the returned task is aborted.
@@ -448,4 +464,40 @@ async fn a_streamed_body_to_a_blocked_path_never_reaches_the_upstream() {
         sha256_hex(&pattern(100 * 1024)).as_str()
     );
     assert!(upstream.seen("admin").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_response_filter_edits_headers_and_one_that_hangs_fails_closed() {
+    let upstream = Upstream::start().await;
+    let hub = HubProc::start(
+        Transport::Tcp,
+        &filter_pool(
+            &upstream.url(),
+            "filter_response = true\nfailure_mode = \"open\"\nfilter_timeout = \"300ms\"",
+        ),
+    );
+    let filter = test_filter(&hub);
+    let c = client();
+    // Until the filter connects, the open pool forwards unfiltered: wait for its mark.
+    let start = std::time::Instant::now();
+    loop {
+        let a = get(&c, &hub.url("/ready")).await;
+        if a.header("x-upstream-status") == Some("200") {
+            assert_eq!(a.json()["upstream"], true);
+            break;
+        }
+        assert!(
+            start.elapsed() < HANG_GUARD,
+            "the test filter never connected"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // The upstream's body already went to the hung filter: nothing is left to forward
+    // unfiltered, so even an open pool answers 503.
+    let hung = get(&c, &hub.url("/hang-response")).await;
+    assert_eq!(hung.status, 503, "{hung:?}");
+    assert_eq!(upstream.seen("/hang-response").len(), 1);
+    hub.log.wait_for("no filter answered: 503", 1);
+    filter.abort();
 }
