@@ -1,6 +1,7 @@
 //! `pullman`: the hub, a worker, the demo, and the config checker, in one binary.
 
 mod demo_app;
+mod demo_filter;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -79,6 +80,9 @@ enum Command {
 enum App {
     /// The demo app (/hello, /echo, /inspect, /sleep, /status, /bytes, /stats).
     Demo,
+    /// The demo filter, for filter pools: blocks paths containing /admin with 403, marks
+    /// passed requests with x-pullman-filtered: 1, gzips responses for gzip clients.
+    DemoFilter,
 }
 
 /// Errors are printed as one chain of causes, without a backtrace: they are for operators.
@@ -127,7 +131,7 @@ fn run() -> anyhow::Result<()> {
                 pool,
                 token,
                 concurrency,
-                app: App::Demo,
+                app,
                 name,
                 ..
             } => {
@@ -139,9 +143,18 @@ fn run() -> anyhow::Result<()> {
                     .concurrency(concurrency)
                     .name(name.clone())
                     .try_build()?;
-                worker
-                    .run(demo_app::DemoApp::new(name), terminated())
-                    .await?;
+                match app {
+                    App::Demo => {
+                        worker
+                            .run(demo_app::DemoApp::new(name), terminated())
+                            .await?
+                    }
+                    App::DemoFilter => {
+                        worker
+                            .run_filter(demo_filter::DemoFilter, terminated())
+                            .await?
+                    }
+                }
                 Ok(())
             }
             Command::Demo { listen } => demo(listen).await,

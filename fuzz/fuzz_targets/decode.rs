@@ -69,12 +69,18 @@ fn read_everything(frame: &Frame) {
         let _ = h.header_value(b"host");
         let _ = format!("{frame:?}");
     }
+    if let Frame::Verdict(v) = frame {
+        for edit in &v.edits {
+            let _ = (edit.op, edit.name.len(), edit.value.len());
+        }
+        let _ = v.target.as_deref().map(<[u8]>::len);
+    }
 }
 
 /// The flag bits a frame type gives meaning to; the encoder writes only these.
 fn defined_flags(frame: &Frame) -> u8 {
     match frame {
-        Frame::Request(_) | Frame::Response(_) | Frame::Body { .. } => FLAG_END,
+        Frame::Request(_) | Frame::Response(_) | Frame::Body { .. } | Frame::Verdict(_) => FLAG_END,
         Frame::Reject { .. } => FLAG_RETRYABLE,
         _ => 0,
     }

@@ -203,17 +203,7 @@ pub struct WorkerProc {
 
 impl WorkerProc {
     pub fn start(hub: &str, pool: &str, token: &str, concurrency: u32, name: &str) -> WorkerProc {
-        let mut child = Command::new(BIN)
-            .args(["worker", "--hub", hub, "--pool", pool, "--token", token])
-            .args(["--concurrency", &concurrency.to_string(), "--name", name])
-            .env("PULLMAN_LOG", "info,pullman=debug")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let log = Log::default();
-        log.follow(child.stderr.take().unwrap());
-        WorkerProc { child, log }
+        Self::start_app(hub, pool, token, concurrency, name, "demo")
     }
 
     pub fn kill9(&mut self) {
@@ -541,4 +531,196 @@ pub fn spawn_held_post(url: String) -> (tokio::task::JoinHandle<Answer>, tokio::
         }
     });
     (task, writer)
+}
+
+impl WorkerProc {
+    /// Starts a worker running `app` (`demo`, `demo-filter`).
+    pub fn start_app(
+        hub: &str,
+        pool: &str,
+        token: &str,
+        concurrency: u32,
+        name: &str,
+        app: &str,
+    ) -> WorkerProc {
+        let mut child = Command::new(BIN)
+            .args(["worker", "--hub", hub, "--pool", pool, "--token", token])
+            .args(["--concurrency", &concurrency.to_string(), "--name", name])
+            .args(["--app", app])
+            .env("PULLMAN_LOG", "info,pullman=debug")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let log = Log::default();
+        log.follow(child.stderr.take().unwrap());
+        WorkerProc { child, log }
+    }
+}
+
+impl HubProc {
+    /// Starts a `demo-filter` worker for a filter pool.
+    pub fn filter_worker(
+        &self,
+        pool: &str,
+        token: &str,
+        concurrency: u32,
+        name: &str,
+    ) -> WorkerProc {
+        WorkerProc::start_app(
+            &self.worker_addr,
+            pool,
+            token,
+            concurrency,
+            name,
+            "demo-filter",
+        )
+    }
+}
+
+/// What an in-process upstream server received.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    pub target: String,
+    pub version: http::Version,
+    pub headers: http::HeaderMap,
+    pub body_len: u64,
+    pub body_sha256: String,
+}
+
+/// An HTTP/1.1 and h2c server on port 0 that records every request it reads whole.
+///
+/// `/slow` answers after [`HANG_GUARD`]; `/bytes?n=N` answers N pattern bytes; every other
+/// path answers a JSON summary of the request (the body read whole and hashed).
+pub struct Upstream {
+    pub addr: SocketAddr,
+    pub seen: Arc<Mutex<Vec<Seen>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Upstream {
+    pub async fn start() -> Upstream {
+        use hyper_util::rt::TokioIo;
+        use hyper_util::server::conn::auto;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
+        let log = seen.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((sock, _)) = listener.accept().await else {
+                    return;
+                };
+                let log = log.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(
+                        move |req: http::Request<hyper::body::Incoming>| {
+                            let log = log.clone();
+                            async move {
+                                Ok::<_, std::convert::Infallible>(upstream_answer(req, log).await)
+                            }
+                        },
+                    );
+                    let _ = auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(sock), service)
+                        .await;
+                });
+            }
+        });
+        Upstream { addr, seen, task }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Requests seen so far whose target contains `needle`.
+    pub fn seen(&self, needle: &str) -> Vec<Seen> {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|s| s.target.contains(needle))
+            .cloned()
+            .collect()
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The pattern `/bytes?n=N` answers with: byte i is `(i * 7 + i / 1000) % 256`, varied
+/// enough that gzip has work to do and a misplaced chunk shows.
+pub fn pattern(n: usize) -> Vec<u8> {
+    (0..n).map(|i| ((i * 7 + i / 1000) % 256) as u8).collect()
+}
+
+pub fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+async fn upstream_answer(
+    req: http::Request<hyper::body::Incoming>,
+    log: Arc<Mutex<Vec<Seen>>>,
+) -> http::Response<Full<Bytes>> {
+    use sha2::Digest;
+    let (parts, mut body) = req.into_parts();
+    let mut hasher = sha2::Sha256::new();
+    let mut len = 0u64;
+    while let Some(Ok(frame)) = body.frame().await {
+        if let Ok(data) = frame.into_data() {
+            len += data.len() as u64;
+            hasher.update(&data);
+        }
+    }
+    let sha: String = hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let target = parts
+        .uri
+        .path_and_query()
+        .map_or("/".to_string(), |pq| pq.to_string());
+    log.lock().unwrap().push(Seen {
+        method: parts.method.to_string(),
+        target: target.clone(),
+        version: parts.version,
+        headers: parts.headers.clone(),
+        body_len: len,
+        body_sha256: sha.clone(),
+    });
+    if parts.uri.path() == "/slow" {
+        tokio::time::sleep(HANG_GUARD).await;
+    }
+    if parts.uri.path() == "/bytes" {
+        let n = parts
+            .uri
+            .query()
+            .and_then(|q| q.strip_prefix("n="))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        return http::Response::builder()
+            .header("content-type", "application/octet-stream")
+            .body(Full::new(Bytes::from(pattern(n))))
+            .unwrap();
+    }
+    let summary = serde_json::json!({
+        "upstream": true,
+        "target": target,
+        "body_len": len,
+        "body_sha256": sha,
+    });
+    http::Response::builder()
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(summary.to_string())))
+        .unwrap()
 }

@@ -16,6 +16,8 @@ pub enum HubBody {
     Full(Option<Bytes>),
     /// A worker's body, streamed from its link.
     Worker(WorkerBody),
+    /// Filter mode: the upstream's body, streamed as it arrives.
+    Upstream(hyper::body::Incoming),
 }
 
 impl HubBody {
@@ -49,6 +51,8 @@ impl Body for HubBody {
                 }
                 polled
             }
+            // The upstream broke off: end the client's response as broken too.
+            HubBody::Upstream(b) => Pin::new(b).poll_frame(cx).map_err(|_| StreamError::Aborted),
         }
     }
 
@@ -56,6 +60,7 @@ impl Body for HubBody {
         match self {
             HubBody::Full(bytes) => bytes.is_none(),
             HubBody::Worker(w) => w.body.is_end_stream(),
+            HubBody::Upstream(b) => b.is_end_stream(),
         }
     }
 
@@ -64,6 +69,7 @@ impl Body for HubBody {
             HubBody::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
             HubBody::Full(None) => SizeHint::with_exact(0),
             HubBody::Worker(w) => w.body.size_hint(),
+            HubBody::Upstream(b) => b.size_hint(),
         }
     }
 }

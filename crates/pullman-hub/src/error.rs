@@ -39,6 +39,16 @@ pub enum RequestError {
     /// The hub is shutting down (hub).
     #[error("hub is shutting down")]
     ShuttingDown,
+    /// Filter mode: no filter answered in time or none was there, and the pool fails closed
+    /// (hub, retryable later).
+    #[error("no filter available")]
+    FilterUnavailable,
+    /// Filter mode: the upstream could not be reached or failed (upstream).
+    #[error("upstream failed")]
+    UpstreamError,
+    /// Filter mode: the upstream did not send its response head in time (upstream).
+    #[error("upstream did not answer in time")]
+    UpstreamTimeout,
     /// The client went away before its answer (client; never sent, only counted).
     #[error("client went away")]
     ClientGone,
@@ -55,7 +65,11 @@ impl RequestError {
             RequestError::QueueFull | RequestError::QueueTimeout | RequestError::Rejected => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            RequestError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            RequestError::ShuttingDown | RequestError::FilterUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            RequestError::UpstreamError => StatusCode::BAD_GATEWAY,
+            RequestError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             RequestError::Deadline => StatusCode::GATEWAY_TIMEOUT,
             RequestError::WorkerError => StatusCode::BAD_GATEWAY,
         }
@@ -73,6 +87,9 @@ impl RequestError {
             RequestError::Deadline => "deadline",
             RequestError::WorkerError | RequestError::Rejected => "worker_error",
             RequestError::ShuttingDown => "shutting_down",
+            RequestError::FilterUnavailable => "filter_unavailable",
+            RequestError::UpstreamError => "upstream_error",
+            RequestError::UpstreamTimeout => "upstream_timeout",
             RequestError::ClientGone => "client_gone",
         }
     }
@@ -80,9 +97,10 @@ impl RequestError {
     /// Whether the client may simply try again later (and is told when with Retry-After).
     pub fn retry_after(self) -> Option<u32> {
         match self {
-            RequestError::QueueFull | RequestError::Rejected | RequestError::ShuttingDown => {
-                Some(1)
-            }
+            RequestError::QueueFull
+            | RequestError::Rejected
+            | RequestError::ShuttingDown
+            | RequestError::FilterUnavailable => Some(1),
             _ => None,
         }
     }

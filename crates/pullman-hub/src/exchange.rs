@@ -19,7 +19,9 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::body::{HubBody, WorkerBody};
+use crate::config::PoolMode;
 use crate::error::RequestError;
+use crate::hop::is_hop_by_hop;
 use crate::hub::HubShared;
 use crate::metrics::outcome_index;
 use crate::pool::{Acquire, Pool};
@@ -131,6 +133,9 @@ async fn exchange(
         return Err(RequestError::BodyTooLarge);
     }
     let mut body = (!body.is_end_stream()).then_some(body);
+    if config.mode == PoolMode::Filter {
+        return crate::filter::exchange(pool.clone(), parts, head, body, peer, started).await;
+    }
     // Only a request without a body can be given to another worker: a body already
     // streamed to the first one is gone.
     let bodiless = body.is_none();
@@ -187,6 +192,14 @@ async fn exchange(
         let head = wait_head(&mut stream, &mut pump, deadline).await;
         record.service(service_start);
         match head {
+            Head::Verdict(_) => {
+                tracing::debug!(
+                    pool = pool.name(),
+                    "VERDICT from a worker of a respond pool"
+                );
+                in_flight.cancel(CancelReason::Refused);
+                return Err(RequestError::WorkerError);
+            }
             Head::Response(r) => {
                 if let Some(p) = pump.as_mut() {
                     p.detach();
@@ -235,8 +248,10 @@ async fn exchange(
 }
 
 /// What came first on a stream after the request went out.
-enum Head {
+pub(crate) enum Head {
     Response(pullman_proto::Response),
+    /// A filter passed the request (filter pools only).
+    Verdict(pullman_proto::Verdict),
     /// The link died before the REQUEST left: the worker never saw it.
     Undelivered,
     Rejected {
@@ -248,7 +263,11 @@ enum Head {
     ClientGone,
 }
 
-async fn wait_head(stream: &mut Stream, pump: &mut Option<Pump>, deadline: Instant) -> Head {
+pub(crate) async fn wait_head(
+    stream: &mut Stream,
+    pump: &mut Option<Pump>,
+    deadline: Instant,
+) -> Head {
     let sleep = tokio::time::sleep_until(deadline);
     tokio::pin!(sleep);
     loop {
@@ -257,6 +276,7 @@ async fn wait_head(stream: &mut Stream, pump: &mut Option<Pump>, deadline: Insta
             biased;
             item = stream.recv() => return match item {
                 Inbound::Frame(Frame::Response(r)) => Head::Response(r),
+                Inbound::Frame(Frame::Verdict(v)) => Head::Verdict(v),
                 Inbound::Undelivered(_) => Head::Undelivered,
                 Inbound::Frame(Frame::Reject { retryable, reason, .. }) => {
                     tracing::debug!(%reason, retryable, "worker rejected a request");
@@ -280,7 +300,7 @@ async fn wait_head(stream: &mut Stream, pump: &mut Option<Pump>, deadline: Insta
 }
 
 /// Builds the client's response from the worker's RESPONSE frame.
-fn response(
+pub(crate) fn response(
     r: pullman_proto::Response,
     stream: Stream,
     mut in_flight: InFlight,
@@ -322,19 +342,6 @@ fn response(
     *resp.status_mut() = status;
     *resp.headers_mut() = headers;
     Ok(resp)
-}
-
-/// Connection-level headers belong to one hop; hyper writes its own.
-fn is_hop_by_hop(name: &HeaderName) -> bool {
-    use http::header::{CONNECTION, PROXY_AUTHENTICATE, TE, TRAILER, TRANSFER_ENCODING, UPGRADE};
-    name == CONNECTION
-        || name == TRANSFER_ENCODING
-        || name == UPGRADE
-        || name == TE
-        || name == TRAILER
-        || name == PROXY_AUTHENTICATE
-        || name.as_str() == "keep-alive"
-        || name.as_str() == "proxy-connection"
 }
 
 /// The request head as the view every transport carries. HTTP/2's authority becomes a
@@ -387,7 +394,7 @@ pub(crate) struct InFlight {
 }
 
 impl InFlight {
-    fn new(sender: StreamSender, pool: Arc<Pool>, worker: (usize, u64)) -> InFlight {
+    pub(crate) fn new(sender: StreamSender, pool: Arc<Pool>, worker: (usize, u64)) -> InFlight {
         InFlight {
             sender,
             pool,
@@ -404,7 +411,7 @@ impl InFlight {
         }
     }
 
-    fn cancel(&mut self, reason: CancelReason) {
+    pub(crate) fn cancel(&mut self, reason: CancelReason) {
         if !self.done {
             self.sender.send_frame(Frame::Cancel {
                 stream: self.sender.id(),
@@ -423,7 +430,7 @@ impl Drop for InFlight {
 
 /// How streaming the request body to the worker ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum PumpEnd {
+pub(crate) enum PumpEnd {
     Done,
     TooLarge,
     ClientGone,
@@ -431,7 +438,7 @@ enum PumpEnd {
 }
 
 /// The task copying a request body to the worker; aborted if the exchange fails first.
-struct Pump(Option<JoinHandle<PumpEnd>>);
+pub(crate) struct Pump(pub(crate) Option<JoinHandle<PumpEnd>>);
 
 impl Pump {
     async fn wait(&mut self) -> PumpEnd {
@@ -442,7 +449,7 @@ impl Pump {
     }
 
     /// The exchange succeeded: let the body finish on its own.
-    fn detach(&mut self) {
+    pub(crate) fn detach(&mut self) {
         self.0 = None;
     }
 }
@@ -455,7 +462,10 @@ impl Drop for Pump {
     }
 }
 
-async fn pump_body(mut body: Incoming, sender: StreamSender, limit: u64) -> PumpEnd {
+pub(crate) async fn pump_body<B>(mut body: B, sender: StreamSender, limit: u64) -> PumpEnd
+where
+    B: Body<Data = Bytes> + Unpin,
+{
     let mut sent = 0u64;
     loop {
         match body.frame().await {

@@ -12,6 +12,10 @@
 //! - `pool` and `queue`: the per-pool queue, the workers' credits, the dispatcher.
 //! - [`programs`]: the supervisor of the worker programs the config names.
 //! - `workers`: the worker port: handshake, authentication, link start.
+//! - `filter`: filter mode: a filter's verdict on the request (and the upstream's
+//!   response), failure modes, the pool's filter counters.
+//! - `upstream`: the HTTP/1.1 and h2c client to a filter pool's upstream.
+//! - `hop`: the hop-by-hop header fields every passed-on message loses.
 //! - `body`: the response body type the front serves.
 //! - [`hub`]: binding listeners, running, draining.
 //! - `reload`: changing a running hub (admin API edits, reload, SIGHUP), all or nothing.
@@ -24,7 +28,9 @@ pub mod body;
 pub mod config;
 pub mod error;
 mod exchange;
+mod filter;
 mod front;
+mod hop;
 pub mod hub;
 mod metrics;
 mod pool;
@@ -32,6 +38,7 @@ pub mod programs;
 mod queue;
 mod reload;
 pub mod router;
+mod upstream;
 mod workers;
 
 pub use config::Config;

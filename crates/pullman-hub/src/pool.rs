@@ -10,15 +10,17 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use parking_lot::Mutex;
 use pullman_link::Link;
 use slab::Slab;
 use tokio::sync::oneshot;
 
 use crate::config::PoolConfig;
+use crate::filter::FilterStats;
 use crate::metrics::RequestMetrics;
 use crate::queue::{WaitQueue, Waiter};
+use crate::upstream::UpstreamClient;
 
 /// Credits one worker may hold unspent. Far above any real concurrency; a bound so that a
 /// hostile worker cannot overflow the counter or make one link look like thousands of slots.
@@ -61,6 +63,11 @@ pub(crate) struct Pool {
     /// Waiting requests that gave up since the last purge (a hint: may overcount).
     abandoned: AtomicUsize,
     pub(crate) metrics: RequestMetrics,
+    /// Filter pools: what their filters decided. Kept when the settings change.
+    pub(crate) filter_stats: FilterStats,
+    /// Filter pools: the upstream client, built again only when the upstream settings
+    /// change, so its idle connections survive other changes.
+    upstream: ArcSwapOption<UpstreamClient>,
 }
 
 impl std::fmt::Debug for Pool {
@@ -104,10 +111,12 @@ impl Pool {
     pub(crate) fn new(config: PoolConfig) -> Arc<Pool> {
         Arc::new(Pool {
             name: config.name.clone(),
+            upstream: ArcSwapOption::new(UpstreamClient::for_pool(&config).map(Arc::new)),
             config: ArcSwap::from_pointee(config),
             state: Mutex::new(State::default()),
             abandoned: AtomicUsize::new(0),
             metrics: RequestMetrics::default(),
+            filter_stats: FilterStats::default(),
         })
     }
 
@@ -125,7 +134,16 @@ impl Pool {
     /// applies to workers that connect from now on.
     pub(crate) fn update(&self, config: PoolConfig) {
         debug_assert_eq!(config.name, self.name);
+        if !UpstreamClient::same_settings(&self.config.load(), &config) {
+            self.upstream
+                .store(UpstreamClient::for_pool(&config).map(Arc::new));
+        }
         self.config.store(Arc::new(config));
+    }
+
+    /// A filter pool's upstream client; `None` for a respond pool.
+    pub(crate) fn upstream(&self) -> Option<Arc<UpstreamClient>> {
+        self.upstream.load_full()
     }
 
     /// Queue, workers and credits now. Purges abandoned waiters first, so the depth counts
@@ -426,15 +444,12 @@ impl Drop for Waiting {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use bytes::BytesMut;
     use pullman_link::{Control, LinkError, Role, Settings};
     use pullman_proto::Frame;
     use tokio::io::DuplexStream;
 
     use super::*;
-    use crate::config::{PoolMode, Secret};
 
     /// A link handler that ignores everything: the pool only needs a `Link` to hand out.
     struct Quiet;
@@ -446,17 +461,15 @@ mod tests {
         fn on_closed(&mut self, _err: &LinkError) {}
     }
 
+    /// Parsed rather than written out, so new pool keys take their defaults here too.
     fn config(queue_limit: usize) -> PoolConfig {
-        PoolConfig {
-            name: "test".into(),
-            token: Secret::new("token"),
-            queue_limit,
-            queue_timeout: Duration::from_secs(10),
-            timeout: Duration::from_secs(30),
-            max_body_bytes: 1024,
-            retry_idempotent: false,
-            mode: PoolMode::default(),
-        }
+        let text = format!(
+            "[hub]\nlisten = \"127.0.0.1:0\"\nworkers_listen = [\"tcp://127.0.0.1:0\"]\n\
+             [[pool]]\nname = \"test\"\ntoken = \"token\"\nqueue_limit = {queue_limit}\n\
+             max_body_bytes = 1024\n"
+        );
+        let mut config = crate::Config::from_str(&text, "test").unwrap();
+        config.pools.remove(0)
     }
 
     /// A pool and the far ends of its workers' links, kept open so the links stay up.

@@ -38,7 +38,7 @@ fn load(path: &Path) -> Config {
 #[test]
 fn example_config_loads_and_routes_as_its_comments_say() {
     let config = load(&manifest_dir().join("../../examples/hub.toml"));
-    assert_eq!(config.pools.len(), 2);
+    assert_eq!(config.pools.len(), 3);
     let router = Router::new(&config.routes);
 
     let route = |method: Method, host: &str, path: &str, tenant: Option<&'static str>| {
@@ -65,6 +65,8 @@ fn example_config_loads_and_routes_as_its_comments_say() {
     assert_eq!(other_tenant.as_deref(), Some("demo"));
     let upload = route(Method::POST, "example.com", "/upload/x", None);
     assert_eq!(upload.as_deref(), Some("render"));
+    let api = route(Method::DELETE, "example.com", "/api/items/1", None);
+    assert_eq!(api.as_deref(), Some("waf"));
     let rest = route(Method::GET, "example.com", "/", None);
     assert_eq!(rest.as_deref(), Some("demo"));
 }

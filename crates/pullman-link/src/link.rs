@@ -448,6 +448,31 @@ where
                     self.finish(stream);
                 }
             }
+            Frame::Verdict(v) if role == Role::Hub => {
+                let (stream, end) = (v.stream, v.end);
+                let Some(entry) = self.known_stream(stream)? else {
+                    return Ok(());
+                };
+                entry.body_open = !end;
+                entry.shared.push(Inbound::Frame(Frame::Verdict(v)));
+                if end {
+                    self.finish(stream);
+                }
+            }
+            // A filter's response phase: the upstream's head, then its body.
+            Frame::Response(r) if role == Role::Worker => {
+                let stream = r.stream;
+                let Some(entry) = self.known_stream(stream)? else {
+                    return Ok(());
+                };
+                if entry.body_open {
+                    return Err(LinkError::Protocol(format!(
+                        "RESPONSE on stream {stream} inside a body"
+                    )));
+                }
+                entry.body_open = !r.end;
+                entry.shared.push(Inbound::Frame(Frame::Response(r)));
+            }
             Frame::Reject {
                 stream,
                 retryable,
@@ -565,6 +590,7 @@ where
                     && matches!(
                         frame,
                         Frame::Response(pullman_proto::Response { end: true, .. })
+                            | Frame::Verdict(pullman_proto::Verdict { end: true, .. })
                             | Frame::Body { end: true, .. }
                             | Frame::Reject { .. }
                     );
@@ -854,6 +880,51 @@ mod tests {
                 .await,
             Err(StreamError::Ended)
         ));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_verdict_with_a_body_reaches_the_stream_then_ends_it() {
+        let mut s = start(settings(Role::Hub));
+        let mut stream = s.link.open(request()).unwrap();
+        assert!(matches!(s.peer.expect().await, Frame::Request(_)));
+        let verdict = Frame::Verdict(pullman_proto::Verdict {
+            stream: 1,
+            end: false,
+            edits: Vec::new(),
+            target: None,
+        });
+        s.peer.send(&verdict).await;
+        s.peer.send(&body(1, b"filtered", true)).await;
+        match within("verdict", stream.recv()).await {
+            Inbound::Frame(got) => assert_eq!(got, verdict),
+            other => panic!("expected the VERDICT, got {other:?}"),
+        }
+        assert!(matches!(within("body", stream.recv()).await, Inbound::Data(d) if d == "filtered"));
+        assert!(matches!(within("end", stream.recv()).await, Inbound::End));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_worker_takes_a_response_head_then_its_body() {
+        let mut s = start(settings(Role::Worker));
+        let mut sent = request();
+        sent.stream = 1;
+        sent.mode = Mode::FilterResponse;
+        s.peer.send(&Frame::Request(sent)).await;
+        let Some(Event::Request(mut stream, _)) = within("request", s.events.recv()).await else {
+            panic!("expected a request");
+        };
+        s.peer.send(&response(1, false)).await;
+        s.peer.send(&body(1, b"upstream", true)).await;
+        assert!(matches!(
+            within("head", stream.recv()).await,
+            Inbound::Frame(Frame::Response(_))
+        ));
+        assert!(matches!(within("body", stream.recv()).await, Inbound::Data(d) if d == "upstream"));
+        assert!(matches!(within("end", stream.recv()).await, Inbound::End));
+        // A second head inside the body breaks the protocol.
+        s.peer.send(&response(1, false)).await;
+        s.peer.send(&response(1, false)).await;
+        assert_protocol_close(&mut s).await;
     }
 
     #[tokio::test(start_paused = true)]

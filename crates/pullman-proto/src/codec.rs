@@ -8,8 +8,8 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use crate::error::DecodeError;
 use crate::frame::{
-    CancelReason, CloseCode, Frame, FrameType, Hello, Mode, Request, Response, Welcome, FLAG_END,
-    FLAG_RETRYABLE,
+    CancelReason, CloseCode, EditOp, Frame, FrameType, HeaderEdit, Hello, Mode, Request, Response,
+    Verdict, Welcome, FLAG_END, FLAG_RETRYABLE,
 };
 use crate::head::HeadView;
 
@@ -73,11 +73,7 @@ pub fn decode(buf: &mut BytesMut, max_frame: u32) -> Result<Option<Frame>, Decod
         FrameType::Credit => Frame::Credit { n: p.u32()? },
         FrameType::Request => {
             let deadline_ms = p.u32()?;
-            let mode = match p.u8()? {
-                0 => Mode::Respond,
-                1 => Mode::Filter,
-                _ => return Err(p.malformed("unknown mode")),
-            };
+            let mode = Mode::from_u8(p.u8()?).ok_or(p.malformed("unknown mode"))?;
             let peer = p.string()?;
             let head = HeadView::from_block(p.rest()).map_err(|_| DecodeError::Malformed {
                 kind,
@@ -127,7 +123,34 @@ pub fn decode(buf: &mut BytesMut, max_frame: u32) -> Result<Option<Frame>, Decod
                 headers,
             })
         }
-        FrameType::Verdict => return Err(p.malformed("VERDICT is reserved for filter mode")),
+        FrameType::Verdict => {
+            let count = p.u16()? as usize;
+            // Each edit takes at least 7 bytes; refuse counts the payload cannot hold before
+            // allocating for them.
+            if count * 7 > p.bytes.len() {
+                return Err(p.malformed("edit count exceeds payload"));
+            }
+            let mut edits = Vec::with_capacity(count);
+            for _ in 0..count {
+                let op = EditOp::from_u8(p.u8()?).ok_or(p.malformed("unknown edit"))?;
+                let name_len = p.u16()? as usize;
+                let name = p.take(name_len)?;
+                let value_len = p.u32()? as usize;
+                let value = p.take(value_len)?;
+                if op == EditOp::Remove && !value.is_empty() {
+                    return Err(p.malformed("remove edit with a value"));
+                }
+                edits.push(HeaderEdit { op, name, value });
+            }
+            let target_len = p.u16()? as usize;
+            let target = p.take(target_len)?;
+            Frame::Verdict(Verdict {
+                stream,
+                end: flags & FLAG_END != 0,
+                edits,
+                target: (!target.is_empty()).then_some(target),
+            })
+        }
         FrameType::Cancel => {
             let reason = CancelReason::from_u8(p.u8()?).ok_or(p.malformed("unknown reason"))?;
             Frame::Cancel { stream, reason }
@@ -216,6 +239,22 @@ pub fn encode(frame: &Frame, buf: &mut BytesMut) {
                 buf.put_u32(u32::try_from(value.len()).expect("header value fits u32"));
                 buf.extend_from_slice(value);
             }
+        }
+        Frame::Verdict(v) => {
+            if v.end {
+                flags |= FLAG_END;
+            }
+            buf.put_u16(u16::try_from(v.edits.len()).expect("edit count fits u16"));
+            for edit in &v.edits {
+                buf.put_u8(edit.op as u8);
+                buf.put_u16(u16::try_from(edit.name.len()).expect("header name fits u16"));
+                buf.extend_from_slice(&edit.name);
+                buf.put_u32(u32::try_from(edit.value.len()).expect("header value fits u32"));
+                buf.extend_from_slice(&edit.value);
+            }
+            let target = v.target.as_deref().unwrap_or_default();
+            buf.put_u16(u16::try_from(target.len()).expect("target fits u16"));
+            buf.extend_from_slice(target);
         }
         Frame::Cancel { reason, .. } => buf.put_u8(*reason as u8),
         Frame::Reject {
@@ -345,6 +384,43 @@ mod tests {
             data: Bytes::from_static(b"abc"),
             end: true,
         });
+        round_trip(Frame::Verdict(Verdict {
+            stream: 7,
+            end: true,
+            edits: vec![
+                HeaderEdit {
+                    op: EditOp::Set,
+                    name: Bytes::from_static(b"x-filtered"),
+                    value: Bytes::from_static(b"1"),
+                },
+                HeaderEdit {
+                    op: EditOp::Append,
+                    name: Bytes::from_static(b"via"),
+                    value: Bytes::from_static(b"pullman"),
+                },
+                HeaderEdit {
+                    op: EditOp::Remove,
+                    name: Bytes::from_static(b"cookie"),
+                    value: Bytes::new(),
+                },
+            ],
+            target: Some(Bytes::from_static(b"/v2/items?x=1")),
+        }));
+        round_trip(Frame::Verdict(Verdict {
+            stream: 9,
+            end: false,
+            edits: Vec::new(),
+            target: None,
+        }));
+        let head = HeadBuilder::new(Version::Http11, b"GET", b"/", 0);
+        round_trip(Frame::Request(Request {
+            stream: 9,
+            end: true,
+            deadline_ms: 0,
+            mode: Mode::FilterResponse,
+            peer: String::new(),
+            head: head.finish(),
+        }));
         round_trip(Frame::Reject {
             stream: 3,
             retryable: true,
@@ -354,6 +430,50 @@ mod tests {
             code: CloseCode::AuthFailed,
             reason: "wrong token".into(),
         });
+    }
+
+    #[test]
+    fn bad_verdicts_are_malformed() {
+        let verdict = |edit: &[u8]| {
+            let mut buf = BytesMut::new();
+            buf.put_u32(0);
+            buf.put_u8(FrameType::Verdict as u8);
+            buf.put_u8(0);
+            buf.put_u64(1);
+            buf.put_u16(1);
+            buf.extend_from_slice(edit);
+            buf.put_u16(0);
+            let len = (buf.len() - FRAME_HEADER_LEN) as u32;
+            buf[..4].copy_from_slice(&len.to_be_bytes());
+            decode(&mut buf, 1024)
+        };
+        // remove with a value
+        assert!(matches!(
+            verdict(&[2, 0, 1, b'a', 0, 0, 0, 1, b'v']),
+            Err(DecodeError::Malformed { .. })
+        ));
+        // unknown operation
+        assert!(matches!(
+            verdict(&[9, 0, 1, b'a', 0, 0, 0, 0]),
+            Err(DecodeError::Malformed { .. })
+        ));
+        // a well-formed remove decodes
+        assert!(matches!(
+            verdict(&[2, 0, 1, b'a', 0, 0, 0, 0]),
+            Ok(Some(Frame::Verdict(_)))
+        ));
+        // more edits announced than the payload holds
+        let mut buf = BytesMut::new();
+        buf.put_u32(4);
+        buf.put_u8(FrameType::Verdict as u8);
+        buf.put_u8(0);
+        buf.put_u64(1);
+        buf.put_u16(u16::MAX);
+        buf.put_u16(0);
+        assert!(matches!(
+            decode(&mut buf, 1024),
+            Err(DecodeError::Malformed { .. })
+        ));
     }
 
     #[test]

@@ -26,7 +26,7 @@ pub enum FrameType {
     Window = 0x06,
     /// Worker to hub: the response head.
     Response = 0x07,
-    /// Worker to hub: a filter verdict (reserved for filter mode).
+    /// Worker to hub: a filter verdict (filter mode): pass, with optional edits.
     Verdict = 0x08,
     /// Hub to worker: stop working on a stream.
     Cancel = 0x09,
@@ -107,8 +107,11 @@ pub enum Frame {
         /// Additional bytes.
         increment: u32,
     },
-    /// Worker to hub: the response head.
+    /// The response head: worker to hub, or, in a filter's response phase, hub to worker
+    /// (the upstream's status and headers).
     Response(Response),
+    /// Worker to hub: a filter's decision to pass the request (or response) on.
+    Verdict(Verdict),
     /// Hub to worker: the client left or the deadline passed. The worker still ends the
     /// stream (with a response or a REJECT) so that both sides can forget it.
     Cancel {
@@ -161,6 +164,7 @@ impl Frame {
             Frame::Body { .. } => FrameType::Body,
             Frame::Window { .. } => FrameType::Window,
             Frame::Response(_) => FrameType::Response,
+            Frame::Verdict(_) => FrameType::Verdict,
             Frame::Cancel { .. } => FrameType::Cancel,
             Frame::Reject { .. } => FrameType::Reject,
             Frame::Ping { .. } => FrameType::Ping,
@@ -175,6 +179,7 @@ impl Frame {
         match self {
             Frame::Request(r) => r.stream,
             Frame::Response(r) => r.stream,
+            Frame::Verdict(v) => v.stream,
             Frame::Body { stream, .. }
             | Frame::Window { stream, .. }
             | Frame::Cancel { stream, .. }
@@ -228,8 +233,31 @@ pub struct Welcome {
 pub enum Mode {
     /// The worker produces the response.
     Respond = 0,
-    /// The worker returns a verdict (filter mode).
+    /// Filter mode, request phase, the hub keeping the body: the worker sees the head (and
+    /// the body, when buffered) and returns a VERDICT or a RESPONSE of its own. A VERDICT
+    /// with END forwards the hub's body; one without END replaces it with the worker's.
     Filter = 1,
+    /// Filter mode, response phase: a RESPONSE frame from the hub (the upstream's head)
+    /// follows on the stream, then the upstream's body; the worker returns a VERDICT or a
+    /// replacement RESPONSE, and in both cases the body to send on.
+    FilterResponse = 2,
+    /// Filter mode, request phase, the body streaming through the worker: after its
+    /// VERDICT, what the worker streams back is the body that goes upstream (a VERDICT with
+    /// END forwards an empty body).
+    FilterStreamed = 3,
+}
+
+impl Mode {
+    /// The mode for a byte, if known.
+    pub fn from_u8(b: u8) -> Option<Mode> {
+        Some(match b {
+            0 => Mode::Respond,
+            1 => Mode::Filter,
+            2 => Mode::FilterResponse,
+            3 => Mode::FilterStreamed,
+            _ => return None,
+        })
+    }
 }
 
 /// REQUEST: the hub hands a request to a worker.
@@ -260,6 +288,56 @@ pub struct Response {
     pub status: u16,
     /// Header names and values, in order. Names are lower case by convention.
     pub headers: Vec<(Bytes, Bytes)>,
+}
+
+/// VERDICT: a filter passes the request (or the upstream's response) on, with edits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    /// The stream.
+    pub stream: u64,
+    /// No body follows from the worker (the END flag). Where the worker carries the body
+    /// (a streamed request body, the response phase), END means the body is empty.
+    pub end: bool,
+    /// Header edits, applied in order.
+    pub edits: Vec<HeaderEdit>,
+    /// A new request target (path and query) for the upstream; `None` keeps the client's.
+    /// Never `Some` of an empty target: on the wire, an empty target means `None`.
+    pub target: Option<Bytes>,
+}
+
+/// One header edit of a VERDICT.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderEdit {
+    /// What to do.
+    pub op: EditOp,
+    /// The header name (lower case by convention).
+    pub name: Bytes,
+    /// The value; empty for [`EditOp::Remove`].
+    pub value: Bytes,
+}
+
+/// The kind of a [`HeaderEdit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum EditOp {
+    /// Replace every field of this name with one field of this value.
+    Set = 0,
+    /// Add a field, keeping those already there.
+    Append = 1,
+    /// Remove every field of this name.
+    Remove = 2,
+}
+
+impl EditOp {
+    /// The operation for a byte, if known.
+    pub fn from_u8(b: u8) -> Option<EditOp> {
+        Some(match b {
+            0 => EditOp::Set,
+            1 => EditOp::Append,
+            2 => EditOp::Remove,
+            _ => return None,
+        })
+    }
 }
 
 /// Why the hub cancelled a stream.

@@ -27,7 +27,8 @@ pub mod window;
 pub use codec::{decode, encode, FRAME_HEADER_LEN};
 pub use error::DecodeError;
 pub use frame::{
-    CancelReason, CloseCode, Frame, FrameType, Hello, Mode, Request, Response, Welcome,
+    CancelReason, CloseCode, EditOp, Frame, FrameType, HeaderEdit, Hello, Mode, Request, Response,
+    Verdict, Welcome,
 };
 pub use head::{HeadBuilder, HeadView, Version};
 pub use window::{Window, WindowError};

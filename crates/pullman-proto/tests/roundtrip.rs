@@ -7,9 +7,9 @@ use proptest::collection::vec;
 use proptest::prelude::*;
 use pullman_proto::frame::{FLAG_END, FLAG_RETRYABLE};
 use pullman_proto::{
-    decode, encode, CancelReason, CloseCode, DecodeError, Frame, FrameType, HeadBuilder, HeadView,
-    Hello, Mode, Request, Response, Version, Welcome, DEFAULT_MAX_FRAME, FRAME_HEADER_LEN,
-    MAX_FRAME_LIMIT,
+    decode, encode, CancelReason, CloseCode, DecodeError, EditOp, Frame, FrameType, HeadBuilder,
+    HeadView, HeaderEdit, Hello, Mode, Request, Response, Verdict, Version, Welcome,
+    DEFAULT_MAX_FRAME, FRAME_HEADER_LEN, MAX_FRAME_LIMIT,
 };
 
 /// Cases per property: enough to reach every frame family many times, few enough that the
@@ -98,7 +98,12 @@ fn read_everything(frame: &Frame) {
 }
 
 fn mode() -> impl Strategy<Value = Mode> {
-    prop_oneof![Just(Mode::Respond), Just(Mode::Filter)]
+    prop_oneof![
+        Just(Mode::Respond),
+        Just(Mode::Filter),
+        Just(Mode::FilterResponse),
+        Just(Mode::FilterStreamed)
+    ]
 }
 
 fn cancel_reason() -> impl Strategy<Value = CancelReason> {
@@ -179,7 +184,37 @@ fn response() -> impl Strategy<Value = Frame> {
         })
 }
 
-/// One frame of any family the codec can encode (VERDICT is reserved and has no variant).
+fn edit() -> impl Strategy<Value = HeaderEdit> {
+    (0..3u8, bytes(16), bytes(32)).prop_map(|(op, name, value)| {
+        let op = EditOp::from_u8(op).expect("operations 0..3 exist");
+        // A remove carries no value on the wire.
+        let value = if op == EditOp::Remove {
+            Bytes::new()
+        } else {
+            value
+        };
+        HeaderEdit { op, name, value }
+    })
+}
+
+fn verdict() -> impl Strategy<Value = Frame> {
+    (
+        stream_id(),
+        any::<bool>(),
+        vec(edit(), 0..6),
+        proptest::option::of(vec(any::<u8>(), 1..40).prop_map(Bytes::from)),
+    )
+        .prop_map(|(stream, end, edits, target)| {
+            Frame::Verdict(Verdict {
+                stream,
+                end,
+                edits,
+                target,
+            })
+        })
+}
+
+/// One frame of any family the codec can encode.
 fn frame() -> impl Strategy<Value = Frame> {
     prop_oneof![
         hello(),
@@ -194,6 +229,7 @@ fn frame() -> impl Strategy<Value = Frame> {
         (stream_id(), any::<u32>())
             .prop_map(|(stream, increment)| Frame::Window { stream, increment }),
         response(),
+        verdict(),
         (stream_id(), cancel_reason())
             .prop_map(|(stream, reason)| Frame::Cancel { stream, reason }),
         (stream_id(), any::<bool>(), text()).prop_map(|(stream, retryable, reason)| {
@@ -219,7 +255,7 @@ fn encoded(frame: &Frame) -> BytesMut {
 /// The flag bits a frame type gives meaning to; the encoder writes only these.
 fn defined_flags(kind: FrameType) -> u8 {
     match kind {
-        FrameType::Request | FrameType::Response | FrameType::Body => FLAG_END,
+        FrameType::Request | FrameType::Response | FrameType::Body | FrameType::Verdict => FLAG_END,
         FrameType::Reject => FLAG_RETRYABLE,
         _ => 0,
     }

@@ -51,11 +51,54 @@ pub struct RequestInfo {
     pub head: HeadView,
 }
 
+/// What a worker runs on each stream the hub opens: a [`Handler`] (respond pools) or a
+/// [`Filter`](crate::Filter) (filter pools).
+pub(crate) trait Service: Send + Sync + 'static {
+    /// Serves one stream to its end.
+    fn serve(
+        self: Arc<Self>,
+        req: pullman_proto::Request,
+        stream: Stream,
+    ) -> impl Future<Output = ()> + Send;
+}
+
+/// A handler as a [`Service`].
+pub(crate) struct Handled<H>(pub(crate) H);
+
+impl<H: Handler> Service for Handled<H> {
+    async fn serve(self: Arc<Self>, req: pullman_proto::Request, stream: Stream) {
+        if req.mode != pullman_proto::Mode::Respond {
+            // A filter pool's request: answering it would block it with this response.
+            reject(&stream.sender(), "this worker runs a handler, not a filter");
+            return;
+        }
+        serve_stream(&self.0, req, stream).await
+    }
+}
+
 /// Builds the handler's request from a REQUEST frame; `None` if the head is not valid HTTP.
 pub(crate) fn to_http_request(
     req: pullman_proto::Request,
     stream: Stream,
 ) -> Option<http::Request<RequestBody>> {
+    let end = req.end;
+    let head = to_http_head(req)?;
+    let length = head
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    let body = if end {
+        RecvBody::empty()
+    } else {
+        RecvBody::new(stream, length)
+    };
+    Some(head.map(|()| body))
+}
+
+/// The request head of a REQUEST frame, with its [`RequestInfo`]; `None` if it is not
+/// valid HTTP.
+pub(crate) fn to_http_head(req: pullman_proto::Request) -> Option<http::Request<()>> {
     let head = &req.head;
     let method = http::Method::from_bytes(head.method()).ok()?;
     let uri = http::Uri::from_maybe_shared(head.target_bytes()).ok()?;
@@ -72,16 +115,7 @@ pub(crate) fn to_http_request(
         let value = HeaderValue::from_maybe_shared(value).ok()?;
         headers.append(name, value);
     }
-    let length = headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok());
-    let body = if req.end {
-        RecvBody::empty()
-    } else {
-        RecvBody::new(stream, length)
-    };
-    let mut out = http::Request::new(body);
+    let mut out = http::Request::new(());
     *out.method_mut() = method;
     *out.uri_mut() = uri;
     *out.version_mut() = version;
@@ -97,7 +131,7 @@ pub(crate) fn to_http_request(
 /// Runs `handler` on one request and writes its answer to the stream. Ends the stream in
 /// every case: with the response's last byte, or a REJECT if the hub cancelled.
 pub(crate) async fn serve_stream<H: Handler>(
-    handler: Arc<H>,
+    handler: &H,
     req: pullman_proto::Request,
     stream: Stream,
 ) {
@@ -123,7 +157,7 @@ pub(crate) async fn serve_stream<H: Handler>(
     }
 }
 
-fn reject(sender: &StreamSender, reason: &str) {
+pub(crate) fn reject(sender: &StreamSender, reason: &str) {
     sender.send_frame(Frame::Reject {
         stream: sender.id(),
         retryable: false,
@@ -131,11 +165,11 @@ fn reject(sender: &StreamSender, reason: &str) {
     });
 }
 
-async fn send_response(
+pub(crate) async fn send_response(
     sender: &StreamSender,
     resp: http::Response<ResponseBody>,
 ) -> Result<(), String> {
-    let (parts, mut body) = resp.into_parts();
+    let (parts, body) = resp.into_parts();
     let mut headers = Vec::with_capacity(parts.headers.len() + 1);
     let mut has_length = false;
     for (name, value) in &parts.headers {
@@ -163,6 +197,11 @@ async fn send_response(
     if end {
         return Ok(());
     }
+    send_body(sender, body).await
+}
+
+/// Streams `body` on the stream after its head (RESPONSE or VERDICT) went out.
+pub(crate) async fn send_body(sender: &StreamSender, mut body: ResponseBody) -> Result<(), String> {
     loop {
         match body.frame().await {
             Some(Ok(frame)) => {

@@ -30,6 +30,7 @@
 //! # Layout
 //! - [`worker`]: [`Worker`], its builder and the connect / serve / drain loop.
 //! - [`handler`]: the [`Handler`] trait and how a request becomes a response on the wire.
+//! - [`filter`]: the [`Filter`] trait for filter pools, and its [`Verdict`]s.
 //! - [`body`]: [`ResponseBody`]; request bodies are [`RequestBody`].
 //! - [`addr`]: [`HubAddr`], `tcp://` or `unix://`.
 //! - [`error`]: the [`WorkerError`] type.
@@ -38,12 +39,14 @@
 pub mod addr;
 pub mod body;
 pub mod error;
+pub mod filter;
 pub mod handler;
 pub mod worker;
 
 pub use addr::HubAddr;
 pub use body::ResponseBody;
 pub use error::WorkerError;
+pub use filter::{Filter, Pass, Verdict};
 pub use handler::{Handler, RequestInfo};
 pub use worker::{Worker, WorkerBuilder};
 

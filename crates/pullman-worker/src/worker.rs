@@ -19,7 +19,8 @@ use tokio::task::JoinHandle;
 
 use crate::addr::HubAddr;
 use crate::error::WorkerError;
-use crate::handler::{serve_stream, Handler};
+use crate::filter::{Filter, Filtered};
+use crate::handler::{Handled, Handler, Service};
 
 /// First pause before dialing again after a failure; doubles up to [`MAX_BACKOFF`].
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
@@ -153,7 +154,25 @@ impl Worker {
         handler: H,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), WorkerError> {
-        let handler = Arc::new(handler);
+        self.serve(Arc::new(Handled(handler)), shutdown).await
+    }
+
+    /// Serves `filter` for a filter pool, with the same life as [`Worker::run`]: the hub
+    /// sends the filter each request (and, for pools with `filter_response = true`, each
+    /// upstream response) and forwards what the filter passes.
+    pub async fn run_filter<F: Filter>(
+        self,
+        filter: F,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), WorkerError> {
+        self.serve(Arc::new(Filtered(filter)), shutdown).await
+    }
+
+    async fn serve<S: Service>(
+        self,
+        handler: Arc<S>,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), WorkerError> {
         let shared = Arc::new(Shared::default());
         tokio::pin!(shutdown);
         let mut backoff = MIN_BACKOFF;
@@ -221,7 +240,7 @@ impl Worker {
         let _ = tokio::time::timeout(Duration::from_secs(1), ended).await;
     }
 
-    async fn dial<H: Handler>(
+    async fn dial<H: Service>(
         &self,
         handler: Arc<H>,
         shared: Arc<Shared>,
@@ -251,7 +270,7 @@ impl Worker {
     ) -> Result<(Link, JoinHandle<LinkError>), DialError>
     where
         S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
-        H: Handler,
+        H: Service,
     {
         let hello = Frame::Hello(Hello {
             min_version: PROTOCOL_VERSION,
@@ -312,7 +331,7 @@ struct WorkerControl<H> {
     shared: Arc<Shared>,
 }
 
-impl<H: Handler> Control for WorkerControl<H> {
+impl<H: Service> Control for WorkerControl<H> {
     fn on_frame(&mut self, _link: &Link, frame: Frame) -> Result<(), String> {
         match frame {
             Frame::Drain { .. } => {
@@ -346,7 +365,7 @@ impl<H: Handler> Control for WorkerControl<H> {
             .highest_stream
             .fetch_max(request.stream, Ordering::SeqCst);
         tokio::spawn(async move {
-            serve_stream(handler, request, stream).await;
+            handler.serve(request, stream).await;
             let left = shared.in_flight.fetch_sub(1, Ordering::SeqCst) - 1;
             if !shared.draining.load(Ordering::SeqCst) {
                 link.send(Frame::Credit { n: 1 });

@@ -139,6 +139,21 @@ impl Source for HubShared {
         );
 
         out.family(
+            "pullman_filter_total",
+            Kind::Counter,
+            "Decisions of a filter pool's filters, and requests no filter decided on (failed_open, failed_closed).",
+        );
+        for pool in pools.iter().filter(|p| p.upstream().is_some()) {
+            for (outcome, count) in pool.filter_stats.counts() {
+                out.sample(
+                    "pullman_filter_total",
+                    &[("pool", pool.name()), ("outcome", outcome)],
+                    count as f64,
+                );
+            }
+        }
+
+        out.family(
             "pullman_queue_wait_seconds",
             Kind::Histogram,
             "Time from arrival until a worker's credit was taken, for requests that got one.",

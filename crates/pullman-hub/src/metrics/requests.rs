@@ -9,7 +9,7 @@ use crate::error::RequestError;
 
 /// The `outcome` labels of `pullman_requests_total`: `ok` (the worker answered, whatever
 /// its status) and every label [`RequestError::label`] gives.
-pub(crate) const OUTCOMES: [&str; 9] = [
+pub(crate) const OUTCOMES: [&str; 12] = [
     "ok",
     "client_error",
     "queue_full",
@@ -19,6 +19,9 @@ pub(crate) const OUTCOMES: [&str; 9] = [
     "shutting_down",
     "client_gone",
     "no_route",
+    "filter_unavailable",
+    "upstream_error",
+    "upstream_timeout",
 ];
 
 /// The index in [`OUTCOMES`] of how a request ended.
@@ -35,6 +38,9 @@ pub(crate) fn outcome_index(result: Result<(), RequestError>) -> usize {
         Err(RequestError::ShuttingDown) => 6,
         Err(RequestError::ClientGone) => 7,
         Err(RequestError::NoRoute) => 8,
+        Err(RequestError::FilterUnavailable) => 9,
+        Err(RequestError::UpstreamError) => 10,
+        Err(RequestError::UpstreamTimeout) => 11,
     }
 }
 
@@ -78,6 +84,9 @@ mod tests {
             RequestError::Rejected,
             RequestError::ShuttingDown,
             RequestError::ClientGone,
+            RequestError::FilterUnavailable,
+            RequestError::UpstreamError,
+            RequestError::UpstreamTimeout,
         ] {
             assert_eq!(OUTCOMES[outcome_index(Err(e))], e.label(), "{e:?}");
         }

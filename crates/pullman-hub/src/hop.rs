@@ -1,0 +1,64 @@
+//! Hop-by-hop header fields (RFC 9110 section 7.6.1): they describe one connection, so the
+//! hub drops them wherever it passes a message on (a worker's response to the client, a
+//! client's request to an upstream).
+
+use http::header::{HeaderName, CONNECTION};
+use http::HeaderMap;
+
+/// Header fields that describe one hop (RFC 9110 section 7.6.1), which a proxy never
+/// forwards. `host` is not among them, but a filter may not edit it either unless the pool
+/// allows (see `upstream::is_protected`).
+pub(crate) fn is_hop_by_hop(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+    )
+}
+
+/// `headers` without the hop-by-hop fields, nor those the `connection` field names.
+pub(crate) fn end_to_end(headers: &HeaderMap) -> HeaderMap {
+    let named: Vec<HeaderName> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
+        .collect();
+    let mut out = HeaderMap::with_capacity(headers.len());
+    for (name, value) in headers {
+        if is_hop_by_hop(name) || named.contains(name) {
+            continue;
+        }
+        out.append(name.clone(), value.clone());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_fields_and_those_connection_names_stay_behind() {
+        let mut headers = HeaderMap::new();
+        headers.insert("connection", "keep-alive, x-secret".parse().unwrap());
+        headers.insert("keep-alive", "timeout=5".parse().unwrap());
+        headers.insert("x-secret", "1".parse().unwrap());
+        headers.insert("te", "trailers".parse().unwrap());
+        headers.insert("host", "example.com".parse().unwrap());
+        headers.append("accept", "a".parse().unwrap());
+        headers.append("accept", "b".parse().unwrap());
+        let out = end_to_end(&headers);
+        let names: Vec<&str> = out.keys().map(|n| n.as_str()).collect();
+        assert_eq!(names, ["host", "accept"]);
+        assert_eq!(out.get_all("accept").iter().count(), 2);
+    }
+}
