@@ -10,6 +10,8 @@
 //! - [`stream`]: one multiplexed stream: its inbox, its send window, [`StreamSender`].
 //! - [`body`]: [`RecvBody`], an `http_body::Body` over a stream's inbound data that returns
 //!   window to the peer as it is consumed.
+//! - [`transport`]: the [`Transport`] seam under the link task, and [`StreamTransport`]
+//!   (frames over a byte stream with the codec).
 //! - [`handshake`]: reading and writing single frames before the link task starts.
 //! - [`error`]: the [`LinkError`] and [`StreamError`] types.
 #![deny(missing_docs, missing_debug_implementations)]
@@ -19,11 +21,13 @@ pub mod error;
 pub mod handshake;
 pub mod link;
 pub mod stream;
+pub mod transport;
 
 pub use body::RecvBody;
 pub use error::{LinkError, StreamError};
 pub use link::{Control, Link, Role, Settings};
 pub use stream::{Inbound, Stream, StreamSender};
+pub use transport::{StreamTransport, Transport};
 
 /// Body bytes per BODY frame at most. Smaller than the largest frame so that the bodies of
 /// concurrent streams interleave finely: a 100 MiB response holds a small one up by at most
