@@ -134,6 +134,17 @@ pub struct Channel {
     /// Whether received payloads may be borrowed (zero copy) rather than copied.
     borrow: bool,
     sleeping: bool,
+    /// Why the last `try_send` found no room, if it did not.
+    blocked: Option<Blocked>,
+}
+
+/// What a producer waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Blocked {
+    /// A free ring slot: the peer consuming.
+    Ring,
+    /// Arena space: the peer releasing regions.
+    Arena,
 }
 
 /// The hub's end of a new link: its channel, its own doorbell, and the descriptors to send
@@ -230,6 +241,7 @@ impl Channel {
             consumed_unsignalled: false,
             borrow,
             sleeping: false,
+            blocked: None,
         }
     }
 
@@ -284,6 +296,7 @@ impl Channel {
             .free(self.frame_published, self.frame_next)?
             == 0
         {
+            self.blocked = Some(Blocked::Ring);
             return Ok(false);
         }
         let place = if len <= INLINE_MAX {
@@ -292,6 +305,7 @@ impl Channel {
             Place::Inline(inline)
         } else {
             let Some(region) = self.alloc_region(len)? else {
+                self.blocked = Some(Blocked::Arena);
                 return Ok(false);
             };
             self.own.write(OFF_DATA + region.offset, payload);
@@ -307,6 +321,7 @@ impl Channel {
         };
         self.out_frames().write(self.frame_next, &desc.to_words());
         self.frame_next += 1;
+        self.blocked = None;
         Ok(true)
     }
 
@@ -419,14 +434,25 @@ impl Channel {
         Bytes::from(copy)
     }
 
-    /// About to block on this side's eventfd: sets the sleeping flag, then re-checks.
-    /// `true` if nothing arrived meanwhile and blocking is safe; `false` means poll again.
+    /// About to block on this side's eventfd: sets the sleeping flag, then re-checks what
+    /// would wake it: a frame from the peer and, if the last send found no room, the room it
+    /// waits for. `true` if nothing changed and blocking is safe; `false` means poll again.
     pub fn announce_sleep(&mut self) -> Result<bool, ShmError> {
         bell::announce_sleep(self.own.u32_at(OFF_SLEEPING));
         self.sleeping = true;
-        let frames = self.in_frames().available(self.frame_consumed)?;
-        let releases = self.in_releases().available(self.release_consumed)?;
-        Ok(frames == 0 && (releases == 0 || self.frame_next == self.frame_published))
+        if self.in_frames().available(self.frame_consumed)? > 0 {
+            return Ok(false);
+        }
+        let room = match self.blocked {
+            None => false,
+            Some(Blocked::Ring) => {
+                self.out_frames()
+                    .free(self.frame_published, self.frame_next)?
+                    > 0
+            }
+            Some(Blocked::Arena) => self.in_releases().available(self.release_consumed)? > 0,
+        };
+        Ok(!room)
     }
 
     /// Awake: clears the sleeping flag, so the peer stops ringing.
