@@ -11,7 +11,7 @@ use bytes::Bytes;
 use http::header::{HeaderValue, CONTENT_TYPE};
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
-use pullman_worker::{Handler, RequestBody, ResponseBody};
+use pullman_worker::{Handler, RequestBody, RequestInfo, ResponseBody};
 use sha2::{Digest, Sha256};
 
 /// Chunk size of `/bytes` bodies.
@@ -82,12 +82,22 @@ impl DemoApp {
         let pace =
             Duration::from_millis(param(req.uri().query().unwrap_or(""), "pace_ms").unwrap_or(0));
         let (parts, mut body) = req.into_parts();
+        let head_in_shm = parts
+            .extensions
+            .get::<RequestInfo>()
+            .is_some_and(|info| pullman_worker::is_shared_memory(info.head.as_block()));
+        // Chunks of more than 16 bytes: smaller ones travel inside a ring descriptor.
+        let (mut big_chunks, mut chunks_in_shm) = (0u64, 0u64);
         let mut hasher = Sha256::new();
         let mut len = 0u64;
         while let Some(frame) = body.frame().await {
             match frame {
                 Ok(f) => {
                     if let Ok(data) = f.into_data() {
+                        if data.len() > 16 {
+                            big_chunks += 1;
+                            chunks_in_shm += pullman_worker::is_shared_memory(&data) as u64;
+                        }
                         len += data.len() as u64;
                         hasher.update(&data);
                         if !pace.is_zero() {
@@ -121,6 +131,9 @@ impl DemoApp {
             "body_len": len,
             "body_sha256": sha,
             "worker": self.name,
+            "head_in_shm": head_in_shm,
+            "body_chunks": big_chunks,
+            "body_chunks_in_shm": chunks_in_shm,
         }))
     }
 }
