@@ -2,7 +2,8 @@
 //!
 //! `GET /hello`; `/echo` (the body back, same content type); `/inspect` (JSON about the
 //! request); `/sleep?ms=N` (JSON with this worker's requests in progress when it started);
-//! `/status?code=N`; `/bytes?n=N` (N bytes, streamed); `/stats` (served and cancelled counts).
+//! `/status?code=N`; `/bytes?n=N` (N bytes, streamed); `/stats` (served and cancelled counts);
+//! `/sink` (reads the body, answers its length: a round trip without work, for benchmarks).
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -67,6 +68,19 @@ impl DemoApp {
                 }
             }
             "/bytes" => bytes(param(&query, "n").unwrap_or(0)),
+            "/sink" => {
+                let mut body = req.into_body();
+                let mut len = 0usize;
+                while let Some(frame) = body.frame().await {
+                    match frame {
+                        Ok(f) => len += f.data_ref().map_or(0, |d| d.len()),
+                        Err(e) => {
+                            return text(StatusCode::BAD_REQUEST, format!("body failed: {e}\n"))
+                        }
+                    }
+                }
+                text(StatusCode::OK, format!("{len} bytes\n"))
+            }
             "/stats" => json(serde_json::json!({
                 "worker": self.name,
                 "served": self.served.load(Ordering::Relaxed),
