@@ -1,19 +1,27 @@
-//! The wake-up protocol: a "may be asleep" flag in the sleeper's memory, and an eventfd.
+//! The wake-up protocol: a "may be asleep" word in the sleeper's memory, and an eventfd.
 //!
 //! A side with nothing to do first spins a little (the caller's business), then
-//! [`announce_sleep`] sets its flag, re-checks everything it waits for, and only then blocks
-//! on its eventfd. A side that publishes anything (frames, releases, consumed slots) calls
-//! [`peer_needs_wake`] afterwards and writes the peer's eventfd only if the flag is set. The
-//! two `SeqCst` fences make the classic store-then-load pairs meet: either the sleeper's
-//! re-check sees the publication, or the publisher sees the flag. So a busy link makes no
-//! system calls and an idle one sleeps.
+//! [`announce_sleep`] sets the bits of what it waits for, re-checks all of it, and only then
+//! blocks on its eventfd. A side that publishes something (frames, releases, consumed slots)
+//! calls [`peer_needs_wake`] afterwards with the bit of what it published, and writes the
+//! peer's eventfd only if that bit is set: releases and consumed slots wake only a peer that
+//! is short of memory or ring space. The two `SeqCst` fences make the classic
+//! store-then-load pairs meet: either the sleeper's re-check sees the publication, or the
+//! publisher sees the bit. So a busy link makes no system calls and an idle one sleeps.
+
+/// Sleeping bit: wake me for new frames (always set while asleep).
+pub const WAKE_FRAMES: u32 = 1;
+/// Sleeping bit: wake me for released regions (my data area is full).
+pub const WAKE_RELEASES: u32 = 2;
+/// Sleeping bit: wake me for consumed slots (my frame ring is full).
+pub const WAKE_SLOTS: u32 = 4;
 
 use crate::sync::{fence, AtomicU32, Ordering};
 
-/// Sleeper: sets the flag. The caller must re-check its rings afterwards, and block only if
-/// they are still empty.
-pub fn announce_sleep(flag: &AtomicU32) {
-    flag.store(1, Ordering::SeqCst);
+/// Sleeper: sets the bits of what it waits for. The caller must re-check all of it
+/// afterwards, and block only if nothing changed.
+pub fn announce_sleep(flag: &AtomicU32, bits: u32) {
+    flag.store(bits, Ordering::SeqCst);
     fence(Ordering::SeqCst);
 }
 
@@ -22,12 +30,12 @@ pub fn cancel_sleep(flag: &AtomicU32) {
     flag.store(0, Ordering::SeqCst);
 }
 
-/// Publisher, after publishing: whether the peer may be blocked and needs its eventfd
-/// written. `flag` is read from the peer's memory; any non-zero value counts as set, so a
+/// Publisher, after publishing what `bit` stands for: whether the peer may be blocked
+/// waiting for it and needs its eventfd written. `flag` is read from the peer's memory; a
 /// hostile peer can only cost us system calls.
-pub fn peer_needs_wake(flag: &AtomicU32) -> bool {
+pub fn peer_needs_wake(flag: &AtomicU32, bit: u32) -> bool {
     fence(Ordering::SeqCst);
-    flag.load(Ordering::SeqCst) != 0
+    flag.load(Ordering::SeqCst) & bit != 0
 }
 
 #[cfg(not(loom))]

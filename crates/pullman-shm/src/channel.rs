@@ -81,7 +81,7 @@ impl Releaser {
             *next += 1;
             ring.publish(*next);
         }
-        if bell::peer_needs_wake(self.peer.u32_at(OFF_SLEEPING)) {
+        if bell::peer_needs_wake(self.peer.u32_at(OFF_SLEEPING), bell::WAKE_RELEASES) {
             let _ = self.peer_bell.ring();
         }
     }
@@ -347,12 +347,12 @@ impl Channel {
         }
         self.out_frames().publish(self.frame_next);
         self.frame_published = self.frame_next;
-        self.wake_peer();
+        self.wake_peer(bell::WAKE_FRAMES);
         true
     }
 
-    fn wake_peer(&self) {
-        if bell::peer_needs_wake(self.peer.u32_at(OFF_SLEEPING)) {
+    fn wake_peer(&self, bit: u32) {
+        if bell::peer_needs_wake(self.peer.u32_at(OFF_SLEEPING), bit) {
             let _ = self.peer_bell.ring();
         }
     }
@@ -383,7 +383,7 @@ impl Channel {
         if self.in_frames().available(self.frame_consumed)? == 0 {
             if std::mem::take(&mut self.consumed_unsignalled) {
                 // The peer may be waiting for ring space.
-                self.wake_peer();
+                self.wake_peer(bell::WAKE_SLOTS);
             }
             return Ok(None);
         }
@@ -438,7 +438,13 @@ impl Channel {
     /// would wake it: a frame from the peer and, if the last send found no room, the room it
     /// waits for. `true` if nothing changed and blocking is safe; `false` means poll again.
     pub fn announce_sleep(&mut self) -> Result<bool, ShmError> {
-        bell::announce_sleep(self.own.u32_at(OFF_SLEEPING));
+        let bits = bell::WAKE_FRAMES
+            | match self.blocked {
+                None => 0,
+                Some(Blocked::Ring) => bell::WAKE_SLOTS,
+                Some(Blocked::Arena) => bell::WAKE_RELEASES,
+            };
+        bell::announce_sleep(self.own.u32_at(OFF_SLEEPING), bits);
         self.sleeping = true;
         if self.in_frames().available(self.frame_consumed)? > 0 {
             return Ok(false);
@@ -611,5 +617,34 @@ mod tests {
         assert!(worker_bell.drain().unwrap(), "asleep: rung");
         worker.wake_up();
         assert!(!worker.announce_sleep().unwrap(), "a frame is waiting");
+    }
+
+    #[test]
+    fn releases_wake_only_a_side_waiting_for_memory() {
+        let (mut hub, hub_bell, mut worker, _wb) = pair();
+        let chunk = vec![1u8; BLOCK_LEN];
+        assert!(hub.try_send(5, 0, 1, &chunk).unwrap());
+        hub.publish();
+        let held = worker.try_recv().unwrap().unwrap();
+        assert!(hub.announce_sleep().unwrap());
+        drop(held);
+        assert!(
+            !hub_bell.drain().unwrap(),
+            "asleep for frames only: no bell"
+        );
+        hub.wake_up();
+
+        // Fill the arena; the hub then sleeps waiting for memory, and a release rings it.
+        while hub.try_send(5, 0, 1, &chunk).unwrap() {}
+        hub.publish();
+        let mut held = Vec::new();
+        while let Some(r) = worker.try_recv().unwrap() {
+            held.push(r);
+        }
+        hub.reclaim().unwrap();
+        while hub.try_send(5, 0, 1, &chunk).unwrap() {}
+        assert!(hub.announce_sleep().unwrap());
+        held.clear();
+        assert!(hub_bell.drain().unwrap(), "asleep waiting for memory: rung");
     }
 }

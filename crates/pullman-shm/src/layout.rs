@@ -14,7 +14,8 @@
 //! 128      8                    release_prod: release entries the owner has published
 //! 192      8                    peer_frame_cons: frames of the peer's ring the owner consumed
 //! 256      8                    peer_release_cons: release entries of the peer the owner consumed
-//! 320      4                    sleeping: 1 while the owner may be blocked on its eventfd
+//! 320      4                    sleeping: what the owner, maybe blocked on its eventfd, waits
+//!                               for (bell::WAKE_FRAMES | WAKE_RELEASES | WAKE_SLOTS), or 0
 //! 4096     FRAME_SLOTS x 32     frame ring (descriptors)
 //! 36864    RELEASE_SLOTS x 8    release ring (u64 frame-ring indices of peer regions)
 //! 45056    DATA_LEN             data: BLOCKS blocks of BLOCK_LEN bytes
@@ -38,7 +39,7 @@ pub const OFF_RELEASE_PROD: usize = 128;
 pub const OFF_PEER_FRAME_CONS: usize = 192;
 /// Offset of the owner's consumer index into the peer's release ring.
 pub const OFF_PEER_RELEASE_CONS: usize = 256;
-/// Offset of the owner's sleeping flag (u32).
+/// Offset of the owner's sleeping word (u32): the `bell::WAKE_*` bits it waits for.
 pub const OFF_SLEEPING: usize = 320;
 /// Bytes before the frame ring: one page.
 pub const HEADER_LEN: usize = 4096;

@@ -10,7 +10,7 @@
 use loom::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use loom::sync::Arc;
 use loom::thread;
-use pullman_shm::bell::{announce_sleep, peer_needs_wake};
+use pullman_shm::bell::{announce_sleep, peer_needs_wake, WAKE_FRAMES};
 use pullman_shm::ring::RingView;
 
 /// Both memories of one ring (producer index + slots, consumer index), in one place.
@@ -85,14 +85,14 @@ fn a_sleeper_never_misses_a_publication() {
                 let ring = mem.view(1);
                 ring.write(0, &[1]);
                 ring.publish(1);
-                if peer_needs_wake(&flag) {
+                if peer_needs_wake(&flag, WAKE_FRAMES) {
                     rang.store(1, Ordering::SeqCst);
                 }
             })
         };
         // The consumer found nothing, announces sleep, re-checks.
         let ring = mem.view(1);
-        announce_sleep(&flag);
+        announce_sleep(&flag, WAKE_FRAMES);
         let saw_entry = ring.available(0).unwrap() > 0;
         publisher.join().unwrap();
         // Either the re-check saw the entry, or the publisher rang the bell.
