@@ -26,15 +26,31 @@ use tokio::net::UnixStream;
 use crate::error::LinkError;
 use crate::transport::Transport;
 
-/// Longest spin before sleeping: about one wake-up's cost. A peer that answers within it is
-/// served without any system call on either side.
-const MAX_SPIN: Duration = Duration::from_micros(50);
-/// Shortest spin: a link whose peer never answers that fast stops spinning almost at once.
+/// Default longest spin before sleeping: about one wake-up's cost. A peer that answers within
+/// it is served without any system call on either side.
+const DEFAULT_MAX_SPIN: Duration = Duration::from_micros(50);
+/// Largest spin `PULLMAN_SHM_SPIN_US` may ask for: past a millisecond, spinning is burning a
+/// core, not saving a wake-up.
+const SPIN_LIMIT: Duration = Duration::from_millis(1);
+/// Shortest spin once adapted down: a link whose peer never answers that fast stops spinning
+/// almost at once.
 const MIN_SPIN: Duration = Duration::from_micros(2);
+
+/// The longest spin: `PULLMAN_SHM_SPIN_US` (0 = never spin: on a machine with fewer cores
+/// than busy threads, spinning takes CPU from the peer it waits for), else the default.
+fn max_spin() -> Duration {
+    std::env::var("PULLMAN_SHM_SPIN_US")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(DEFAULT_MAX_SPIN, |us| {
+            Duration::from_micros(us).min(SPIN_LIMIT)
+        })
+}
 
 /// How long to spin, learnt from how soon frames come after the spin gives up.
 #[derive(Debug)]
 struct Spin {
+    max: Duration,
     window: Duration,
     last_frame: Instant,
     slept_at: Option<Instant>,
@@ -45,10 +61,10 @@ impl Spin {
         let now = Instant::now();
         if let Some(slept) = self.slept_at.take() {
             // A frame soon after giving up: spinning longer would have caught it.
-            self.window = if now - slept < MAX_SPIN {
-                (self.window * 2).min(MAX_SPIN)
+            self.window = if now - slept < self.max {
+                (self.window * 2).max(MIN_SPIN).min(self.max)
             } else {
-                (self.window / 2).max(MIN_SPIN)
+                (self.window / 2).max(MIN_SPIN).min(self.max)
             };
         }
         self.last_frame = now;
@@ -119,7 +135,8 @@ impl ShmTransport {
             scratch: BytesMut::with_capacity(1024),
             max_frame,
             spin: Spin {
-                window: MAX_SPIN,
+                max: max_spin(),
+                window: max_spin(),
                 last_frame: Instant::now(),
                 slept_at: None,
             },
