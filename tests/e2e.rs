@@ -719,3 +719,30 @@ async fn a_killed_shm_worker_fails_its_request_and_its_arenas_are_unmapped() {
     wait_ready(&c, &hub.url("/hello")).await;
     assert_eq!(shm_mappings(pid), 2);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_frozen_shm_worker_misses_its_pings_and_its_request_fails() {
+    let hub = HubProc::start_exact(
+        Transport::Shm,
+        "ping_interval = \"100ms\"",
+        &one_pool("timeout = \"120s\""),
+    );
+    let frozen = hub.worker("demo", TOKEN, 1, "frozen");
+    let c = client();
+    wait_ready(&c, &hub.url("/hello")).await;
+    let pending = spawn_get(&c, hub.url("/sleep?ms=600000"));
+    frozen.log.wait_for("request started path=/sleep", 1);
+    // Alive (its socket open, its arenas mapped) but stopped: only the pings can tell.
+    unsafe { libc::kill(frozen.child.id() as i32, libc::SIGSTOP) };
+    let a = pending.await.unwrap();
+    assert_eq!(a.status, 502, "{a:?}");
+    hub.log.wait_for("missed", 1);
+    let start = Instant::now();
+    while shm_mappings(hub.child.id()) > 0 {
+        assert!(
+            start.elapsed() < HANG_GUARD,
+            "arenas of a dropped worker stay mapped"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
