@@ -455,3 +455,74 @@ impl<H: Handler> Control for WorkerControl<H> {
         tracing::debug!(reason = %err, "link closed");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use tokio::net::UnixListener;
+
+    use super::*;
+    use crate::{RequestBody, ResponseBody};
+
+    /// Hang guard only.
+    const PATIENCE: Duration = Duration::from_secs(30);
+
+    #[test]
+    fn shared_memory_needs_a_unix_hub() {
+        let built = Worker::builder()
+            .hub("tcp://127.0.0.1:1".parse().unwrap())
+            .pool("p")
+            .token("t")
+            .shm(true)
+            .try_build();
+        assert!(matches!(built, Err(WorkerError::Settings(_))), "{built:?}");
+    }
+
+    #[tokio::test]
+    async fn a_hub_that_does_not_grant_shared_memory_keeps_the_stream_protocol() {
+        let path = std::env::temp_dir().join(format!("pullman-worker-{}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let listener = UnixListener::bind(&path).unwrap();
+        let worker = Worker::builder()
+            .hub(HubAddr::Unix(path.clone()))
+            .pool("p")
+            .token("t")
+            .shm(true)
+            .build();
+        let running = tokio::spawn(worker.run(
+            |_req: http::Request<RequestBody>| async { http::Response::new(ResponseBody::empty()) },
+            std::future::pending(),
+        ));
+        let (mut sock, _) = listener.accept().await.unwrap();
+        let _ = std::fs::remove_file(&path);
+        let mut buf = BytesMut::new();
+        let hello = tokio::time::timeout(
+            PATIENCE,
+            recv_frame(&mut sock, &mut buf, HANDSHAKE_MAX_FRAME),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        assert!(
+            matches!(&hello, Frame::Hello(h) if h.features & FEATURE_SHM != 0),
+            "{hello:?}"
+        );
+        // An older hub: WELCOME without the feature, and no descriptors.
+        let welcome = Frame::Welcome(Welcome {
+            version: PROTOCOL_VERSION,
+            max_frame: DEFAULT_MAX_FRAME,
+            initial_window: DEFAULT_INITIAL_WINDOW,
+            features: 0,
+            worker_id: 1,
+            ping_interval_ms: 0,
+        });
+        send_frame(&mut sock, &welcome).await.unwrap();
+        // The worker carries on over the socket: its CREDIT arrives there.
+        let credit =
+            tokio::time::timeout(PATIENCE, recv_frame(&mut sock, &mut buf, DEFAULT_MAX_FRAME))
+                .await
+                .unwrap()
+                .unwrap();
+        assert_eq!(credit, Frame::Credit { n: 1 });
+        running.abort();
+    }
+}
