@@ -15,7 +15,6 @@
 
 use std::collections::HashMap;
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::atomic::{AtomicUsize, Ordering as StdOrdering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -55,7 +54,46 @@ struct Releaser {
     peer_bell: Arc<Bell>,
     /// The next release index; the lock makes this side a single producer.
     next: Mutex<u64>,
-    borrowed: AtomicUsize,
+    /// Which of the peer's blocks borrowed regions pin.
+    pins: Mutex<Pins>,
+}
+
+/// Borrowed regions per block of the peer's data area, and how many blocks they pin.
+#[derive(Debug)]
+struct Pins {
+    per_block: Vec<u32>,
+    pinned: usize,
+}
+
+impl Pins {
+    /// Blocks a region at `offset` (in the data area) of `len` bytes lies in.
+    fn blocks(offset: usize, len: usize) -> std::ops::RangeInclusive<usize> {
+        offset / BLOCK_LEN..=(offset + len.max(1) - 1) / BLOCK_LEN
+    }
+
+    /// Pins the region's blocks if that keeps the pinned blocks within
+    /// `MAX_BORROWED_BLOCKS`; `false` (nothing pinned) otherwise.
+    fn try_pin(&mut self, offset: usize, len: usize) -> bool {
+        let blocks = Self::blocks(offset, len);
+        let new = blocks.clone().filter(|&b| self.per_block[b] == 0).count();
+        if self.pinned + new > MAX_BORROWED_BLOCKS {
+            return false;
+        }
+        for b in blocks {
+            self.per_block[b] += 1;
+        }
+        self.pinned += new;
+        true
+    }
+
+    fn unpin(&mut self, offset: usize, len: usize) {
+        for b in Self::blocks(offset, len) {
+            self.per_block[b] -= 1;
+            if self.per_block[b] == 0 {
+                self.pinned -= 1;
+            }
+        }
+    }
 }
 
 impl Releaser {
@@ -109,7 +147,10 @@ impl AsRef<[u8]> for Borrowed {
 
 impl Drop for Borrowed {
     fn drop(&mut self) {
-        self.releaser.borrowed.fetch_sub(1, StdOrdering::Relaxed);
+        self.releaser
+            .pins
+            .lock()
+            .unpin(self.offset - OFF_DATA, self.len);
         self.releaser.release(self.index);
     }
 }
@@ -225,7 +266,10 @@ impl Channel {
             peer: peer.clone(),
             peer_bell: peer_bell.clone(),
             next: Mutex::new(0),
-            borrowed: AtomicUsize::new(0),
+            pins: Mutex::new(Pins {
+                per_block: vec![0; BLOCKS],
+                pinned: 0,
+            }),
         });
         Channel {
             own,
@@ -420,8 +464,7 @@ impl Channel {
 
     fn payload(&self, index: u64, offset: usize, len: usize) -> Bytes {
         let r = &self.releaser;
-        if self.borrow && r.borrowed.load(StdOrdering::Relaxed) < MAX_BORROWED_REGIONS {
-            r.borrowed.fetch_add(1, StdOrdering::Relaxed);
+        if self.borrow && r.pins.lock().try_pin(offset - OFF_DATA, len) {
             return Bytes::from_owner(Borrowed {
                 releaser: r.clone(),
                 offset,
@@ -554,7 +597,7 @@ mod tests {
         while hub.try_send(5, 0, 1, &chunk).unwrap() {
             more += 1;
         }
-        assert_eq!(more, BLOCKS - MAX_BORROWED_REGIONS);
+        assert_eq!(more, BLOCKS - MAX_BORROWED_BLOCKS);
         held.remove(0); // a borrowed one
         assert!(hub.try_send(5, 0, 1, &chunk).unwrap(), "one block back");
         assert!(!hub.try_send(5, 0, 1, &chunk).unwrap());
@@ -563,9 +606,22 @@ mod tests {
     #[test]
     fn a_receiver_past_its_borrow_budget_copies() {
         let (mut hub, _hb, mut worker, _wb) = pair();
-        let mut held = Vec::new();
-        for _ in 0..MAX_BORROWED_REGIONS + 2 {
+        // Small regions share a block: hundreds stay borrowed while they pin one.
+        let mut small = Vec::new();
+        for _ in 0..500 {
             assert!(hub.try_send(5, 0, 1, &[2u8; 100]).unwrap());
+            hub.publish();
+            small.push(worker.try_recv().unwrap().unwrap());
+        }
+        assert!(small.iter().all(|r| is_shared_memory(r.payload.as_ptr())));
+        drop(small);
+        assert_eq!(hub.reclaim().unwrap(), 500);
+
+        // Block-sized ones pin a block each: past half the blocks they are copied.
+        let chunk = vec![3u8; BLOCK_LEN];
+        let mut held = Vec::new();
+        for _ in 0..MAX_BORROWED_BLOCKS + 2 {
+            assert!(hub.try_send(5, 0, 1, &chunk).unwrap());
             hub.publish();
             held.push(worker.try_recv().unwrap().unwrap());
         }
@@ -573,8 +629,9 @@ mod tests {
             .iter()
             .filter(|r| is_shared_memory(r.payload.as_ptr()))
             .count();
-        assert_eq!(borrowed, MAX_BORROWED_REGIONS);
+        assert_eq!(borrowed, MAX_BORROWED_BLOCKS);
         assert_eq!(hub.reclaim().unwrap(), 2, "copies are released at once");
+        assert!(held.iter().all(|r| r.payload == chunk));
     }
 
     #[test]
@@ -646,5 +703,44 @@ mod tests {
         assert!(hub.announce_sleep().unwrap());
         held.clear();
         assert!(hub_bell.drain().unwrap(), "asleep waiting for memory: rung");
+    }
+}
+
+/// Pure bookkeeping, so Miri runs it too.
+#[cfg(test)]
+mod pin_tests {
+    use super::*;
+
+    #[test]
+    fn pins_count_blocks_not_regions_and_stop_at_half() {
+        let mut pins = Pins {
+            per_block: vec![0; BLOCKS],
+            pinned: 0,
+        };
+        assert!(pins.try_pin(0, 100));
+        assert!(pins.try_pin(200, 100), "same block: no new pin");
+        assert_eq!(pins.pinned, 1);
+        // A region across a block boundary pins both blocks.
+        assert!(pins.try_pin(BLOCK_LEN - 8, 16));
+        assert_eq!(pins.pinned, 2);
+        for b in 2..MAX_BORROWED_BLOCKS {
+            assert!(pins.try_pin(b * BLOCK_LEN, 1));
+        }
+        assert!(
+            !pins.try_pin(MAX_BORROWED_BLOCKS * BLOCK_LEN, 1),
+            "past half"
+        );
+        assert!(
+            pins.try_pin(BLOCK_LEN + 64, 8),
+            "a pinned block still lends"
+        );
+        pins.unpin(BLOCK_LEN - 8, 16);
+        pins.unpin(BLOCK_LEN + 64, 8);
+        assert_eq!(
+            pins.pinned,
+            MAX_BORROWED_BLOCKS - 1,
+            "block 1 is free again"
+        );
+        assert!(pins.try_pin(MAX_BORROWED_BLOCKS * BLOCK_LEN, 1));
     }
 }

@@ -77,11 +77,11 @@ pub const ARENA_LEN: usize = OFF_DATA + DATA_LEN;
 /// WINDOW, PING, PONG, DRAIN and CANCEL never touch the allocator.
 pub const INLINE_MAX: usize = 16;
 
-/// Regions of the peer's arena a receiver keeps borrowed (zero-copy) at once; past this it
-/// copies payloads out and releases them at once. Each borrowed region pins at most one of
-/// the peer's blocks, so half of them always stay reclaimable and the peer can never be
-/// stuck waiting on memory a slow handler holds.
-pub const MAX_BORROWED_REGIONS: usize = BLOCKS / 2;
+/// Blocks of the peer's data area a receiver may pin with borrowed (zero-copy) regions at
+/// once; past this it copies payloads out and releases them at once. Half: the other half
+/// always comes back to the peer, which so can never be stuck waiting on memory a slow
+/// handler holds. Many small regions (request heads) share a block.
+pub const MAX_BORROWED_BLOCKS: usize = BLOCKS / 2;
 
 // The header fields fit the header page, and the release ring ends before the data area.
 const _: () = assert!(OFF_SLEEPING + 4 <= HEADER_LEN);
