@@ -451,6 +451,40 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_frame_that_does_not_decode_closes_only_that_link() {
+        let (hub, hub_bell, fds) = pullman_shm::create().unwrap();
+        let (mut worker, _worker_bell) = pullman_shm::open(fds.into()).unwrap();
+        let (a, _b) = UnixStream::pair().unwrap();
+        let end = start(
+            ShmTransport::new(hub, hub_bell, a, 1 << 17).unwrap(),
+            Role::Hub,
+        );
+        // A hostile worker: a frame of an unknown type.
+        assert!(worker.try_send(0xff, 0, 0, &[0; 40]).unwrap());
+        worker.publish();
+        let err = tokio::time::timeout(PATIENCE, end.task)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            matches!(&err, LinkError::Protocol(why) if why.contains("unknown")),
+            "{err:?}"
+        );
+        // Its last words went through the ring.
+        let close = tokio::time::timeout(PATIENCE, async {
+            loop {
+                if let Some(r) = worker.try_recv().unwrap() {
+                    return r;
+                }
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!(close.kind, FrameType::Close as u8);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn bytes_on_the_socket_of_a_shm_link_close_it() {
         use tokio::io::AsyncWriteExt;
         let (hub, hub_bell, _fds) = pullman_shm::create().unwrap();
