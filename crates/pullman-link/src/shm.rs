@@ -451,7 +451,7 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_frame_that_does_not_decode_closes_only_that_link() {
+    async fn a_frame_that_does_not_decode_closes_the_link() {
         let (hub, hub_bell, fds) = pullman_shm::create().unwrap();
         let (mut worker, _worker_bell) = pullman_shm::open(fds.into()).unwrap();
         let (a, _b) = UnixStream::pair().unwrap();
