@@ -104,7 +104,8 @@ fn shm_error(e: ShmError) -> LinkError {
     }
 }
 
-/// Payload bytes of a frame, for accounting.
+/// What a frame counts for against the link's high-water mark: a body's data bytes, and a
+/// nominal 64 bytes for any other frame (heads and control frames are small and few).
 fn payload_len(frame: &Frame) -> usize {
     match frame {
         Frame::Body { data, .. } => data.len(),

@@ -521,11 +521,6 @@ impl Channel {
     pub fn peer_mapping(&self) -> (*const u8, usize) {
         (self.peer.as_ptr(), self.peer.len())
     }
-
-    /// Start and length of this side's arena as mapped here.
-    pub fn own_mapping(&self) -> (*const u8, usize) {
-        (self.own.as_ptr(), self.own.len())
-    }
 }
 
 #[cfg(all(test, not(miri)))]

@@ -14,7 +14,7 @@
 //! - [`ring`]: single-producer single-consumer rings split across two memories.
 //! - [`alloc`]: the producer's block allocator (frees out of order, reuses in order).
 //! - [`bell`]: the wake-up protocol and eventfd doorbells.
-//! - `memfd`: memfds, seals, read-only reopening, mappings.
+//! - `memfd`: memfds, seals, read-only reopening, mappings, [`is_shared_memory`].
 //! - [`handoff`]: passing descriptors over a Unix socket.
 //! - [`channel`]: one end of a link, tying the above together.
 //! - [`error`]: the [`ShmError`] type.
@@ -45,4 +45,4 @@ pub use bell::Bell;
 #[cfg(not(loom))]
 pub use channel::{create, open, Channel, Received};
 #[cfg(not(loom))]
-pub use memfd::{is_shared_memory, Mapping};
+pub use memfd::is_shared_memory;

@@ -81,7 +81,7 @@ pub(crate) fn reopen_read_only(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
 
 /// A shared mapping of a whole memfd, read-only or read-write. Unmapped on drop.
 #[derive(Debug)]
-pub struct Mapping {
+pub(crate) struct Mapping {
     ptr: NonNull<u8>,
     len: usize,
     writable: bool,
@@ -95,7 +95,7 @@ unsafe impl Sync for Mapping {}
 
 impl Mapping {
     /// Maps `len` bytes of `fd`, shared, read-only or read-write.
-    pub fn map(fd: impl AsFd, len: usize, writable: bool) -> io::Result<Mapping> {
+    pub(crate) fn map(fd: impl AsFd, len: usize, writable: bool) -> io::Result<Mapping> {
         let prot = if writable {
             libc::PROT_READ | libc::PROT_WRITE
         } else {
@@ -121,18 +121,13 @@ impl Mapping {
     }
 
     /// Start of the mapping.
-    pub fn as_ptr(&self) -> *const u8 {
+    pub(crate) fn as_ptr(&self) -> *const u8 {
         self.ptr.as_ptr()
     }
 
     /// Length of the mapping.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.len
-    }
-
-    /// Whether the mapping is empty (never, for an arena).
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
     }
 
     /// The u64 at `offset` (8-aligned, in bounds: offsets come from `layout`, never from the
