@@ -433,6 +433,80 @@ mod tests {
         drop(hub);
     }
 
+    /// Many streams echoing large bodies both ways at once: both arenas and both rings fill
+    /// and drain over and over, so a lost wake-up would hang here (the guard turns a hang
+    /// into a failure).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_echoes_fill_and_drain_both_arenas_without_losing_a_byte() {
+        const STREAMS: usize = 40;
+        const LEN: usize = 700 * 1024 + 3;
+        let (hub_t, worker_t) = transports();
+        let hub = start(hub_t, Role::Hub);
+        let mut worker = start(worker_t, Role::Worker);
+        let echo = tokio::spawn(async move {
+            let mut served = Vec::new();
+            for _ in 0..STREAMS {
+                let (stream, _req) = worker.events.recv().await.unwrap().unwrap();
+                served.push(tokio::spawn(async move {
+                    let sender = stream.sender();
+                    sender.send_frame(Frame::Response(pullman_proto::Response {
+                        stream: sender.id(),
+                        end: false,
+                        status: 200,
+                        headers: Vec::new(),
+                    }));
+                    let mut body = RecvBody::new(stream, None);
+                    while let Some(frame) =
+                        std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await
+                    {
+                        let data = frame.unwrap().into_data().unwrap();
+                        // Echoed as it came: a borrowed chunk of the hub's arena is copied
+                        // into ours, then released.
+                        sender.send_data(data, false).await.unwrap();
+                    }
+                    sender.send_data(Bytes::new(), true).await.unwrap();
+                }));
+            }
+            for s in served {
+                s.await.unwrap();
+            }
+        });
+        let mut clients = Vec::new();
+        for n in 0..STREAMS {
+            let mut stream = hub.link.open(request()).unwrap();
+            clients.push(tokio::spawn(async move {
+                let body: Vec<u8> = (0..LEN).map(|i| (i * 7 + n) as u8).collect();
+                let sender = stream.sender();
+                let upload = {
+                    let body = Bytes::from(body.clone());
+                    tokio::spawn(async move { sender.send_data(body, true).await })
+                };
+                let mut back = Vec::with_capacity(LEN);
+                loop {
+                    match stream.recv().await {
+                        Inbound::Frame(Frame::Response(_)) => {}
+                        Inbound::Data(d) => {
+                            back.extend_from_slice(&d);
+                            stream.release(d.len());
+                        }
+                        Inbound::End => break,
+                        other => panic!("stream {n}: {other:?}"),
+                    }
+                }
+                upload.await.unwrap().unwrap();
+                assert!(back == body, "stream {n}: echo differs");
+            }));
+        }
+        tokio::time::timeout(PATIENCE, async {
+            for c in clients {
+                c.await.unwrap();
+            }
+            echo.await.unwrap();
+        })
+        .await
+        .expect("echoes hung: a wake-up was lost");
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_dead_peer_is_noticed_through_its_socket() {
         let (hub_t, worker_t) = transports();
