@@ -2,7 +2,8 @@
 //!
 //! `GET /hello`; `/echo` (the body back, same content type); `/inspect` (JSON about the
 //! request); `/sleep?ms=N` (JSON with this worker's requests in progress when it started);
-//! `/status?code=N`; `/bytes?n=N` (N bytes, streamed); `/stats` (served and cancelled counts).
+//! `/status?code=N`; `/bytes?n=N` (N bytes, streamed); `/stats` (served and cancelled counts);
+//! `/sink` (reads the body, answers its length: a round trip without work, for benchmarks).
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -11,7 +12,7 @@ use bytes::Bytes;
 use http::header::{HeaderValue, CONTENT_TYPE};
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
-use pullman_worker::{Handler, RequestBody, ResponseBody};
+use pullman_worker::{Handler, RequestBody, RequestInfo, ResponseBody};
 use sha2::{Digest, Sha256};
 
 /// Chunk size of `/bytes` bodies.
@@ -67,6 +68,19 @@ impl DemoApp {
                 }
             }
             "/bytes" => bytes(param(&query, "n").unwrap_or(0)),
+            "/sink" => {
+                let mut body = req.into_body();
+                let mut len = 0usize;
+                while let Some(frame) = body.frame().await {
+                    match frame {
+                        Ok(f) => len += f.data_ref().map_or(0, |d| d.len()),
+                        Err(e) => {
+                            return text(StatusCode::BAD_REQUEST, format!("body failed: {e}\n"))
+                        }
+                    }
+                }
+                text(StatusCode::OK, format!("{len} bytes\n"))
+            }
             "/stats" => json(serde_json::json!({
                 "worker": self.name,
                 "served": self.served.load(Ordering::Relaxed),
@@ -82,12 +96,22 @@ impl DemoApp {
         let pace =
             Duration::from_millis(param(req.uri().query().unwrap_or(""), "pace_ms").unwrap_or(0));
         let (parts, mut body) = req.into_parts();
+        let head_in_shm = parts
+            .extensions
+            .get::<RequestInfo>()
+            .is_some_and(|info| pullman_worker::is_shared_memory(info.head.as_block()));
+        // Chunks of more than 16 bytes: smaller ones travel inside a ring descriptor.
+        let (mut big_chunks, mut chunks_in_shm) = (0u64, 0u64);
         let mut hasher = Sha256::new();
         let mut len = 0u64;
         while let Some(frame) = body.frame().await {
             match frame {
                 Ok(f) => {
                     if let Ok(data) = f.into_data() {
+                        if data.len() > 16 {
+                            big_chunks += 1;
+                            chunks_in_shm += pullman_worker::is_shared_memory(&data) as u64;
+                        }
                         len += data.len() as u64;
                         hasher.update(&data);
                         if !pace.is_zero() {
@@ -121,6 +145,9 @@ impl DemoApp {
             "body_len": len,
             "body_sha256": sha,
             "worker": self.name,
+            "head_in_shm": head_in_shm,
+            "body_chunks": big_chunks,
+            "body_chunks_in_shm": chunks_in_shm,
         }))
     }
 }

@@ -62,6 +62,10 @@ enum Command {
         /// thread leaves the cores to the hub and the real work.
         #[arg(long, default_value_t = 1)]
         threads: usize,
+        /// Ask the hub for the shared-memory transport (a unix:// hub on this host only):
+        /// requests are read where the hub wrote them, without socket copies.
+        #[arg(long, env = "PULLMAN_SHM")]
+        shm: bool,
     },
     /// Run the hub on its embedded default config with demo workers.
     Demo {
@@ -133,6 +137,7 @@ fn run() -> anyhow::Result<()> {
                 concurrency,
                 app,
                 name,
+                shm,
                 ..
             } => {
                 let name = name.unwrap_or_else(|| format!("worker-{}", std::process::id()));
@@ -142,6 +147,7 @@ fn run() -> anyhow::Result<()> {
                     .token(token)
                     .concurrency(concurrency)
                     .name(name.clone())
+                    .shm(shm)
                     .try_build()?;
                 match app {
                     App::Demo => {

@@ -282,7 +282,7 @@ async fn client_that_disconnects_cancels_its_request_at_the_worker() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn garbage_on_the_worker_port_closes_that_connection_only() {
-    let hub = HubProc::start(Transport::Tcp, &one_pool(""));
+    let hub = HubProc::start_exact(Transport::Tcp, "", &one_pool(""));
     let _w = hub.worker("demo", TOKEN, 1, "w1");
     let c = client();
     wait_ready(&c, &hub.url("/hello")).await;
@@ -426,7 +426,7 @@ fn read_frame(sock: &mut std::net::TcpStream, buf: &mut bytes::BytesMut) -> Opti
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_worker_that_stops_answering_pings_is_dropped_and_its_request_fails() {
-    let hub = HubProc::start_with(Transport::Tcp, "ping_interval = \"100ms\"", &one_pool(""));
+    let hub = HubProc::start_exact(Transport::Tcp, "ping_interval = \"100ms\"", &one_pool(""));
     let (mut sock, mut buf) = raw_worker(&hub, TOKEN);
     let mut out = bytes::BytesMut::new();
     pullman_proto::encode(&Frame::Credit { n: 1 }, &mut out);
@@ -452,7 +452,7 @@ async fn a_worker_that_stops_answering_pings_is_dropped_and_its_request_fails() 
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_malformed_frame_after_the_handshake_closes_only_that_link() {
-    let hub = HubProc::start(Transport::Tcp, &one_pool(""));
+    let hub = HubProc::start_exact(Transport::Tcp, "", &one_pool(""));
     let _good = hub.worker("demo", TOKEN, 2, "good");
     let c = client();
     wait_ready(&c, &hub.url("/hello")).await;
@@ -646,4 +646,103 @@ async fn a_worker_started_before_its_hub_connects_when_the_hub_comes() {
     let a = get(&client(), &hub.url("/inspect")).await;
     assert_eq!(a.status, 200);
     assert_eq!(a.json()["worker"], "early");
+}
+
+/// The hub's shared-memory mappings (`/memfd:pullman-...` lines of /proc/PID/maps).
+fn shm_mappings(pid: u32) -> usize {
+    std::fs::read_to_string(format!("/proc/{pid}/maps"))
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("memfd:pullman-"))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_handler_reads_head_and_body_inside_the_shared_memory_mapping() {
+    for transport in [Transport::Shm, Transport::Unix] {
+        let hub = HubProc::start_exact(transport, "", &one_pool("max_body_bytes = 4194304"));
+        let _w = hub.worker("demo", TOKEN, 2, "w1");
+        let c = client();
+        wait_ready(&c, &hub.url("/hello")).await;
+        let body: Vec<u8> = (0..1024 * 1024u32).map(|i| i as u8).collect();
+        let req = http::Request::post(hub.url("/inspect"))
+            .header("x-check", "in place")
+            .body(Full::new(Bytes::from(body)))
+            .unwrap();
+        let seen = send(&c, req).await.json();
+        assert_eq!(seen["body_len"], 1024 * 1024);
+        assert_eq!(seen["headers"]["x-check"], "in place");
+        let chunks = seen["body_chunks"].as_u64().unwrap();
+        assert!(chunks > 0, "{seen}");
+        if transport == Transport::Shm {
+            assert_eq!(seen["head_in_shm"], true, "{seen}");
+            assert_eq!(seen["body_chunks_in_shm"], chunks, "{seen}");
+            assert!(hub.log.count("over shared memory") >= 1);
+        } else {
+            // The check can fail: over a socket nothing lies in shared memory.
+            assert_eq!(seen["head_in_shm"], false, "{seen}");
+            assert_eq!(seen["body_chunks_in_shm"], 0, "{seen}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_shm_worker_fails_its_request_and_its_arenas_are_unmapped() {
+    let hub = HubProc::start_exact(
+        Transport::Shm,
+        "",
+        &one_pool("queue_timeout = \"60s\"\ntimeout = \"120s\""),
+    );
+    let mut doomed = hub.worker("demo", TOKEN, 1, "doomed");
+    let c = client();
+    wait_ready(&c, &hub.url("/hello")).await;
+    let pid = hub.child.id();
+    assert_eq!(
+        shm_mappings(pid),
+        2,
+        "the hub maps two arenas per shm worker"
+    );
+    let long = spawn_get(&c, hub.url("/sleep?ms=600000"));
+    doomed.log.wait_for("request started path=/sleep", 1);
+    doomed.kill9();
+    let a = long.await.unwrap();
+    assert_eq!(a.status, 502, "{a:?}");
+    let start = Instant::now();
+    while shm_mappings(pid) > 0 {
+        assert!(
+            start.elapsed() < HANG_GUARD,
+            "arenas of a dead worker stay mapped"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _next = hub.worker("demo", TOKEN, 1, "next");
+    wait_ready(&c, &hub.url("/hello")).await;
+    assert_eq!(shm_mappings(pid), 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_frozen_shm_worker_misses_its_pings_and_its_request_fails() {
+    let hub = HubProc::start_exact(
+        Transport::Shm,
+        "ping_interval = \"100ms\"",
+        &one_pool("timeout = \"120s\""),
+    );
+    let frozen = hub.worker("demo", TOKEN, 1, "frozen");
+    let c = client();
+    wait_ready(&c, &hub.url("/hello")).await;
+    let pending = spawn_get(&c, hub.url("/sleep?ms=600000"));
+    frozen.log.wait_for("request started path=/sleep", 1);
+    // Alive (its socket open, its arenas mapped) but stopped: only the pings can tell.
+    unsafe { libc::kill(frozen.child.id() as i32, libc::SIGSTOP) };
+    let a = pending.await.unwrap();
+    assert_eq!(a.status, 502, "{a:?}");
+    hub.log.wait_for("missed", 1);
+    let start = Instant::now();
+    while shm_mappings(hub.child.id()) > 0 {
+        assert!(
+            start.elapsed() < HANG_GUARD,
+            "arenas of a dropped worker stay mapped"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

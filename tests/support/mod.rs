@@ -27,9 +27,24 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_pullman");
 pub enum Transport {
     Tcp,
     Unix,
+    /// A Unix socket for the handshake, then shared memory.
+    Shm,
 }
 
-pub const TRANSPORTS: [Transport; 2] = [Transport::Tcp, Transport::Unix];
+pub const TRANSPORTS: [Transport; 3] = [Transport::Tcp, Transport::Unix, Transport::Shm];
+
+/// `PULLMAN_E2E_TRANSPORT=tcp|unix|shm` runs every test that does not speak the protocol by
+/// hand over that transport instead of the one it names:
+/// `PULLMAN_E2E_TRANSPORT=shm cargo test --test e2e` is the whole suite over shared memory.
+pub fn env_transport() -> Option<Transport> {
+    match std::env::var("PULLMAN_E2E_TRANSPORT").ok()?.as_str() {
+        "tcp" => Some(Transport::Tcp),
+        "unix" => Some(Transport::Unix),
+        "shm" => Some(Transport::Shm),
+        "" => None,
+        other => panic!("PULLMAN_E2E_TRANSPORT={other:?}: expected tcp, unix or shm"),
+    }
+}
 
 /// Lines a child process wrote to stderr, collected by a thread.
 #[derive(Clone, Default)]
@@ -80,6 +95,8 @@ pub struct HubProc {
     pub worker_addr: String,
     /// The admin API's address, when the config has an `[admin]` table.
     pub admin: Option<SocketAddr>,
+    /// How this hub's workers connect (after any `PULLMAN_E2E_TRANSPORT` override).
+    pub transport: Transport,
     pub log: Log,
     pub dir: tempfile::TempDir,
 }
@@ -93,10 +110,19 @@ impl HubProc {
 
     /// Same, with extra `[hub]` keys.
     pub fn start_with(transport: Transport, hub_extra: &str, pools_and_routes: &str) -> HubProc {
+        let transport = env_transport().unwrap_or(transport);
+        Self::start_exact(transport, hub_extra, pools_and_routes)
+    }
+
+    /// Same, over exactly `transport` whatever the environment says: for tests that speak
+    /// the protocol by hand.
+    pub fn start_exact(transport: Transport, hub_extra: &str, pools_and_routes: &str) -> HubProc {
         let dir = tempfile::tempdir().unwrap();
         let workers = match transport {
             Transport::Tcp => "tcp://127.0.0.1:0".to_string(),
-            Transport::Unix => format!("unix://{}", dir.path().join("workers.sock").display()),
+            Transport::Unix | Transport::Shm => {
+                format!("unix://{}", dir.path().join("workers.sock").display())
+            }
         };
         let config = format!(
             "[hub]\nlisten = \"127.0.0.1:0\"\nworkers_listen = [\"{workers}\"]\n{hub_extra}\n{pools_and_routes}"
@@ -105,6 +131,7 @@ impl HubProc {
         std::fs::write(&path, config).unwrap();
         let mut hub = Self::from_config_file(&path);
         hub.dir = dir;
+        hub.transport = transport;
         hub
     }
 
@@ -159,11 +186,19 @@ impl HubProc {
             .nth(1)
             .and_then(|rest| rest.split(' ').next())
             .map(|addr| addr.parse().unwrap());
+        let transport = if worker_addr.starts_with("tcp://") {
+            Transport::Tcp
+        } else if env_transport() == Some(Transport::Shm) {
+            Transport::Shm
+        } else {
+            Transport::Unix
+        };
         HubProc {
             child,
             front,
             worker_addr,
             admin,
+            transport,
             log,
             dir,
         }
@@ -175,7 +210,8 @@ impl HubProc {
 
     /// Starts a demo worker for `pool`.
     pub fn worker(&self, pool: &str, token: &str, concurrency: u32, name: &str) -> WorkerProc {
-        WorkerProc::start(&self.worker_addr, pool, token, concurrency, name)
+        let shm = self.transport == Transport::Shm;
+        WorkerProc::start_opts(&self.worker_addr, shm, pool, token, concurrency, name)
     }
 
     pub fn signal(&self, sig: i32) {
@@ -202,8 +238,46 @@ pub struct WorkerProc {
 }
 
 impl WorkerProc {
+    /// A worker on `hub`; over shared memory if the hub is on a Unix socket and
+    /// `PULLMAN_E2E_TRANSPORT=shm`.
     pub fn start(hub: &str, pool: &str, token: &str, concurrency: u32, name: &str) -> WorkerProc {
         Self::start_app(hub, pool, token, concurrency, name, "demo")
+    }
+
+    /// A demo worker on `hub`, over shared memory or not as `shm` says.
+    pub fn start_opts(
+        hub: &str,
+        shm: bool,
+        pool: &str,
+        token: &str,
+        concurrency: u32,
+        name: &str,
+    ) -> WorkerProc {
+        Self::launch(hub, shm, pool, token, concurrency, name, "demo")
+    }
+
+    fn launch(
+        hub: &str,
+        shm: bool,
+        pool: &str,
+        token: &str,
+        concurrency: u32,
+        name: &str,
+        app: &str,
+    ) -> WorkerProc {
+        let mut child = Command::new(BIN)
+            .args(["worker", "--hub", hub, "--pool", pool, "--token", token])
+            .args(["--concurrency", &concurrency.to_string(), "--name", name])
+            .args(["--app", app])
+            .args(shm.then_some("--shm"))
+            .env("PULLMAN_LOG", "info,pullman=debug")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let log = Log::default();
+        log.follow(child.stderr.take().unwrap());
+        WorkerProc { child, log }
     }
 
     pub fn kill9(&mut self) {
@@ -534,7 +608,8 @@ pub fn spawn_held_post(url: String) -> (tokio::task::JoinHandle<Answer>, tokio::
 }
 
 impl WorkerProc {
-    /// Starts a worker running `app` (`demo`, `demo-filter`).
+    /// Starts a worker running `app` (`demo`, `demo-filter`); over shared memory if the hub
+    /// is on a Unix socket and `PULLMAN_E2E_TRANSPORT=shm`.
     pub fn start_app(
         hub: &str,
         pool: &str,
@@ -543,18 +618,8 @@ impl WorkerProc {
         name: &str,
         app: &str,
     ) -> WorkerProc {
-        let mut child = Command::new(BIN)
-            .args(["worker", "--hub", hub, "--pool", pool, "--token", token])
-            .args(["--concurrency", &concurrency.to_string(), "--name", name])
-            .args(["--app", app])
-            .env("PULLMAN_LOG", "info,pullman=debug")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let log = Log::default();
-        log.follow(child.stderr.take().unwrap());
-        WorkerProc { child, log }
+        let shm = hub.starts_with("unix://") && env_transport() == Some(Transport::Shm);
+        Self::launch(hub, shm, pool, token, concurrency, name, app)
     }
 }
 

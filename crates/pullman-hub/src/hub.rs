@@ -344,7 +344,7 @@ async fn accept_workers(
                 tokio::spawn(port.clone().accept(sock, peer.to_string()));
             }
             Ok(WorkerConn::Unix(sock)) => {
-                tokio::spawn(port.clone().accept(sock, "unix".to_string()));
+                tokio::spawn(port.clone().accept_unix(sock));
             }
             Err(e) => {
                 tracing::warn!(error = %e, "worker accept failed");

@@ -4,16 +4,20 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::os::fd::AsFd;
+
 use bytes::BytesMut;
 use pullman_link::handshake::{recv_frame, send_frame};
-use pullman_link::{Control, Link, LinkError, Role, Settings};
+use pullman_link::{Control, Link, LinkError, Role, Settings, ShmTransport};
 use pullman_proto::handshake::{negotiate_version, token_matches};
 use pullman_proto::window::MAX_WINDOW;
 use pullman_proto::{
-    CloseCode, Frame, Welcome, DEFAULT_INITIAL_WINDOW, DEFAULT_MAX_FRAME, HANDSHAKE_MAX_FRAME,
-    PROTOCOL_VERSION,
+    encode, CloseCode, Frame, Hello, Welcome, DEFAULT_INITIAL_WINDOW, DEFAULT_MAX_FRAME,
+    FEATURE_SHM, HANDSHAKE_MAX_FRAME, PROTOCOL_VERSION,
 };
-use tokio::io::{AsyncRead, AsyncWrite};
+use pullman_shm::handoff::send_with_fds;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, Interest};
+use tokio::net::UnixStream;
 
 use crate::hub::HubShared;
 use crate::pool::{Pool, WorkerMeta};
@@ -26,6 +30,10 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// one frame, and the front admits heads up to 64 KiB by default.
 const MIN_WORKER_MAX_FRAME: u32 = 128 * 1024;
 
+/// Largest frame payload on a shared-memory link, both ways: one arena region. A REQUEST
+/// (head at most 96 KiB) and a BODY chunk (64 KiB) fit.
+const SHM_MAX_FRAME: u32 = pullman_shm::layout::BLOCK_LEN as u32;
+
 static NEXT_WORKER_ID: AtomicU64 = AtomicU64::new(1);
 
 /// What a worker connection needs to find its pool.
@@ -36,38 +44,67 @@ pub(crate) struct WorkerPort {
     pub(crate) ping_interval: Duration,
 }
 
+/// A worker that passed the handshake's checks and waits for its WELCOME.
+struct Greeted {
+    hello: Hello,
+    version: u16,
+    pool: Arc<Pool>,
+    /// Bytes read past HELLO.
+    buf: BytesMut,
+}
+
 impl WorkerPort {
-    /// Runs the handshake on a new connection and, if it succeeds, starts its link.
+    /// Runs the handshake on a new TCP connection and, if it succeeds, starts its link.
     pub(crate) async fn accept<S>(self: Arc<Self>, mut io: S, peer: String)
+    where
+        S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
+        if let Some(greeted) = self.greet(&mut io, &peer).await {
+            self.start_stream(io, peer, greeted).await;
+        }
+    }
+
+    /// Same for a Unix-socket connection, where a worker may ask for shared memory.
+    pub(crate) async fn accept_unix(self: Arc<Self>, mut io: UnixStream) {
+        let peer = "unix".to_string();
+        let Some(greeted) = self.greet(&mut io, &peer).await else {
+            return;
+        };
+        if greeted.hello.features & FEATURE_SHM != 0 {
+            self.start_shm(io, peer, greeted).await;
+        } else {
+            self.start_stream(io, peer, greeted).await;
+        }
+    }
+
+    /// Reads and checks HELLO; refuses the worker (and returns `None`) if it fails.
+    async fn greet<S>(&self, io: &mut S, peer: &str) -> Option<Greeted>
     where
         S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     {
         let mut buf = BytesMut::with_capacity(1024);
         let hello = match tokio::time::timeout(
             HANDSHAKE_TIMEOUT,
-            recv_frame(&mut io, &mut buf, HANDSHAKE_MAX_FRAME),
+            recv_frame(io, &mut buf, HANDSHAKE_MAX_FRAME),
         )
         .await
         {
             Ok(Ok(Frame::Hello(h))) => h,
             Ok(Ok(other)) => {
-                return refuse(
-                    io,
-                    &peer,
-                    CloseCode::ProtocolError,
-                    format!("expected HELLO, got {:?}", other.frame_type()),
-                )
-                .await
+                let why = format!("expected HELLO, got {:?}", other.frame_type());
+                refuse(io, peer, CloseCode::ProtocolError, why).await;
+                return None;
             }
             Ok(Err(e)) => {
                 tracing::info!(%peer, error = %e, "worker handshake failed");
                 if let LinkError::Protocol(why) = e {
-                    refuse(io, &peer, CloseCode::ProtocolError, why).await;
+                    refuse(io, peer, CloseCode::ProtocolError, why).await;
                 }
-                return;
+                return None;
             }
             Err(_) => {
-                return refuse(io, &peer, CloseCode::Timeout, "no HELLO in time".into()).await
+                refuse(io, peer, CloseCode::Timeout, "no HELLO in time".into()).await;
+                return None;
             }
         };
         let Some(version) = negotiate_version(
@@ -78,81 +115,158 @@ impl WorkerPort {
                 "no common protocol version: hub speaks {PROTOCOL_VERSION}, worker {}..={}",
                 hello.min_version, hello.max_version
             );
-            return refuse(io, &peer, CloseCode::UnsupportedVersion, why).await;
+            refuse(io, peer, CloseCode::UnsupportedVersion, why).await;
+            return None;
         };
         if hello.initial_window as u64 > MAX_WINDOW || hello.max_frame < MIN_WORKER_MAX_FRAME {
             let why = format!(
                 "HELLO needs initial_window <= {MAX_WINDOW} and max_frame >= {MIN_WORKER_MAX_FRAME}"
             );
-            return refuse(io, &peer, CloseCode::ProtocolError, why).await;
+            refuse(io, peer, CloseCode::ProtocolError, why).await;
+            return None;
         }
         let Some(pool) = self.shared.pool(&hello.pool) else {
-            return refuse(
-                io,
-                &peer,
-                CloseCode::UnknownPool,
-                format!("no pool named {:?}", hello.pool),
-            )
-            .await;
+            let why = format!("no pool named {:?}", hello.pool);
+            refuse(io, peer, CloseCode::UnknownPool, why).await;
+            return None;
         };
         if !token_matches(
             pool.config().token.expose().as_bytes(),
             hello.token.as_bytes(),
         ) {
             tracing::warn!(%peer, pool = %hello.pool, worker = %hello.name, "worker refused: wrong token");
-            return refuse(
-                io,
-                &peer,
-                CloseCode::AuthFailed,
-                format!("wrong token for pool {:?}", hello.pool),
-            )
-            .await;
+            let why = format!("wrong token for pool {:?}", hello.pool);
+            refuse(io, peer, CloseCode::AuthFailed, why).await;
+            return None;
         }
-        let worker_id = NEXT_WORKER_ID.fetch_add(1, Ordering::Relaxed);
-        let recv_max_frame = DEFAULT_MAX_FRAME;
-        let welcome = Frame::Welcome(Welcome {
+        Some(Greeted {
+            hello,
             version,
-            max_frame: recv_max_frame,
+            pool,
+            buf,
+        })
+    }
+
+    fn welcome(&self, g: &Greeted, worker_id: u64, max_frame: u32, features: u32) -> Frame {
+        Frame::Welcome(Welcome {
+            version: g.version,
+            max_frame,
             initial_window: DEFAULT_INITIAL_WINDOW,
-            features: 0,
+            features,
             worker_id,
             ping_interval_ms: self.ping_interval.as_millis().min(u32::MAX as u128) as u32,
-        });
-        if send_frame(&mut io, &welcome).await.is_err() {
-            return;
-        }
-        let settings = Settings {
+        })
+    }
+
+    fn settings(&self, g: &Greeted, recv_max_frame: u32) -> Settings {
+        Settings {
             role: Role::Hub,
             recv_max_frame,
             recv_initial_window: DEFAULT_INITIAL_WINDOW,
-            send_initial_window: hello.initial_window,
+            send_initial_window: g.hello.initial_window,
             ping_interval: Some(self.ping_interval),
-        };
-        tracing::info!(%peer, pool = pool.name(), worker = %hello.name, worker_id, "worker connected");
-        let pool_for_control = pool.clone();
+        }
+    }
+
+    /// WELCOME, then the stream protocol on the same socket.
+    async fn start_stream<S>(&self, mut io: S, peer: String, g: Greeted)
+    where
+        S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
+        let worker_id = NEXT_WORKER_ID.fetch_add(1, Ordering::Relaxed);
+        let welcome = self.welcome(&g, worker_id, DEFAULT_MAX_FRAME, 0);
+        if send_frame(&mut io, &welcome).await.is_err() {
+            return;
+        }
+        let settings = self.settings(&g, DEFAULT_MAX_FRAME);
+        tracing::info!(%peer, pool = g.pool.name(), worker = %g.hello.name, worker_id, "worker connected");
+        let pool = g.pool.clone();
+        let buf = g.buf;
         let meta = WorkerMeta {
-            name: hello.name.clone(),
+            name: g.hello.name.clone(),
             peer,
         };
-        pool.add_worker(worker_id, meta, move |key| {
+        g.pool.add_worker(worker_id, meta, move |key| {
             let control = HubControl {
-                pool: pool_for_control,
+                pool,
                 key,
                 worker_id,
             };
             Link::spawn(io, buf, settings, control).0
         });
     }
+
+    /// WELCOME with the shared-memory descriptors, then the rings; the socket stays open,
+    /// silent, for liveness.
+    async fn start_shm(&self, mut io: UnixStream, peer: String, g: Greeted) {
+        if !g.buf.is_empty() {
+            let why = "frames after HELLO on a link asking for shared memory".to_string();
+            return refuse(&mut io, &peer, CloseCode::ProtocolError, why).await;
+        }
+        let (channel, bell, fds) = match pullman_shm::create() {
+            Ok(created) => created,
+            Err(e) => {
+                tracing::warn!(%peer, error = %e, "cannot set up shared memory for a worker");
+                let why = format!("shared memory unavailable: {e}");
+                return refuse(&mut io, &peer, CloseCode::Internal, why).await;
+            }
+        };
+        let worker_id = NEXT_WORKER_ID.fetch_add(1, Ordering::Relaxed);
+        let mut welcome = BytesMut::new();
+        encode(
+            &self.welcome(&g, worker_id, SHM_MAX_FRAME, FEATURE_SHM),
+            &mut welcome,
+        );
+        let sent = tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
+            let borrowed: Vec<_> = fds.iter().map(AsFd::as_fd).collect();
+            let n = io
+                .async_io(Interest::WRITABLE, || {
+                    send_with_fds(io.as_fd(), &welcome, &borrowed)
+                })
+                .await?;
+            // The descriptors went with the first byte; the rest is plain bytes.
+            io.write_all(&welcome[n..]).await
+        })
+        .await;
+        if !matches!(sent, Ok(Ok(()))) {
+            tracing::info!(%peer, "worker left during the shared-memory handshake");
+            return;
+        }
+        // The worker holds its own copies now.
+        drop(fds);
+        let transport = match ShmTransport::new(channel, bell, io, SHM_MAX_FRAME) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(%peer, error = %e, "cannot start a shared-memory link");
+                return;
+            }
+        };
+        let settings = self.settings(&g, SHM_MAX_FRAME);
+        tracing::info!(%peer, pool = g.pool.name(), worker = %g.hello.name, worker_id, "worker connected over shared memory");
+        let pool = g.pool.clone();
+        let meta = WorkerMeta {
+            name: g.hello.name.clone(),
+            peer,
+        };
+        g.pool.add_worker(worker_id, meta, move |key| {
+            let control = HubControl {
+                pool,
+                key,
+                worker_id,
+            };
+            Link::spawn_on(transport, settings, control).0
+        });
+    }
 }
 
-async fn refuse<S>(mut io: S, peer: &str, code: CloseCode, reason: String)
+async fn refuse<S>(io: &mut S, peer: &str, code: CloseCode, reason: String)
 where
     S: AsyncWrite + Unpin,
 {
     tracing::info!(%peer, ?code, %reason, "worker connection refused");
     let _ = tokio::time::timeout(
         HANDSHAKE_TIMEOUT,
-        send_frame(&mut io, &Frame::Close { code, reason }),
+        send_frame(io, &Frame::Close { code, reason }),
     )
     .await;
 }

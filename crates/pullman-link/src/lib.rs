@@ -10,6 +10,9 @@
 //! - [`stream`]: one multiplexed stream: its inbox, its send window, [`StreamSender`].
 //! - [`body`]: [`RecvBody`], an `http_body::Body` over a stream's inbound data that returns
 //!   window to the peer as it is consumed.
+//! - [`transport`]: the [`Transport`] seam under the link task, and [`StreamTransport`]
+//!   (frames over a byte stream with the codec).
+//! - [`shm`]: [`ShmTransport`], frames over shared-memory rings (`pullman-shm`).
 //! - [`handshake`]: reading and writing single frames before the link task starts.
 //! - [`error`]: the [`LinkError`] and [`StreamError`] types.
 #![deny(missing_docs, missing_debug_implementations)]
@@ -18,12 +21,16 @@ pub mod body;
 pub mod error;
 pub mod handshake;
 pub mod link;
+pub mod shm;
 pub mod stream;
+pub mod transport;
 
 pub use body::RecvBody;
 pub use error::{LinkError, StreamError};
 pub use link::{Control, Link, Role, Settings};
+pub use shm::ShmTransport;
 pub use stream::{Inbound, Stream, StreamSender};
+pub use transport::{StreamTransport, Transport};
 
 /// Body bytes per BODY frame at most. Smaller than the largest frame so that the bodies of
 /// concurrent streams interleave finely: a 100 MiB response holds a small one up by at most

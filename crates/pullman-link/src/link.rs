@@ -1,33 +1,36 @@
 //! The connection task: one per link, reading, routing and writing frames.
 //!
-//! The task is a single `poll` loop over the socket and a command queue. It reads whatever
-//! is there and routes each frame, takes every queued command and encodes it into one write
-//! buffer, then writes that buffer: under load one system call carries many frames, and
-//! nothing else holds the socket. Nothing in it waits on anything but the socket.
+//! The task is a single `poll` loop over a [`Transport`] and a command queue. It takes
+//! whatever frames have arrived and routes each, takes every queued command and queues its
+//! frame on the transport, then lets the transport send them together: under load one
+//! system call (or one ring publication) carries many frames, and nothing else holds the
+//! transport. Nothing in it waits on anything but the transport.
 
 use std::collections::HashMap;
 use std::future::poll_fn;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::{Buf, BytesMut};
+use bytes::BytesMut;
 use parking_lot::Mutex;
-use pullman_proto::{decode, encode, CloseCode, Frame, Request, Window};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use pullman_proto::{CloseCode, Frame, Request, Window};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::{Interval, MissedTickBehavior};
 
 use crate::error::{LinkError, StreamError};
 use crate::stream::{Inbound, Shared, Stream};
+use crate::transport::{StreamTransport, Transport};
 
-/// Write-buffer size past which the task stops reading and taking commands until the peer
-/// has drained it: a slow peer holds at most this much of our memory (plus stream windows).
+/// Queued outbound bytes past which the task stops reading and taking commands until the
+/// peer has taken them: a slow peer holds at most this much of our memory (plus stream
+/// windows).
 const WRITE_HIGH_WATER: usize = 1024 * 1024;
-/// Read buffer growth step; also the most one read system call takes.
-const READ_CHUNK: usize = 64 * 1024;
+/// Frames taken from the transport in one round, so a peer that never stops sending cannot
+/// keep the task from its commands and its writes.
+const RECV_BUDGET: u32 = 256;
 /// Buffered bytes past which the task writes without first yielding to gather more.
 const BATCH_FLUSH: usize = 64 * 1024;
 /// Most yields in a row before a write, so a steady trickle of frames cannot hold the
@@ -108,7 +111,8 @@ pub struct Link {
 }
 
 impl Link {
-    /// Starts the link task over `io`. `leftover` holds bytes read past the handshake.
+    /// Starts the link task over a byte stream `io`. `leftover` holds bytes read past the
+    /// handshake.
     pub fn spawn<S, C>(
         io: S,
         leftover: BytesMut,
@@ -117,6 +121,20 @@ impl Link {
     ) -> (Link, JoinHandle<LinkError>)
     where
         S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+        C: Control,
+    {
+        let transport = StreamTransport::new(io, leftover, settings.recv_max_frame);
+        Link::spawn_on(transport, settings, control)
+    }
+
+    /// Starts the link task over any transport (a byte stream, shared-memory rings).
+    pub fn spawn_on<T, C>(
+        transport: T,
+        settings: Settings,
+        control: C,
+    ) -> (Link, JoinHandle<LinkError>)
+    where
+        T: Transport,
         C: Control,
     {
         let (tx, rx) = mpsc::unbounded_channel();
@@ -133,9 +151,7 @@ impl Link {
             t
         });
         let task = Task {
-            io,
-            rbuf: leftover,
-            wbuf: BytesMut::with_capacity(READ_CHUNK),
+            transport,
             commands: rx,
             streams: HashMap::new(),
             highest_stream: 0,
@@ -221,10 +237,8 @@ struct Entry {
     body_open: bool,
 }
 
-struct Task<S, C> {
-    io: S,
-    rbuf: BytesMut,
-    wbuf: BytesMut,
+struct Task<T, C> {
+    transport: T,
     commands: mpsc::UnboundedReceiver<Command>,
     streams: HashMap<u64, Entry>,
     /// Highest stream id seen (worker) or opened (hub): ids at or below it that are not in
@@ -236,27 +250,23 @@ struct Task<S, C> {
     ping: Option<Interval>,
     missed_pongs: u32,
     pings_sent: u64,
-    /// Yields taken since the write buffer last emptied.
+    /// Yields taken since the transport's queue last emptied.
     batch_yields: u32,
 }
 
-impl<S, C> Task<S, C>
+impl<T, C> Task<T, C>
 where
-    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    T: Transport,
     C: Control,
 {
     async fn run(mut self) -> LinkError {
-        // Bytes that arrived with the handshake may already hold whole frames.
-        let err = match self.decode_all() {
-            Ok(()) => loop {
-                match poll_fn(|cx| self.poll_run(cx)).await {
-                    // Let the tasks that are about to queue frames run first, so one write
-                    // carries all of them.
-                    Ok(()) => tokio::task::yield_now().await,
-                    Err(e) => break e,
-                }
-            },
-            Err(e) => e,
+        let err = loop {
+            match poll_fn(|cx| self.poll_run(cx)).await {
+                // Let the tasks that are about to queue frames run first, so one write
+                // carries all of them.
+                Ok(()) => tokio::task::yield_now().await,
+                Err(e) => break e,
+            }
         };
         // Refuse new streams first: one opened from now on fails at once instead of waiting
         // on a link that will never carry it.
@@ -270,12 +280,11 @@ where
             _ => None,
         };
         if let Some((code, reason)) = last_words {
-            encode(&Frame::Close { code, reason }, &mut self.wbuf);
+            let _ = self.transport.push(Frame::Close { code, reason });
         }
-        if !self.wbuf.is_empty() {
-            let _ = tokio::time::timeout(CLOSE_FLUSH_TIMEOUT, self.io.write_all(&self.wbuf)).await;
-        }
-        let _ = tokio::time::timeout(CLOSE_FLUSH_TIMEOUT, self.io.shutdown()).await;
+        let transport = &mut self.transport;
+        let _ =
+            tokio::time::timeout(CLOSE_FLUSH_TIMEOUT, poll_fn(|cx| transport.poll_close(cx))).await;
         // Streams opened while the link was ending never reached the wire.
         while let Ok(cmd) = self.commands.try_recv() {
             if let Command::Open { shared, .. } = cmd {
@@ -308,22 +317,25 @@ where
     fn poll_once(&mut self, cx: &mut Context<'_>) -> Result<Round, LinkError> {
         let mut progressed = false;
 
-        if self.wbuf.len() < WRITE_HIGH_WATER {
-            if self.rbuf.capacity() - self.rbuf.len() < READ_CHUNK / 4 {
-                self.rbuf.reserve(READ_CHUNK);
+        let mut received = 0;
+        while self.transport.queued() < WRITE_HIGH_WATER {
+            if received == RECV_BUDGET {
+                // More may be waiting: come back for it after the commands and the writes.
+                progressed = true;
+                break;
             }
-            match tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.rbuf) {
-                Poll::Ready(Ok(0)) => return Err(LinkError::Eof),
-                Poll::Ready(Ok(_)) => {
+            match self.transport.poll_recv(cx) {
+                Poll::Ready(Ok(frame)) => {
                     progressed = true;
-                    self.decode_all()?;
+                    received += 1;
+                    self.on_frame(frame)?;
                 }
-                Poll::Ready(Err(e)) => return Err(e.into()),
-                Poll::Pending => {}
+                Poll::Ready(Err(e)) => return Err(e),
+                Poll::Pending => break,
             }
         }
 
-        while self.wbuf.len() < WRITE_HIGH_WATER {
+        while self.transport.queued() < WRITE_HIGH_WATER {
             match self.commands.poll_recv(cx) {
                 Poll::Ready(Some(cmd)) => {
                     progressed = true;
@@ -336,37 +348,17 @@ where
 
         // Yield while this round brought new work: the tasks it woke are about to queue more
         // frames, and every round that lets them costs less than a system call.
-        if progressed
-            && !self.wbuf.is_empty()
-            && self.wbuf.len() < BATCH_FLUSH
-            && self.batch_yields < MAX_BATCH_YIELDS
+        let queued = self.transport.queued();
+        if progressed && queued > 0 && queued < BATCH_FLUSH && self.batch_yields < MAX_BATCH_YIELDS
         {
             self.batch_yields += 1;
             return Ok(Round::YieldBeforeWrite);
         }
-        while !self.wbuf.is_empty() {
-            match Pin::new(&mut self.io).poll_write(cx, &self.wbuf) {
-                Poll::Ready(Ok(0)) => {
-                    return Err(std::io::Error::from(std::io::ErrorKind::WriteZero).into())
-                }
-                Poll::Ready(Ok(n)) => {
-                    progressed = true;
-                    self.wbuf.advance(n);
-                }
-                Poll::Ready(Err(e)) => return Err(e.into()),
-                Poll::Pending => break,
-            }
+        if self.transport.poll_send(cx)? {
+            progressed = true;
         }
-        if self.wbuf.is_empty() {
+        if self.transport.queued() == 0 {
             self.batch_yields = 0;
-            // Keep the write buffer's allocation but let a burst's growth go.
-            if self.wbuf.capacity() > 4 * WRITE_HIGH_WATER {
-                self.wbuf = BytesMut::with_capacity(READ_CHUNK);
-            }
-            // Stream sockets need no flush; TLS and buffered transports do.
-            if let Poll::Ready(Err(e)) = Pin::new(&mut self.io).poll_flush(cx) {
-                return Err(e.into());
-            }
         }
 
         if let Some(ping) = &mut self.ping {
@@ -377,12 +369,9 @@ where
                 }
                 self.missed_pongs += 1;
                 self.pings_sent += 1;
-                encode(
-                    &Frame::Ping {
-                        opaque: self.pings_sent,
-                    },
-                    &mut self.wbuf,
-                );
+                self.transport.push(Frame::Ping {
+                    opaque: self.pings_sent,
+                })?;
             }
         }
         Ok(if progressed {
@@ -390,15 +379,6 @@ where
         } else {
             Round::Idle
         })
-    }
-
-    fn decode_all(&mut self) -> Result<(), LinkError> {
-        while let Some(frame) = decode(&mut self.rbuf, self.settings.recv_max_frame)
-            .map_err(|e| LinkError::Protocol(e.to_string()))?
-        {
-            self.on_frame(frame)?;
-        }
-        Ok(())
     }
 
     fn on_frame(&mut self, frame: Frame) -> Result<(), LinkError> {
@@ -520,7 +500,7 @@ where
                     .on_request(&self.link, stream, r)
                     .map_err(LinkError::Protocol)?;
             }
-            Frame::Ping { opaque } => encode(&Frame::Pong { opaque }, &mut self.wbuf),
+            Frame::Ping { opaque } => self.transport.push(Frame::Pong { opaque })?,
             Frame::Pong { .. } => self.missed_pongs = 0,
             Frame::Close { code, reason } => return Err(LinkError::PeerClosed { code, reason }),
             f @ (Frame::Credit { .. } | Frame::Drain { .. }) => {
@@ -568,13 +548,12 @@ where
                         body_open: false,
                     },
                 );
-                encode(&frame, &mut self.wbuf);
+                self.transport.push(frame)?;
             }
             Command::Frame(frame) => {
                 let id = frame.stream();
                 if id == 0 {
-                    encode(&frame, &mut self.wbuf);
-                    return Ok(());
+                    return self.transport.push(frame);
                 }
                 // Frames for a stream that has ended are no longer wanted by the peer.
                 let Some(entry) = self.streams.get_mut(&id) else {
@@ -594,19 +573,16 @@ where
                             | Frame::Body { end: true, .. }
                             | Frame::Reject { .. }
                     );
-                encode(&frame, &mut self.wbuf);
+                self.transport.push(frame)?;
                 if ends_response {
                     self.finish(id);
                 }
             }
             Command::Close { code, reason } => {
-                encode(
-                    &Frame::Close {
-                        code,
-                        reason: reason.clone(),
-                    },
-                    &mut self.wbuf,
-                );
+                self.transport.push(Frame::Close {
+                    code,
+                    reason: reason.clone(),
+                })?;
                 return Err(LinkError::Closed { code, reason });
             }
         }
@@ -617,15 +593,16 @@ where
 #[cfg(test)]
 mod tests {
     use std::future::Future;
+    use std::pin::Pin;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::task::Waker;
 
     use bytes::Bytes;
     use pullman_proto::{
-        CancelReason, HeadBuilder, Mode, Response, Version, DEFAULT_INITIAL_WINDOW,
+        decode, encode, CancelReason, HeadBuilder, Mode, Response, Version, DEFAULT_INITIAL_WINDOW,
         DEFAULT_MAX_FRAME, MAX_FRAME_LIMIT,
     };
-    use tokio::io::{AsyncReadExt, DuplexStream, ReadBuf};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream, ReadBuf};
 
     use super::*;
 

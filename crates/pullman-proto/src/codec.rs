@@ -26,7 +26,8 @@ pub fn decode(buf: &mut BytesMut, max_frame: u32) -> Result<Option<Frame>, Decod
     }
     let len = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]);
     let type_byte = buf[4];
-    let kind = FrameType::from_u8(type_byte).ok_or(DecodeError::UnknownType(type_byte))?;
+    // An unknown type is refused before the length, as docs/protocol.md orders the checks.
+    FrameType::from_u8(type_byte).ok_or(DecodeError::UnknownType(type_byte))?;
     if len > max_frame {
         return Err(DecodeError::TooLarge {
             len,
@@ -42,14 +43,27 @@ pub fn decode(buf: &mut BytesMut, max_frame: u32) -> Result<Option<Frame>, Decod
     let stream = u64::from_be_bytes([
         buf[6], buf[7], buf[8], buf[9], buf[10], buf[11], buf[12], buf[13],
     ]);
+    let mut frame = buf.split_to(total);
+    frame.advance(FRAME_HEADER_LEN);
+    decode_payload(type_byte, flags, stream, frame.freeze()).map(Some)
+}
+
+/// Decodes a frame whose header fields arrived apart from its payload (the shared-memory
+/// transport carries them in a ring descriptor). Same checks as [`decode`] but the length
+/// limit, which the caller applies. Payload slices share `payload`'s memory.
+pub fn decode_payload(
+    type_byte: u8,
+    flags: u8,
+    stream: u64,
+    payload: Bytes,
+) -> Result<Frame, DecodeError> {
+    let kind = FrameType::from_u8(type_byte).ok_or(DecodeError::UnknownType(type_byte))?;
     if kind.is_control() != (stream == 0) {
         return Err(DecodeError::BadStream { kind, stream });
     }
-    let mut frame = buf.split_to(total);
-    frame.advance(FRAME_HEADER_LEN);
     let mut p = Payload {
         kind,
-        bytes: frame.freeze(),
+        bytes: payload,
     };
     let out = match kind {
         FrameType::Hello => Frame::Hello(Hello {
@@ -176,7 +190,7 @@ pub fn decode(buf: &mut BytesMut, max_frame: u32) -> Result<Option<Frame>, Decod
     if !p.bytes.is_empty() {
         return Err(p.malformed("trailing bytes"));
     }
-    Ok(Some(out))
+    Ok(out)
 }
 
 /// Appends the encoding of `frame` to `buf`.

@@ -24,7 +24,7 @@ pub mod handshake;
 pub mod head;
 pub mod window;
 
-pub use codec::{decode, encode, FRAME_HEADER_LEN};
+pub use codec::{decode, decode_payload, encode, FRAME_HEADER_LEN};
 pub use error::DecodeError;
 pub use frame::{
     CancelReason, CloseCode, EditOp, Frame, FrameType, HeaderEdit, Hello, Mode, Request, Response,
@@ -48,6 +48,10 @@ pub const HANDSHAKE_MAX_FRAME: u32 = 64 * 1024;
 /// Default largest payload per frame after the handshake: a request head up to the hub's
 /// header limit fits, and body chunks stay small enough to interleave streams finely.
 pub const DEFAULT_MAX_FRAME: u32 = 1024 * 1024;
+
+/// HELLO/WELCOME feature bit: the worker asks for (and the hub grants) the shared-memory
+/// transport. Only on a Unix-socket link; the descriptors follow WELCOME (docs/protocol.md).
+pub const FEATURE_SHM: u32 = 0x1;
 
 /// Default per-stream receive window: enough to keep a loopback link busy (several body
 /// frames in flight) while bounding what one stream may make the receiver hold.

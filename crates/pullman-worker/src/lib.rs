@@ -50,6 +50,13 @@ pub use filter::{Filter, Pass, Verdict};
 pub use handler::{Handler, RequestInfo};
 pub use worker::{Worker, WorkerBuilder};
 
+/// Whether `bytes` lie in memory shared with the hub: on a shared-memory link, the request
+/// head (`RequestInfo::head`) and body chunks do, as they are read where the hub wrote them.
+/// For tests and diagnostics.
+pub fn is_shared_memory(bytes: &[u8]) -> bool {
+    !bytes.is_empty() && pullman_shm::is_shared_memory(bytes.as_ptr())
+}
+
 /// A request body as the handler reads it: chunks stream in as the client sends them, and
 /// reading them is what lets the hub send more.
 pub type RequestBody = pullman_link::RecvBody;

@@ -1,18 +1,20 @@
 //! A worker's life: dial the hub, say HELLO, grant credits, serve, and on shutdown drain.
 
 use std::future::Future;
+use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
 use pullman_link::handshake::{recv_frame, send_frame};
-use pullman_link::{Control, Link, LinkError, Role, Settings, Stream};
+use pullman_link::{Control, Link, LinkError, Role, Settings, ShmTransport, Stream};
 use pullman_proto::{
-    CloseCode, Frame, Hello, Request, DEFAULT_INITIAL_WINDOW, DEFAULT_MAX_FRAME,
-    HANDSHAKE_MAX_FRAME, PROTOCOL_VERSION,
+    decode, CloseCode, Frame, Hello, Request, Welcome, DEFAULT_INITIAL_WINDOW, DEFAULT_MAX_FRAME,
+    FEATURE_SHM, HANDSHAKE_MAX_FRAME, PROTOCOL_VERSION,
 };
-use tokio::io::{AsyncRead, AsyncWrite};
+use pullman_shm::handoff::recv_with_fds;
+use tokio::io::{AsyncRead, AsyncWrite, Interest};
 use tokio::net::{TcpStream, UnixStream};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
@@ -40,6 +42,7 @@ pub struct Worker {
     concurrency: u32,
     name: String,
     drain_grace: Duration,
+    shm: bool,
 }
 
 /// Builds a [`Worker`].
@@ -51,6 +54,7 @@ pub struct WorkerBuilder {
     concurrency: Option<u32>,
     name: Option<String>,
     drain_grace: Option<Duration>,
+    shm: bool,
 }
 
 impl WorkerBuilder {
@@ -90,7 +94,16 @@ impl WorkerBuilder {
         self
     }
 
-    /// The worker; fails if the hub, pool or token is missing or concurrency is 0.
+    /// Whether to ask the hub for the shared-memory transport (a `unix://` hub only).
+    /// Requests are then read in place from memory the hub wrote, without a copy; a hub
+    /// that does not grant it keeps the stream protocol. Default off.
+    pub fn shm(mut self, on: bool) -> Self {
+        self.shm = on;
+        self
+    }
+
+    /// The worker; fails if the hub, pool or token is missing, concurrency is 0, or shared
+    /// memory is asked of a hub that is not on a Unix socket.
     pub fn try_build(self) -> Result<Worker, WorkerError> {
         let missing = |what: &str| WorkerError::Settings(format!("{what} is required"));
         let concurrency = self.concurrency.unwrap_or(1);
@@ -99,8 +112,14 @@ impl WorkerBuilder {
                 "concurrency must be at least 1".into(),
             ));
         }
+        let hub = self.hub.ok_or_else(|| missing("hub address"))?;
+        if self.shm && !matches!(hub, HubAddr::Unix(_)) {
+            return Err(WorkerError::Settings(format!(
+                "shared memory needs a unix:// hub address, not {hub}"
+            )));
+        }
         Ok(Worker {
-            hub: self.hub.ok_or_else(|| missing("hub address"))?,
+            hub,
             pool: self.pool.ok_or_else(|| missing("pool"))?,
             token: self.token.ok_or_else(|| missing("token"))?,
             concurrency,
@@ -108,6 +127,7 @@ impl WorkerBuilder {
                 .name
                 .unwrap_or_else(|| format!("worker-{}", std::process::id())),
             drain_grace: self.drain_grace.unwrap_or(DEFAULT_DRAIN_GRACE),
+            shm: self.shm,
         })
     }
 
@@ -257,7 +277,11 @@ impl Worker {
                 let sock = UnixStream::connect(path)
                     .await
                     .map_err(|e| DialError::Retry(e.to_string()))?;
-                self.handshake(sock, handler, shared).await
+                if self.shm {
+                    self.handshake_shm(sock, handler, shared).await
+                } else {
+                    self.handshake(sock, handler, shared).await
+                }
             }
         }
     }
@@ -272,16 +296,7 @@ impl Worker {
         S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
         H: Service,
     {
-        let hello = Frame::Hello(Hello {
-            min_version: PROTOCOL_VERSION,
-            max_version: PROTOCOL_VERSION,
-            max_frame: DEFAULT_MAX_FRAME,
-            initial_window: DEFAULT_INITIAL_WINDOW,
-            features: 0,
-            pool: self.pool.clone(),
-            token: self.token.clone(),
-            name: self.name.clone(),
-        });
+        let hello = self.hello(0);
         let mut buf = BytesMut::with_capacity(1024);
         let answer = tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
             send_frame(&mut io, &hello).await?;
@@ -290,38 +305,116 @@ impl Worker {
         .await
         .map_err(|_| DialError::Retry("no WELCOME in time".into()))?
         .map_err(|e| DialError::Retry(e.to_string()))?;
-        let welcome = match answer {
-            Frame::Welcome(w) => w,
-            Frame::Close { code, reason } => {
-                let err = WorkerError::Refused {
-                    code,
-                    reason: reason.clone(),
-                };
-                return Err(match code {
-                    CloseCode::AuthFailed
-                    | CloseCode::UnknownPool
-                    | CloseCode::UnsupportedVersion => DialError::Fatal(err),
-                    _ => DialError::Retry(reason),
-                });
-            }
-            other => {
-                return Err(DialError::Retry(format!(
-                    "expected WELCOME, got {:?}",
-                    other.frame_type()
-                )))
-            }
-        };
-        let settings = Settings {
+        let welcome = welcome(answer)?;
+        let settings = self.settings(&welcome, DEFAULT_MAX_FRAME);
+        let control = WorkerControl { handler, shared };
+        Ok(Link::spawn(io, buf, settings, control))
+    }
+
+    fn hello(&self, features: u32) -> Frame {
+        Frame::Hello(Hello {
+            min_version: PROTOCOL_VERSION,
+            max_version: PROTOCOL_VERSION,
+            max_frame: DEFAULT_MAX_FRAME,
+            initial_window: DEFAULT_INITIAL_WINDOW,
+            features,
+            pool: self.pool.clone(),
+            token: self.token.clone(),
+            name: self.name.clone(),
+        })
+    }
+
+    fn settings(&self, welcome: &Welcome, recv_max_frame: u32) -> Settings {
+        Settings {
             role: Role::Worker,
-            recv_max_frame: DEFAULT_MAX_FRAME,
+            recv_max_frame,
             recv_initial_window: DEFAULT_INITIAL_WINDOW,
             send_initial_window: welcome.initial_window,
             ping_interval: (welcome.ping_interval_ms > 0)
                 .then(|| Duration::from_millis(welcome.ping_interval_ms as u64)),
-        };
-        let control = WorkerControl { handler, shared };
-        Ok(Link::spawn(io, buf, settings, control))
+        }
     }
+
+    /// HELLO asking for shared memory; WELCOME arrives with the descriptors (or without, if
+    /// the hub keeps the stream protocol).
+    async fn handshake_shm<H: Service>(
+        &self,
+        mut io: UnixStream,
+        handler: Arc<H>,
+        shared: Arc<Shared>,
+    ) -> Result<(Link, JoinHandle<LinkError>), DialError> {
+        let mut buf = BytesMut::with_capacity(1024);
+        let mut fds = Vec::new();
+        let answer = tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
+            send_frame(&mut io, &self.hello(FEATURE_SHM)).await?;
+            let mut chunk = [0u8; 1024];
+            loop {
+                if let Some(frame) = decode(&mut buf, HANDSHAKE_MAX_FRAME)
+                    .map_err(|e| LinkError::Protocol(e.to_string()))?
+                {
+                    return Ok::<_, LinkError>(frame);
+                }
+                let n = io
+                    .async_io(Interest::READABLE, || {
+                        recv_with_fds(io.as_fd(), &mut chunk, &mut fds)
+                    })
+                    .await?;
+                if n == 0 {
+                    return Err(LinkError::Eof);
+                }
+                buf.extend_from_slice(&chunk[..n]);
+            }
+        })
+        .await
+        .map_err(|_| DialError::Retry("no WELCOME in time".into()))?
+        .map_err(|e| DialError::Retry(e.to_string()))?;
+        let welcome = welcome(answer)?;
+        let control = WorkerControl { handler, shared };
+        if welcome.features & FEATURE_SHM == 0 {
+            tracing::info!("the hub keeps the stream protocol");
+            let settings = self.settings(&welcome, DEFAULT_MAX_FRAME);
+            return Ok(Link::spawn(io, buf, settings, control));
+        }
+        if !buf.is_empty() {
+            return Err(DialError::Retry(
+                "bytes after WELCOME on a shared-memory link".into(),
+            ));
+        }
+        let (channel, bell) =
+            pullman_shm::open(fds).map_err(|e| DialError::Retry(e.to_string()))?;
+        // A frame on shared memory is at most one arena region.
+        let max_frame = pullman_shm::layout::BLOCK_LEN as u32;
+        let transport = ShmTransport::new(channel, bell, io, max_frame)
+            .map_err(|e| DialError::Retry(e.to_string()))?;
+        let settings = self.settings(&welcome, max_frame);
+        tracing::info!("link to the hub over shared memory");
+        Ok(Link::spawn_on(transport, settings, control))
+    }
+}
+
+/// The hub's answer to HELLO: WELCOME, or why not.
+fn welcome(answer: Frame) -> Result<Welcome, DialError> {
+    Ok(match answer {
+        Frame::Welcome(w) => w,
+        Frame::Close { code, reason } => {
+            let err = WorkerError::Refused {
+                code,
+                reason: reason.clone(),
+            };
+            return Err(match code {
+                CloseCode::AuthFailed | CloseCode::UnknownPool | CloseCode::UnsupportedVersion => {
+                    DialError::Fatal(err)
+                }
+                _ => DialError::Retry(reason),
+            });
+        }
+        other => {
+            return Err(DialError::Retry(format!(
+                "expected WELCOME, got {:?}",
+                other.frame_type()
+            )))
+        }
+    })
 }
 
 /// The worker's side of a link: each REQUEST runs the handler in a task of its own, and
@@ -379,5 +472,76 @@ impl<H: Service> Control for WorkerControl<H> {
 
     fn on_closed(&mut self, err: &LinkError) {
         tracing::debug!(reason = %err, "link closed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::net::UnixListener;
+
+    use super::*;
+    use crate::{RequestBody, ResponseBody};
+
+    /// Hang guard only.
+    const PATIENCE: Duration = Duration::from_secs(30);
+
+    #[test]
+    fn shared_memory_needs_a_unix_hub() {
+        let built = Worker::builder()
+            .hub("tcp://127.0.0.1:1".parse().unwrap())
+            .pool("p")
+            .token("t")
+            .shm(true)
+            .try_build();
+        assert!(matches!(built, Err(WorkerError::Settings(_))), "{built:?}");
+    }
+
+    #[tokio::test]
+    async fn a_hub_that_does_not_grant_shared_memory_keeps_the_stream_protocol() {
+        let path = std::env::temp_dir().join(format!("pullman-worker-{}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let listener = UnixListener::bind(&path).unwrap();
+        let worker = Worker::builder()
+            .hub(HubAddr::Unix(path.clone()))
+            .pool("p")
+            .token("t")
+            .shm(true)
+            .build();
+        let running = tokio::spawn(worker.run(
+            |_req: http::Request<RequestBody>| async { http::Response::new(ResponseBody::empty()) },
+            std::future::pending(),
+        ));
+        let (mut sock, _) = listener.accept().await.unwrap();
+        let _ = std::fs::remove_file(&path);
+        let mut buf = BytesMut::new();
+        let hello = tokio::time::timeout(
+            PATIENCE,
+            recv_frame(&mut sock, &mut buf, HANDSHAKE_MAX_FRAME),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        assert!(
+            matches!(&hello, Frame::Hello(h) if h.features & FEATURE_SHM != 0),
+            "{hello:?}"
+        );
+        // An older hub: WELCOME without the feature, and no descriptors.
+        let welcome = Frame::Welcome(Welcome {
+            version: PROTOCOL_VERSION,
+            max_frame: DEFAULT_MAX_FRAME,
+            initial_window: DEFAULT_INITIAL_WINDOW,
+            features: 0,
+            worker_id: 1,
+            ping_interval_ms: 0,
+        });
+        send_frame(&mut sock, &welcome).await.unwrap();
+        // The worker carries on over the socket: its CREDIT arrives there.
+        let credit =
+            tokio::time::timeout(PATIENCE, recv_frame(&mut sock, &mut buf, DEFAULT_MAX_FRAME))
+                .await
+                .unwrap()
+                .unwrap();
+        assert_eq!(credit, Frame::Credit { n: 1 });
+        running.abort();
     }
 }

@@ -1,0 +1,138 @@
+//! The seam under the link task: frames in, frames out, whatever carries them.
+//!
+//! The link logic (streams, windows, credits, pings, drain) lives in `link.rs` and sees only
+//! this trait. [`StreamTransport`] carries frames over a byte stream (TCP, a Unix socket) with
+//! the codec; `shm::ShmTransport` carries them over shared-memory rings.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::{Buf, BytesMut};
+use pullman_proto::{decode, encode, Frame};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::error::LinkError;
+
+/// Read buffer growth step; also the most one read system call takes.
+const READ_CHUNK: usize = 64 * 1024;
+/// Write-buffer capacity past which an emptied buffer is given back, so one burst does not
+/// keep its memory for the life of the link.
+const WRITE_KEEP: usize = 4 * 1024 * 1024;
+
+/// What carries a link's frames. Driven by one task; every method is non-blocking.
+pub trait Transport: Send + 'static {
+    /// The next frame from the peer, once one has arrived whole. `Pending` registers the
+    /// task to be woken when more may have arrived. An error ends the link.
+    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Result<Frame, LinkError>>;
+
+    /// Queues a frame behind the ones already queued. It reaches the peer on a later
+    /// [`poll_send`](Transport::poll_send); nothing queued is ever dropped.
+    fn push(&mut self, frame: Frame) -> Result<(), LinkError>;
+
+    /// Bytes queued and not yet handed to the peer: the link stops taking new work past its
+    /// high-water mark, which is what bounds this.
+    fn queued(&self) -> usize;
+
+    /// Hands queued frames to the peer as far as it can take them now; `Ok(true)` if any
+    /// went. While some remain, the task is woken when the peer makes room.
+    fn poll_send(&mut self, cx: &mut Context<'_>) -> Result<bool, LinkError>;
+
+    /// The link is over: hands over what it still can, then closes its side. The caller
+    /// bounds how long this may take.
+    fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<()>;
+}
+
+/// Frames over a byte stream, encoded with the codec: many frames per system call.
+#[derive(Debug)]
+pub struct StreamTransport<S> {
+    io: S,
+    rbuf: BytesMut,
+    wbuf: BytesMut,
+    max_frame: u32,
+    shut_down: bool,
+}
+
+impl<S> StreamTransport<S>
+where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    /// Frames over `io`. `leftover` holds bytes read past the handshake; `max_frame` is the
+    /// largest payload accepted from the peer.
+    pub fn new(io: S, leftover: BytesMut, max_frame: u32) -> StreamTransport<S> {
+        StreamTransport {
+            io,
+            rbuf: leftover,
+            wbuf: BytesMut::with_capacity(READ_CHUNK),
+            max_frame,
+            shut_down: false,
+        }
+    }
+}
+
+impl<S> Transport for StreamTransport<S>
+where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Result<Frame, LinkError>> {
+        loop {
+            match decode(&mut self.rbuf, self.max_frame) {
+                Ok(Some(frame)) => return Poll::Ready(Ok(frame)),
+                Ok(None) => {}
+                Err(e) => return Poll::Ready(Err(LinkError::Protocol(e.to_string()))),
+            }
+            if self.rbuf.capacity() - self.rbuf.len() < READ_CHUNK / 4 {
+                self.rbuf.reserve(READ_CHUNK);
+            }
+            match tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.rbuf) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(LinkError::Eof)),
+                Poll::Ready(Ok(_)) => continue,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e.into())),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+
+    fn push(&mut self, frame: Frame) -> Result<(), LinkError> {
+        encode(&frame, &mut self.wbuf);
+        Ok(())
+    }
+
+    fn queued(&self) -> usize {
+        self.wbuf.len()
+    }
+
+    fn poll_send(&mut self, cx: &mut Context<'_>) -> Result<bool, LinkError> {
+        let mut progressed = false;
+        while !self.wbuf.is_empty() {
+            match Pin::new(&mut self.io).poll_write(cx, &self.wbuf) {
+                Poll::Ready(Ok(0)) => {
+                    return Err(std::io::Error::from(std::io::ErrorKind::WriteZero).into())
+                }
+                Poll::Ready(Ok(n)) => {
+                    progressed = true;
+                    self.wbuf.advance(n);
+                }
+                Poll::Ready(Err(e)) => return Err(e.into()),
+                Poll::Pending => return Ok(progressed),
+            }
+        }
+        if self.wbuf.capacity() > WRITE_KEEP {
+            self.wbuf = BytesMut::with_capacity(READ_CHUNK);
+        }
+        // Stream sockets need no flush; TLS and buffered transports do.
+        if let Poll::Ready(Err(e)) = Pin::new(&mut self.io).poll_flush(cx) {
+            return Err(e.into());
+        }
+        Ok(progressed)
+    }
+
+    fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if !self.shut_down {
+            match self.poll_send(cx) {
+                Ok(_) if !self.wbuf.is_empty() => return Poll::Pending,
+                _ => self.shut_down = true,
+            }
+        }
+        Pin::new(&mut self.io).poll_shutdown(cx).map(drop)
+    }
+}
