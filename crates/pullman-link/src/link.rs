@@ -235,6 +235,9 @@ struct Entry {
     /// Whether the peer's body is under way: after a RESPONSE (hub) or REQUEST (worker)
     /// without END, until the BODY with END.
     body_open: bool,
+    /// Hub: the transport's mark just past this stream's REQUEST. If the link dies before
+    /// the transport has handed that far, the request never left and may go elsewhere.
+    request_mark: u64,
 }
 
 struct Task<T, C> {
@@ -291,8 +294,13 @@ where
                 shared.undelivered(&err);
             }
         }
+        let handed_over = self.transport.handed_over();
         for (_, entry) in self.streams.drain() {
-            entry.shared.reset(&err);
+            if entry.request_mark > handed_over {
+                entry.shared.undelivered(&err);
+            } else {
+                entry.shared.reset(&err);
+            }
         }
         self.control.on_closed(&err);
         err
@@ -489,6 +497,7 @@ where
                         shared: shared.clone(),
                         recv_window: window,
                         body_open: !r.end,
+                        request_mark: 0,
                     },
                 );
                 let stream = Stream {
@@ -546,9 +555,14 @@ where
                         shared,
                         recv_window: window,
                         body_open: false,
+                        // Not handed over until the push below says how far it reaches.
+                        request_mark: u64::MAX,
                     },
                 );
                 self.transport.push(frame)?;
+                if let Some(entry) = self.streams.get_mut(&id) {
+                    entry.request_mark = self.transport.pushed_mark();
+                }
             }
             Command::Frame(frame) => {
                 let id = frame.stream();
@@ -1216,6 +1230,56 @@ mod tests {
             within("reset", stream.recv()).await,
             Inbound::Undelivered(_)
         ));
+    }
+
+    /// A socket whose peer is gone but whose end has not been read yet: reads wait,
+    /// writes fail (a Unix socket's EPIPE).
+    struct DeadPeer;
+
+    impl AsyncRead for DeadPeer {
+        fn poll_read(
+            self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+            _buf: &mut ReadBuf<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            Poll::Pending
+        }
+    }
+
+    impl AsyncWrite for DeadPeer {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+            _buf: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
+            Poll::Ready(Err(std::io::ErrorKind::BrokenPipe.into()))
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_whose_write_fails_is_undelivered() {
+        let (tx, _events) = mpsc::unbounded_channel();
+        let (link, task) =
+            Link::spawn(DeadPeer, BytesMut::new(), settings(Role::Hub), Recorder(tx));
+        let mut stream = link.open(request()).unwrap();
+        // The REQUEST was taken into the link and pushed to the transport, but the write
+        // failed: it never left, so the stream may be given to another worker.
+        assert!(matches!(
+            within("undelivered", stream.recv()).await,
+            Inbound::Undelivered(_)
+        ));
+        assert!(
+            matches!(task.await.unwrap(), LinkError::Io(_)),
+            "the link died of the write"
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -90,6 +90,11 @@ pub struct ShmTransport {
     pending_bytes: usize,
     /// Bytes written to the ring but not yet published.
     unpublished: usize,
+    /// Frames ever pushed, frames ever written to the ring, and how many of those were
+    /// published: the marks (frames go to the ring in the order they are pushed).
+    pushed: u64,
+    put: u64,
+    published: u64,
     scratch: BytesMut,
     max_frame: u32,
     spin: Spin,
@@ -133,6 +138,9 @@ impl ShmTransport {
             pending: VecDeque::new(),
             pending_bytes: 0,
             unpublished: 0,
+            pushed: 0,
+            put: 0,
+            published: 0,
             scratch: BytesMut::with_capacity(1024),
             max_frame,
             spin: Spin {
@@ -166,6 +174,7 @@ impl ShmTransport {
         .map_err(shm_error)?;
         if put {
             self.unpublished += payload_len(frame);
+            self.put += 1;
         }
         Ok(put)
     }
@@ -245,6 +254,7 @@ impl Transport for ShmTransport {
     }
 
     fn push(&mut self, frame: Frame) -> Result<(), LinkError> {
+        self.pushed += 1;
         if self.pending.is_empty() && self.try_put(&frame)? {
             return Ok(());
         }
@@ -268,10 +278,19 @@ impl Transport for ShmTransport {
         }
         let published = self.channel.publish();
         self.unpublished = 0;
+        self.published = self.put;
         if !self.pending.is_empty() && !self.park(cx)? {
             cx.waker().wake_by_ref();
         }
         Ok(published)
+    }
+
+    fn pushed_mark(&self) -> u64 {
+        self.pushed
+    }
+
+    fn handed_over(&self) -> u64 {
+        self.published
     }
 
     fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<()> {

@@ -40,6 +40,15 @@ pub trait Transport: Send + 'static {
     /// The link is over: hands over what it still can, then closes its side. The caller
     /// bounds how long this may take.
     fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<()>;
+
+    /// Where the frames pushed so far end, in the transport's own unit: a frame pushed
+    /// before this call has been handed to the peer once [`handed_over`](Transport::handed_over)
+    /// reaches this mark. The link uses it to tell, when it dies, which requests never left.
+    fn pushed_mark(&self) -> u64;
+
+    /// How far the frames handed to the peer (written to the socket, published in the ring)
+    /// reach, in the unit of [`pushed_mark`](Transport::pushed_mark).
+    fn handed_over(&self) -> u64;
 }
 
 /// Frames over a byte stream, encoded with the codec: many frames per system call.
@@ -50,6 +59,9 @@ pub struct StreamTransport<S> {
     wbuf: BytesMut,
     max_frame: u32,
     shut_down: bool,
+    /// Bytes ever encoded into `wbuf`, and bytes ever written from it: the marks.
+    encoded: u64,
+    written: u64,
 }
 
 impl<S> StreamTransport<S>
@@ -65,6 +77,8 @@ where
             wbuf: BytesMut::with_capacity(READ_CHUNK),
             max_frame,
             shut_down: false,
+            encoded: 0,
+            written: 0,
         }
     }
 }
@@ -93,7 +107,9 @@ where
     }
 
     fn push(&mut self, frame: Frame) -> Result<(), LinkError> {
+        let before = self.wbuf.len();
         encode(&frame, &mut self.wbuf);
+        self.encoded += (self.wbuf.len() - before) as u64;
         Ok(())
     }
 
@@ -111,6 +127,7 @@ where
                 Poll::Ready(Ok(n)) => {
                     progressed = true;
                     self.wbuf.advance(n);
+                    self.written += n as u64;
                 }
                 Poll::Ready(Err(e)) => return Err(e.into()),
                 Poll::Pending => return Ok(progressed),
@@ -124,6 +141,14 @@ where
             return Err(e.into());
         }
         Ok(progressed)
+    }
+
+    fn pushed_mark(&self) -> u64 {
+        self.encoded
+    }
+
+    fn handed_over(&self) -> u64 {
+        self.written
     }
 
     fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<()> {
