@@ -134,11 +134,25 @@ async fn exchange(
     }
     let mut body = (!body.is_end_stream()).then_some(body);
     if config.mode == PoolMode::Filter {
-        return crate::filter::exchange(pool.clone(), parts, head, body, peer, started).await;
+        // Boxed: the filter path's state (an upstream request, two worker streams) would
+        // otherwise make every respond-mode request's future as large as its own.
+        return Box::pin(crate::filter::exchange(
+            pool.clone(),
+            parts,
+            head,
+            body,
+            peer,
+            started,
+        ))
+        .await;
     }
     // Only a request without a body can be given to another worker: a body already
     // streamed to the first one is gone.
     let bodiless = body.is_none();
+    let idempotent = matches!(
+        parts.method,
+        Method::GET | Method::HEAD | Method::PUT | Method::DELETE | Method::OPTIONS
+    );
     let deadline = started + config.timeout;
     let queue_deadline = started + config.queue_timeout;
     let mut front = false;
@@ -221,10 +235,6 @@ async fn exchange(
             }
             Head::Undelivered | Head::WorkerFailed => {
                 in_flight.complete();
-                let idempotent = matches!(
-                    parts.method,
-                    Method::GET | Method::HEAD | Method::PUT | Method::DELETE | Method::OPTIONS
-                );
                 if config.retry_idempotent && idempotent && bodiless {
                     front = true;
                     continue;
