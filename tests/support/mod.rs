@@ -346,6 +346,11 @@ pub async fn send(client: &HttpClient, req: http::Request<Full<Bytes>>) -> Answe
         .await
         .expect("request hung")
         .expect("request failed");
+    collect(resp).await
+}
+
+/// A response read to its end.
+pub async fn collect(resp: http::Response<hyper::body::Incoming>) -> Answer {
     let (parts, body) = resp.into_parts();
     let body = tokio::time::timeout(HANG_GUARD, body.collect())
         .await
@@ -592,17 +597,7 @@ pub fn spawn_held_post(url: String) -> (tokio::task::JoinHandle<Answer>, tokio::
             .await
             .expect("request hung")
             .expect("request failed");
-        let (parts, body) = resp.into_parts();
-        let body = tokio::time::timeout(HANG_GUARD, body.collect())
-            .await
-            .expect("body hung")
-            .expect("body failed")
-            .to_bytes();
-        Answer {
-            status: parts.status.as_u16(),
-            headers: parts.headers,
-            body,
-        }
+        collect(resp).await
     });
     (task, writer)
 }

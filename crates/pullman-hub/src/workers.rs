@@ -169,7 +169,7 @@ impl WorkerPort {
     }
 
     /// WELCOME, then the stream protocol on the same socket.
-    async fn start_stream<S>(&self, mut io: S, peer: String, g: Greeted)
+    async fn start_stream<S>(&self, mut io: S, peer: String, mut g: Greeted)
     where
         S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     {
@@ -180,18 +180,8 @@ impl WorkerPort {
         }
         let settings = self.settings(&g, DEFAULT_MAX_FRAME);
         tracing::info!(%peer, pool = g.pool.name(), worker = %g.hello.name, worker_id, "worker connected");
-        let pool = g.pool.clone();
-        let buf = g.buf;
-        let meta = WorkerMeta {
-            name: g.hello.name.clone(),
-            peer,
-        };
-        g.pool.add_worker(worker_id, meta, move |key| {
-            let control = HubControl {
-                pool,
-                key,
-                worker_id,
-            };
+        let buf = std::mem::take(&mut g.buf);
+        join(&g, worker_id, peer, move |control| {
             Link::spawn(io, buf, settings, control).0
         });
     }
@@ -243,20 +233,26 @@ impl WorkerPort {
         };
         let settings = self.settings(&g, SHM_MAX_FRAME);
         tracing::info!(%peer, pool = g.pool.name(), worker = %g.hello.name, worker_id, "worker connected over shared memory");
-        let pool = g.pool.clone();
-        let meta = WorkerMeta {
-            name: g.hello.name.clone(),
-            peer,
-        };
-        g.pool.add_worker(worker_id, meta, move |key| {
-            let control = HubControl {
-                pool,
-                key,
-                worker_id,
-            };
+        join(&g, worker_id, peer, move |control| {
             Link::spawn_on(transport, settings, control).0
         });
     }
+}
+
+/// Makes the greeted worker one of its pool's, on the link `start` spawns.
+fn join(g: &Greeted, worker_id: u64, peer: String, start: impl FnOnce(HubControl) -> Link) {
+    let pool = g.pool.clone();
+    let meta = WorkerMeta {
+        name: g.hello.name.clone(),
+        peer,
+    };
+    g.pool.add_worker(worker_id, meta, move |key| {
+        start(HubControl {
+            pool,
+            key,
+            worker_id,
+        })
+    });
 }
 
 async fn refuse<S>(io: &mut S, peer: &str, code: CloseCode, reason: String)
