@@ -40,15 +40,15 @@ enum Command {
     },
     /// Run a worker that dials a hub.
     Worker {
-        /// The hub's worker address: tcp://HOST:PORT or unix:///PATH.
-        #[arg(long, env = "PULLMAN_HUB")]
-        hub: String,
-        /// The pool to serve.
-        #[arg(long, env = "PULLMAN_POOL")]
-        pool: String,
-        /// The pool's token.
-        #[arg(long, env = "PULLMAN_TOKEN", hide_env_values = true)]
-        token: String,
+        /// The hub's worker address: tcp://HOST:PORT or unix:///PATH [default: $PULLMAN_HUB].
+        #[arg(long)]
+        hub: Option<String>,
+        /// The pool to serve [default: $PULLMAN_POOL].
+        #[arg(long)]
+        pool: Option<String>,
+        /// The pool's token [default: $PULLMAN_TOKEN].
+        #[arg(long)]
+        token: Option<String>,
         /// Requests this worker runs at once.
         #[arg(long, default_value_t = 1)]
         concurrency: u32,
@@ -141,10 +141,19 @@ fn run() -> anyhow::Result<()> {
                 ..
             } => {
                 let name = name.unwrap_or_else(|| format!("worker-{}", std::process::id()));
-                let worker = Worker::builder()
-                    .hub(hub.parse::<HubAddr>()?)
-                    .pool(pool)
-                    .token(token)
+                // What the flags leave out, the SDK reads from the environment (the
+                // hub's supervisor sets PULLMAN_HUB, PULLMAN_POOL and PULLMAN_TOKEN).
+                let mut builder = Worker::builder();
+                if let Some(hub) = hub {
+                    builder = builder.hub(hub.parse::<HubAddr>()?);
+                }
+                if let Some(pool) = pool {
+                    builder = builder.pool(pool);
+                }
+                if let Some(token) = token {
+                    builder = builder.token(token);
+                }
+                let worker = builder
                     .concurrency(concurrency)
                     .name(name.clone())
                     .shm(shm)

@@ -48,7 +48,7 @@ pub use body::ResponseBody;
 pub use error::WorkerError;
 pub use filter::{Filter, Pass, Verdict};
 pub use handler::{Handler, RequestInfo};
-pub use worker::{Worker, WorkerBuilder};
+pub use worker::{Worker, WorkerBuilder, ENV_HUB, ENV_POOL, ENV_TOKEN};
 
 /// Whether `bytes` lie in memory shared with the hub: on a shared-memory link, the request
 /// head (`RequestInfo::head`) and body chunks do, as they are read where the hub wrote them.

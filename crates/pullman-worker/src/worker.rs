@@ -33,6 +33,15 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default time a draining worker gives requests in flight.
 const DEFAULT_DRAIN_GRACE: Duration = Duration::from_secs(30);
 
+/// Where [`WorkerBuilder::try_build`] finds the hub address when [`WorkerBuilder::hub`] was
+/// not called. The hub's supervisor sets it, with [`ENV_POOL`] and [`ENV_TOKEN`], for every
+/// program it starts, so a supervised worker needs no flags.
+pub const ENV_HUB: &str = "PULLMAN_HUB";
+/// Where the pool comes from when [`WorkerBuilder::pool`] was not called.
+pub const ENV_POOL: &str = "PULLMAN_POOL";
+/// Where the token comes from when [`WorkerBuilder::token`] was not called.
+pub const ENV_TOKEN: &str = "PULLMAN_TOKEN";
+
 /// A worker's settings. Build one with [`Worker::builder`], then [`Worker::run`] it.
 #[derive(Debug, Clone)]
 pub struct Worker {
@@ -58,19 +67,19 @@ pub struct WorkerBuilder {
 }
 
 impl WorkerBuilder {
-    /// The hub's worker address.
+    /// The hub's worker address. Default: [`ENV_HUB`] from the environment.
     pub fn hub(mut self, hub: HubAddr) -> Self {
         self.hub = Some(hub);
         self
     }
 
-    /// The pool to serve.
+    /// The pool to serve. Default: [`ENV_POOL`] from the environment.
     pub fn pool(mut self, pool: impl Into<String>) -> Self {
         self.pool = Some(pool.into());
         self
     }
 
-    /// The pool's token.
+    /// The pool's token. Default: [`ENV_TOKEN`] from the environment.
     pub fn token(mut self, token: impl Into<String>) -> Self {
         self.token = Some(token.into());
         self
@@ -102,17 +111,26 @@ impl WorkerBuilder {
         self
     }
 
-    /// The worker; fails if the hub, pool or token is missing, concurrency is 0, or shared
-    /// memory is asked of a hub that is not on a Unix socket.
+    /// The worker; fails if the hub, pool or token is neither set nor in the environment,
+    /// concurrency is 0, or shared memory is asked of a hub that is not on a Unix socket.
     pub fn try_build(self) -> Result<Worker, WorkerError> {
-        let missing = |what: &str| WorkerError::Settings(format!("{what} is required"));
+        let from_env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let missing = |what: &str, env: &str| {
+            WorkerError::Settings(format!("{what} is required (or {env} in the environment)"))
+        };
         let concurrency = self.concurrency.unwrap_or(1);
         if concurrency == 0 {
             return Err(WorkerError::Settings(
                 "concurrency must be at least 1".into(),
             ));
         }
-        let hub = self.hub.ok_or_else(|| missing("hub address"))?;
+        let hub = match self.hub {
+            Some(hub) => hub,
+            None => from_env(ENV_HUB)
+                .ok_or_else(|| missing("the hub address", ENV_HUB))?
+                .parse()
+                .map_err(|e| WorkerError::Settings(format!("{ENV_HUB}: {e}")))?,
+        };
         if self.shm && !matches!(hub, HubAddr::Unix(_)) {
             return Err(WorkerError::Settings(format!(
                 "shared memory needs a unix:// hub address, not {hub}"
@@ -120,8 +138,14 @@ impl WorkerBuilder {
         }
         Ok(Worker {
             hub,
-            pool: self.pool.ok_or_else(|| missing("pool"))?,
-            token: self.token.ok_or_else(|| missing("token"))?,
+            pool: self
+                .pool
+                .or_else(|| from_env(ENV_POOL))
+                .ok_or_else(|| missing("the pool", ENV_POOL))?,
+            token: self
+                .token
+                .or_else(|| from_env(ENV_TOKEN))
+                .ok_or_else(|| missing("the token", ENV_TOKEN))?,
             concurrency,
             name: self
                 .name
