@@ -185,8 +185,7 @@ fn main() -> anyhow::Result<()> {
             rate,
             seed,
         } => {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
+            let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
             let target = Target::parse(&url, proto)?;

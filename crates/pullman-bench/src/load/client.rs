@@ -84,6 +84,9 @@ pub struct Answer {
     pub body_bytes: u64,
 }
 
+/// The I/O of one connection: runs until the connection closes.
+pub type Driver = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
 /// A connection ready to send requests. HTTP/2 ones can be shared between tasks.
 #[derive(Debug)]
 pub enum Conn {
@@ -92,15 +95,29 @@ pub enum Conn {
 }
 
 impl Conn {
+    /// Opens a connection whose I/O runs in a task of its own.
     pub async fn open(target: &Target) -> Result<Conn, Error> {
+        let (conn, driver) = Conn::open_inline(target).await?;
+        tokio::spawn(driver);
+        Ok(conn)
+    }
+
+    /// Opens a connection and returns the future that does its I/O, for the caller to poll
+    /// in the same task as its requests: no hand-off between tasks per request, which
+    /// keeps the load generator's own cost per request low.
+    pub async fn open_inline(target: &Target) -> Result<(Conn, Driver), Error> {
         let sock = TcpStream::connect(target.addr).await?;
         let _ = sock.set_nodelay(true);
         let io = TokioIo::new(sock);
         Ok(match target.proto {
             Proto::H1 => {
                 let (send, conn) = http1::handshake(io).await?;
-                tokio::spawn(conn);
-                Conn::H1(send)
+                (
+                    Conn::H1(send),
+                    Box::pin(async move {
+                        let _ = conn.await;
+                    }),
+                )
             }
             Proto::H2 => {
                 let (send, conn) = http2::Builder::new(TokioExecutor::new())
@@ -108,8 +125,12 @@ impl Conn {
                     .initial_connection_window_size(LOAD_H2_WINDOW)
                     .handshake(io)
                     .await?;
-                tokio::spawn(conn);
-                Conn::H2(send)
+                (
+                    Conn::H2(send),
+                    Box::pin(async move {
+                        let _ = conn.await;
+                    }),
+                )
             }
         })
     }

@@ -135,37 +135,53 @@ pub async fn closed_loop(
     spec: Arc<dyn Fn(u64) -> RequestSpec + Send + Sync>,
     label: &str,
 ) -> Result<LoadResult, Error> {
-    let mut opened = Vec::with_capacity(conns);
-    for _ in 0..conns.max(1) {
-        opened.push(Conn::open(target).await?);
-    }
     let start = Instant::now();
     let deadline = start + duration;
     let counter = Arc::new(AtomicU64::new(0));
     let progress = Progress::start(label, Some(duration), counter.clone());
     let mut tasks = tokio::task::JoinSet::new();
-    for conn in opened {
-        let mut handles: Vec<Conn> = (1..streams.max(1)).filter_map(|_| conn.share()).collect();
-        handles.push(conn);
-        for mut conn in handles {
-            let (target, spec, counter) = (target.clone(), spec.clone(), counter.clone());
-            tasks.spawn(async move {
-                let mut result = LoadResult::new(start);
-                while Instant::now() < deadline {
-                    let i = counter.fetch_add(1, Ordering::Relaxed);
-                    let sent = Instant::now();
-                    let answer = conn.send(&target, &spec(i)).await;
-                    result.record(sent.elapsed(), 0, &answer);
-                    if conn.is_closed() {
-                        match Conn::open(&target).await {
-                            Ok(c) => conn = c,
-                            Err(_) => break,
+    for _ in 0..conns.max(1) {
+        let (target, spec, counter) = (target.clone(), spec.clone(), counter.clone());
+        tasks.spawn(async move {
+            let mut result = LoadResult::new(start);
+            // One task per connection drives the connection's I/O and its requests
+            // together; a connection the server closes is replaced.
+            while Instant::now() < deadline {
+                let Ok((conn, driver)) = Conn::open_inline(&target).await else {
+                    result.errors += 1;
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                };
+                let mut handles: Vec<Conn> =
+                    (1..streams.max(1)).filter_map(|_| conn.share()).collect();
+                handles.push(conn);
+                let loops = handles.into_iter().map(|mut conn| {
+                    let (target, spec, counter) = (&target, &spec, &counter);
+                    async move {
+                        let mut part = LoadResult::new(start);
+                        while Instant::now() < deadline && !conn.is_closed() {
+                            let i = counter.fetch_add(1, Ordering::Relaxed);
+                            let sent = Instant::now();
+                            let answer = conn.send(target, &spec(i)).await;
+                            part.record(sent.elapsed(), 0, &answer);
+                        }
+                        part
+                    }
+                });
+                let all = futures_util::future::join_all(loops);
+                futures_util::pin_mut!(all);
+                match futures_util::future::select(driver, all).await {
+                    futures_util::future::Either::Right((parts, _)) => {
+                        for p in parts {
+                            merge(&mut result, p);
                         }
                     }
+                    // The connection ended with requests in flight: they failed.
+                    futures_util::future::Either::Left(((), _)) => result.errors += 1,
                 }
-                result
-            });
-        }
+            }
+            result
+        });
     }
     let mut total = LoadResult::new(start);
     while let Some(part) = tasks.join_next().await {

@@ -87,10 +87,17 @@ pub struct Measured {
 impl Ctx {
     /// `load_threads`: threads of the load generator's runtime.
     pub fn new(env: Env, opts: RunOpts, load_threads: usize) -> Result<Ctx, Error> {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(load_threads.max(1))
-            .enable_all()
-            .build()?;
+        // One thread: a current-thread runtime, so requests never hop between threads.
+        let rt = if load_threads <= 1 {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?
+        } else {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(load_threads)
+                .enable_all()
+                .build()?
+        };
         Ok(Ctx {
             env,
             opts,
