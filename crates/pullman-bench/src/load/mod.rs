@@ -64,6 +64,10 @@ pub struct LoadResult {
     pub samples: Vec<Sample>,
     /// When the trace's time zero was (open loop), to line up with server-side events.
     pub epoch: Instant,
+    /// Open loop: how late the generator itself started each request, µs (its own
+    /// scheduling delay; counted in the latencies, as it must be, and reported so that a
+    /// busy machine shows as such rather than as the system's fault).
+    pub late: Histogram<u64>,
 }
 
 impl LoadResult {
@@ -77,6 +81,7 @@ impl LoadResult {
             by_class: Vec::new(),
             samples: Vec::new(),
             epoch,
+            late: new_histogram(),
         }
     }
 
@@ -284,6 +289,7 @@ pub async fn open_loop(
             counter.clone(),
         );
         tokio::spawn(async move {
+            let late = due.elapsed();
             let req = spec(&job);
             let answer = match pool.take().await {
                 Some(mut conn) => {
@@ -301,7 +307,7 @@ pub async fn open_loop(
                 None => (Err(Error::peer("load", "no connection")), due.elapsed()),
             };
             counter.fetch_add(1, Ordering::Relaxed);
-            let _ = done_tx.send((job, answer.0, answer.1));
+            let _ = done_tx.send((job, answer.0, answer.1, late));
         });
     }
     drop(done_tx);
@@ -310,8 +316,11 @@ pub async fn open_loop(
     let mut answered = 0usize;
     while answered < trace.jobs.len() {
         match tokio::time::timeout_at(drain_until, done_rx.recv()).await {
-            Ok(Some((job, answer, latency))) => {
+            Ok(Some((job, answer, latency, late))) => {
                 answered += 1;
+                result
+                    .late
+                    .saturating_record((late.as_micros() as u64).clamp(1, HIST_MAX_US));
                 result.record(latency, job.class, &answer);
                 result.samples.push(Sample {
                     at_ms: job.at_ms,

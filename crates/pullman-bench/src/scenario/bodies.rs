@@ -50,7 +50,7 @@ impl Scenario for Bodies {
     fn run(&self, ctx: &mut Ctx) -> Result<String, Error> {
         let layout = Layout::new(1, 4);
         let (systems, down) = super::start_all(ctx, &SYSTEMS, &layout);
-        let rounds = ctx.rounds(3);
+        let rounds = ctx.rounds(2);
         let secs = ctx.secs(5.0, 1.0);
         let mut skipped = Vec::new();
         for round in 1..=rounds {
