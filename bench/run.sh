@@ -4,11 +4,14 @@
 # Usage: bench/run.sh [--quick] [--scenario NAME]... [--rounds N] [other pullman-bench run flags]
 #   --quick            every scenario briefly, one round (a smoke check)
 #   --scenario NAME    only this scenario (repeatable): overhead, expensive, hol, bodies, scale
-# Writes the records of the whole run to docs/bench/results.json as well.
+# A run of every scenario also writes all its records to docs/bench/results.json (each
+# scenario's own records are always in docs/bench/NAME.json).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release -q -p pullman -p pullman-bench
 # The scale scenario keeps 100,000 requests open; each is a stream, and 512 workers are
 # processes with their sockets.
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
-exec target/release/pullman-bench run --json docs/bench/results.json "$@"
+json=(--json docs/bench/results.json)
+for a in "$@"; do [ "$a" = --scenario ] && json=(); done
+exec target/release/pullman-bench run "${json[@]}" "$@"

@@ -13,7 +13,9 @@ sudo_cmd=()
 need=()
 command -v nginx >/dev/null || need+=(nginx)
 command -v haproxy >/dev/null || need+=(haproxy)
-command -v python3 >/dev/null || need+=(python3 python3-venv)
+command -v python3 >/dev/null || need+=(python3)
+# Debian ships venv (with ensurepip) in a package of its own.
+python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
   "${sudo_cmd[@]}" apt-get update -q
   DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -q "${need[@]}"

@@ -52,6 +52,14 @@ enum Command {
         #[command(flatten)]
         expensive: ExpensiveParams,
     },
+    /// Reassemble the report from the sections already in the out dir (after editing
+    /// `findings.md`, say), without running anything.
+    Report {
+        #[arg(long, default_value = "docs/benchmarks.md")]
+        report: PathBuf,
+        #[arg(long, default_value = "docs/bench")]
+        out_dir: PathBuf,
+    },
     /// Load one URL: closed loop (default) or open loop at a Poisson rate.
     Load {
         /// http://IP:PORT
@@ -176,6 +184,11 @@ fn main() -> anyhow::Result<()> {
             anyhow::ensure!(failed.is_empty(), "failed: {}", failed.join("; "));
             Ok(())
         }
+        Command::Report {
+            report: report_path,
+            out_dir,
+        } => report::assemble(&report_path, &out_dir, scenario::NAMES)
+            .with_context(|| format!("writing {}", report_path.display())),
         Command::Load {
             url,
             path,

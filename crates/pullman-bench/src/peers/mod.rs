@@ -209,7 +209,8 @@ impl Running {
         self.procs.push(proc);
     }
 
-    /// Stops the workers but not the middle (the scale scenario queues with no worker).
+    /// The system's processes, the middle first; dropping one stops it (the scale scenario
+    /// stops the workers this way to queue with none connected).
     pub fn procs_mut(&mut self) -> &mut Vec<Proc> {
         &mut self.procs
     }

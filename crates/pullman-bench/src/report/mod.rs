@@ -158,8 +158,10 @@ simulation, measured by `pullman-bench` (crates/pullman-bench) in one run: syste
 alternate within each round, and tables quote the median over rounds of each figure and of \
 each system's ratio to the reference system *of the same round*. Set up with \
 `bench/setup.sh`, run everything with `bench/run.sh` (`--quick` for a smoke run); a \
-scenario runs alone with `bench/run.sh --scenario NAME`. Raw records: \
-`docs/bench/results.json`.\n\n";
+scenario runs alone with `bench/run.sh --scenario NAME`, and refreshes its own section only. \
+Raw records (one per scenario, system, variant and round): `docs/bench/NAME.json`, and for a \
+run of everything `docs/bench/results.json`. `pullman-bench report` reassembles this page \
+after `docs/bench/findings.md` is edited.\n\n";
 
 #[cfg(test)]
 mod tests {
