@@ -1,0 +1,27 @@
+//! pullman-bench: measures pullman against its peers (a direct server, nginx, HAProxy,
+//! POTHEAD) and against the queueing floor, in one run, interleaved.
+//!
+//! # Layout
+//! - `trace`: seeded Poisson arrival traces and service-time draws, shared by every system.
+//! - `sim`: zero-overhead simulation of a trace (central FIFO, round robin, join shortest
+//!   queue) and the Erlang C closed forms it is tested against.
+//! - `load`: the load generator on hyper: closed loop and open loop (latency from the
+//!   intended send time), HTTP/1.1 and HTTP/2, HDR histograms.
+//! - `server`: the plain HTTP worker server the push peers forward to (the demo routes, a
+//!   concurrency limit); with no limit it is the direct baseline.
+//! - `procstat`: CPU time and peak RSS of the process in the middle, from `/proc`.
+//! - `peers`: starting and stopping each system with generated configs on loopback.
+//! - `scenario`: the scenarios (overhead, expensive, hol, bodies, scale); one file each.
+//! - `report`: results as JSON records, markdown tables and hand-written SVG plots.
+
+pub mod error;
+pub mod load;
+pub mod peers;
+pub mod procstat;
+pub mod report;
+pub mod scenario;
+pub mod server;
+pub mod sim;
+pub mod trace;
+
+pub use error::Error;

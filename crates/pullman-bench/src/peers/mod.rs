@@ -1,0 +1,286 @@
+//! The systems under test: how each is started (generated config in a temp dir, loopback
+//! only), which process is "the middle" whose CPU and memory are measured, and when it is
+//! ready.
+//!
+//! Every system serves the same routes from workers of the same count and concurrency:
+//! - `direct`: the `server` itself, no hop (no middle process);
+//! - `nginx`, `haproxy`: reverse proxies in front of `pullman-bench server` listeners, one per
+//!   worker, each with the worker's concurrency limit;
+//! - `pullman-tcp`, `pullman-unix`: the hub and `pullman worker --app demo` processes;
+//! - `pothead`: POTHEAD's hub (bound to 127.0.0.1 by `bench/pothead_hub.py`) and its WSGI
+//!   worker runner on `bench/pothead_app.py`.
+
+mod haproxy;
+mod nginx;
+mod pothead;
+mod process;
+mod pullman;
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+pub use process::Proc;
+
+use crate::error::Error;
+use crate::load::{Conn, Proto, RequestSpec, Target};
+use crate::procstat::ProcessTree;
+
+/// A system under test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum System {
+    Direct,
+    /// nginx, round robin.
+    Nginx,
+    /// nginx `least_conn`.
+    NginxLeastConn,
+    /// HAProxy, round robin, no per-server limit.
+    Haproxy,
+    /// HAProxy `balance leastconn`, `maxconn` = the worker's concurrency per server: HAProxy
+    /// queues on its side.
+    HaproxyMaxconn,
+    PullmanTcp,
+    PullmanUnix,
+    Pothead,
+}
+
+impl System {
+    pub fn label(self) -> &'static str {
+        match self {
+            System::Direct => "direct",
+            System::Nginx => "nginx",
+            System::NginxLeastConn => "nginx least_conn",
+            System::Haproxy => "HAProxy",
+            System::HaproxyMaxconn => "HAProxy leastconn maxconn",
+            System::PullmanTcp => "pullman (TCP)",
+            System::PullmanUnix => "pullman (Unix)",
+            System::Pothead => "POTHEAD",
+        }
+    }
+
+    pub fn is_pullman(self) -> bool {
+        matches!(self, System::PullmanTcp | System::PullmanUnix)
+    }
+
+    /// Starts the system with `layout`'s workers and waits until every worker serves.
+    pub fn start(self, env: &Env, layout: &Layout) -> Result<Running, Error> {
+        let dir = tempfile::Builder::new()
+            .prefix("pullman-bench-")
+            .tempdir()?;
+        let mut running = match self {
+            System::Direct => {
+                let (server, urls) = env.backends(dir.path(), 1, None)?;
+                Running::new(self, urls[0].clone(), None, vec![server], dir)
+            }
+            System::Nginx | System::NginxLeastConn => {
+                nginx::start(self, env, layout, dir, self == System::NginxLeastConn)?
+            }
+            System::Haproxy | System::HaproxyMaxconn => {
+                haproxy::start(self, env, layout, dir, self == System::HaproxyMaxconn)?
+            }
+            System::PullmanTcp | System::PullmanUnix => {
+                pullman::start(self, env, layout, dir, self == System::PullmanUnix)?
+            }
+            System::Pothead => pothead::start(self, env, layout, dir)?,
+        };
+        running.wait_ready(layout)?;
+        Ok(running)
+    }
+}
+
+/// How many workers a system gets and how many requests each runs at once.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    pub workers: usize,
+    pub concurrency: usize,
+    /// pullman pool `queue_limit` (the scale scenario queues 100,000).
+    pub queue_limit: usize,
+    /// Longest a request may wait or run, for every system's timeouts.
+    pub timeout: Duration,
+}
+
+impl Layout {
+    pub fn new(workers: usize, concurrency: usize) -> Layout {
+        Layout {
+            workers,
+            concurrency,
+            queue_limit: DEFAULT_QUEUE_LIMIT,
+            timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+/// pullman queue limit in the benchmarks: far above what any scenario but `scale` queues,
+/// so no system answers 503 for want of room.
+const DEFAULT_QUEUE_LIMIT: usize = 100_000;
+
+/// Where the binaries and POTHEAD's venv are.
+#[derive(Debug, Clone)]
+pub struct Env {
+    /// `target/release` with `pullman` and `pullman-bench`.
+    pub bin_dir: PathBuf,
+    /// The repository's `bench/` (POTHEAD launcher and WSGI app, `.venv`).
+    pub bench_dir: PathBuf,
+}
+
+impl Env {
+    /// Finds the repository from the running binary (`target/release/pullman-bench`) or
+    /// the current directory.
+    pub fn discover() -> Result<Env, Error> {
+        let exe = std::env::current_exe()?;
+        let bin_dir = exe
+            .parent()
+            .map(PathBuf::from)
+            .ok_or_else(|| Error::peer("env", "no binary directory"))?;
+        let root = bin_dir
+            .ancestors()
+            .find(|p| p.join("bench").is_dir() && p.join("Cargo.toml").is_file())
+            .map(PathBuf::from)
+            .unwrap_or(std::env::current_dir()?);
+        Ok(Env {
+            bin_dir,
+            bench_dir: root.join("bench"),
+        })
+    }
+
+    pub(crate) fn pullman_bin(&self) -> PathBuf {
+        self.bin_dir.join("pullman")
+    }
+
+    pub(crate) fn python(&self) -> PathBuf {
+        self.bench_dir.join(".venv/bin/python")
+    }
+
+    /// Starts `pullman-bench server` with `count` workers of `concurrency`; their URLs.
+    pub(crate) fn backends(
+        &self,
+        dir: &std::path::Path,
+        count: usize,
+        concurrency: Option<usize>,
+    ) -> Result<(Proc, Vec<String>), Error> {
+        let mut cmd = Command::new(self.bin_dir.join("pullman-bench"));
+        cmd.args(["server", "--count", &count.to_string(), "--threads", "1"]);
+        if let Some(c) = concurrency {
+            cmd.args(["--concurrency", &c.to_string()]);
+        }
+        let mut proc = Proc::spawn("server", cmd, &dir.join("server.log"))?;
+        let line = proc.wait_line("server listening")?;
+        let urls = line
+            .trim_start_matches("server listening")
+            .split_whitespace()
+            .map(str::to_string)
+            .collect();
+        Ok((proc, urls))
+    }
+}
+
+/// A started system; stops every process on drop.
+#[derive(Debug)]
+pub struct Running {
+    pub system: System,
+    /// Where clients send requests.
+    pub url: String,
+    /// The hub or proxy whose CPU and memory are measured.
+    pub middle: Option<ProcessTree>,
+    procs: Vec<Proc>,
+    pub dir: tempfile::TempDir,
+}
+
+impl Running {
+    pub(crate) fn new(
+        system: System,
+        url: String,
+        middle: Option<u32>,
+        procs: Vec<Proc>,
+        dir: tempfile::TempDir,
+    ) -> Running {
+        Running {
+            system,
+            url,
+            middle: middle.map(ProcessTree::new),
+            procs,
+            dir,
+        }
+    }
+
+    pub(crate) fn add(&mut self, proc: Proc) {
+        self.procs.push(proc);
+    }
+
+    /// The system's processes, the middle first; dropping one stops it (the scale scenario
+    /// stops the workers this way to queue with none connected).
+    pub fn procs_mut(&mut self) -> &mut Vec<Proc> {
+        &mut self.procs
+    }
+
+    /// Waits until `/hello` answers and, for pull systems, until every worker has taken a
+    /// request: `workers * concurrency` concurrent `/sleep?ms=` requests must come back from
+    /// `workers` distinct names.
+    fn wait_ready(&mut self, layout: &Layout) -> Result<(), Error> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let target = Target::parse(&self.url, Proto::H1)?;
+        let pull = self.system.is_pullman() || self.system == System::Pothead;
+        let system = self.system;
+        let procs = &mut self.procs;
+        rt.block_on(async {
+            let deadline = Instant::now() + process::START_GUARD;
+            loop {
+                for p in procs.iter_mut() {
+                    if p.has_exited() {
+                        return Err(Error::peer(system.label(), format!("{} exited", p.name)));
+                    }
+                }
+                let ok = match Conn::open(&target).await {
+                    Ok(mut c) => c
+                        .send(&target, &RequestSpec::get("/hello"))
+                        .await
+                        .is_ok_and(|a| a.status.is_success()),
+                    Err(_) => false,
+                };
+                if ok && (!pull || distinct_workers(&target, layout).await >= layout.workers) {
+                    return Ok(());
+                }
+                if Instant::now() > deadline {
+                    return Err(Error::peer(system.label(), "not ready in time"));
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    }
+}
+
+/// How many distinct workers answer a burst of `workers * concurrency` slow requests
+/// (each answer names its worker).
+async fn distinct_workers(target: &Target, layout: &Layout) -> usize {
+    let n = (layout.workers * layout.concurrency).min(PROBE_MAX);
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..n {
+        let target = target.clone();
+        tasks.spawn(async move {
+            let mut conn = Conn::open(&target).await.ok()?;
+            let (status, body) = conn
+                .fetch(&target, &RequestSpec::get("/sleep?ms=300"))
+                .await
+                .ok()?;
+            if !status.is_success() {
+                return None;
+            }
+            let v: serde_json::Value = serde_json::from_slice(&body).ok()?;
+            v.get("worker")?.as_str().map(str::to_string)
+        });
+    }
+    let mut names = HashSet::new();
+    while let Some(r) = tasks.join_next().await {
+        if let Ok(Some(name)) = r {
+            names.insert(name);
+        }
+    }
+    names.len()
+}
+
+/// Most probe requests sent at once (512 workers of concurrency 1 in the scale scenario).
+const PROBE_MAX: usize = 1024;

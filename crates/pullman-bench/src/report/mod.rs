@@ -1,0 +1,180 @@
+//! Results: one JSON record per (scenario, system, variant, round), markdown tables, and
+//! the assembled `docs/benchmarks.md`.
+//!
+//! Each scenario writes its own section (`docs/bench/NAME.md`) and plots
+//! (`docs/bench/NAME-*.svg`); the report is the intro, the hand-written findings
+//! (`docs/bench/findings.md`) and every section present, in registry order, so a scenario
+//! run alone refreshes its part and keeps the others.
+
+pub mod svg;
+
+use std::path::Path;
+
+use serde::Serialize;
+
+/// One measurement.
+#[derive(Debug, Clone, Serialize)]
+pub struct Record {
+    pub scenario: String,
+    pub system: String,
+    /// What varied within the scenario ("conns=32", "fast only", "64MiB download", ...).
+    pub variant: String,
+    pub round: usize,
+    pub req_per_s: f64,
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p99_ms: f64,
+    pub p999_ms: f64,
+    pub errors: u64,
+    /// CPU time of the hub or proxy per answered request, µs (none for `direct`).
+    pub cpu_us_per_req: Option<f64>,
+    /// Scenario-specific numbers (MB/s, peak RSS, ...).
+    #[serde(skip_serializing_if = "serde_json::Map::is_empty")]
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+/// A markdown table.
+pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut s = format!("| {} |\n|", headers.join(" | "));
+    for _ in headers {
+        s.push_str("---|");
+    }
+    s.push('\n');
+    for row in rows {
+        s.push_str(&format!("| {} |\n", row.join(" | ")));
+    }
+    s
+}
+
+/// Median of `v` (0 when empty).
+pub fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// A number with thousands separators and no decimals (req/s).
+pub fn thousands(x: f64) -> String {
+    let n = x.round() as i64;
+    let digits = n.abs().to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if n < 0 {
+        format!("-{out}")
+    } else {
+        out
+    }
+}
+
+/// Milliseconds with 2 significant decimals below 10 ms.
+pub fn ms(x: f64) -> String {
+    if x < 10.0 {
+        format!("{x:.2}")
+    } else {
+        format!("{x:.1}")
+    }
+}
+
+/// "cores, CPU model, kernel, date": the machine line every section carries.
+pub fn machine_line() -> String {
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|v| v.trim_start_matches([' ', '\t', ':']).trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown kernel".into());
+    format!(
+        "{cores} cores ({model}), Linux {kernel}, {}",
+        utc_now_string()
+    )
+}
+
+/// Now as `YYYY-MM-DD HH:MM UTC`, from the system clock (days-to-civil conversion).
+pub fn utc_now_string() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs()) as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Shift the epoch to 0000-03-01 so leap days fall at the end of a year.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02} UTC",
+        rem / 3600,
+        rem % 3600 / 60
+    )
+}
+
+/// Writes `docs/benchmarks.md` from the intro, `findings.md` and the sections in `order`
+/// found in `sections_dir`.
+pub fn assemble(out: &Path, sections_dir: &Path, order: &[&str]) -> std::io::Result<()> {
+    let mut doc = String::from(INTRO);
+    if let Ok(f) = std::fs::read_to_string(sections_dir.join("findings.md")) {
+        doc.push_str(&f);
+        doc.push('\n');
+    }
+    for name in order {
+        match std::fs::read_to_string(sections_dir.join(format!("{name}.md"))) {
+            Ok(s) => {
+                doc.push_str(&s);
+                doc.push('\n');
+            }
+            Err(_) => doc.push_str(&format!("## {name}\n\nNot run yet.\n\n")),
+        }
+    }
+    std::fs::write(out, doc)
+}
+
+const INTRO: &str = "# Benchmarks\n\n\
+<!-- Generated by `pullman-bench run` from docs/bench/*.md; edit docs/bench/findings.md \
+for the prose, not this file. -->\n\n\
+pullman against a direct server, nginx, HAProxy, POTHEAD and a zero-overhead queueing \
+simulation, measured by `pullman-bench` (crates/pullman-bench) in one run: systems \
+alternate within each round, and tables quote the median over rounds of each figure and of \
+each system's ratio to the reference system *of the same round*. Set up with \
+`bench/setup.sh`, run everything with `bench/run.sh` (`--quick` for a smoke run); a \
+scenario runs alone with `bench/run.sh --scenario NAME`, and refreshes its own section only. \
+Raw records (one per scenario, system, variant and round): `docs/bench/NAME.json`, and for a \
+run of everything `docs/bench/results.json`. `pullman-bench report` reassembles this page \
+after `docs/bench/findings.md` is edited.\n\n";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats() {
+        assert_eq!(thousands(1234567.4), "1,234,567");
+        assert_eq!(thousands(999.0), "999");
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert!(table(&["a", "b"], &[vec!["1".into(), "2".into()]]).contains("| 1 | 2 |"));
+        let now = utc_now_string();
+        assert!(now.starts_with("20") && now.ends_with("UTC"), "{now}");
+    }
+}

@@ -1,0 +1,284 @@
+//! The scenarios and what they share: options, the load runtime, measuring a system's CPU
+//! around a load run, records, plots.
+//!
+//! Adding a scenario is one new file here (a `scenario()` returning a `Box<dyn Scenario>`)
+//! and its name in the `scenarios!` list below.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::error::Error;
+use crate::load::LoadResult;
+use crate::peers::{Env, Layout, Running, System};
+use crate::report::{self, Record};
+
+macro_rules! scenarios {
+    ($($name:ident),* $(,)?) => {
+        $(mod $name;)*
+        /// Every scenario, in report order.
+        pub fn all() -> Vec<Box<dyn Scenario>> {
+            vec![$($name::scenario()),*]
+        }
+        /// Their names, in report order.
+        pub const NAMES: &[&str] = &[$(stringify!($name)),*];
+    };
+}
+
+scenarios![overhead, expensive, hol, bodies, scale];
+
+/// One benchmark scenario: runs its systems and returns its markdown section.
+pub trait Scenario {
+    fn name(&self) -> &'static str;
+    fn run(&self, ctx: &mut Ctx) -> Result<String, Error>;
+}
+
+/// Parameters of the expensive scenario (flags of `run`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ExpensiveParams {
+    /// Workers (each of concurrency 1).
+    #[arg(long = "expensive-workers", default_value_t = 8)]
+    pub workers: usize,
+    /// Offered load as a fraction of the workers' capacity.
+    #[arg(long, default_value_t = 0.8)]
+    pub utilisation: f64,
+    /// Mean service time, ms (lognormal).
+    #[arg(long, default_value_t = 20.0)]
+    pub mean_ms: f64,
+    /// Sigma of the lognormal's underlying normal.
+    #[arg(long, default_value_t = 1.0)]
+    pub sigma: f64,
+    /// Length of the trace, seconds (the quick run uses a tenth, at least 5 s).
+    #[arg(long, default_value_t = 60.0)]
+    pub duration_s: f64,
+    /// Seed of the trace.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+}
+
+/// Options of a run.
+#[derive(Debug, Clone)]
+pub struct RunOpts {
+    pub quick: bool,
+    /// Rounds per scenario; `None`: each scenario's default (1 when quick).
+    pub rounds: Option<usize>,
+    /// Where sections, per-scenario records and plots go (`docs/bench`).
+    pub out_dir: PathBuf,
+    pub expensive: ExpensiveParams,
+    /// The command line, quoted in each section.
+    pub command: String,
+}
+
+/// What a scenario works with.
+pub struct Ctx {
+    pub env: Env,
+    pub opts: RunOpts,
+    rt: tokio::runtime::Runtime,
+    pub records: Vec<Record>,
+}
+
+/// A load run and the CPU the middle process spent during it.
+#[derive(Debug)]
+pub struct Measured {
+    pub result: LoadResult,
+    pub cpu_us_per_req: Option<f64>,
+}
+
+impl Ctx {
+    /// `load_threads`: threads of the load generator's runtime.
+    pub fn new(env: Env, opts: RunOpts, load_threads: usize) -> Result<Ctx, Error> {
+        // One thread: a current-thread runtime, so requests never hop between threads.
+        let rt = if load_threads <= 1 {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?
+        } else {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(load_threads)
+                .enable_all()
+                .build()?
+        };
+        Ok(Ctx {
+            env,
+            opts,
+            rt,
+            records: Vec::new(),
+        })
+    }
+
+    pub fn rounds(&self, full: usize) -> usize {
+        self.opts
+            .rounds
+            .unwrap_or(if self.opts.quick { 1 } else { full })
+    }
+
+    pub fn secs(&self, full: f64, quick: f64) -> Duration {
+        Duration::from_secs_f64(if self.opts.quick { quick } else { full })
+    }
+
+    /// Starts `system`, saying so on stderr.
+    pub fn start(&self, system: System, layout: &Layout) -> Result<Running, Error> {
+        eprintln!(
+            "  starting {} ({} worker(s) x {})",
+            system.label(),
+            layout.workers,
+            layout.concurrency
+        );
+        system.start(&self.env, layout)
+    }
+
+    /// Runs a load future on the load runtime.
+    pub fn block_on<F: Future>(&self, f: F) -> F::Output {
+        self.rt.block_on(f)
+    }
+
+    /// Runs `load` against `running` and measures the middle process's CPU meanwhile.
+    pub fn measure<F>(&self, running: &Running, load: F) -> Result<Measured, Error>
+    where
+        F: Future<Output = Result<LoadResult, Error>>,
+    {
+        let before = running.middle.map(|m| m.cpu());
+        let result = self.rt.block_on(load)?;
+        let cpu_us_per_req = match (running.middle, before) {
+            (Some(m), Some(b)) if result.ok > 0 => {
+                Some((m.cpu().micros - b.micros) as f64 / result.ok as f64)
+            }
+            _ => None,
+        };
+        Ok(Measured {
+            result,
+            cpu_us_per_req,
+        })
+    }
+
+    /// Keeps a record of `m`.
+    pub fn record(
+        &mut self,
+        scenario: &str,
+        system: &str,
+        variant: &str,
+        round: usize,
+        m: &Measured,
+        extra: serde_json::Map<String, serde_json::Value>,
+    ) -> Record {
+        let r = &m.result;
+        let rec = Record {
+            scenario: scenario.into(),
+            system: system.into(),
+            variant: variant.into(),
+            round,
+            req_per_s: r.req_per_s(),
+            p50_ms: r.quantile_ms(0.5),
+            p90_ms: r.quantile_ms(0.9),
+            p99_ms: r.quantile_ms(0.99),
+            p999_ms: r.quantile_ms(0.999),
+            errors: r.errors,
+            cpu_us_per_req: m.cpu_us_per_req,
+            extra,
+        };
+        eprintln!(
+            "    {system} {variant} round {round}: {:.0} req/s p50 {:.2} ms p99 {:.2} ms errors {}{}",
+            rec.req_per_s,
+            rec.p50_ms,
+            rec.p99_ms,
+            rec.errors,
+            rec.cpu_us_per_req
+                .map(|c| format!(" cpu {c:.1} us/req"))
+                .unwrap_or_default()
+        );
+        self.records.push(rec.clone());
+        rec
+    }
+
+    /// Writes `docs/bench/FILE` and returns the markdown image link to it.
+    pub fn plot(&self, file: &str, alt: &str, svg: &str) -> Result<String, Error> {
+        std::fs::create_dir_all(&self.opts.out_dir)?;
+        std::fs::write(self.opts.out_dir.join(file), svg)?;
+        Ok(format!("![{alt}](bench/{file})\n"))
+    }
+
+    /// The lines every section starts with: title, command, machine.
+    pub fn preamble(&self, title: &str, what: &str) -> String {
+        format!(
+            "## {title}\n\n{what}\n\nCommand: `{}`{}. Machine: {}.\n\n",
+            self.opts.command,
+            if self.opts.quick {
+                " (**quick smoke run: short, one round; not for quoting**)"
+            } else {
+                ""
+            },
+            report::machine_line()
+        )
+    }
+}
+
+/// The records of `system` and `variant` in `recs`.
+pub(crate) fn of<'a>(recs: &'a [Record], system: &str, variant: &str) -> Vec<&'a Record> {
+    recs.iter()
+        .filter(|r| r.system == system && r.variant == variant)
+        .collect()
+}
+
+/// Median over rounds of `f` of `system`'s records over the reference's in the same round.
+pub(crate) fn median_ratio(
+    recs: &[Record],
+    system: &str,
+    reference: &str,
+    variant: &str,
+    f: impl Fn(&Record) -> f64,
+) -> Option<f64> {
+    let refs = of(recs, reference, variant);
+    let ratios: Vec<f64> = of(recs, system, variant)
+        .into_iter()
+        .filter_map(|r| {
+            let base = refs.iter().find(|b| b.round == r.round)?;
+            let d = f(base);
+            (d > 0.0).then(|| f(r) / d)
+        })
+        .collect();
+    (!ratios.is_empty()).then(|| report::median(ratios))
+}
+
+/// Median over rounds of `f` of `system`'s records.
+pub(crate) fn median_of(
+    recs: &[Record],
+    system: &str,
+    variant: &str,
+    f: impl Fn(&Record) -> f64,
+) -> f64 {
+    report::median(of(recs, system, variant).into_iter().map(f).collect())
+}
+
+/// Records of one scenario from this run.
+pub(crate) fn scenario_records(ctx: &Ctx, name: &str) -> Vec<Record> {
+    ctx.records
+        .iter()
+        .filter(|r| r.scenario == name)
+        .cloned()
+        .collect()
+}
+
+/// Starts every system in `systems`; one that cannot start is reported, not fatal.
+pub(crate) fn start_all(
+    ctx: &Ctx,
+    systems: &[System],
+    layout: &Layout,
+) -> (Vec<Running>, Vec<String>) {
+    let mut up = Vec::new();
+    let mut down = Vec::new();
+    for &s in systems {
+        match ctx.start(s, layout) {
+            Ok(r) => up.push(r),
+            Err(e) => {
+                eprintln!("  {} did not start: {e}", s.label());
+                down.push(format!("- {} could not run: {e}\n", s.label()));
+            }
+        }
+    }
+    (up, down)
+}
+
+/// `f` formatted with `fmt`, or "-" when absent.
+pub(crate) fn opt(f: Option<f64>, fmt: impl Fn(f64) -> String) -> String {
+    f.map(fmt).unwrap_or_else(|| "-".into())
+}
