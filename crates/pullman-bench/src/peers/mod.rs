@@ -6,7 +6,10 @@
 //! - `direct`: the `server` itself, no hop (no middle process);
 //! - `nginx`, `haproxy`: reverse proxies in front of `pullman-bench server` listeners, one per
 //!   worker, each with the worker's concurrency limit;
-//! - `pullman-tcp`, `pullman-unix`: the hub and `pullman worker --app demo` processes;
+//! - `pullman-tcp`, `pullman-unix`, `pullman-shm`: the hub and `pullman worker --app demo`
+//!   processes, over TCP, a Unix socket, or shared memory;
+//! - `pullman-filter`: a filter pool passing every request (`--app demo-filter`) to a
+//!   `pullman-bench server` upstream;
 //! - `pothead`: POTHEAD's hub (bound to 127.0.0.1 by `bench/pothead_hub.py`) and its WSGI
 //!   worker runner on `bench/pothead_app.py`.
 
@@ -43,6 +46,9 @@ pub enum System {
     HaproxyMaxconn,
     PullmanTcp,
     PullmanUnix,
+    PullmanShm,
+    /// A filter pool: every request goes to a pass-through filter, then to an upstream.
+    PullmanFilter,
     Pothead,
 }
 
@@ -56,12 +62,19 @@ impl System {
             System::HaproxyMaxconn => "HAProxy leastconn maxconn",
             System::PullmanTcp => "pullman (TCP)",
             System::PullmanUnix => "pullman (Unix)",
+            System::PullmanShm => "pullman (shm)",
+            System::PullmanFilter => "pullman filter",
             System::Pothead => "POTHEAD",
         }
     }
 
+    /// Whether the system is pullman in respond mode, whose workers answer `/sleep` with
+    /// their names.
     pub fn is_pullman(self) -> bool {
-        matches!(self, System::PullmanTcp | System::PullmanUnix)
+        matches!(
+            self,
+            System::PullmanTcp | System::PullmanUnix | System::PullmanShm
+        )
     }
 
     /// Starts the system with `layout`'s workers and waits until every worker serves.
@@ -80,9 +93,12 @@ impl System {
             System::Haproxy | System::HaproxyMaxconn => {
                 haproxy::start(self, env, layout, dir, self == System::HaproxyMaxconn)?
             }
-            System::PullmanTcp | System::PullmanUnix => {
-                pullman::start(self, env, layout, dir, self == System::PullmanUnix)?
+            System::PullmanTcp => pullman::start(self, env, layout, dir, pullman::Transport::Tcp)?,
+            System::PullmanUnix => {
+                pullman::start(self, env, layout, dir, pullman::Transport::Unix)?
             }
+            System::PullmanShm => pullman::start(self, env, layout, dir, pullman::Transport::Shm)?,
+            System::PullmanFilter => pullman::start_filter(self, env, layout, dir)?,
             System::Pothead => pothead::start(self, env, layout, dir)?,
         };
         running.wait_ready(layout)?;

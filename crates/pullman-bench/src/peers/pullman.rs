@@ -1,5 +1,7 @@
-//! pullman: `pullman hub` on a generated config and `pullman worker --app demo` processes
-//! (one thread each) dialling it over TCP or a Unix socket.
+//! pullman: `pullman hub` on a generated config and `pullman worker` processes (one thread
+//! each) dialling it over TCP, a Unix socket, or a Unix socket then shared memory. In respond
+//! mode the workers run `--app demo`; as a filter (`PullmanFilter`) the pool forwards to a
+//! `pullman-bench server` upstream and one `--app demo-filter` worker passes every request.
 
 use std::process::Command;
 
@@ -7,17 +9,56 @@ use super::process::Proc;
 use super::{Env, Layout, Running, System};
 use crate::error::Error;
 
+/// How the workers reach the hub.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Transport {
+    Tcp,
+    Unix,
+    /// A Unix socket for the handshake, then shared-memory rings (`--shm`).
+    Shm,
+}
+
 pub(super) fn start(
     system: System,
     env: &Env,
     layout: &Layout,
     dir: tempfile::TempDir,
-    unix: bool,
+    transport: Transport,
 ) -> Result<Running, Error> {
-    let workers_listen = if unix {
-        format!("unix://{}", dir.path().join("workers.sock").display())
-    } else {
-        "tcp://127.0.0.1:0".to_string()
+    start_pool(system, env, layout, dir, transport, None)
+}
+
+/// A filter pool in front of a `pullman-bench server` upstream, with one pass-through
+/// filter worker of `layout.concurrency`.
+pub(super) fn start_filter(
+    system: System,
+    env: &Env,
+    layout: &Layout,
+    dir: tempfile::TempDir,
+) -> Result<Running, Error> {
+    let (upstream, urls) = env.backends(dir.path(), 1, None)?;
+    let mut running = start_pool(system, env, layout, dir, Transport::Tcp, Some(&urls[0]))?;
+    running.add(upstream);
+    Ok(running)
+}
+
+fn start_pool(
+    system: System,
+    env: &Env,
+    layout: &Layout,
+    dir: tempfile::TempDir,
+    transport: Transport,
+    upstream: Option<&str>,
+) -> Result<Running, Error> {
+    let workers_listen = match transport {
+        Transport::Unix | Transport::Shm => {
+            format!("unix://{}", dir.path().join("workers.sock").display())
+        }
+        Transport::Tcp => "tcp://127.0.0.1:0".to_string(),
+    };
+    let filter = match upstream {
+        Some(url) => format!("mode = \"filter\"\nupstream = \"{url}\"\n"),
+        None => String::new(),
     };
     let timeout = layout.timeout.as_secs().max(1);
     let conf = format!(
@@ -32,7 +73,7 @@ queue_limit = {queue_limit}
 queue_timeout = "{timeout}s"
 timeout = "{timeout}s"
 max_body_bytes = 1073741824
-[[route]]
+{filter}[[route]]
 pool = "bench"
 "#,
         queue_limit = layout.queue_limit,
@@ -56,6 +97,11 @@ pool = "bench"
     let workers_url = field("workers=")?;
     let hub_pid = hub.pid();
     let mut running = Running::new(system, front, Some(hub_pid), vec![hub], dir);
+    let app = if upstream.is_some() {
+        "demo-filter"
+    } else {
+        "demo"
+    };
     for i in 0..layout.workers {
         let mut cmd = Command::new(env.pullman_bin());
         cmd.args([
@@ -68,14 +114,8 @@ pool = "bench"
         ])
         .arg("bench")
         .args(["--concurrency", &layout.concurrency.to_string()])
-        .args([
-            "--threads",
-            "1",
-            "--app",
-            "demo",
-            "--name",
-            &format!("w{i}"),
-        ])
+        .args(["--threads", "1", "--app", app, "--name", &format!("w{i}")])
+        .args((transport == Transport::Shm).then_some("--shm"))
         .env("PULLMAN_LOG", "warn");
         let log = running.dir.path().join(format!("worker{i}.log"));
         running.add(Proc::spawn("pullman worker", cmd, &log)?);

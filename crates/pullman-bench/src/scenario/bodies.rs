@@ -13,12 +13,13 @@ use crate::peers::{Layout, System};
 use crate::report::{self, thousands};
 
 const NAME: &str = "bodies";
-const SYSTEMS: [System; 6] = [
+const SYSTEMS: [System; 7] = [
     System::Direct,
     System::Nginx,
     System::Haproxy,
     System::PullmanTcp,
     System::PullmanUnix,
+    System::PullmanShm,
     System::Pothead,
 ];
 const MIB: u64 = 1024 * 1024;

@@ -25,7 +25,7 @@ macro_rules! scenarios {
     };
 }
 
-scenarios![overhead, expensive, hol, bodies, scale];
+scenarios![overhead, expensive, hol, bodies, scale, transport, filter];
 
 /// One benchmark scenario: runs its systems and returns its markdown section.
 pub trait Scenario {

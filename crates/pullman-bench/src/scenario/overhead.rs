@@ -11,12 +11,13 @@ use crate::peers::{Layout, System};
 use crate::report::{self, ms, svg, thousands};
 
 const NAME: &str = "overhead";
-const SYSTEMS: [System; 6] = [
+const SYSTEMS: [System; 7] = [
     System::Direct,
     System::Nginx,
     System::Haproxy,
     System::PullmanTcp,
     System::PullmanUnix,
+    System::PullmanShm,
     System::Pothead,
 ];
 const CONNS: [usize; 2] = [32, 256];
