@@ -3,7 +3,8 @@
 # Needs the peers installed by bench/setup.sh. The full run takes about 20 minutes on 2 cores.
 # Usage: bench/run.sh [--quick] [--scenario NAME]... [--rounds N] [other pullman-bench run flags]
 #   --quick            every scenario briefly, one round (a smoke check)
-#   --scenario NAME    only this scenario (repeatable): overhead, expensive, hol, bodies, scale
+#   --scenario NAME    only this scenario (repeatable): overhead, expensive, hol, bodies, scale,
+#                      transport, filter
 # A run of every scenario also writes all its records to docs/bench/results.json (each
 # scenario's own records are always in docs/bench/NAME.json).
 set -euo pipefail
