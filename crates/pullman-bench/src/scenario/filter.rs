@@ -53,7 +53,7 @@ impl Scenario for Filter {
         let recs = super::scenario_records(ctx, NAME);
 
         let mut md = ctx.preamble(
-            "Filter mode: `/hello` through a pass-through filter",
+            "7. Filter mode: `/hello` through a pass-through filter",
             &format!(
                 "pullman filter: a hub with one filter pool (`filter_body = \"none\"`, no response \
 phase) whose one `pullman worker --app demo-filter` (concurrency {CONCURRENCY}, one thread) \

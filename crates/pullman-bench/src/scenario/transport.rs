@@ -73,7 +73,7 @@ impl Scenario for Transport {
         let recs = super::scenario_records(ctx, NAME);
 
         let mut md = ctx.preamble(
-            "Transport: TCP, Unix socket and shared memory",
+            "6. Transport: TCP, Unix socket and shared memory",
             &format!(
                 "One hub and one `pullman worker --app demo` of concurrency {WORKER_CONCURRENCY} \
 (one thread) per transport: over TCP, over a Unix socket, and over a Unix socket switched to \
