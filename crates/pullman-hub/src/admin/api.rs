@@ -211,13 +211,8 @@ async fn dispatch(
         (Method::PUT, Endpoint::Program(name)) => {
             let body = read_table(req).await?;
             let created = put_named(admin, "program", name, body, &[])?;
-            let status = if created {
-                StatusCode::CREATED
-            } else {
-                StatusCode::OK
-            };
             Ok(respond(
-                status,
+                put_status(created),
                 json!({ "program": name, "created": created }),
             ))
         }
@@ -358,6 +353,15 @@ fn workers(admin: &Admin) -> Vec<Value> {
     out
 }
 
+/// A PUT's status: 201 when it created the item, 200 when it replaced one.
+fn put_status(created: bool) -> StatusCode {
+    if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    }
+}
+
 fn put_pool(
     admin: &Admin,
     name: &str,
@@ -365,12 +369,10 @@ fn put_pool(
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     // Replacing a pool without repeating its token keeps the token.
     let created = put_named(admin, "pool", name, body, &["token"])?;
-    let status = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    Ok(respond(status, json!({ "pool": name, "created": created })))
+    Ok(respond(
+        put_status(created),
+        json!({ "pool": name, "created": created }),
+    ))
 }
 
 /// Creates or replaces (in place) the `[[kind]]` table named `name` with `body`; keys in
@@ -510,13 +512,8 @@ fn put_route(
             Ok(())
         })
         .map_err(|e| relabel(e, "route", index, name))?;
-    let status = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
     Ok(respond(
-        status,
+        put_status(created),
         json!({ "route": name, "created": created, "position": index }),
     ))
 }
