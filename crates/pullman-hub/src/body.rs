@@ -17,7 +17,7 @@ pub enum HubBody {
     /// A worker's body, streamed from its link.
     Worker(WorkerBody),
     /// Filter mode: the upstream's body, streamed as it arrives.
-    Upstream(hyper::body::Incoming),
+    Upstream(crate::upstream::UpstreamBody),
 }
 
 impl HubBody {

@@ -33,7 +33,7 @@ use crate::error::RequestError;
 use crate::exchange::{pump_body, response, wait_head, Head, InFlight, Pump};
 use crate::hop::end_to_end;
 use crate::pool::{Acquire, Pool};
-use crate::upstream::{is_protected, UpstreamBody, UpstreamClient};
+use crate::upstream::{is_protected, BoxError, UpstreamBody, UpstreamClient};
 
 /// What a filter pool's filters decided, counted since the hub started: for the metrics
 /// endpoint (`pullman_filter_total{pool, outcome}`).
@@ -84,7 +84,7 @@ enum Handoff {
     /// A buffered body; the hub keeps its own copy.
     Bytes(Bytes),
     /// A body the hub streams through the filter: once started, the hub has no copy.
-    Stream(Incoming),
+    Stream(UpstreamBody),
     /// The streamed body went (at least partly) to a filter that then failed.
     Gone,
 }
@@ -120,7 +120,11 @@ pub(crate) async fn exchange(
 
     // The request phase: what the filter sees of the body, and what the hub keeps.
     let (mode, handoff, mut kept) = match config.filter_body {
-        FilterBody::None => (Mode::Filter, Handoff::Nothing, Kept::Client(body)),
+        FilterBody::None => (
+            Mode::Filter,
+            Handoff::Nothing,
+            Kept::Client(body.map(boxed)),
+        ),
         FilterBody::Buffered => {
             let limit = config.filter_body_limit.min(config.max_body_bytes);
             let bytes = buffer(body, limit, started + config.timeout).await?;
@@ -132,7 +136,7 @@ pub(crate) async fn exchange(
             (Mode::Filter, handoff, Kept::Bytes(bytes))
         }
         FilterBody::Streamed => {
-            let handoff = body.map_or(Handoff::Nothing, Handoff::Stream);
+            let handoff = body.map_or(Handoff::Nothing, |b| Handoff::Stream(boxed(b)));
             (Mode::FilterStreamed, handoff, Kept::Client(None))
         }
     };
@@ -292,7 +296,7 @@ fn fail(
 /// The request body the hub kept for forwarding.
 enum Kept {
     /// The client's body, still unread (or none).
-    Client(Option<Incoming>),
+    Client(Option<UpstreamBody>),
     /// The body as buffered for the filter.
     Bytes(Bytes),
 }
@@ -307,6 +311,11 @@ impl Kept {
             Kept::Bytes(b) => Full::new(b).map_err(|never| match never {}).boxed_unsync(),
         }
     }
+}
+
+/// The client's body as it crosses to a filter or the upstream.
+fn boxed(body: Incoming) -> UpstreamBody {
+    body.map_err(BoxError::from).boxed_unsync()
 }
 
 /// Reads the client's body whole for a buffered filter: 413 past `limit`.
@@ -561,7 +570,7 @@ fn apply_edits(
 }
 
 /// The upstream's response as the client gets it, unfiltered.
-fn client_response(resp: Response<Incoming>) -> Response<HubBody> {
+fn client_response(resp: Response<UpstreamBody>) -> Response<HubBody> {
     let (parts, body) = resp.into_parts();
     let mut out = Response::new(HubBody::Upstream(body));
     *out.status_mut() = parts.status;

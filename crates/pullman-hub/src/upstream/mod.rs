@@ -1,16 +1,26 @@
 //! A filter pool's upstream: the HTTP client that forwards passed requests, and the rules
 //! for which header fields cross the hop.
 //!
-//! One client per filter pool, with its own keep-alive connection pool: HTTP/1.1 for
-//! `http://` upstreams, HTTP/2 with prior knowledge for `h2c://`. Bodies stream both ways;
-//! the client holds no more of a body than hyper's buffers.
+//! One client per filter pool, with its own kept-alive connections: HTTP/1.1 for `http://`
+//! upstreams (the hub's own client, `h1`, over the codec in `codec`), HTTP/2 with prior
+//! knowledge for `h2c://` (hyper's). Bodies stream both ways; the client holds no more of a
+//! body than one read or one frame.
+//!
+//! # Layout
+//! - `codec`: HTTP/1.1 request heads, response heads and body framings, without I/O.
+//! - `h1`: the HTTP/1.1 client: idle connections, one request at a time on each.
 
+mod codec;
+mod h1;
+
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{HeaderName, HOST};
 use http::{Request, Response};
 use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
@@ -19,24 +29,28 @@ use hyper_util::rt::TokioExecutor;
 use crate::config::{PoolConfig, PoolMode, Upstream};
 use crate::error::RequestError;
 use crate::hop::is_hop_by_hop;
+use h1::H1Client;
 
 /// Any error a forwarded body may end with.
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
-/// A request body on its way upstream: the client's, the hub's buffered copy, or a filter's.
+/// A body crossing the upstream hop: a request body on its way (the client's, the hub's
+/// buffered copy, or a filter's), or the upstream's response body.
 pub(crate) type UpstreamBody = UnsyncBoxBody<Bytes, BoxError>;
 
-/// How long an idle upstream connection is kept for reuse: long enough to carry bursts
-/// that come seconds apart, shorter than the 60 s or more most servers keep them.
-const UPSTREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
-/// Idle connections kept per upstream: enough for the concurrency a hub on a few cores
-/// forwards, few enough that a burst does not leave hundreds of sockets open afterwards.
-const UPSTREAM_MAX_IDLE: usize = 256;
+/// How long an idle h2c connection is kept for reuse: long enough to carry bursts that come
+/// seconds apart, shorter than the 60 s or more most servers keep them.
+const H2C_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The client of one filter pool's upstream.
 pub(crate) struct UpstreamClient {
-    client: Client<HttpConnector, UpstreamBody>,
+    client: Protocol,
     upstream: Upstream,
     timeout: Duration,
+}
+
+enum Protocol {
+    H1(Arc<H1Client>),
+    H2c(Box<Client<HttpConnector, UpstreamBody>>),
 }
 
 impl std::fmt::Debug for UpstreamClient {
@@ -74,20 +88,25 @@ impl UpstreamClient {
         connect_timeout: Duration,
         timeout: Duration,
     ) -> UpstreamClient {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(connect_timeout));
-        connector.set_nodelay(true);
-        let mut builder = Client::builder(TokioExecutor::new());
-        builder
-            .pool_idle_timeout(UPSTREAM_IDLE_TIMEOUT)
-            .pool_max_idle_per_host(UPSTREAM_MAX_IDLE)
-            .pool_timer(hyper_util::rt::TokioTimer::new())
-            .timer(hyper_util::rt::TokioTimer::new());
-        if upstream.h2c {
-            builder.http2_only(true);
-        }
+        let client = if upstream.h2c {
+            let mut connector = HttpConnector::new();
+            connector.set_connect_timeout(Some(connect_timeout));
+            connector.set_nodelay(true);
+            let mut builder = Client::builder(TokioExecutor::new());
+            builder
+                .pool_idle_timeout(H2C_IDLE_TIMEOUT)
+                .pool_timer(hyper_util::rt::TokioTimer::new())
+                .timer(hyper_util::rt::TokioTimer::new())
+                .http2_only(true);
+            Protocol::H2c(Box::new(builder.build(connector)))
+        } else {
+            Protocol::H1(Arc::new(H1Client::new(
+                &upstream.authority,
+                connect_timeout,
+            )))
+        };
         UpstreamClient {
-            client: builder.build(connector),
+            client,
             upstream: upstream.clone(),
             timeout,
         }
@@ -107,11 +126,22 @@ impl UpstreamClient {
     pub(crate) async fn send(
         &self,
         req: Request<UpstreamBody>,
-    ) -> Result<Response<Incoming>, RequestError> {
-        match tokio::time::timeout(self.timeout, self.client.request(req)).await {
+    ) -> Result<Response<UpstreamBody>, RequestError> {
+        let sent = match &self.client {
+            Protocol::H1(client) => tokio::time::timeout(self.timeout, client.send(req))
+                .await
+                .map(|r| r.map_err(|e| error_chain(&e))),
+            Protocol::H2c(client) => tokio::time::timeout(self.timeout, client.request(req))
+                .await
+                .map(|r| {
+                    r.map(|resp| resp.map(|b: Incoming| b.map_err(BoxError::from).boxed_unsync()))
+                        .map_err(|e| error_chain(&e))
+                }),
+        };
+        match sent {
             Ok(Ok(resp)) => Ok(resp),
-            Ok(Err(e)) => {
-                tracing::debug!(upstream = %self.upstream, error = %error_chain(&e), "upstream failed");
+            Ok(Err(error)) => {
+                tracing::debug!(upstream = %self.upstream, %error, "upstream failed");
                 Err(RequestError::UpstreamError)
             }
             Err(_) => Err(RequestError::UpstreamTimeout),

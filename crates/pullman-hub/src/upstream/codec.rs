@@ -1,0 +1,622 @@
+//! HTTP/1.1 to an upstream, apart from I/O (RFC 9112): the request head as bytes, the
+//! response head parsed, and the body framings both ways.
+//!
+//! `decode` style as in `pullman-proto`: functions take the bytes read so far and answer
+//! "need more" (`None`) until a whole unit is there, then split it off the buffer.
+
+use std::fmt::Write as _;
+
+use bytes::{Bytes, BytesMut};
+use http::header::{CONNECTION, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+
+/// Largest response head the hub reads from an upstream: heads are a few hundred bytes,
+/// and 64 KiB is what common servers accept as the largest request head.
+pub(crate) const MAX_HEAD: usize = 64 * 1024;
+/// Most header fields in one response head: far above what real responses carry, and it
+/// bounds the parser's table on the stack.
+const MAX_HEADERS: usize = 128;
+/// Longest chunk-size line (with extensions) or trailer line: a size is at most 16 hex
+/// digits, so anything near this is an attack or a broken peer.
+const MAX_LINE: usize = 4096;
+/// Most trailer bytes accepted (and dropped) after a chunked body.
+const MAX_TRAILERS: usize = 64 * 1024;
+
+/// What went wrong in an upstream's bytes.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum CodecError {
+    #[error("malformed response head: {0}")]
+    Head(String),
+    #[error("response head larger than {MAX_HEAD} bytes")]
+    HeadTooLarge,
+    #[error("malformed chunked body: {0}")]
+    Chunked(&'static str),
+    #[error("the connection closed {0} bytes before the body's end")]
+    Truncated(u64),
+    #[error("the connection closed in a chunked body")]
+    TruncatedChunked,
+}
+
+/// How a message body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Framing {
+    /// This many bytes (0: no body).
+    Length(u64),
+    /// Chunked transfer coding.
+    Chunked,
+    /// Until the connection closes (responses only).
+    Close,
+}
+
+/// Writes the head of a request for `target` with the end-to-end `headers`, framing its
+/// body as `framing` (the caller's choice: the hub, not the client or a filter, decides how
+/// a body crosses this hop, so `content-length` and `transfer-encoding` in `headers` are
+/// replaced). `authority` is the `host` when `headers` has none.
+pub(crate) fn encode_request(
+    method: &Method,
+    target: &[u8],
+    headers: &HeaderMap,
+    framing: Framing,
+    authority: &str,
+    out: &mut BytesMut,
+) {
+    out.extend_from_slice(method.as_str().as_bytes());
+    out.extend_from_slice(b" ");
+    out.extend_from_slice(target);
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    if !headers.contains_key(HOST) {
+        field(out, b"host", authority.as_bytes());
+    }
+    for (name, value) in headers {
+        if name == CONTENT_LENGTH || name == TRANSFER_ENCODING {
+            continue;
+        }
+        field(out, name.as_str().as_bytes(), value.as_bytes());
+    }
+    match framing {
+        Framing::Length(0) if !headers.contains_key(CONTENT_LENGTH) => {}
+        Framing::Length(n) => {
+            let mut text = String::with_capacity(20);
+            let _ = write!(text, "{n}");
+            field(out, b"content-length", text.as_bytes());
+        }
+        Framing::Chunked => field(out, b"transfer-encoding", b"chunked"),
+        Framing::Close => {}
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+fn field(out: &mut BytesMut, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The size line before a chunk of `len` bytes.
+pub(crate) fn chunk_size_line(len: usize) -> Bytes {
+    Bytes::from(format!("{len:x}\r\n"))
+}
+
+/// What ends a chunk's data.
+pub(crate) const CHUNK_END: &[u8] = b"\r\n";
+/// The last chunk of a chunked body, without trailers.
+pub(crate) const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
+
+/// An upstream's response head.
+#[derive(Debug)]
+pub(crate) struct ResponseHead {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+    pub(crate) framing: Framing,
+    /// Whether the connection may carry another request after this response.
+    pub(crate) keep_alive: bool,
+}
+
+/// Parses a response head from the front of `buf`, skipping interim (1xx) responses.
+/// `None`: more bytes are needed. On success the head is split off `buf`, which keeps the
+/// body bytes that came with it. `head_request`: the request was HEAD, so no body follows.
+pub(crate) fn decode_response(
+    buf: &mut BytesMut,
+    head_request: bool,
+) -> Result<Option<ResponseHead>, CodecError> {
+    loop {
+        let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut parsed = httparse::Response::new(&mut fields);
+        let len = match parsed.parse(buf) {
+            Ok(httparse::Status::Complete(len)) => len,
+            Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD => {
+                return Err(CodecError::HeadTooLarge)
+            }
+            Ok(httparse::Status::Partial) => return Ok(None),
+            Err(e) => return Err(CodecError::Head(e.to_string())),
+        };
+        let code = parsed.code.unwrap_or(0);
+        let status =
+            StatusCode::from_u16(code).map_err(|_| CodecError::Head(format!("status {code}")))?;
+        if status == StatusCode::SWITCHING_PROTOCOLS {
+            return Err(CodecError::Head(
+                "101 to a request that asked no upgrade".into(),
+            ));
+        }
+        if status.is_informational() {
+            let _ = buf.split_to(len);
+            continue;
+        }
+        let http11 = parsed.version == Some(1);
+        // Field values are kept as slices of the head, without a copy.
+        let base = buf.as_ptr() as usize;
+        let mut spans = Vec::with_capacity(parsed.headers.len());
+        for f in parsed.headers.iter() {
+            let name = HeaderName::from_bytes(f.name.as_bytes())
+                .map_err(|_| CodecError::Head(format!("field name {:?}", f.name)))?;
+            let start = f.value.as_ptr() as usize - base;
+            spans.push((name, start, start + f.value.len()));
+        }
+        let head = buf.split_to(len).freeze();
+        let mut headers = HeaderMap::with_capacity(spans.len());
+        for (name, start, end) in spans {
+            let value = HeaderValue::from_maybe_shared(head.slice(start..end))
+                .map_err(|_| CodecError::Head(format!("value of {name}")))?;
+            headers.append(name, value);
+        }
+        let (framing, delimited) = response_framing(status, &headers, head_request)?;
+        let keep_alive = delimited && wants_keep_alive(&headers, http11);
+        return Ok(Some(ResponseHead {
+            status,
+            headers,
+            framing,
+            keep_alive,
+        }));
+    }
+}
+
+/// The body framing of a response (RFC 9112 section 6.3), and whether the connection can
+/// carry on after it.
+fn response_framing(
+    status: StatusCode,
+    headers: &HeaderMap,
+    head_request: bool,
+) -> Result<(Framing, bool), CodecError> {
+    if head_request || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
+        return Ok((Framing::Length(0), true));
+    }
+    if headers.contains_key(TRANSFER_ENCODING) {
+        let chunked_last = headers
+            .get_all(TRANSFER_ENCODING)
+            .iter()
+            .next_back()
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.rsplit(',').next())
+            .is_some_and(|c| c.trim().eq_ignore_ascii_case("chunked"));
+        // With a content-length beside it, the message may be a smuggling attempt: read it
+        // by its transfer coding, and do not reuse the connection.
+        let alone = !headers.contains_key(CONTENT_LENGTH);
+        return Ok(if chunked_last {
+            (Framing::Chunked, alone)
+        } else {
+            (Framing::Close, false)
+        });
+    }
+    let mut length = None;
+    for value in headers.get_all(CONTENT_LENGTH) {
+        for part in value.as_bytes().split(|&b| b == b',') {
+            let n = parse_decimal(part.trim_ascii())
+                .ok_or_else(|| CodecError::Head("invalid content-length".into()))?;
+            if length.is_some_and(|l| l != n) {
+                return Err(CodecError::Head("conflicting content-lengths".into()));
+            }
+            length = Some(n);
+        }
+    }
+    Ok(match length {
+        Some(n) => (Framing::Length(n), true),
+        None => (Framing::Close, false),
+    })
+}
+
+fn parse_decimal(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |n, d| {
+        n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+    })
+}
+
+fn wants_keep_alive(headers: &HeaderMap, http11: bool) -> bool {
+    let mut keep_alive = http11;
+    for value in headers.get_all(CONNECTION) {
+        for token in value.as_bytes().split(|&b| b == b',') {
+            let token = token.trim_ascii();
+            if token.eq_ignore_ascii_case(b"close") {
+                return false;
+            }
+            if token.eq_ignore_ascii_case(b"keep-alive") {
+                keep_alive = true;
+            }
+        }
+    }
+    keep_alive
+}
+
+/// Takes a response body out of the bytes read, by its framing.
+#[derive(Debug)]
+pub(crate) struct BodyDecoder {
+    state: State,
+}
+
+#[derive(Debug)]
+enum State {
+    /// This many bytes still to come.
+    Length(u64),
+    /// Up to the connection's end.
+    Close,
+    /// Expecting a chunk-size line.
+    ChunkSize,
+    /// Inside a chunk's data: this many bytes left.
+    ChunkData(u64),
+    /// After a chunk's data: its CRLF.
+    ChunkEnd,
+    /// After the last chunk: trailer lines (dropped), this many bytes so far.
+    Trailers(usize),
+    Done,
+}
+
+/// What the decoder made of the bytes so far.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Decoded {
+    Data(Bytes),
+    /// More bytes are needed.
+    NeedMore,
+    /// The body is complete.
+    Done,
+}
+
+impl BodyDecoder {
+    pub(crate) fn new(framing: Framing) -> BodyDecoder {
+        let state = match framing {
+            Framing::Length(0) => State::Done,
+            Framing::Length(n) => State::Length(n),
+            Framing::Chunked => State::ChunkSize,
+            Framing::Close => State::Close,
+        };
+        BodyDecoder { state }
+    }
+
+    pub(crate) fn is_done(&self) -> bool {
+        matches!(self.state, State::Done)
+    }
+
+    /// Body bytes still to come, when the framing says.
+    pub(crate) fn remaining(&self) -> Option<u64> {
+        match self.state {
+            State::Length(n) => Some(n),
+            State::Done => Some(0),
+            _ => None,
+        }
+    }
+
+    /// The next piece of the body from `buf`.
+    pub(crate) fn decode(&mut self, buf: &mut BytesMut) -> Result<Decoded, CodecError> {
+        loop {
+            match self.state {
+                State::Done => return Ok(Decoded::Done),
+                State::Length(n) | State::ChunkData(n) => {
+                    if buf.is_empty() {
+                        return Ok(Decoded::NeedMore);
+                    }
+                    let take = usize::try_from(n).unwrap_or(usize::MAX).min(buf.len());
+                    let left = n - take as u64;
+                    self.state = match self.state {
+                        State::Length(_) if left == 0 => State::Done,
+                        State::Length(_) => State::Length(left),
+                        _ if left == 0 => State::ChunkEnd,
+                        _ => State::ChunkData(left),
+                    };
+                    return Ok(Decoded::Data(buf.split_to(take).freeze()));
+                }
+                State::Close => {
+                    if buf.is_empty() {
+                        return Ok(Decoded::NeedMore);
+                    }
+                    return Ok(Decoded::Data(buf.split().freeze()));
+                }
+                State::ChunkSize => {
+                    let Some(line) = take_line(buf)? else {
+                        return Ok(Decoded::NeedMore);
+                    };
+                    let size = chunk_size(&line)?;
+                    self.state = if size == 0 {
+                        State::Trailers(0)
+                    } else {
+                        State::ChunkData(size)
+                    };
+                }
+                State::ChunkEnd => {
+                    if buf.len() < 2 {
+                        return Ok(Decoded::NeedMore);
+                    }
+                    if &buf[..2] != b"\r\n" {
+                        return Err(CodecError::Chunked("no CRLF after chunk data"));
+                    }
+                    let _ = buf.split_to(2);
+                    self.state = State::ChunkSize;
+                }
+                State::Trailers(seen) => {
+                    let Some(line) = take_line(buf)? else {
+                        return Ok(Decoded::NeedMore);
+                    };
+                    let seen = seen + line.len() + 2;
+                    if seen > MAX_TRAILERS {
+                        return Err(CodecError::Chunked("trailers too large"));
+                    }
+                    self.state = if line.is_empty() {
+                        State::Done
+                    } else {
+                        State::Trailers(seen)
+                    };
+                }
+            }
+        }
+    }
+
+    /// The connection ended: fine only for a body delimited by the close.
+    pub(crate) fn eof(&mut self) -> Result<(), CodecError> {
+        match self.state {
+            State::Close | State::Done => {
+                self.state = State::Done;
+                Ok(())
+            }
+            State::Length(n) => Err(CodecError::Truncated(n)),
+            _ => Err(CodecError::TruncatedChunked),
+        }
+    }
+}
+
+/// One CRLF-terminated line off the front of `buf`, without its CRLF.
+fn take_line(buf: &mut BytesMut) -> Result<Option<BytesMut>, CodecError> {
+    match buf.windows(2).position(|w| w == b"\r\n") {
+        Some(end) if end > MAX_LINE => Err(CodecError::Chunked("line too long")),
+        Some(end) => {
+            let mut line = buf.split_to(end + 2);
+            line.truncate(end);
+            Ok(Some(line))
+        }
+        None if buf.len() > MAX_LINE => Err(CodecError::Chunked("line too long")),
+        None => Ok(None),
+    }
+}
+
+/// The size of a chunk-size line (hex digits, then optional extensions, which are ignored).
+fn chunk_size(line: &[u8]) -> Result<u64, CodecError> {
+    let digits_end = line
+        .iter()
+        .position(|b| !b.is_ascii_hexdigit())
+        .unwrap_or(line.len());
+    let rest = line[digits_end..].trim_ascii_start();
+    if digits_end == 0 || !(rest.is_empty() || rest[0] == b';') {
+        return Err(CodecError::Chunked("invalid chunk size"));
+    }
+    line[..digits_end].iter().try_fold(0u64, |n, &d| {
+        let v = (d as char).to_digit(16).unwrap_or(0);
+        n.checked_mul(16)
+            .and_then(|n| n.checked_add(u64::from(v)))
+            .ok_or(CodecError::Chunked("chunk size overflows"))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode_all(framing: Framing, wire: &[u8], step: usize) -> Result<Vec<u8>, CodecError> {
+        let mut decoder = BodyDecoder::new(framing);
+        let mut buf = BytesMut::new();
+        let mut out = Vec::new();
+        let mut fed = 0;
+        loop {
+            match decoder.decode(&mut buf)? {
+                Decoded::Data(d) => out.extend_from_slice(&d),
+                Decoded::Done => return Ok(out),
+                Decoded::NeedMore if fed == wire.len() => {
+                    decoder.eof()?;
+                    return Ok(out);
+                }
+                Decoded::NeedMore => {
+                    let end = (fed + step).min(wire.len());
+                    buf.extend_from_slice(&wire[fed..end]);
+                    fed = end;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn request_heads_carry_the_hubs_framing() {
+        let mut headers = HeaderMap::new();
+        headers.insert("host", "example.com".parse().unwrap());
+        headers.insert("content-length", "99".parse().unwrap());
+        headers.insert("transfer-encoding", "gzip".parse().unwrap());
+        headers.append("x-a", "1".parse().unwrap());
+        headers.append("x-a", "2".parse().unwrap());
+        let mut out = BytesMut::new();
+        encode_request(
+            &Method::POST,
+            b"/p?q=1",
+            &headers,
+            Framing::Chunked,
+            "up:80",
+            &mut out,
+        );
+        assert_eq!(
+            &out[..],
+            b"POST /p?q=1 HTTP/1.1\r\nhost: example.com\r\nx-a: 1\r\nx-a: 2\r\n\
+transfer-encoding: chunked\r\n\r\n"
+        );
+        out.clear();
+        encode_request(
+            &Method::GET,
+            b"/",
+            &HeaderMap::new(),
+            Framing::Length(0),
+            "up:80",
+            &mut out,
+        );
+        assert_eq!(&out[..], b"GET / HTTP/1.1\r\nhost: up:80\r\n\r\n");
+        out.clear();
+        encode_request(
+            &Method::PUT,
+            b"/",
+            &HeaderMap::new(),
+            Framing::Length(12),
+            "up:80",
+            &mut out,
+        );
+        assert_eq!(
+            &out[..],
+            b"PUT / HTTP/1.1\r\nhost: up:80\r\ncontent-length: 12\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn response_heads_parse_with_their_framing() {
+        let mut buf = BytesMut::from(
+            &b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 5\r\nx-a: b\r\n\r\nhel"[..],
+        );
+        let head = decode_response(&mut buf, false).unwrap().unwrap();
+        assert_eq!(head.status, StatusCode::OK);
+        assert_eq!(head.framing, Framing::Length(5));
+        assert!(head.keep_alive);
+        assert_eq!(head.headers["x-a"], "b");
+        assert_eq!(&buf[..], b"hel");
+
+        let mut partial = BytesMut::from(&b"HTTP/1.1 200 OK\r\ncontent-le"[..]);
+        assert!(decode_response(&mut partial, false).unwrap().is_none());
+
+        let cases: [(&[u8], bool, Framing, bool); 7] = [
+            (
+                b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n",
+                false,
+                Framing::Chunked,
+                true,
+            ),
+            (b"HTTP/1.1 200 OK\r\n\r\n", false, Framing::Close, false),
+            (
+                b"HTTP/1.1 204 No Content\r\n\r\n",
+                false,
+                Framing::Length(0),
+                true,
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\ncontent-length: 7\r\n\r\n",
+                true,
+                Framing::Length(0),
+                true,
+            ),
+            (
+                b"HTTP/1.0 200 OK\r\ncontent-length: 1\r\n\r\n",
+                false,
+                Framing::Length(1),
+                false,
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\nconnection: close\r\n\r\n",
+                false,
+                Framing::Length(1),
+                false,
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ncontent-length: 3\r\n\r\n",
+                false,
+                Framing::Chunked,
+                false,
+            ),
+        ];
+        for (wire, head_request, framing, keep_alive) in cases {
+            let mut buf = BytesMut::from(wire);
+            let head = decode_response(&mut buf, head_request).unwrap().unwrap();
+            assert_eq!(head.framing, framing, "{}", String::from_utf8_lossy(wire));
+            assert_eq!(
+                head.keep_alive,
+                keep_alive,
+                "{}",
+                String::from_utf8_lossy(wire)
+            );
+        }
+    }
+
+    #[test]
+    fn bad_response_heads_are_errors() {
+        for wire in [
+            &b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\ncontent-length: 2\r\n\r\n"[..],
+            b"HTTP/1.1 200 OK\r\ncontent-length: -1\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\ncontent-length: 99999999999999999999\r\n\r\n",
+            b"HTTP/1.1 101 Switching Protocols\r\n\r\n",
+            b"HTTP/1.1 2000 OK\r\n\r\n",
+            b"SMTP hello\r\n\r\n",
+        ] {
+            let mut buf = BytesMut::from(wire);
+            assert!(decode_response(&mut buf, false).is_err(), "{wire:?}");
+        }
+        let mut huge = BytesMut::from(&b"HTTP/1.1 200 OK\r\n"[..]);
+        while huge.len() <= MAX_HEAD {
+            huge.extend_from_slice(b"x-filler: 0123456789012345678901234567890123456789\r\n");
+        }
+        assert!(matches!(
+            decode_response(&mut huge, false),
+            Err(CodecError::HeadTooLarge) | Err(CodecError::Head(_))
+        ));
+    }
+
+    #[test]
+    fn bodies_decode_whatever_the_read_sizes() {
+        let chunked = b"5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nx-trailer: 1\r\n\r\n";
+        for step in [1, 2, 3, 7, 1000] {
+            assert_eq!(
+                decode_all(Framing::Chunked, chunked, step).unwrap(),
+                b"hello world"
+            );
+            assert_eq!(
+                decode_all(Framing::Length(5), b"hello", step).unwrap(),
+                b"hello"
+            );
+            assert_eq!(
+                decode_all(Framing::Close, b"until the end", step).unwrap(),
+                b"until the end"
+            );
+        }
+        assert!(decode_all(Framing::Length(0), b"", 1).unwrap().is_empty());
+    }
+
+    #[test]
+    fn broken_bodies_are_errors() {
+        for wire in [
+            &b"5\r\nhelloXX0\r\n\r\n"[..],
+            b"zz\r\n",
+            b"\r\n",
+            b"ffffffffffffffffff\r\n",
+            b"5\r\nhel",
+        ] {
+            assert!(decode_all(Framing::Chunked, wire, 3).is_err(), "{wire:?}");
+        }
+        assert!(matches!(
+            decode_all(Framing::Length(10), b"short", 2),
+            Err(CodecError::Truncated(5))
+        ));
+        let long_line = vec![b'1'; MAX_LINE + 10];
+        assert!(decode_all(Framing::Chunked, &long_line, 100).is_err());
+    }
+
+    #[test]
+    fn data_never_includes_the_next_response() {
+        let mut buf = BytesMut::from(&b"abcHTTP/1.1 200 OK\r\n"[..]);
+        let mut decoder = BodyDecoder::new(Framing::Length(3));
+        assert_eq!(
+            decoder.decode(&mut buf).unwrap(),
+            Decoded::Data(Bytes::from_static(b"abc"))
+        );
+        assert_eq!(decoder.decode(&mut buf).unwrap(), Decoded::Done);
+        assert_eq!(&buf[..4], b"HTTP");
+    }
+}
