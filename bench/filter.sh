@@ -3,7 +3,9 @@
 # the upstream directly and nginx proxying to the same upstream, in alternating rounds of
 # the same run. The upstream is `pullman-bench direct`. nginx keeps upstream connections
 # alive (keepalive 64), as the hub's client does.
-# Usage: [HUB_THREADS=N] [NGINX_WORKERS=N] [APP=demo-filter] [UPSTREAM_SCHEME=http|h2c] bench/filter.sh [ROUNDS] [SECONDS] [CONNECTIONS]
+# BASELINE=PATH adds a second hub and worker run from another pullman binary (an older
+# build, say), measured in the same rounds: a before/after comparison in one run.
+# Usage: [HUB_THREADS=N] [NGINX_WORKERS=N] [APP=demo-filter] [UPSTREAM_SCHEME=http|h2c] [BASELINE=PATH] bench/filter.sh [ROUNDS] [SECONDS] [CONNECTIONS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-3} secs=${2:-10} conns=${3:-32}
@@ -35,11 +37,20 @@ upstream = "${UPSTREAM_SCHEME:-http}://$upstream"
 path_prefix = "/"
 pool = "bench"
 TOML
-PULLMAN_LOG=warn $bin/pullman hub ${HUB_THREADS:+--threads "$HUB_THREADS"} --config "$dir/hub.toml" > "$dir/hub.out" & pids+=($!)
-for _ in $(seq 100); do [ -s "$dir/hub.out" ] && break; sleep 0.05; done
-hub_url=$(sed -n 's/.*front=\(http:[^ ]*\).*/\1/p' "$dir/hub.out")
-worker_addr=$(sed -n 's/.*workers=\([^, ]*\).*/\1/p' "$dir/hub.out")
-PULLMAN_LOG=warn $bin/pullman worker --app "${APP:-demo-filter}" --hub "$worker_addr" --pool bench --token bench --concurrency 64 & pids+=($!)
+start_filter() { # name binary -> sets url_<name>
+  PULLMAN_LOG=warn $2 hub ${HUB_THREADS:+--threads "$HUB_THREADS"} --config "$dir/hub.toml" > "$dir/$1.out" & pids+=($!)
+  for _ in $(seq 100); do [ -s "$dir/$1.out" ] && break; sleep 0.05; done
+  local worker_addr
+  worker_addr=$(sed -n 's/.*workers=\([^, ]*\).*/\1/p' "$dir/$1.out")
+  PULLMAN_LOG=warn $2 worker --app "${APP:-demo-filter}" --hub "$worker_addr" --pool bench --token bench --concurrency 64 & pids+=($!)
+  printf -v "url_$1" '%s' "$(sed -n 's/.*front=\(http:[^ ]*\).*/\1/p' "$dir/$1.out")"
+}
+start_filter hub $bin/pullman
+hub_url=$url_hub
+if [ -n "${BASELINE:-}" ]; then
+  start_filter baseline "$BASELINE"
+  curl -sf --retry 20 --retry-connrefused --retry-delay 0 "$url_baseline/hello" >/dev/null
+fi
 
 # nginx needs a fixed port: take one the kernel hands out and give it back.
 nginx_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
@@ -80,5 +91,9 @@ echo "round system req_per_s p99 (wrk -t1 -c$conns -d${secs}s, hub threads ${HUB
 for r in $(seq "$rounds"); do
   d=$(run direct "$direct_url"); n=$(run nginx "$nginx_url"); f=$(run pullman-filter "$hub_url")
   echo "$r $d"; echo "$r $n"; echo "$r $f"
+  if [ -n "${BASELINE:-}" ]; then
+    b=$(run baseline-filter "$url_baseline"); echo "$r $b"
+    awk -v r="$r" -v n="${n#* }" -v b="${b#* }" 'BEGIN { split(n, a, " "); split(b, c, " "); printf "%s ratio baseline-filter/nginx %.3f\n", r, c[1]/a[1] }'
+  fi
   awk -v r="$r" -v n="${n#* }" -v f="${f#* }" -v d="${d#* }" 'BEGIN { split(n, a, " "); split(f, b, " "); split(d, c, " "); printf "%s ratio filter/nginx %.3f  nginx/direct %.3f  filter/direct %.3f\n", r, b[1]/a[1], a[1]/c[1], b[1]/c[1] }'
 done
