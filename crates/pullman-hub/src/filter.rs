@@ -19,6 +19,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue, CONTENT_LENGTH, HOST};
 use http::request::Parts;
+use http::uri::PathAndQuery;
 use http::{HeaderMap, Request, Response};
 use http_body::Body;
 use http_body_util::{BodyExt, Empty, Full, LengthLimitError, Limited};
@@ -31,7 +32,7 @@ use crate::body::{HubBody, WorkerBody};
 use crate::config::{FailureMode, FilterBody, PoolConfig};
 use crate::error::RequestError;
 use crate::exchange::{pump_body, response, wait_head, Head, InFlight, Pump};
-use crate::hop::end_to_end;
+use crate::hop::strip_hop_by_hop;
 use crate::pool::{Acquire, Pool};
 use crate::upstream::{is_protected, BoxError, UpstreamBody, UpstreamClient};
 
@@ -156,7 +157,7 @@ pub(crate) async fn exchange(
             };
             let req = upstream_request(
                 &upstream,
-                &parts,
+                parts,
                 verdict.target.as_deref(),
                 &verdict.edits,
                 config.filter_edit_protected,
@@ -181,7 +182,7 @@ pub(crate) async fn exchange(
             }
             fail(&config, stats, can_forward, "request")?;
             let forward = kept.into_body(config.max_body_bytes);
-            upstream_request(&upstream, &parts, None, &[], true, false, forward)?
+            upstream_request(&upstream, parts, None, &[], true, false, forward)?
         }
     };
 
@@ -192,7 +193,8 @@ pub(crate) async fn exchange(
 
     // The response phase.
     let (rparts, rbody) = upstream_resp.into_parts();
-    let headers = end_to_end(&rparts.headers);
+    let mut headers = rparts.headers;
+    strip_hop_by_hop(&mut headers);
     let response_head = pullman_proto::Response {
         stream: 0,
         end: rbody.is_end_stream(),
@@ -469,32 +471,33 @@ async fn ask(
 /// end-to-end header fields with the filter's edits.
 fn upstream_request(
     upstream: &UpstreamClient,
-    parts: &Parts,
+    parts: Parts,
     target: Option<&[u8]>,
     edits: &[HeaderEdit],
     allow_protected: bool,
     body_from_filter: bool,
     body: UpstreamBody,
 ) -> Result<Request<UpstreamBody>, RequestError> {
-    let original = parts
-        .uri
-        .path_and_query()
-        .map_or("/", |pq| pq.as_str())
-        .as_bytes();
     let uri = match target {
-        None => upstream.uri(original)?,
+        None => {
+            let original = parts.uri.path_and_query().cloned();
+            upstream.uri(original.unwrap_or_else(|| PathAndQuery::from_static("/")))?
+        }
         Some(t) => {
-            let valid = t.first() == Some(&b'/')
-                && http::uri::PathAndQuery::try_from(t).is_ok()
-                && !t.contains(&b'#');
-            if !valid {
+            let parsed = PathAndQuery::try_from(t)
+                .ok()
+                .filter(|_| t.first() == Some(&b'/') && !t.contains(&b'#'));
+            let Some(target) = parsed else {
                 tracing::warn!(target = %String::from_utf8_lossy(t), "filter gave an invalid target");
                 return Err(RequestError::WorkerError);
-            }
-            upstream.uri(t).map_err(|_| RequestError::WorkerError)?
+            };
+            upstream
+                .uri(target)
+                .map_err(|_| RequestError::WorkerError)?
         }
     };
-    let mut headers = end_to_end(&parts.headers);
+    let mut headers = parts.headers;
+    strip_hop_by_hop(&mut headers);
     // HTTP/2 clients send the authority, not a host field; the upstream gets one either way.
     if !headers.contains_key(HOST) {
         if let Some(value) = parts
@@ -574,7 +577,8 @@ fn client_response(resp: Response<UpstreamBody>) -> Response<HubBody> {
     let (parts, body) = resp.into_parts();
     let mut out = Response::new(HubBody::Upstream(body));
     *out.status_mut() = parts.status;
-    *out.headers_mut() = end_to_end(&parts.headers);
+    *out.headers_mut() = parts.headers;
+    strip_hop_by_hop(out.headers_mut());
     out
 }
 

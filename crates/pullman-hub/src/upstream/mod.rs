@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{HeaderName, HOST};
+use http::uri::{PathAndQuery, Scheme};
 use http::{Request, Response};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::BodyExt;
@@ -112,14 +113,13 @@ impl UpstreamClient {
         }
     }
 
-    /// The absolute URI of `target` (path and query) on the upstream.
-    pub(crate) fn uri(&self, target: &[u8]) -> Result<http::Uri, RequestError> {
-        let mut text =
-            Vec::with_capacity(8 + self.upstream.authority.as_str().len() + target.len());
-        text.extend_from_slice(b"http://");
-        text.extend_from_slice(self.upstream.authority.as_str().as_bytes());
-        text.extend_from_slice(target);
-        http::Uri::from_maybe_shared(Bytes::from(text)).map_err(|_| RequestError::BadRequest)
+    /// The absolute URI of `target` on the upstream.
+    pub(crate) fn uri(&self, target: PathAndQuery) -> Result<http::Uri, RequestError> {
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(Scheme::HTTP);
+        parts.authority = Some(self.upstream.authority.clone());
+        parts.path_and_query = Some(target);
+        http::Uri::from_parts(parts).map_err(|_| RequestError::BadRequest)
     }
 
     /// Sends `req` and waits for the response head, within the upstream timeout.
