@@ -619,4 +619,42 @@ transfer-encoding: chunked\r\n\r\n"
         assert_eq!(decoder.decode(&mut buf).unwrap(), Decoded::Done);
         assert_eq!(&buf[..4], b"HTTP");
     }
+
+    proptest::proptest! {
+        /// Whatever bodies the hub frames as chunks decode back to the same bytes, however
+        /// the reads split them.
+        #[test]
+        fn chunked_bodies_round_trip(
+            pieces in proptest::collection::vec(proptest::collection::vec(proptest::num::u8::ANY, 1..300), 0..8),
+            step in 1usize..64,
+        ) {
+            let mut wire = Vec::new();
+            for piece in &pieces {
+                wire.extend_from_slice(&chunk_size_line(piece.len()));
+                wire.extend_from_slice(piece);
+                wire.extend_from_slice(CHUNK_END);
+            }
+            wire.extend_from_slice(LAST_CHUNK);
+            let body = decode_all(Framing::Chunked, &wire, step).unwrap();
+            proptest::prop_assert_eq!(body, pieces.concat());
+        }
+
+        /// Arbitrary bytes from an upstream are a response, "need more", or an error; never
+        /// a panic.
+        #[test]
+        fn any_bytes_decode_without_panic(
+            wire in proptest::collection::vec(proptest::num::u8::ANY, 0..512),
+            head_request in proptest::bool::ANY,
+        ) {
+            let mut prefixed = b"HTTP/1.1 200 OK\r\n".to_vec();
+            prefixed.extend_from_slice(&wire);
+            for bytes in [&wire[..], &prefixed[..]] {
+                let mut buf = BytesMut::from(bytes);
+                if let Ok(Some(head)) = decode_response(&mut buf, head_request) {
+                    let _ = decode_all(head.framing, &buf, 7);
+                }
+            }
+            let _ = decode_all(Framing::Chunked, &wire, 5);
+        }
+    }
 }
