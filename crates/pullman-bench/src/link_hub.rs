@@ -173,20 +173,23 @@ impl LinkHub {
         let started = Instant::now();
         let mut stream = self.link.open(request).map_err(|e| fail(e.to_string()))?;
         let sender = stream.sender();
-        let (sent, answer) = tokio::join!(sender.send_data(body.clone(), true), async {
-            let mut status = None;
-            loop {
-                match stream.recv().await {
-                    Inbound::Frame(Frame::Response(r)) => status = Some(r.status),
-                    Inbound::Data(d) => stream.release(d.len()),
-                    Inbound::End => return Ok(status),
-                    other => return Err(format!("{other:?}")),
+        let exchange = async {
+            tokio::join!(sender.send_data(body.clone(), true), async {
+                let mut status = None;
+                loop {
+                    match stream.recv().await {
+                        Inbound::Frame(Frame::Response(r)) => status = Some(r.status),
+                        Inbound::Data(d) => stream.release(d.len()),
+                        Inbound::End => return Ok(status),
+                        other => return Err(format!("{other:?}")),
+                    }
                 }
-            }
-        });
+            })
+        };
+        let (sent, answer) = within(exchange).await.map_err(fail)?;
         let elapsed = started.elapsed();
         sent.map_err(|e| fail(format!("sending the body: {e}")))?;
-        match within(async { answer }).await.map_err(fail)? {
+        match answer {
             Ok(Some(200)) => Ok(elapsed),
             Ok(status) => Err(fail(format!("status {status:?}"))),
             Err(why) => Err(fail(why)),
