@@ -9,12 +9,15 @@
 //!   intended send time), HTTP/1.1 and HTTP/2, HDR histograms.
 //! - `server`: the plain HTTP worker server the push peers forward to (the demo routes, a
 //!   concurrency limit); with no limit it is the direct baseline.
+//! - `link_hub`: a stand-in hub (on `pullman-link`) that times link round trips against a
+//!   real worker process, apart from HTTP.
 //! - `procstat`: CPU time and peak RSS of the process in the middle, from `/proc`.
 //! - `peers`: starting and stopping each system with generated configs on loopback.
 //! - `scenario`: the scenarios (overhead, expensive, hol, bodies, scale); one file each.
 //! - `report`: results as JSON records, markdown tables and hand-written SVG plots.
 
 pub mod error;
+pub mod link_hub;
 pub mod load;
 pub mod peers;
 pub mod procstat;

@@ -1,7 +1,7 @@
 //! `pullman-bench`: the benchmark suite's command line.
 //!
-//! `run` runs scenarios and writes the report; `load`, `sim`, `server` and `direct` are the
-//! building blocks, usable alone.
+//! `run` runs scenarios and writes the report; `load`, `sim`, `server`, `direct` and
+//! `link` are the building blocks, usable alone.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use pullman_bench::link_hub::{LinkHub, LinkTransport};
 use pullman_bench::load::{self, Proto, RequestSpec, Target};
 use pullman_bench::peers::Env;
 use pullman_bench::scenario::{self, Ctx, ExpensiveParams, RunOpts};
@@ -22,6 +23,13 @@ use pullman_bench::{report, server};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LinkArg {
+    Tcp,
+    Unix,
+    Shm,
 }
 
 #[derive(Subcommand)]
@@ -108,6 +116,18 @@ enum Command {
         concurrency: Option<usize>,
         #[arg(long, default_value_t = 1)]
         threads: usize,
+    },
+    /// Link round trips alone: this process plays the hub's end of a link to one `pullman
+    /// worker --app demo` and times `POST /sink` one at a time (to profile the transport).
+    Link {
+        #[arg(long, value_enum, default_value_t = LinkArg::Shm)]
+        transport: LinkArg,
+        /// Request body bytes.
+        #[arg(long, default_value_t = 1024)]
+        body: usize,
+        /// Seconds.
+        #[arg(long, default_value_t = 5.0)]
+        duration: f64,
     },
     /// One unlimited server on a given address: the direct baseline of `bench/hello.sh`.
     Direct {
@@ -283,6 +303,33 @@ fn main() -> anyhow::Result<()> {
                 .enable_all()
                 .build()?;
             rt.block_on(server::run(count, concurrency))?;
+            Ok(())
+        }
+        Command::Link {
+            transport,
+            body,
+            duration,
+        } => {
+            let transport = match transport {
+                LinkArg::Tcp => LinkTransport::Tcp,
+                LinkArg::Unix => LinkTransport::Unix,
+                LinkArg::Shm => LinkTransport::Shm,
+            };
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let env = Env::discover()?;
+            let result = rt.block_on(async {
+                let hub = LinkHub::start(&env, transport).await?;
+                let body = bytes::Bytes::from(vec![7u8; body]);
+                hub.run(&body, Duration::from_secs_f64(duration), 200).await
+            })?;
+            println!(
+                "{} round trips/s p50 {:.1} us p99 {:.1} us",
+                result.req_per_s() as u64,
+                result.quantile_ms(0.5) * 1000.0,
+                result.quantile_ms(0.99) * 1000.0
+            );
             Ok(())
         }
         Command::Direct { listen } => {

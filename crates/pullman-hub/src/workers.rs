@@ -4,19 +4,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use std::os::fd::AsFd;
-
 use bytes::BytesMut;
 use pullman_link::handshake::{recv_frame, send_frame};
-use pullman_link::{Control, Link, LinkError, Role, Settings, ShmTransport};
+use pullman_link::{Control, Link, LinkError, Role, Settings, ShmOffer, SHM_MAX_FRAME};
 use pullman_proto::handshake::{negotiate_version, token_matches};
 use pullman_proto::window::MAX_WINDOW;
 use pullman_proto::{
-    encode, CloseCode, Frame, Hello, Welcome, DEFAULT_INITIAL_WINDOW, DEFAULT_MAX_FRAME,
-    FEATURE_SHM, HANDSHAKE_MAX_FRAME, PROTOCOL_VERSION,
+    CloseCode, Frame, Hello, Welcome, DEFAULT_INITIAL_WINDOW, DEFAULT_MAX_FRAME, FEATURE_SHM,
+    HANDSHAKE_MAX_FRAME, PROTOCOL_VERSION,
 };
-use pullman_shm::handoff::send_with_fds;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, Interest};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::UnixStream;
 
 use crate::hub::HubShared;
@@ -29,10 +26,6 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Smallest frame a worker may say it accepts: a REQUEST carries the whole request head in
 /// one frame, and the front admits heads up to 64 KiB by default.
 const MIN_WORKER_MAX_FRAME: u32 = 128 * 1024;
-
-/// Largest frame payload on a shared-memory link, both ways: one arena region. A REQUEST
-/// (head at most 96 KiB) and a BODY chunk (64 KiB) fit.
-const SHM_MAX_FRAME: u32 = pullman_shm::layout::BLOCK_LEN as u32;
 
 static NEXT_WORKER_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -193,8 +186,8 @@ impl WorkerPort {
             let why = "frames after HELLO on a link asking for shared memory".to_string();
             return refuse(&mut io, &peer, CloseCode::ProtocolError, why).await;
         }
-        let (channel, bell, fds) = match pullman_shm::create() {
-            Ok(created) => created,
+        let offer = match ShmOffer::new() {
+            Ok(offer) => offer,
             Err(e) => {
                 tracing::warn!(%peer, error = %e, "cannot set up shared memory for a worker");
                 let why = format!("shared memory unavailable: {e}");
@@ -202,32 +195,17 @@ impl WorkerPort {
             }
         };
         let worker_id = NEXT_WORKER_ID.fetch_add(1, Ordering::Relaxed);
-        let mut welcome = BytesMut::new();
-        encode(
-            &self.welcome(&g, worker_id, SHM_MAX_FRAME, FEATURE_SHM),
-            &mut welcome,
-        );
-        let sent = tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
-            let borrowed: Vec<_> = fds.iter().map(AsFd::as_fd).collect();
-            let n = io
-                .async_io(Interest::WRITABLE, || {
-                    send_with_fds(io.as_fd(), &welcome, &borrowed)
-                })
-                .await?;
-            // The descriptors went with the first byte; the rest is plain bytes.
-            io.write_all(&welcome[n..]).await
-        })
-        .await;
-        if !matches!(sent, Ok(Ok(()))) {
-            tracing::info!(%peer, "worker left during the shared-memory handshake");
-            return;
-        }
-        // The worker holds its own copies now.
-        drop(fds);
-        let transport = match ShmTransport::new(channel, bell, io, SHM_MAX_FRAME) {
-            Ok(t) => t,
-            Err(e) => {
-                tracing::warn!(%peer, error = %e, "cannot start a shared-memory link");
+        let welcome = self.welcome(&g, worker_id, SHM_MAX_FRAME, FEATURE_SHM);
+        let transport = match tokio::time::timeout(HANDSHAKE_TIMEOUT, offer.send(io, &welcome))
+            .await
+        {
+            Ok(Ok(t)) => t,
+            Ok(Err(e)) => {
+                tracing::info!(%peer, error = %e, "worker left during the shared-memory handshake");
+                return;
+            }
+            Err(_) => {
+                tracing::info!(%peer, "worker took no WELCOME in time");
                 return;
             }
         };

@@ -1,10 +1,17 @@
-//! Single-frame reads and writes for the handshake, before a link task owns the socket.
+//! The handshake, before a link task owns the socket: single-frame reads and writes, and
+//! the hub's offer of shared memory (WELCOME with the worker's descriptors).
+
+use std::os::fd::{AsFd, OwnedFd};
 
 use bytes::BytesMut;
 use pullman_proto::{decode, encode, Frame};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use pullman_shm::handoff::send_with_fds;
+use pullman_shm::{Bell, Channel, ShmError};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, Interest};
+use tokio::net::UnixStream;
 
 use crate::error::LinkError;
+use crate::shm::{ShmTransport, SHM_MAX_FRAME};
 
 /// Reads one frame of at most `max_frame` payload bytes. Bytes read past it stay in `buf`
 /// and must be handed to the link task.
@@ -38,4 +45,53 @@ where
     io.write_all(&buf).await?;
     io.flush().await?;
     Ok(())
+}
+
+/// The hub's end of a shared-memory link being set up: the memory exists, the worker has
+/// not received its descriptors yet. The hub and the benchmark's stand-in hub both go
+/// through here, so there is one way to hand a worker its arenas.
+#[derive(Debug)]
+pub struct ShmOffer {
+    channel: Channel,
+    bell: Bell,
+    fds: [OwnedFd; pullman_shm::channel::WORKER_FDS],
+}
+
+impl ShmOffer {
+    /// Creates both arenas and both doorbells. Fails if the host cannot (no memfd, no
+    /// eventfd, out of memory): the caller refuses the worker with that reason.
+    pub fn new() -> Result<ShmOffer, ShmError> {
+        let (channel, bell, fds) = pullman_shm::create()?;
+        Ok(ShmOffer { channel, bell, fds })
+    }
+
+    /// Sends `welcome` (which must announce `FEATURE_SHM` and [`SHM_MAX_FRAME`]) with the
+    /// worker's descriptors by SCM_RIGHTS, then starts the hub's transport over the rings;
+    /// `io` stays open, silent, for liveness. Must run inside a tokio runtime; the caller
+    /// bounds how long it may take. An error means the worker left or the socket failed.
+    pub async fn send(
+        self,
+        mut io: UnixStream,
+        welcome: &Frame,
+    ) -> Result<ShmTransport, LinkError> {
+        let mut bytes = BytesMut::new();
+        encode(welcome, &mut bytes);
+        let borrowed: Vec<_> = self.fds.iter().map(AsFd::as_fd).collect();
+        let n = io
+            .async_io(Interest::WRITABLE, || {
+                send_with_fds(io.as_fd(), &bytes, &borrowed)
+            })
+            .await?;
+        // The descriptors went with the first byte; the rest is plain bytes.
+        io.write_all(&bytes[n..]).await?;
+        // The worker holds its own copies now.
+        drop(borrowed);
+        drop(self.fds);
+        Ok(ShmTransport::new(
+            self.channel,
+            self.bell,
+            io,
+            SHM_MAX_FRAME,
+        )?)
+    }
 }

@@ -13,7 +13,8 @@
 //! - [`transport`]: the [`Transport`] seam under the link task, and [`StreamTransport`]
 //!   (frames over a byte stream with the codec).
 //! - [`shm`]: [`ShmTransport`], frames over shared-memory rings (`pullman-shm`).
-//! - [`handshake`]: reading and writing single frames before the link task starts.
+//! - [`handshake`]: reading and writing single frames before the link task starts, and
+//!   [`ShmOffer`], the hub's hand-off of shared memory to a worker.
 //! - [`error`]: the [`LinkError`] and [`StreamError`] types.
 #![deny(missing_docs, missing_debug_implementations)]
 
@@ -27,8 +28,9 @@ pub mod transport;
 
 pub use body::RecvBody;
 pub use error::{LinkError, StreamError};
+pub use handshake::ShmOffer;
 pub use link::{Control, Link, Role, Settings};
-pub use shm::ShmTransport;
+pub use shm::{ShmTransport, SHM_MAX_FRAME};
 pub use stream::{Inbound, Stream, StreamSender};
 pub use transport::{StreamTransport, Transport};
 

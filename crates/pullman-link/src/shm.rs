@@ -26,6 +26,10 @@ use tokio::net::UnixStream;
 use crate::error::LinkError;
 use crate::transport::Transport;
 
+/// Largest frame payload on a shared-memory link, both ways: one arena region. A REQUEST
+/// (head at most 96 KiB) and a BODY chunk (64 KiB) fit.
+pub const SHM_MAX_FRAME: u32 = pullman_shm::layout::BLOCK_LEN as u32;
+
 /// Default longest spin before sleeping: about one wake-up's cost. A peer that answers within
 /// it is served without any system call on either side.
 const DEFAULT_MAX_SPIN: Duration = Duration::from_micros(50);
@@ -338,7 +342,7 @@ mod tests {
     fn settings(role: Role) -> Settings {
         Settings {
             role,
-            recv_max_frame: pullman_shm::layout::BLOCK_LEN as u32,
+            recv_max_frame: SHM_MAX_FRAME,
             recv_initial_window: DEFAULT_INITIAL_WINDOW,
             send_initial_window: DEFAULT_INITIAL_WINDOW,
             ping_interval: None,
@@ -361,7 +365,7 @@ mod tests {
         let (hub, hub_bell, fds) = pullman_shm::create().unwrap();
         let (worker, worker_bell) = pullman_shm::open(fds.into()).unwrap();
         let (a, b) = UnixStream::pair().unwrap();
-        let max = pullman_shm::layout::BLOCK_LEN as u32;
+        let max = SHM_MAX_FRAME;
         (
             ShmTransport::new(hub, hub_bell, a, max).unwrap(),
             ShmTransport::new(worker, worker_bell, b, max).unwrap(),

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use pullman_link::handshake::{recv_frame, send_frame};
-use pullman_link::{Control, Link, LinkError, Role, Settings, ShmTransport, Stream};
+use pullman_link::{Control, Link, LinkError, Role, Settings, ShmTransport, Stream, SHM_MAX_FRAME};
 use pullman_proto::{
     decode, CloseCode, Frame, Hello, Request, Welcome, DEFAULT_INITIAL_WINDOW, DEFAULT_MAX_FRAME,
     FEATURE_SHM, HANDSHAKE_MAX_FRAME, PROTOCOL_VERSION,
@@ -406,8 +406,7 @@ impl Worker {
         }
         let (channel, bell) =
             pullman_shm::open(fds).map_err(|e| DialError::Retry(e.to_string()))?;
-        // A frame on shared memory is at most one arena region.
-        let max_frame = pullman_shm::layout::BLOCK_LEN as u32;
+        let max_frame = SHM_MAX_FRAME;
         let transport = ShmTransport::new(channel, bell, io, max_frame)
             .map_err(|e| DialError::Retry(e.to_string()))?;
         let settings = self.settings(&welcome, max_frame);

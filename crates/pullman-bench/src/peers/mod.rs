@@ -16,7 +16,7 @@
 mod haproxy;
 mod nginx;
 mod pothead;
-mod process;
+pub(crate) mod process;
 mod pullman;
 
 use std::collections::HashSet;

@@ -1,14 +1,17 @@
 //! The transport scenario: the same hub and worker over TCP, a Unix socket and shared
 //! memory. Round trips with 1 KiB, 64 KiB and 1 MiB request bodies (`POST /sink`: the worker
-//! reads the body and answers its length) on one connection, one request at a time, and
-//! `/hello` req/s in a closed loop at 32 connections.
+//! reads the body and answers its length) one request at a time, measured twice: over HTTP
+//! through the hub (client, front, link, worker), and on the link alone (`link_hub`: this
+//! process plays the hub's end of the link to a real worker process, so the transport's
+//! share is not hidden under HTTP's). And `/hello` req/s in a closed loop at 32 connections.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::{median_of, median_ratio, opt, start_all, Ctx, Scenario};
+use super::{median_of, median_ratio, opt, start_all, Ctx, Measured, Scenario};
 use crate::error::Error;
+use crate::link_hub::{LinkHub, LinkTransport};
 use crate::load::{self, Proto, RequestSpec, Target};
 use crate::peers::{Layout, System};
 use crate::report::{self, ms, thousands};
@@ -24,6 +27,16 @@ const HELLO_CONNS: usize = 32;
 const WORKER_CONCURRENCY: usize = 64;
 /// Aim: shared memory's p50 round trip over the Unix socket's.
 const AIM_P50_VS_UNIX: f64 = 0.5;
+/// The link round trips' transports.
+const LINKS: [LinkTransport; 3] = [LinkTransport::Tcp, LinkTransport::Unix, LinkTransport::Shm];
+/// Untimed link round trips before each timed run: the first touches of the arenas' pages
+/// and the sockets' buffers are start-up costs, not the transport's.
+const LINK_WARM_UP: usize = 200;
+
+/// The record label of a link round trip over `t`.
+fn link_label(t: LinkTransport) -> String {
+    format!("link ({})", t.label())
+}
 
 struct Transport;
 
@@ -38,11 +51,37 @@ impl Scenario for Transport {
 
     fn run(&self, ctx: &mut Ctx) -> Result<String, Error> {
         let layout = Layout::new(1, WORKER_CONCURRENCY);
-        let (systems, down) = start_all(ctx, &SYSTEMS, &layout);
+        let (systems, mut down) = start_all(ctx, &SYSTEMS, &layout);
+        let mut links = Vec::new();
+        for t in LINKS {
+            eprintln!("  starting a link hub and a worker over {}", t.label());
+            match ctx.block_on(LinkHub::start(&ctx.env, t)) {
+                Ok(hub) => links.push((t, hub)),
+                Err(e) => {
+                    eprintln!("  {} did not start: {e}", link_label(t));
+                    down.push(format!("- {} could not run: {e}\n", link_label(t)));
+                }
+            }
+        }
         let rounds = ctx.rounds(3);
         let secs = ctx.secs(5.0, 1.0);
         for round in 1..=rounds {
             eprintln!("  round {round}/{rounds}");
+            for (size, name) in BODIES {
+                let body = Bytes::from(vec![7u8; size]);
+                for (t, hub) in &links {
+                    let worker = hub.worker();
+                    let before = worker.cpu();
+                    let result = ctx.block_on(hub.run(&body, secs, LINK_WARM_UP))?;
+                    let cpu_us_per_req = (result.ok > 0)
+                        .then(|| (worker.cpu().micros - before.micros) as f64 / result.ok as f64);
+                    let m = Measured {
+                        result,
+                        cpu_us_per_req,
+                    };
+                    ctx.record(NAME, &link_label(*t), name, round, &m, Default::default());
+                }
+            }
             for (size, name) in BODIES {
                 let body = Bytes::from(vec![7u8; size]);
                 let spec: Arc<dyn Fn(u64) -> RequestSpec + Send + Sync> =
@@ -70,6 +109,7 @@ impl Scenario for Transport {
             }
         }
         drop(systems);
+        drop(links);
         let recs = super::scenario_records(ctx, NAME);
 
         let mut md = ctx.preamble(
@@ -80,10 +120,71 @@ impl Scenario for Transport {
 shared memory (`--shm`). Round trip: one connection, one `POST /sink` at a time for {:.0} s \
 (the worker reads the whole body and answers its length), so the figure is the latency of \
 one request with its body through client, hub, transport and worker. `/hello`: closed loop, \
-{HELLO_CONNS} connections. {rounds} round(s), transports alternating; medians over rounds.",
+{HELLO_CONNS} connections. {rounds} round(s), transports alternating; medians over rounds.\n\n\
+**Link round trip**: the transport alone. `pullman-bench` plays the hub's end of one worker \
+link itself (`pullman-link`, the hub's handshake, for shared memory the hub's own `ShmOffer` \
+of arenas and doorbells) against a real `pullman worker --app demo` process (one thread; \
+`--shm` for shared memory), and times one `POST /sink` at a time for {:.0} s (after \
+{LINK_WARM_UP} untimed) from handing the REQUEST and its body to the link until the \
+response's last byte has arrived; no HTTP, no hub front. The bench's end runs on one thread, \
+like the worker. CPU is the worker process's, per round trip.",
+                secs.as_secs_f64(),
                 secs.as_secs_f64()
             ),
         );
+        md.push_str("### Link round trip (the transport alone)\n\n");
+        let link_unix = link_label(LinkTransport::Unix);
+        let link_shm = link_label(LinkTransport::Shm);
+        let mut link_rows = Vec::new();
+        for (_, name) in BODIES {
+            for t in LINKS {
+                let l = link_label(t);
+                if super::of(&recs, &l, name).is_empty() {
+                    continue;
+                }
+                link_rows.push(vec![
+                    name.to_string(),
+                    t.label().to_string(),
+                    us(median_of(&recs, &l, name, |r| r.p50_ms)),
+                    us(median_of(&recs, &l, name, |r| r.p99_ms)),
+                    thousands(median_of(&recs, &l, name, |r| r.req_per_s)),
+                    opt(
+                        median_ratio(&recs, &l, &link_unix, name, |r| r.p50_ms),
+                        |x| format!("{x:.2}"),
+                    ),
+                    opt(
+                        Some(median_of(&recs, &l, name, |r| {
+                            r.cpu_us_per_req.unwrap_or(f64::NAN)
+                        }))
+                        .filter(|x| x.is_finite()),
+                        |x| format!("{x:.1}"),
+                    ),
+                ]);
+            }
+        }
+        md.push_str(&report::table(
+            &[
+                "request body",
+                "transport",
+                "p50 µs",
+                "p99 µs",
+                "round trips/s",
+                "p50 ÷ Unix p50",
+                "worker CPU µs/round trip",
+            ],
+            &link_rows,
+        ));
+        md.push('\n');
+        for (_, name) in BODIES {
+            if let Some(x) = median_ratio(&recs, &link_shm, &link_unix, name, |r| r.p50_ms) {
+                md.push_str(&format!(
+                    "- shared memory / Unix socket p50 link round trip, {name} body: **{x:.2}** \
+(aim ≤ {AIM_P50_VS_UNIX}: {})\n",
+                    if x <= AIM_P50_VS_UNIX { "met" } else { "**not met**" }
+                ));
+            }
+        }
+        md.push_str("\n### HTTP round trip and `/hello` (client, hub, transport, worker)\n\n");
         let unix = System::PullmanUnix.label();
         let mut rows = Vec::new();
         for (_, name) in BODIES {
@@ -146,4 +247,9 @@ one request with its body through client, hub, transport and worker. `/hello`: c
         }
         Ok(md)
     }
+}
+
+/// Milliseconds as whole microseconds.
+fn us(ms: f64) -> String {
+    format!("{:.0}", ms * 1000.0)
 }
