@@ -133,7 +133,7 @@ impl H1Client {
         req: Request<UpstreamBody>,
     ) -> Result<Response<UpstreamBody>, Failure> {
         let (parts, body) = req.into_parts();
-        let body = (!body.is_end_stream()).then_some(body);
+        let mut body = (!body.is_end_stream()).then_some(body);
         let framing = match &body {
             None => Framing::Length(0),
             Some(b) => request_framing(b.size_hint(), &parts.headers),
@@ -153,7 +153,6 @@ impl H1Client {
         // A request without a body that may be repeated (RFC 9110 section 9.2.2) is sent
         // again on a new connection when a reused one turns out closed.
         let replayable = body.is_none() && parts.method.is_idempotent();
-        let mut body = body;
         loop {
             let (conn, reused) = match self.checkout() {
                 Some(conn) => (conn, true),
@@ -225,12 +224,13 @@ impl H1Client {
     fn checkout(&self) -> Option<Conn> {
         let mut idle = self.idle.lock();
         while let Some(Idle { conn, since }) = idle.pop_back() {
-            if since.elapsed() > IDLE_TIMEOUT {
+            let unused = since.elapsed();
+            if unused > IDLE_TIMEOUT {
                 // The newest is too old: so are all the others.
                 idle.clear();
                 return None;
             }
-            if since.elapsed() < PROBE_AFTER || conn.is_usable() {
+            if unused < PROBE_AFTER || conn.is_usable() {
                 return Some(conn);
             }
         }
@@ -238,20 +238,18 @@ impl H1Client {
     }
 
     fn checkin(&self, conn: Conn) {
+        let now = Instant::now();
         let mut idle = self.idle.lock();
         while idle
             .front()
-            .is_some_and(|i| i.since.elapsed() > IDLE_TIMEOUT)
+            .is_some_and(|i| now.duration_since(i.since) > IDLE_TIMEOUT)
         {
             idle.pop_front();
         }
         if idle.len() >= MAX_IDLE {
             idle.pop_front();
         }
-        idle.push_back(Idle {
-            conn,
-            since: Instant::now(),
-        });
+        idle.push_back(Idle { conn, since: now });
     }
 
     async fn connect(&self) -> Result<Conn, Failure> {
