@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue};
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
 use pullman_worker::{Filter, Pass, RequestBody, Verdict, Worker};
 use support::*;
 
@@ -419,6 +419,38 @@ async fn upstream_down_is_502_and_slow_is_504() {
     let slow = get(&c, &hub.url("/slow")).await;
     assert_eq!(slow.status, 504, "{slow:?}");
     assert_eq!(upstream.seen("/slow").len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upstream_that_stalls_in_a_body_is_cut_off_after_upstream_timeout() {
+    let upstream = Upstream::start().await;
+    for scheme in ["http", "h2c"] {
+        let url = upstream.url().replace("http", scheme);
+        let pools = filter_pool(&url, "upstream_timeout = \"300ms\"\n");
+        let hub = HubProc::start(Transport::Tcp, &pools);
+        let _w = hub.filter_worker("f", TOKEN, 2, "df");
+        let c = client();
+        wait_filtered(&c, &hub).await;
+
+        let req = http::Request::get(hub.url("/stall"))
+            .body(Full::default())
+            .unwrap();
+        let resp = tokio::time::timeout(HANG_GUARD, c.request(req))
+            .await
+            .expect("no response head")
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{scheme}");
+        // The start of the body arrives; then, instead of waiting for ever, the body fails.
+        let body = tokio::time::timeout(HANG_GUARD, resp.into_body().collect())
+            .await
+            .unwrap_or_else(|_| panic!("{scheme}: the stalled body was never cut off"));
+        assert!(
+            body.is_err(),
+            "{scheme}: a cut-off body must not look complete"
+        );
+        // The hub serves on.
+        assert_eq!(get(&c, &hub.url("/after")).await.status, 200, "{scheme}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -651,8 +651,9 @@ pub struct Seen {
 
 /// An HTTP/1.1 and h2c server on port 0 that records every request it reads whole.
 ///
-/// `/slow` answers after [`HANG_GUARD`]; `/bytes?n=N` answers N pattern bytes; every other
-/// path answers a JSON summary of the request (the body read whole and hashed).
+/// `/slow` answers after [`HANG_GUARD`]; `/stall` answers 200 and the start of a body whose
+/// rest never comes; `/bytes?n=N` answers N pattern bytes; every other path answers a JSON
+/// summary of the request (the body read whole and hashed).
 pub struct Upstream {
     pub addr: SocketAddr,
     pub seen: Arc<Mutex<Vec<Seen>>>,
@@ -727,10 +728,13 @@ pub fn sha256_hex(data: &[u8]) -> String {
         .collect()
 }
 
+/// A response body of the upstream.
+type UpstreamBody = http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>;
+
 async fn upstream_answer(
     req: http::Request<hyper::body::Incoming>,
     log: Arc<Mutex<Vec<Seen>>>,
-) -> http::Response<Full<Bytes>> {
+) -> http::Response<UpstreamBody> {
     use sha2::Digest;
     let (parts, mut body) = req.into_parts();
     let mut hasher = sha2::Sha256::new();
@@ -761,6 +765,16 @@ async fn upstream_answer(
     if parts.uri.path() == "/slow" {
         tokio::time::sleep(HANG_GUARD).await;
     }
+    if parts.uri.path() == "/stall" {
+        let start = futures_util::stream::iter([Ok(http_body::Frame::data(Bytes::from_static(
+            b"the start, and then nothing",
+        )))]);
+        let body = http_body_util::StreamBody::new(futures_util::StreamExt::chain(
+            start,
+            futures_util::stream::pending(),
+        ));
+        return http::Response::new(body.boxed());
+    }
     if parts.uri.path() == "/bytes" {
         let n = parts
             .uri
@@ -770,7 +784,7 @@ async fn upstream_answer(
             .unwrap_or(0);
         return http::Response::builder()
             .header("content-type", "application/octet-stream")
-            .body(Full::new(Bytes::from(pattern(n))))
+            .body(Full::new(Bytes::from(pattern(n))).boxed())
             .unwrap();
     }
     let summary = serde_json::json!({
@@ -781,6 +795,6 @@ async fn upstream_answer(
     });
     http::Response::builder()
         .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(summary.to_string())))
+        .body(Full::new(Bytes::from(summary.to_string())).boxed())
         .unwrap()
 }

@@ -69,8 +69,9 @@ pub const DEFAULT_MAX_BODY_BYTES: u64 = 100 * 1024 * 1024;
 /// Default `pool.upstream_connect_timeout`: a loopback or LAN upstream connects in
 /// milliseconds; 5 s tolerates a busy one and still answers 502 before the client gives up.
 pub const DEFAULT_UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Default `pool.upstream_timeout`: 30 s for the upstream's response head, the usual proxy
-/// read timeout (nginx's `proxy_read_timeout` is 60 s between reads).
+/// Default `pool.upstream_timeout`: 30 s for the upstream's response head, and for any pause
+/// within its body; the usual proxy read timeout (nginx's `proxy_read_timeout` is 60 s
+/// between reads).
 pub const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default `pool.filter_timeout`: a filter decides on a head in microseconds; 5 s covers a
 /// queue of busy filters, and a request stuck longer is better failed (or passed, when
@@ -303,8 +304,9 @@ pub struct PoolConfig {
         deserialize_with = "de_positive_duration"
     )]
     pub upstream_connect_timeout: Duration,
-    /// Filter mode: time from sending a request upstream to its response head; past it the
-    /// client gets 504.
+    /// Filter mode: time from sending a request upstream to its response head (past it the
+    /// client gets 504), and the longest the upstream may pause within its response body
+    /// (past it the client's response is cut off, as the body can no longer be complete).
     #[serde(
         default = "default_upstream_timeout",
         deserialize_with = "de_positive_duration"

@@ -131,7 +131,7 @@ impl H1Client {
     pub(crate) async fn send(
         self: &Arc<Self>,
         req: Request<UpstreamBody>,
-    ) -> Result<Response<UpstreamBody>, Failure> {
+    ) -> Result<Response<ResponseBody>, Failure> {
         let (parts, body) = req.into_parts();
         let mut body = (!body.is_end_stream()).then_some(body);
         let framing = match &body {
@@ -175,7 +175,7 @@ impl H1Client {
         body: Option<UpstreamBody>,
         framing: Framing,
         head_request: bool,
-    ) -> Result<Response<UpstreamBody>, Failure> {
+    ) -> Result<Response<ResponseBody>, Failure> {
         let Conn {
             read,
             mut write,
@@ -215,7 +215,7 @@ impl H1Client {
         if body.decoder.is_done() {
             body.finish(None);
         }
-        let mut resp = Response::new(UpstreamBody::new(body));
+        let mut resp = Response::new(body);
         *resp.status_mut() = status;
         *resp.headers_mut() = headers;
         Ok(resp)
@@ -419,12 +419,21 @@ struct Open {
 
 /// An upstream response's body, read from its connection; the connection goes back among
 /// the idle ones when the body has ended cleanly, and is closed if it is dropped before.
-struct ResponseBody {
+pub(crate) struct ResponseBody {
     /// `None` once the body has ended (or failed).
     conn: Option<Open>,
     decoder: BodyDecoder,
     keep_alive: bool,
     client: Arc<H1Client>,
+}
+
+impl std::fmt::Debug for ResponseBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseBody")
+            .field("open", &self.conn.is_some())
+            .field("keep_alive", &self.keep_alive)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ResponseBody {
@@ -573,7 +582,7 @@ mod tests {
         req
     }
 
-    async fn text(resp: Response<UpstreamBody>) -> Result<String, BoxError> {
+    async fn text(resp: Response<ResponseBody>) -> Result<String, BoxError> {
         let bytes = resp.into_body().collect().await?.to_bytes();
         Ok(String::from_utf8_lossy(&bytes).into_owned())
     }

@@ -9,9 +9,11 @@
 //! # Layout
 //! - `codec`: HTTP/1.1 request heads, response heads and body framings, without I/O.
 //! - `h1`: the HTTP/1.1 client: idle connections, one request at a time on each.
+//! - `idle`: the bound on a pause within a response body, for both protocols.
 
 mod codec;
 mod h1;
+mod idle;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,6 +33,7 @@ use crate::config::{PoolConfig, PoolMode, Upstream};
 use crate::error::RequestError;
 use crate::hop::is_hop_by_hop;
 use h1::H1Client;
+use idle::IdleTimeout;
 
 /// Any error a forwarded body may end with.
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -122,21 +125,30 @@ impl UpstreamClient {
         http::Uri::from_parts(parts).map_err(|_| RequestError::BadRequest)
     }
 
-    /// Sends `req` and waits for the response head, within the upstream timeout.
+    /// Sends `req` and waits for the response head, within the upstream timeout; the body
+    /// then fails if the upstream pauses within it for as long.
     pub(crate) async fn send(
         &self,
         req: Request<UpstreamBody>,
     ) -> Result<Response<UpstreamBody>, RequestError> {
+        let limit = self.timeout;
         let sent = match &self.client {
-            Protocol::H1(client) => tokio::time::timeout(self.timeout, client.send(req))
-                .await
-                .map(|r| r.map_err(|e| error_chain(&e))),
-            Protocol::H2c(client) => tokio::time::timeout(self.timeout, client.request(req))
+            Protocol::H1(client) => tokio::time::timeout(limit, client.send(req))
                 .await
                 .map(|r| {
-                    r.map(|resp| resp.map(|b: Incoming| b.map_err(BoxError::from).boxed_unsync()))
+                    r.map(|resp| resp.map(|b| IdleTimeout::new(b, limit).boxed_unsync()))
                         .map_err(|e| error_chain(&e))
                 }),
+            Protocol::H2c(client) => {
+                tokio::time::timeout(limit, client.request(req))
+                    .await
+                    .map(|r| {
+                        r.map(|resp| {
+                            resp.map(|b: Incoming| IdleTimeout::new(b, limit).boxed_unsync())
+                        })
+                        .map_err(|e| error_chain(&e))
+                    })
+            }
         };
         match sent {
             Ok(Ok(resp)) => Ok(resp),
