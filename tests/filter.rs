@@ -562,4 +562,19 @@ async fn filter_decisions_show_in_the_metrics() {
         1.0
     );
     assert_eq!(after.requests("f", "ok") - before.requests("f", "ok"), 2.0);
+    // Both requests waited for a filter and got its decision; only the passed one went
+    // upstream.
+    let count = |m: &Metrics, histogram: &str| m.get(&format!("{histogram}_count"), "pool=\"f\"");
+    for (histogram, observed) in [
+        ("pullman_queue_wait_seconds", 2.0),
+        ("pullman_service_seconds", 2.0),
+        ("pullman_upstream_seconds", 1.0),
+    ] {
+        assert_eq!(after.types[histogram], "histogram");
+        assert_eq!(
+            count(&after, histogram) - count(&before, histogram),
+            observed,
+            "{histogram}"
+        );
+    }
 }

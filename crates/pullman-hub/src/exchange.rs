@@ -60,27 +60,34 @@ pub(crate) async fn serve(
 /// Records one request in its pool's metrics, when recording is on. Dropped before
 /// [`Record::finish`] (the client went away and hyper dropped the request), it counts
 /// `client_gone`.
-struct Record<'a> {
+pub(crate) struct Record<'a> {
     pool: &'a Pool,
     on: bool,
     done: bool,
 }
 
 impl Record<'_> {
-    fn queue_wait(&self, waited: Duration) {
+    pub(crate) fn queue_wait(&self, waited: Duration) {
         if self.on {
             self.pool.metrics.queue_wait.observe(waited);
         }
     }
 
     /// Reads the clock only when recording: that is the one `Instant::now` metrics add.
-    fn service_start(&self) -> Option<Instant> {
+    pub(crate) fn service_start(&self) -> Option<Instant> {
         self.on.then(Instant::now)
     }
 
-    fn service(&self, since: Option<Instant>) {
+    pub(crate) fn service(&self, since: Option<Instant>) {
         if let Some(since) = since {
             self.pool.metrics.service.observe(since.elapsed());
+        }
+    }
+
+    /// A filter pool's upstream answered (or failed) after `since`, from `service_start`.
+    pub(crate) fn upstream(&self, since: Option<Instant>) {
+        if let Some(since) = since {
+            self.pool.metrics.upstream.observe(since.elapsed());
         }
     }
 
@@ -143,6 +150,7 @@ async fn exchange(
             body,
             peer,
             started,
+            record,
         ))
         .await;
     }

@@ -31,7 +31,7 @@ use tokio::time::Instant;
 use crate::body::{HubBody, WorkerBody};
 use crate::config::{FailureMode, FilterBody, PoolConfig};
 use crate::error::RequestError;
-use crate::exchange::{pump_body, response, wait_head, Head, InFlight, Pump};
+use crate::exchange::{pump_body, response, wait_head, Head, InFlight, Pump, Record};
 use crate::hop::strip_hop_by_hop;
 use crate::pool::{Acquire, Pool};
 use crate::upstream::{is_protected, BoxError, UpstreamBody, UpstreamClient};
@@ -111,6 +111,7 @@ pub(crate) async fn exchange(
     body: Option<Incoming>,
     peer: &str,
     started: Instant,
+    record: &Record<'_>,
 ) -> Result<Response<HubBody>, RequestError> {
     let config = pool.config();
     let Some(upstream) = pool.upstream() else {
@@ -141,7 +142,7 @@ pub(crate) async fn exchange(
             (Mode::FilterStreamed, handoff, Kept::Client(None))
         }
     };
-    let answer = ask(&pool, mode, &head, peer, None, handoff).await?;
+    let answer = ask(&pool, record, mode, &head, peer, None, handoff).await?;
     let upstream_req = match answer {
         Answer::Respond(resp) => {
             count(&stats.answered);
@@ -186,7 +187,10 @@ pub(crate) async fn exchange(
         }
     };
 
-    let upstream_resp = upstream.send(upstream_req).await?;
+    let sent_at = record.service_start();
+    let upstream_resp = upstream.send(upstream_req).await;
+    record.upstream(sent_at);
+    let upstream_resp = upstream_resp?;
     if !config.filter_response {
         return Ok(client_response(upstream_resp));
     }
@@ -216,6 +220,7 @@ pub(crate) async fn exchange(
     };
     match ask(
         &pool,
+        record,
         Mode::FilterResponse,
         &head,
         peer,
@@ -355,6 +360,7 @@ fn filter_body(stream: Stream, in_flight: InFlight, length: Option<u64>) -> HubB
 /// pool's `filter_timeout` (queueing included).
 async fn ask(
     pool: &Arc<Pool>,
+    record: &Record<'_>,
     mode: Mode,
     head: &HeadView,
     peer: &str,
@@ -367,7 +373,8 @@ async fn ask(
     let queue_deadline = deadline.min(now + config.queue_timeout);
     let mut front = false;
     loop {
-        if Instant::now() >= deadline {
+        let queued_since = if front { Instant::now() } else { now };
+        if queued_since >= deadline {
             return Ok(Answer::Unavailable(handoff));
         }
         let lease = match pool.acquire(front) {
@@ -381,7 +388,10 @@ async fn ask(
                 }
             }
         };
-        let remaining = deadline.saturating_duration_since(Instant::now());
+        // As in respond mode: a retry waits again from now, the first try from the asking.
+        let leased = Instant::now();
+        record.queue_wait(leased.saturating_duration_since(queued_since));
+        let remaining = deadline.saturating_duration_since(leased);
         let request = pullman_proto::Request {
             stream: 0,
             // In the response phase the body follows the RESPONSE head, not the REQUEST.
@@ -423,7 +433,10 @@ async fn ask(
             ))))),
             Handoff::Gone => None,
         };
-        match wait_head(&mut stream, &mut pump, deadline).await {
+        let service_start = record.service_start();
+        let head = wait_head(&mut stream, &mut pump, deadline).await;
+        record.service(service_start);
+        match head {
             Head::Verdict(verdict) => {
                 if let Some(p) = pump.as_mut() {
                     p.detach();

@@ -165,11 +165,20 @@ impl Source for HubShared {
         out.family(
             "pullman_service_seconds",
             Kind::Histogram,
-            "Time from handing a request to a worker until its response head (or failure).",
+            "Time from handing a request to a worker until its response head or verdict (or failure).",
         );
         for pool in &pools {
             let h = pool.metrics.service.snapshot();
             out.histogram("pullman_service_seconds", &[("pool", pool.name())], &h);
+        }
+        out.family(
+            "pullman_upstream_seconds",
+            Kind::Histogram,
+            "Filter pools: time from sending a request upstream until its response head (or failure).",
+        );
+        for pool in pools.iter().filter(|p| p.upstream().is_some()) {
+            let h = pool.metrics.upstream.snapshot();
+            out.histogram("pullman_upstream_seconds", &[("pool", pool.name())], &h);
         }
 
         let status: Vec<_> = pools.iter().map(|p| (p.name(), p.status())).collect();

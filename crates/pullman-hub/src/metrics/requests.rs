@@ -50,9 +50,12 @@ pub(crate) struct RequestMetrics {
     outcomes: [AtomicU64; OUTCOMES.len()],
     /// From arrival to the moment a worker's credit was taken, for requests that got one.
     pub(crate) queue_wait: Histogram,
-    /// From the request going to the worker to the worker's response head (or its failure,
-    /// or the deadline).
+    /// From the request going to the worker to the worker's response head or verdict (or its
+    /// failure, or the deadline).
     pub(crate) service: Histogram,
+    /// Filter pools: from sending a request upstream to the upstream's response head (or
+    /// its failure, or `upstream_timeout`).
+    pub(crate) upstream: Histogram,
 }
 
 impl RequestMetrics {
