@@ -74,7 +74,7 @@ impl Record<'_> {
     }
 
     /// Reads the clock only when recording: that is the one `Instant::now` metrics add.
-    pub(crate) fn service_start(&self) -> Option<Instant> {
+    pub(crate) fn start(&self) -> Option<Instant> {
         self.on.then(Instant::now)
     }
 
@@ -84,7 +84,7 @@ impl Record<'_> {
         }
     }
 
-    /// A filter pool's upstream answered (or failed) after `since`, from `service_start`.
+    /// A filter pool's upstream answered (or failed) after `since`, from [`Record::start`].
     pub(crate) fn upstream(&self, since: Option<Instant>) {
         if let Some(since) = since {
             self.pool.metrics.upstream.observe(since.elapsed());
@@ -210,7 +210,7 @@ async fn exchange(
             ))))
         });
 
-        let service_start = record.service_start();
+        let service_start = record.start();
         let head = wait_head(&mut stream, &mut pump, deadline).await;
         record.service(service_start);
         match head {

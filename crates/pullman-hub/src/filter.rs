@@ -187,7 +187,7 @@ pub(crate) async fn exchange(
         }
     };
 
-    let sent_at = record.service_start();
+    let sent_at = record.start();
     let upstream_resp = upstream.send(upstream_req).await;
     record.upstream(sent_at);
     let upstream_resp = upstream_resp?;
@@ -433,7 +433,7 @@ async fn ask(
             ))))),
             Handoff::Gone => None,
         };
-        let service_start = record.service_start();
+        let service_start = record.start();
         let head = wait_head(&mut stream, &mut pump, deadline).await;
         record.service(service_start);
         match head {

@@ -532,6 +532,7 @@ mod tests {
     use tokio::sync::mpsc;
 
     use super::*;
+    use crate::upstream::Fed;
 
     /// A scripted upstream on port 0: `serve` runs for each accepted connection. Returns
     /// the client of it and the count of connections accepted.
@@ -585,20 +586,6 @@ mod tests {
     async fn text(resp: Response<ResponseBody>) -> Result<String, BoxError> {
         let bytes = resp.into_body().collect().await?.to_bytes();
         Ok(String::from_utf8_lossy(&bytes).into_owned())
-    }
-
-    /// A request body fed by the test, piece by piece.
-    struct Fed(mpsc::Receiver<Bytes>);
-
-    impl Body for Fed {
-        type Data = Bytes;
-        type Error = BoxError;
-        fn poll_frame(
-            mut self: Pin<&mut Self>,
-            cx: &mut Context<'_>,
-        ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-            self.0.poll_recv(cx).map(|d| d.map(|d| Ok(Frame::data(d))))
-        }
     }
 
     fn fed() -> (mpsc::Sender<Bytes>, UpstreamBody) {

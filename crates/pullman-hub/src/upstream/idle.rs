@@ -108,23 +108,9 @@ mod tests {
     use tokio::sync::mpsc;
 
     use super::*;
+    use crate::upstream::Fed;
 
     const LIMIT: Duration = Duration::from_secs(10);
-
-    /// A body of the chunks sent to it, ended when the sender is dropped.
-    struct Fed(mpsc::Receiver<Bytes>);
-
-    impl Body for Fed {
-        type Data = Bytes;
-        type Error = BoxError;
-
-        fn poll_frame(
-            mut self: Pin<&mut Self>,
-            cx: &mut Context<'_>,
-        ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-            self.0.poll_recv(cx).map(|d| d.map(|d| Ok(Frame::data(d))))
-        }
-    }
 
     fn fed() -> (mpsc::Sender<Bytes>, IdleTimeout<Fed>) {
         let (tx, rx) = mpsc::channel(4);

@@ -177,6 +177,26 @@ pub(crate) fn is_protected(name: &HeaderName) -> bool {
     is_hop_by_hop(name) || name == HOST
 }
 
+/// A body the test feeds chunk by chunk, ended when the sender is dropped: for the tests of
+/// `h1` and `idle`.
+#[cfg(test)]
+pub(crate) struct Fed(pub(crate) tokio::sync::mpsc::Receiver<Bytes>);
+
+#[cfg(test)]
+impl http_body::Body for Fed {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|d| d.map(|d| Ok(http_body::Frame::data(d))))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
