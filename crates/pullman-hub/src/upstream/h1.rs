@@ -20,7 +20,7 @@ use http::{HeaderMap, Method, Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use parking_lot::Mutex;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
@@ -177,7 +177,7 @@ impl H1Client {
         head_request: bool,
     ) -> Result<Response<ResponseBody>, Failure> {
         let Conn {
-            read,
+            mut read,
             mut write,
             mut buf,
         } = conn;
@@ -193,11 +193,11 @@ impl H1Client {
         let response = loop {
             if write.is_sending() {
                 tokio::select! {
-                    head = read_head(&read, &mut buf, head_request) => break head?,
+                    head = read_head(&mut read, &mut buf, head_request) => break head?,
                     sent = write.sent() => sent?,
                 }
             } else {
-                break read_head(&read, &mut buf, head_request).await?;
+                break read_head(&mut read, &mut buf, head_request).await?;
             }
         };
         let ResponseHead {
@@ -324,7 +324,7 @@ async fn send_body(
 /// Reads until a whole response head is in `buf`. Cancel-safe: what was read stays in
 /// `buf`, and the head is parsed afresh from it.
 async fn read_head(
-    read: &OwnedReadHalf,
+    read: &mut OwnedReadHalf,
     buf: &mut BytesMut,
     head_request: bool,
 ) -> Result<ResponseHead, Failure> {
@@ -332,17 +332,26 @@ async fn read_head(
         if let Some(head) = decode_response(buf, head_request)? {
             return Ok(head);
         }
-        read.readable().await.map_err(Failure::io)?;
-        buf.reserve(READ_RESERVE);
-        match read.try_read_buf(buf) {
+        match std::future::poll_fn(|cx| poll_read_some(read, cx, buf)).await {
             Ok(0) if buf.is_empty() => return Err(Failure::Closed),
             Ok(0) => return Err(CodecError::Head("the connection closed inside it".into()).into()),
             Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
             Err(e) if buf.is_empty() => return Err(Failure::io(e)),
             Err(e) => return Err(Failure::Io(e)),
         }
     }
+}
+
+/// Reads what the connection has into `buf`. Through `AsyncRead`, whose short read tells
+/// the runtime that the socket is drained: the next read then waits for readiness instead of
+/// spending a system call that returns `EAGAIN` (`try_read` keeps the readiness it had).
+fn poll_read_some(
+    read: &mut OwnedReadHalf,
+    cx: &mut Context<'_>,
+    buf: &mut BytesMut,
+) -> Poll<io::Result<usize>> {
+    buf.reserve(READ_RESERVE);
+    std::pin::pin!(read.read_buf(buf)).poll(cx)
 }
 
 /// The write half of a connection in use.
@@ -489,11 +498,7 @@ impl Body for ResponseBody {
                 Ok(Decoded::NeedMore) => {}
                 Err(e) => return this.fail(e),
             }
-            if let Err(e) = ready!(open.read.as_ref().poll_read_ready(cx)) {
-                return this.fail(e);
-            }
-            open.buf.reserve(READ_RESERVE);
-            match open.read.try_read_buf(&mut open.buf) {
+            match ready!(poll_read_some(&mut open.read, cx, &mut open.buf)) {
                 Ok(0) => {
                     return match this.decoder.eof() {
                         Ok(()) => {
@@ -504,7 +509,6 @@ impl Body for ResponseBody {
                     };
                 }
                 Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) => return this.fail(e),
             }
         }
