@@ -87,7 +87,7 @@ run() { # name url -> "name req/s p99"
   p99=$(awk '$1=="99%" {print $2}' "$dir/wrk.txt")
   echo "$1 $rps $p99"
 }
-echo "round system req_per_s p99 (wrk -t1 -c$conns -d${secs}s, hub threads ${HUB_THREADS:-all cores}, nginx workers ${NGINX_WORKERS:-auto}, filter app ${APP:-demo-filter})"
+echo "round system req_per_s p99 (wrk -t1 -c$conns -d${secs}s, hub threads ${HUB_THREADS:-default}, nginx workers ${NGINX_WORKERS:-auto}, filter app ${APP:-demo-filter})"
 for r in $(seq "$rounds"); do
   d=$(run direct "$direct_url"); n=$(run nginx "$nginx_url"); f=$(run pullman-filter "$hub_url")
   echo "$r $d"; echo "$r $n"; echo "$r $f"

@@ -2,8 +2,7 @@
 # /hello through hub + one worker (concurrency 64) against a plain hyper server, in
 # alternating rounds of the same run, so the ratio means something on a noisy machine.
 # Usage: [HUB_THREADS=N] bench/hello.sh [ROUNDS] [SECONDS] [CONNECTIONS] [tcp|unix]
-# HUB_THREADS defaults to one per core; on a 2-core machine that also runs wrk and the
-# worker, HUB_THREADS=1 avoids oversubscription.
+# HUB_THREADS defaults to the hub's own default (half the cores, at least one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-3} secs=${2:-10} conns=${3:-32} transport=${4:-tcp}
@@ -45,7 +44,7 @@ run() { # name url -> "req/s p99_ms"
   p99=$(awk '$1=="99%" {print $2}' "$dir/wrk.txt")
   echo "$1 $rps $p99"
 }
-echo "round system req_per_s p99 (wrk -t1 -c$conns -d${secs}s, worker over $transport, hub threads ${HUB_THREADS:-all cores}, worker threads 1)"
+echo "round system req_per_s p99 (wrk -t1 -c$conns -d${secs}s, worker over $transport, hub threads ${HUB_THREADS:-default}, worker threads 1)"
 for r in $(seq "$rounds"); do
   d=$(run direct "$direct_url"); h=$(run pullman "$hub_url")
   echo "$r $d"; echo "$r $h"

@@ -62,7 +62,7 @@ run() { # enabled -> "enabled req/s p99 hub_cpu_us_per_req counted"
   cpu=$(awk -v t=$((t1 - t0)) -v us="$tick_us" -v n="$total" 'BEGIN { printf "%.2f", t * us / n }')
   echo "$1 $rps $p99 $cpu $(( $(counted) - before ))"
 }
-echo "round metrics req_per_s p99 hub_cpu_us_per_req requests_counted (wrk -t1 -c$conns -d${secs}s, hub threads ${HUB_THREADS:-all cores}, worker threads 1)"
+echo "round metrics req_per_s p99 hub_cpu_us_per_req requests_counted (wrk -t1 -c$conns -d${secs}s, hub threads ${HUB_THREADS:-default}, worker threads 1)"
 for r in $(seq "$rounds"); do
   if [ $((r % 2)) -eq 1 ]; then a=$(run true); b=$(run false); on=$a off=$b; else b=$(run false); a=$(run true); on=$a off=$b; fi
   echo "$r $on"; echo "$r $off"

@@ -45,7 +45,7 @@ for via in tcp unix shm; do
   curl -sf --retry 20 --retry-connrefused --retry-delay 0 -H "x-via: $via" "$hub_url/hello" >/dev/null
 done
 
-echo "## /hello req/s (wrk -t1 -c$conns -d${secs}s; hub threads ${HUB_THREADS:-all cores}, worker threads 1)"
+echo "## /hello req/s (wrk -t1 -c$conns -d${secs}s; hub threads ${HUB_THREADS:-default}, worker threads 1)"
 echo "round transport req_per_s p50 p99"
 for r in $(seq "$rounds"); do
   for via in tcp unix shm; do
