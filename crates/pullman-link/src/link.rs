@@ -6,7 +6,6 @@
 //! system call (or one ring publication) carries many frames, and nothing else holds the
 //! transport. Nothing in it waits on anything but the transport.
 
-use std::collections::HashMap;
 use std::future::poll_fn;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -15,6 +14,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 use parking_lot::Mutex;
 use pullman_proto::{CloseCode, Frame, Request, Window};
+use rustc_hash::FxHashMap;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -153,7 +153,7 @@ impl Link {
         let task = Task {
             transport,
             commands: rx,
-            streams: HashMap::new(),
+            streams: FxHashMap::default(),
             highest_stream: 0,
             settings,
             control,
@@ -243,7 +243,9 @@ struct Entry {
 struct Task<T, C> {
     transport: T,
     commands: mpsc::UnboundedReceiver<Command>,
-    streams: HashMap<u64, Entry>,
+    /// Keyed by stream id with FxHash: ids are numbered by the hub, not picked to collide,
+    /// and a request looks its stream up several times.
+    streams: FxHashMap<u64, Entry>,
     /// Highest stream id seen (worker) or opened (hub): ids at or below it that are not in
     /// `streams` have ended, and late frames for them are dropped.
     highest_stream: u64,
