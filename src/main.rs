@@ -127,11 +127,18 @@ fn run() -> anyhow::Result<()> {
         Command::Demo { .. } => default_hub_threads(),
         _ => None,
     };
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = threads {
-        anyhow::ensure!(n >= 1, "--threads must be at least 1");
-        runtime.worker_threads(n);
-    }
+    // One thread runs everything on this one, without the work-stealing scheduler's
+    // bookkeeping.
+    let mut runtime = match threads {
+        Some(0) => anyhow::bail!("--threads must be at least 1"),
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        Some(n) => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.worker_threads(n);
+            builder
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
     let runtime = runtime
         .enable_all()
         .build()
