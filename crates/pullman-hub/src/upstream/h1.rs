@@ -42,9 +42,13 @@ const MAX_IDLE: usize = 256;
 /// reused (one system call). Servers keep idle connections for seconds; one reused sooner
 /// is almost never closed, and a request that may be repeated is, when it was.
 const PROBE_AFTER: Duration = Duration::from_millis(100);
-/// Free room made in a connection's read buffer before each read: a typical response
-/// head and body in one read, and big bodies in pieces of about this size.
+/// Free room made in a connection's read buffer when it runs low: a typical response head
+/// and body in one read, and big bodies in pieces of about this size.
 const READ_RESERVE: usize = 16 * 1024;
+/// Below this much free room the buffer gets new room before a read. The heads and bodies
+/// split off the buffer keep its allocation shared, so making room always allocates: this
+/// way small responses share one allocation instead of costing one each.
+const READ_LOW: usize = 4 * 1024;
 
 /// Why a request to the upstream failed.
 #[derive(Debug, thiserror::Error)]
@@ -350,7 +354,9 @@ fn poll_read_some(
     cx: &mut Context<'_>,
     buf: &mut BytesMut,
 ) -> Poll<io::Result<usize>> {
-    buf.reserve(READ_RESERVE);
+    if buf.capacity() - buf.len() < READ_LOW {
+        buf.reserve(READ_RESERVE);
+    }
     std::pin::pin!(read.read_buf(buf)).poll(cx)
 }
 
