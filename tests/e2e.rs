@@ -2,7 +2,7 @@
 
 mod support;
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -573,6 +573,61 @@ async fn slow_headers_and_idle_connections_are_closed() {
     let answer = String::from_utf8_lossy(&read_to_close(idle)).into_owned();
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(answer.contains("hello from pullman"), "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_keep_alive_connection_outlives_the_header_read_timeout() {
+    let hub = HubProc::start_with(
+        Transport::Tcp,
+        "header_read_timeout = \"200ms\"\nidle_timeout = \"60s\"",
+        &one_pool(""),
+    );
+    let _w = hub.worker("demo", TOKEN, 1, "w1");
+    wait_ready(&client(), &hub.url("/hello")).await;
+    let mut sock = std::net::TcpStream::connect(hub.front).unwrap();
+    sock.set_read_timeout(Some(HANG_GUARD)).unwrap();
+    for round in 0..2 {
+        sock.write_all(b"GET /hello HTTP/1.1\r\nhost: x\r\n\r\n")
+            .unwrap();
+        let answer = read_one_response(&mut sock);
+        assert!(
+            answer.starts_with("HTTP/1.1 200"),
+            "round {round}: {answer}"
+        );
+        // Idle for five header read timeouts: only idle_timeout may close it.
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    // A head that stops half way is still cut off.
+    let mut slow = std::net::TcpStream::connect(hub.front).unwrap();
+    slow.write_all(b"GET /hello HTTP/1.1\r\n").unwrap();
+    let answer = String::from_utf8_lossy(&read_to_close(slow)).into_owned();
+    assert!(!answer.contains("hello from pullman"), "{answer}");
+}
+
+/// Reads one response with a `content-length` body from `sock`.
+fn read_one_response(sock: &mut std::net::TcpStream) -> String {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = sock.read(&mut buf).expect("the connection stays open");
+        assert!(n > 0, "closed after {:?}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&got).into_owned();
+        let Some(end) = text.find("\r\n\r\n") else {
+            continue;
+        };
+        let length: usize = text[..end]
+            .lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-length:")
+                    .map(|v| v.trim().parse().unwrap())
+            })
+            .expect("a content-length");
+        if got.len() >= end + 4 + length {
+            return text;
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

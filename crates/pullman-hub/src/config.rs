@@ -195,7 +195,7 @@ pub struct HubConfig {
         deserialize_with = "de_max_header_bytes"
     )]
     pub max_header_bytes: usize,
-    /// Time a client has to send a complete request head.
+    /// Time a client has to send a complete HTTP/1.1 request head, from its first byte.
     #[serde(
         default = "default_header_read_timeout",
         deserialize_with = "de_positive_duration"

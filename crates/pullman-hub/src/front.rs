@@ -2,15 +2,19 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
+use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use parking_lot::Mutex;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::time::{Instant, MissedTickBehavior};
@@ -22,16 +26,16 @@ use crate::hub::HubShared;
 /// does not spin while the condition lasts.
 pub(crate) const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
 
-/// Builds the HTTP server settings once; every connection shares them.
-pub(crate) fn http_builder(
-    max_header_bytes: usize,
-    header_read_timeout: Duration,
-) -> auto::Builder<TokioExecutor> {
+/// Builds the HTTP server settings once; every connection shares them. hyper's own header
+/// read timeout is off: it also runs while a keep-alive connection waits for its next
+/// request, so it would close idle connections at `header_read_timeout` instead of
+/// `idle_timeout`. [`Connections::sweep`] applies it from a head's first byte instead.
+pub(crate) fn http_builder(max_header_bytes: usize) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(header_read_timeout)
+        .header_read_timeout(None)
         .max_buf_size(max_header_bytes.max(8192));
     builder
         .http2()
@@ -43,7 +47,7 @@ pub(crate) fn http_builder(
 
 /// Accepts clients until `shutdown` flips, then asks every open connection to close. Each
 /// connection task holds a clone of `alive`; when all have ended, its receiver sees the
-/// channel close. One timer here checks all connections for idleness.
+/// channel close. One timer here checks all connections for idleness and slow heads.
 pub(crate) async fn run(
     listener: TcpListener,
     hub: Arc<HubShared>,
@@ -51,8 +55,8 @@ pub(crate) async fn run(
     alive: mpsc::Sender<()>,
 ) {
     let connections = Arc::new(Connections::default());
-    let idle = hub.idle_timeout;
-    let mut check = tokio::time::interval(idle.max(Duration::from_millis(10)) / 2);
+    let (idle, head) = (hub.idle_timeout, hub.header_read_timeout);
+    let mut check = tokio::time::interval(idle.min(head).max(Duration::from_millis(10)) / 2);
     check.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
         tokio::select! {
@@ -68,7 +72,7 @@ pub(crate) async fn run(
                     tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
                 }
             },
-            _ = check.tick() => connections.close_idle(idle),
+            _ = check.tick() => connections.sweep(idle, head),
             _ = shutdown.changed() => {
                 connections.close_all();
                 return;
@@ -90,8 +94,10 @@ impl Connections {
         let activity = Arc::new(Activity {
             in_progress: AtomicUsize::new(0),
             last_ms: AtomicU64::new(0),
+            head_since_ms: AtomicU64::new(NO_HEAD),
             epoch: Instant::now(),
             close: Notify::new(),
+            abort: AtomicBool::new(false),
         });
         self.open.lock().insert(id, activity.clone());
         Open {
@@ -101,14 +107,21 @@ impl Connections {
         }
     }
 
-    /// Asks the connections with no request in progress and none for `idle` to close.
-    fn close_idle(&self, idle: Duration) {
-        let idle_ms = idle.as_millis() as u64;
+    /// Closes the connections whose request head has taken `head` since its first byte, and
+    /// asks those with no request in progress and none for `idle` to close.
+    fn sweep(&self, idle: Duration, head: Duration) {
+        let (idle_ms, head_ms) = (idle.as_millis() as u64, head.as_millis() as u64);
         for activity in self.open.lock().values() {
-            let quiet_ms = activity
-                .now_ms()
-                .saturating_sub(activity.last_ms.load(Ordering::Relaxed));
-            if activity.in_progress.load(Ordering::Relaxed) == 0 && quiet_ms >= idle_ms {
+            if activity.in_progress.load(Ordering::Relaxed) != 0 {
+                continue;
+            }
+            let now_ms = activity.now_ms();
+            let head_since = activity.head_since_ms.load(Ordering::Relaxed);
+            if head_since != NO_HEAD && now_ms.saturating_sub(head_since) >= head_ms {
+                // A graceful close would wait for the head to end: this client gets none.
+                activity.abort.store(true, Ordering::Relaxed);
+                activity.close.notify_one();
+            } else if now_ms.saturating_sub(activity.last_ms.load(Ordering::Relaxed)) >= idle_ms {
                 activity.close.notify_one();
             }
         }
@@ -134,13 +147,19 @@ impl Drop for Open {
     }
 }
 
-/// Requests in progress on one connection and when the last one ended: what the idle
-/// timeout looks at; and the signal that asks the connection to close.
+/// `Activity::head_since_ms` when no request head is arriving.
+const NO_HEAD: u64 = u64::MAX;
+
+/// What the sweep looks at on one connection: requests in progress, when the last one
+/// ended (idle timeout), when the bytes of the next head began to arrive (header read
+/// timeout); and the signal that asks the connection to close, gracefully or not.
 struct Activity {
     in_progress: AtomicUsize,
     last_ms: AtomicU64,
+    head_since_ms: AtomicU64,
     epoch: Instant,
     close: Notify,
+    abort: AtomicBool,
 }
 
 impl Activity {
@@ -167,6 +186,7 @@ async fn serve_connection(
         service_fn(move |req| {
             let (hub, activity, peer_text) = (hub.clone(), activity.clone(), peer_text.clone());
             activity.in_progress.fetch_add(1, Ordering::Relaxed);
+            activity.head_since_ms.store(NO_HEAD, Ordering::Relaxed);
             async move {
                 let resp = exchange::serve(hub, req, &peer_text).await;
                 activity.last_ms.store(activity.now_ms(), Ordering::Relaxed);
@@ -174,6 +194,12 @@ async fn serve_connection(
                 Ok::<_, Infallible>(resp)
             }
         })
+    };
+    let sock = Watched {
+        sock,
+        activity: activity.clone(),
+        first_read: true,
+        http1: true,
     };
     let conn = hub.http.serve_connection(TokioIo::new(sock), service);
     tokio::pin!(conn);
@@ -190,9 +216,85 @@ async fn serve_connection(
                 return;
             }
             () = &mut asked_to_close, if !closing => {
+                if activity.abort.load(Ordering::Relaxed) {
+                    tracing::debug!(%peer, "request head not received within header_read_timeout");
+                    return;
+                }
                 conn.as_mut().graceful_shutdown();
                 closing = true;
             }
         }
+    }
+}
+
+/// A client's socket that notes when the first bytes of a new HTTP/1 request head arrive:
+/// bytes read while no request is in progress. HTTP/2 connections (their preface first) are
+/// left alone: between requests their bytes are control frames, not heads.
+struct Watched {
+    sock: TcpStream,
+    activity: Arc<Activity>,
+    first_read: bool,
+    http1: bool,
+}
+
+/// The start of the HTTP/2 connection preface; no HTTP/1 request line begins with it.
+const H2_PREFACE_START: &[u8] = b"PRI * HTTP/2";
+
+impl AsyncRead for Watched {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        ready!(Pin::new(&mut this.sock).poll_read(cx, buf))?;
+        let read = &buf.filled()[before..];
+        if this.first_read && !read.is_empty() {
+            this.first_read = false;
+            let n = read.len().min(H2_PREFACE_START.len());
+            this.http1 = read[..n] != H2_PREFACE_START[..n];
+        }
+        let activity = &this.activity;
+        if this.http1
+            && !read.is_empty()
+            && activity.in_progress.load(Ordering::Relaxed) == 0
+            && activity.head_since_ms.load(Ordering::Relaxed) == NO_HEAD
+        {
+            activity
+                .head_since_ms
+                .store(activity.now_ms(), Ordering::Relaxed);
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncWrite for Watched {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().sock).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().sock).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.sock.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().sock).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().sock).poll_shutdown(cx)
     }
 }

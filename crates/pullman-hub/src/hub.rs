@@ -38,6 +38,7 @@ pub(crate) struct HubShared {
     pub(crate) http: auto::Builder<TokioExecutor>,
     pub(crate) max_header_bytes: usize,
     pub(crate) idle_timeout: Duration,
+    pub(crate) header_read_timeout: Duration,
     /// Pools removed from the routing table whose requests are still finishing.
     pub(crate) retiring: Mutex<HashMap<String, Arc<Pool>>>,
     /// `[metrics] enabled`: whether requests are counted and timed.
@@ -138,9 +139,10 @@ impl Hub {
         let hub = &config.hub;
         let shared = Arc::new(HubShared {
             routing: ArcSwap::from_pointee(Routing { router, pools }),
-            http: crate::front::http_builder(hub.max_header_bytes, hub.header_read_timeout),
+            http: crate::front::http_builder(hub.max_header_bytes),
             max_header_bytes: hub.max_header_bytes,
             idle_timeout: hub.idle_timeout,
+            header_read_timeout: hub.header_read_timeout,
             retiring: Mutex::new(HashMap::new()),
             metrics_enabled: AtomicBool::new(config.metrics.enabled),
             unrouted: AtomicU64::new(0),
