@@ -198,8 +198,7 @@ async fn serve_connection(
     let sock = Watched {
         sock,
         activity: activity.clone(),
-        first_read: true,
-        http1: true,
+        protocol: Protocol::Unknown { preface_seen: 0 },
     };
     let conn = hub.http.serve_connection(TokioIo::new(sock), service);
     tokio::pin!(conn);
@@ -229,16 +228,48 @@ async fn serve_connection(
 
 /// A client's socket that notes when the first bytes of a new HTTP/1 request head arrive:
 /// bytes read while no request is in progress. HTTP/2 connections (their preface first) are
-/// left alone: between requests their bytes are control frames, not heads.
+/// left alone: between requests their bytes are control frames, not heads. A write (a
+/// response going out) clears the mark: bytes that came in meanwhile are a pipelined head,
+/// not a slow one.
 struct Watched {
     sock: TcpStream,
     activity: Arc<Activity>,
-    first_read: bool,
-    http1: bool,
+    protocol: Protocol,
+}
+
+/// What a client connection speaks, as far as its first bytes tell.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Protocol {
+    /// Every byte so far matches the HTTP/2 preface (none yet, or fewer than it has).
+    Unknown {
+        preface_seen: usize,
+    },
+    Http1,
+    Http2,
 }
 
 /// The start of the HTTP/2 connection preface; no HTTP/1 request line begins with it.
 const H2_PREFACE_START: &[u8] = b"PRI * HTTP/2";
+
+impl Protocol {
+    /// Takes the next bytes read from the client.
+    fn after(self, read: &[u8]) -> Protocol {
+        let Protocol::Unknown { preface_seen } = self else {
+            return self;
+        };
+        let rest = &H2_PREFACE_START[preface_seen..];
+        let n = read.len().min(rest.len());
+        if read[..n] != rest[..n] {
+            Protocol::Http1
+        } else if preface_seen + n == H2_PREFACE_START.len() {
+            Protocol::Http2
+        } else {
+            Protocol::Unknown {
+                preface_seen: preface_seen + n,
+            }
+        }
+    }
+}
 
 impl AsyncRead for Watched {
     fn poll_read(
@@ -250,22 +281,34 @@ impl AsyncRead for Watched {
         let before = buf.filled().len();
         ready!(Pin::new(&mut this.sock).poll_read(cx, buf))?;
         let read = &buf.filled()[before..];
-        if this.first_read && !read.is_empty() {
-            this.first_read = false;
-            let n = read.len().min(H2_PREFACE_START.len());
-            this.http1 = read[..n] != H2_PREFACE_START[..n];
+        if read.is_empty() {
+            return Poll::Ready(Ok(()));
         }
+        this.protocol = this.protocol.after(read);
         let activity = &this.activity;
-        if this.http1
-            && !read.is_empty()
+        // Until the preface is whole, the bytes count as a head: a client cannot escape the
+        // timeout by sending "P" and stopping.
+        if this.protocol != Protocol::Http2
             && activity.in_progress.load(Ordering::Relaxed) == 0
             && activity.head_since_ms.load(Ordering::Relaxed) == NO_HEAD
         {
             activity
                 .head_since_ms
                 .store(activity.now_ms(), Ordering::Relaxed);
+        } else if this.protocol == Protocol::Http2 {
+            activity.head_since_ms.store(NO_HEAD, Ordering::Relaxed);
         }
         Poll::Ready(Ok(()))
+    }
+}
+
+impl Watched {
+    /// A response is going out: what came in meanwhile is not a head left hanging.
+    fn wrote(&self) {
+        let head_since = &self.activity.head_since_ms;
+        if head_since.load(Ordering::Relaxed) != NO_HEAD {
+            head_since.store(NO_HEAD, Ordering::Relaxed);
+        }
     }
 }
 
@@ -275,7 +318,10 @@ impl AsyncWrite for Watched {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().sock).poll_write(cx, buf)
+        let this = self.get_mut();
+        let written = ready!(Pin::new(&mut this.sock).poll_write(cx, buf))?;
+        this.wrote();
+        Poll::Ready(Ok(written))
     }
 
     fn poll_write_vectored(
@@ -283,7 +329,10 @@ impl AsyncWrite for Watched {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().sock).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        let written = ready!(Pin::new(&mut this.sock).poll_write_vectored(cx, bufs))?;
+        this.wrote();
+        Poll::Ready(Ok(written))
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -296,5 +345,24 @@ impl AsyncWrite for Watched {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().sock).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_protocol_is_told_by_the_preface_across_reads() {
+        let unknown = Protocol::Unknown { preface_seen: 0 };
+        assert_eq!(unknown.after(b"GET / HTTP/1.1\r\n"), Protocol::Http1);
+        assert_eq!(unknown.after(b"PRI * HTTP/2.0\r\n\r\nSM"), Protocol::Http2);
+        // A request line can start like the preface; the first difference decides.
+        let p = unknown.after(b"P");
+        assert_eq!(p, Protocol::Unknown { preface_seen: 1 });
+        assert_eq!(p.after(b"OST / HTTP/1.1"), Protocol::Http1);
+        let split = unknown.after(b"PRI * H");
+        assert_eq!(split.after(b"TTP/2.0"), Protocol::Http2);
+        assert_eq!(Protocol::Http1.after(b"PRI * HTTP/2"), Protocol::Http1);
     }
 }
