@@ -54,7 +54,7 @@ pub(crate) async fn run(
     mut shutdown: watch::Receiver<bool>,
     alive: mpsc::Sender<()>,
 ) {
-    let connections = Arc::new(Connections::default());
+    let connections = Arc::new(Connections::new());
     let (idle, head) = (hub.idle_timeout, hub.header_read_timeout);
     let mut check = tokio::time::interval(idle.min(head).max(Duration::from_millis(10)) / 2);
     check.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -81,21 +81,29 @@ pub(crate) async fn run(
     }
 }
 
-/// The open client connections.
-#[derive(Default)]
+/// The open client connections, and the clock their activity is noted by.
 struct Connections {
+    epoch: Instant,
     next_id: AtomicU64,
     open: Mutex<HashMap<u64, Arc<Activity>>>,
 }
 
 impl Connections {
+    fn new() -> Connections {
+        Connections {
+            epoch: Instant::now(),
+            next_id: AtomicU64::new(0),
+            open: Mutex::new(HashMap::new()),
+        }
+    }
+
     fn open(self: &Arc<Self>) -> Open {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let activity = Arc::new(Activity {
             in_progress: AtomicUsize::new(0),
-            last_ms: AtomicU64::new(0),
+            last_ms: AtomicU64::new(self.epoch.elapsed().as_millis() as u64),
             head_since_ms: AtomicU64::new(NO_HEAD),
-            epoch: Instant::now(),
+            epoch: self.epoch,
             close: Notify::new(),
             abort: AtomicBool::new(false),
         });
@@ -111,11 +119,11 @@ impl Connections {
     /// asks those with no request in progress and none for `idle` to close.
     fn sweep(&self, idle: Duration, head: Duration) {
         let (idle_ms, head_ms) = (idle.as_millis() as u64, head.as_millis() as u64);
+        let now_ms = self.epoch.elapsed().as_millis() as u64;
         for activity in self.open.lock().values() {
             if activity.in_progress.load(Ordering::Relaxed) != 0 {
                 continue;
             }
-            let now_ms = activity.now_ms();
             let head_since = activity.head_since_ms.load(Ordering::Relaxed);
             if head_since != NO_HEAD && now_ms.saturating_sub(head_since) >= head_ms {
                 // A graceful close would wait for the head to end: this client gets none.
@@ -166,6 +174,24 @@ impl Activity {
     fn now_ms(&self) -> u64 {
         self.epoch.elapsed().as_millis() as u64
     }
+
+    /// Bytes that can only be a request head arrived: notes when the first of them did,
+    /// unless a request is in progress (then they are its body, or a pipelined head).
+    fn head_bytes(&self) {
+        if self.in_progress.load(Ordering::Relaxed) == 0
+            && self.head_since_ms.load(Ordering::Relaxed) == NO_HEAD
+        {
+            self.head_since_ms.store(self.now_ms(), Ordering::Relaxed);
+        }
+    }
+
+    /// No head is waited on any more: a request started, a response went out, or the
+    /// connection turned out to be HTTP/2.
+    fn head_done(&self) {
+        if self.head_since_ms.load(Ordering::Relaxed) != NO_HEAD {
+            self.head_since_ms.store(NO_HEAD, Ordering::Relaxed);
+        }
+    }
 }
 
 /// Serves one client connection until it ends, closing it gracefully (a response being
@@ -186,7 +212,7 @@ async fn serve_connection(
         service_fn(move |req| {
             let (hub, activity, peer_text) = (hub.clone(), activity.clone(), peer_text.clone());
             activity.in_progress.fetch_add(1, Ordering::Relaxed);
-            activity.head_since_ms.store(NO_HEAD, Ordering::Relaxed);
+            activity.head_done();
             async move {
                 let resp = exchange::serve(hub, req, &peer_text).await;
                 activity.last_ms.store(activity.now_ms(), Ordering::Relaxed);
@@ -285,30 +311,13 @@ impl AsyncRead for Watched {
             return Poll::Ready(Ok(()));
         }
         this.protocol = this.protocol.after(read);
-        let activity = &this.activity;
         // Until the preface is whole, the bytes count as a head: a client cannot escape the
         // timeout by sending "P" and stopping.
-        if this.protocol != Protocol::Http2
-            && activity.in_progress.load(Ordering::Relaxed) == 0
-            && activity.head_since_ms.load(Ordering::Relaxed) == NO_HEAD
-        {
-            activity
-                .head_since_ms
-                .store(activity.now_ms(), Ordering::Relaxed);
-        } else if this.protocol == Protocol::Http2 {
-            activity.head_since_ms.store(NO_HEAD, Ordering::Relaxed);
+        match this.protocol {
+            Protocol::Http2 => this.activity.head_done(),
+            Protocol::Http1 | Protocol::Unknown { .. } => this.activity.head_bytes(),
         }
         Poll::Ready(Ok(()))
-    }
-}
-
-impl Watched {
-    /// A response is going out: what came in meanwhile is not a head left hanging.
-    fn wrote(&self) {
-        let head_since = &self.activity.head_since_ms;
-        if head_since.load(Ordering::Relaxed) != NO_HEAD {
-            head_since.store(NO_HEAD, Ordering::Relaxed);
-        }
     }
 }
 
@@ -320,7 +329,7 @@ impl AsyncWrite for Watched {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let written = ready!(Pin::new(&mut this.sock).poll_write(cx, buf))?;
-        this.wrote();
+        this.activity.head_done();
         Poll::Ready(Ok(written))
     }
 
@@ -331,7 +340,7 @@ impl AsyncWrite for Watched {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let written = ready!(Pin::new(&mut this.sock).poll_write_vectored(cx, bufs))?;
-        this.wrote();
+        this.activity.head_done();
         Poll::Ready(Ok(written))
     }
 
