@@ -153,12 +153,16 @@ pub(crate) fn decode_response(
         // Field values are kept as slices of the head, without a copy.
         let base = buf.as_ptr() as usize;
         let mut spans = Vec::with_capacity(parsed.headers.len());
+        let mut delimiters = Delimiters::default();
         for f in parsed.headers.iter() {
             let name = HeaderName::from_bytes(f.name.as_bytes())
                 .map_err(|_| CodecError::Head(format!("field name {:?}", f.name)))?;
+            delimiters.note(&name, f.value);
             let start = f.value.as_ptr() as usize - base;
             spans.push((name, start, start + f.value.len()));
         }
+        let (framing, delimited) = delimiters.framing(status, head_request)?;
+        let keep_alive = delimited && delimiters.keep_alive(http11);
         let head = buf.split_to(len).freeze();
         let mut headers = HeaderMap::with_capacity(spans.len());
         for (name, start, end) in spans {
@@ -166,8 +170,6 @@ pub(crate) fn decode_response(
                 .map_err(|_| CodecError::Head(format!("value of {name}")))?;
             headers.append(name, value);
         }
-        let (framing, delimited) = response_framing(status, &headers, head_request)?;
-        let keep_alive = delimited && wants_keep_alive(&headers, http11);
         return Ok(Some(ResponseHead {
             status,
             headers,
@@ -177,48 +179,82 @@ pub(crate) fn decode_response(
     }
 }
 
-/// The body framing of a response (RFC 9112 section 6.3), and whether the connection can
-/// carry on after it.
-fn response_framing(
-    status: StatusCode,
-    headers: &HeaderMap,
-    head_request: bool,
-) -> Result<(Framing, bool), CodecError> {
-    if head_request || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
-        return Ok((Framing::Length(0), true));
-    }
-    if headers.contains_key(TRANSFER_ENCODING) {
-        let chunked_last = headers
-            .get_all(TRANSFER_ENCODING)
-            .iter()
-            .next_back()
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.rsplit(',').next())
-            .is_some_and(|c| c.trim().eq_ignore_ascii_case("chunked"));
-        // With a content-length beside it, the message may be a smuggling attempt: read it
-        // by its transfer coding, and do not reuse the connection.
-        let alone = !headers.contains_key(CONTENT_LENGTH);
-        return Ok(if chunked_last {
-            (Framing::Chunked, alone)
-        } else {
-            (Framing::Close, false)
-        });
-    }
-    let mut length = None;
-    for value in headers.get_all(CONTENT_LENGTH) {
-        for part in value.as_bytes().split(|&b| b == b',') {
-            let n = parse_decimal(part.trim_ascii())
-                .ok_or_else(|| CodecError::Head("invalid content-length".into()))?;
-            if length.is_some_and(|l| l != n) {
-                return Err(CodecError::Head("conflicting content-lengths".into()));
+/// What the framing and the connection's reuse depend on, noted while a response's fields
+/// are read, so no field is looked up again afterwards.
+#[derive(Default)]
+struct Delimiters {
+    /// Whether a `transfer-encoding` field came, and whether chunked is the last coding of
+    /// the last one.
+    transfer_encoding: bool,
+    chunked_last: bool,
+    /// The `content-length` (all its values agree), or why it is unusable.
+    content_length: Option<Result<u64, &'static str>>,
+    close: bool,
+    keep_alive: bool,
+}
+
+impl Delimiters {
+    fn note(&mut self, name: &HeaderName, value: &[u8]) {
+        if name == TRANSFER_ENCODING {
+            self.transfer_encoding = true;
+            // As `HeaderValue::to_str`: a value with other than visible ASCII names no coding.
+            let text = value
+                .iter()
+                .all(|&b| b == b'\t' || (0x20..0x7f).contains(&b));
+            self.chunked_last = text
+                && value
+                    .rsplit(|&b| b == b',')
+                    .next()
+                    .is_some_and(|c| c.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+        } else if name == CONTENT_LENGTH {
+            for part in value.split(|&b| b == b',') {
+                let n = parse_decimal(part.trim_ascii()).ok_or("invalid content-length");
+                self.content_length = Some(match (self.content_length, n) {
+                    (Some(Err(e)), _) | (_, Err(e)) => Err(e),
+                    (Some(Ok(l)), Ok(n)) if l != n => Err("conflicting content-lengths"),
+                    (_, Ok(n)) => Ok(n),
+                });
             }
-            length = Some(n);
+        } else if name == CONNECTION {
+            for token in value.split(|&b| b == b',') {
+                let token = token.trim_ascii();
+                self.close |= token.eq_ignore_ascii_case(b"close");
+                self.keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
+            }
         }
     }
-    Ok(match length {
-        Some(n) => (Framing::Length(n), true),
-        None => (Framing::Close, false),
-    })
+
+    /// The body framing of a response (RFC 9112 section 6.3), and whether the connection
+    /// can carry on after it.
+    fn framing(
+        &self,
+        status: StatusCode,
+        head_request: bool,
+    ) -> Result<(Framing, bool), CodecError> {
+        if head_request || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
+            return Ok((Framing::Length(0), true));
+        }
+        if self.transfer_encoding {
+            // With a content-length beside it, the message may be a smuggling attempt: read
+            // it by its transfer coding, and do not reuse the connection.
+            let alone = self.content_length.is_none();
+            return Ok(if self.chunked_last {
+                (Framing::Chunked, alone)
+            } else {
+                (Framing::Close, false)
+            });
+        }
+        match self.content_length {
+            Some(Ok(n)) => Ok((Framing::Length(n), true)),
+            Some(Err(e)) => Err(CodecError::Head(e.into())),
+            None => Ok((Framing::Close, false)),
+        }
+    }
+
+    /// Whether the peer lets the connection carry another request.
+    fn keep_alive(&self, http11: bool) -> bool {
+        !self.close && (http11 || self.keep_alive)
+    }
 }
 
 fn parse_decimal(digits: &[u8]) -> Option<u64> {
@@ -228,22 +264,6 @@ fn parse_decimal(digits: &[u8]) -> Option<u64> {
     digits.iter().try_fold(0u64, |n, d| {
         n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
     })
-}
-
-fn wants_keep_alive(headers: &HeaderMap, http11: bool) -> bool {
-    let mut keep_alive = http11;
-    for value in headers.get_all(CONNECTION) {
-        for token in value.as_bytes().split(|&b| b == b',') {
-            let token = token.trim_ascii();
-            if token.eq_ignore_ascii_case(b"close") {
-                return false;
-            }
-            if token.eq_ignore_ascii_case(b"keep-alive") {
-                keep_alive = true;
-            }
-        }
-    }
-    keep_alive
 }
 
 /// Takes a response body out of the bytes read, by its framing.
