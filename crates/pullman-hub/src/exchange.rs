@@ -168,14 +168,16 @@ async fn exchange(
     loop {
         // A retry (front) waits again from now; the first try waits from arrival.
         let queued_since = if front { Instant::now() } else { started };
-        let lease = match pool.acquire(front) {
-            Acquire::Ready(lease) => lease,
+        // A lease had at once is had at `queued_since`: the clock is read again only after
+        // a wait.
+        let (lease, now) = match pool.acquire(front) {
+            Acquire::Ready(lease) => (lease, queued_since),
             Acquire::Full => return Err(RequestError::QueueFull),
             Acquire::Wait(mut waiting) => {
                 tracing::debug!(pool = pool.name(), front, "request queued");
                 let until = queue_deadline.min(deadline);
                 match tokio::time::timeout_at(until, waiting.lease()).await {
-                    Ok(Some(lease)) => lease,
+                    Ok(Some(lease)) => (lease, Instant::now()),
                     Ok(None) => return Err(RequestError::ShuttingDown),
                     Err(_) if until == deadline && deadline < queue_deadline => {
                         return Err(RequestError::Deadline)
@@ -184,7 +186,6 @@ async fn exchange(
                 }
             }
         };
-        let now = Instant::now();
         record.queue_wait(now.saturating_duration_since(queued_since));
         let remaining = deadline.saturating_duration_since(now);
         let request = pullman_proto::Request {

@@ -377,19 +377,19 @@ async fn ask(
         if queued_since >= deadline {
             return Ok(Answer::Unavailable(handoff));
         }
-        let lease = match pool.acquire(front) {
-            Acquire::Ready(lease) => lease,
+        // As in respond mode: a retry waits again from now, the first try from the asking,
+        // and the clock is read again only after a wait.
+        let (lease, leased) = match pool.acquire(front) {
+            Acquire::Ready(lease) => (lease, queued_since),
             Acquire::Full => return Ok(Answer::Unavailable(handoff)),
             Acquire::Wait(mut waiting) => {
                 match tokio::time::timeout_at(queue_deadline, waiting.lease()).await {
-                    Ok(Some(lease)) => lease,
+                    Ok(Some(lease)) => (lease, Instant::now()),
                     Ok(None) => return Err(RequestError::ShuttingDown),
                     Err(_) => return Ok(Answer::Unavailable(handoff)),
                 }
             }
         };
-        // As in respond mode: a retry waits again from now, the first try from the asking.
-        let leased = Instant::now();
         record.queue_wait(leased.saturating_duration_since(queued_since));
         let remaining = deadline.saturating_duration_since(leased);
         let request = pullman_proto::Request {
