@@ -204,11 +204,18 @@ impl HeadView {
     }
 }
 
+/// Span `i` of the table as (offset, length). One bounds check for the whole entry.
+#[inline]
 fn read_span(block: &[u8], i: usize) -> (usize, usize) {
     let at = PREFIX_LEN + i * SPAN_LEN;
-    let off = u32::from_be_bytes([block[at], block[at + 1], block[at + 2], block[at + 3]]);
-    let len = u32::from_be_bytes([block[at + 4], block[at + 5], block[at + 6], block[at + 7]]);
-    (off as usize, len as usize)
+    let entry: &[u8; SPAN_LEN] = block[at..at + SPAN_LEN]
+        .try_into()
+        .expect("a slice of SPAN_LEN bytes");
+    let [o0, o1, o2, o3, l0, l1, l2, l3] = *entry;
+    (
+        u32::from_be_bytes([o0, o1, o2, o3]) as usize,
+        u32::from_be_bytes([l0, l1, l2, l3]) as usize,
+    )
 }
 
 /// Writes a head block in one pass: the header count is declared up front so the span table
