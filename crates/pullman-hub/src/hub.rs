@@ -29,8 +29,12 @@ use pullman_proto::{CloseCode, Frame};
 /// consistent version.
 pub(crate) struct Routing {
     pub(crate) router: Router,
-    pub(crate) pools: HashMap<String, Arc<Pool>>,
+    pub(crate) pools: PoolTable,
 }
+
+/// The pools by name. Looked up once per request, so hashed with FxHash: names come from
+/// the config file, not from clients.
+pub(crate) type PoolTable = rustc_hash::FxHashMap<String, Arc<Pool>>;
 
 /// What every connection and request of the hub shares.
 pub(crate) struct HubShared {
@@ -130,7 +134,7 @@ enum BoundWorkerListener {
 impl Hub {
     /// Binds every listener the config names (port 0 picks a free port).
     pub async fn bind(config: Config) -> Result<Hub, HubError> {
-        let pools: HashMap<String, Arc<Pool>> = config
+        let pools: PoolTable = config
             .pools
             .iter()
             .map(|p| (p.name.clone(), Pool::new(p.clone())))

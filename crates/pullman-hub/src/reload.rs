@@ -12,7 +12,6 @@
 //!   their links are closed (the SDK then finds the pool gone and stops);
 //! - a pool added back while it is still emptying gets its old `Pool` back.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
@@ -22,7 +21,7 @@ use parking_lot::Mutex;
 use pullman_proto::{CloseCode, Frame};
 
 use crate::config::{Config, ConfigError};
-use crate::hub::{HubShared, Routing};
+use crate::hub::{HubShared, PoolTable, Routing};
 use crate::pool::Pool;
 use crate::programs::Supervisor;
 use crate::router::Router;
@@ -145,7 +144,7 @@ impl Reconfig {
 
         let old = self.shared.routing.load();
         let mut retiring = self.shared.retiring.lock();
-        let mut pools = HashMap::with_capacity(new.pools.len());
+        let mut pools = PoolTable::default();
         for config in &new.pools {
             let pool = match old.pools.get(&config.name) {
                 Some(pool) => pool.clone(),
