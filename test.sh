@@ -10,4 +10,7 @@ cd "$(dirname "$0")"
 cargo test --workspace "$@"
 PULLMAN_E2E_TRANSPORT=shm cargo test "$@" --test e2e
 PULLMAN_E2E_TRANSPORT=unix cargo test "$@" --test e2e
-RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test "$@" -p pullman-shm --release --test loom
+# The model checker wants release speed, not the release profile's link-time optimisation,
+# which would only make its build longer.
+RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom CARGO_PROFILE_RELEASE_LTO=off \
+    CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 cargo test "$@" -p pullman-shm --release --test loom
