@@ -520,7 +520,7 @@ transfer-encoding: chunked\r\n\r\n"
         let mut partial = BytesMut::from(&b"HTTP/1.1 200 OK\r\ncontent-le"[..]);
         assert!(decode_response(&mut partial, false).unwrap().is_none());
 
-        let cases: [(&[u8], bool, Framing, bool); 7] = [
+        let cases: [(&[u8], bool, Framing, bool); 11] = [
             (
                 b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n",
                 false,
@@ -556,6 +556,34 @@ transfer-encoding: chunked\r\n\r\n"
                 b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ncontent-length: 3\r\n\r\n",
                 false,
                 Framing::Chunked,
+                false,
+            ),
+            // The transfer coding decides; a content-length beside it, even a broken one,
+            // only stops the connection's reuse.
+            (
+                b"HTTP/1.1 200 OK\r\ncontent-length: x\r\ntransfer-encoding: chunked\r\n\r\n",
+                false,
+                Framing::Chunked,
+                false,
+            ),
+            // The last transfer-encoding field's last coding counts.
+            (
+                b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ntransfer-encoding: gzip\r\n\r\n",
+                false,
+                Framing::Close,
+                false,
+            ),
+            (
+                b"HTTP/1.0 200 OK\r\ncontent-length: 1\r\nconnection: keep-alive\r\n\r\n",
+                false,
+                Framing::Length(1),
+                true,
+            ),
+            // close wins wherever it stands.
+            (
+                b"HTTP/1.0 200 OK\r\ncontent-length: 1\r\nconnection: close\r\nconnection: keep-alive\r\n\r\n",
+                false,
+                Framing::Length(1),
                 false,
             ),
         ];
