@@ -427,10 +427,14 @@ async fn an_upstream_that_stalls_in_a_body_is_cut_off_after_upstream_timeout() {
     for scheme in ["http", "h2c"] {
         let url = upstream.url().replace("http", scheme);
         let pools = filter_pool(&url, "upstream_timeout = \"300ms\"\n");
-        let hub = HubProc::start(Transport::Tcp, &pools);
+        let hub = HubProc::start(Transport::Tcp, &format!("{}{pools}", admin_table()));
         let _w = hub.filter_worker("f", TOKEN, 2, "df");
         let c = client();
         wait_filtered(&c, &hub).await;
+        let admin = AdminClient::new(&hub);
+        let stalls = |m: &Metrics| m.get("pullman_upstream_stalls_total", "pool=\"f\"");
+        let before = admin.metrics().await;
+        assert_eq!(stalls(&before), 0.0, "{scheme}");
 
         let req = http::Request::get(hub.url("/stall"))
             .body(Full::default())
@@ -447,6 +451,15 @@ async fn an_upstream_that_stalls_in_a_body_is_cut_off_after_upstream_timeout() {
         assert!(
             body.is_err(),
             "{scheme}: a cut-off body must not look complete"
+        );
+        let after = admin.metrics().await;
+        assert_eq!(after.types["pullman_upstream_stalls_total"], "counter");
+        assert_eq!(stalls(&after), 1.0, "{scheme}: the cut-off is counted");
+        // Its head went out, so the request itself counts as answered.
+        assert_eq!(
+            after.requests("f", "ok") - before.requests("f", "ok"),
+            1.0,
+            "{scheme}"
         );
         // The hub serves on.
         assert_eq!(get(&c, &hub.url("/after")).await.status, 200, "{scheme}");

@@ -109,13 +109,15 @@ pub(crate) enum Acquire {
 
 impl Pool {
     pub(crate) fn new(config: PoolConfig) -> Arc<Pool> {
+        let metrics = RequestMetrics::default();
+        let upstream = UpstreamClient::for_pool(&config, &metrics.upstream_stalls);
         Arc::new(Pool {
             name: config.name.clone(),
-            upstream: ArcSwapOption::new(UpstreamClient::for_pool(&config).map(Arc::new)),
+            upstream: ArcSwapOption::new(upstream.map(Arc::new)),
             config: ArcSwap::from_pointee(config),
             state: Mutex::new(State::default()),
             abandoned: AtomicUsize::new(0),
-            metrics: RequestMetrics::default(),
+            metrics,
             filter_stats: FilterStats::default(),
         })
     }
@@ -135,8 +137,8 @@ impl Pool {
     pub(crate) fn update(&self, config: PoolConfig) {
         debug_assert_eq!(config.name, self.name);
         if !UpstreamClient::same_settings(&self.config.load(), &config) {
-            self.upstream
-                .store(UpstreamClient::for_pool(&config).map(Arc::new));
+            let client = UpstreamClient::for_pool(&config, &self.metrics.upstream_stalls);
+            self.upstream.store(client.map(Arc::new));
         }
         self.config.store(Arc::new(config));
     }

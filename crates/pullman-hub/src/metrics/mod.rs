@@ -180,6 +180,18 @@ impl Source for HubShared {
             let h = pool.metrics.upstream.snapshot();
             out.histogram("pullman_upstream_seconds", &[("pool", pool.name())], &h);
         }
+        out.family(
+            "pullman_upstream_stalls_total",
+            Kind::Counter,
+            "Filter pools: upstream response bodies cut off because nothing of them came for upstream_timeout.",
+        );
+        for pool in pools.iter().filter(|p| p.upstream().is_some()) {
+            out.sample(
+                "pullman_upstream_stalls_total",
+                &[("pool", pool.name())],
+                pool.metrics.upstream_stalls.load(Ordering::Relaxed) as f64,
+            );
+        }
 
         let status: Vec<_> = pools.iter().map(|p| (p.name(), p.status())).collect();
         let gauges: [Gauge; 4] = [

@@ -3,6 +3,7 @@
 //! lock and no lookup.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use super::histogram::Histogram;
 use crate::error::RequestError;
@@ -56,6 +57,9 @@ pub(crate) struct RequestMetrics {
     /// Filter pools: from sending a request upstream to the upstream's response head (or
     /// its failure, or `upstream_timeout`).
     pub(crate) upstream: Histogram,
+    /// Filter pools: upstream response bodies cut off because nothing of them came for
+    /// `upstream_timeout`. Shared with the pool's upstream client, which counts them.
+    pub(crate) upstream_stalls: Arc<AtomicU64>,
 }
 
 impl RequestMetrics {

@@ -8,6 +8,8 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
@@ -21,6 +23,8 @@ use super::BoxError;
 pub(crate) struct IdleTimeout<B> {
     body: B,
     limit: Duration,
+    /// Counts the bodies cut off.
+    stalls: Arc<AtomicU64>,
     /// Armed the first time the body waits.
     timer: Option<Pin<Box<Sleep>>>,
     /// A frame arrived since the timer was last set: the next wait restarts it.
@@ -30,10 +34,11 @@ pub(crate) struct IdleTimeout<B> {
 }
 
 impl<B> IdleTimeout<B> {
-    pub(crate) fn new(body: B, limit: Duration) -> IdleTimeout<B> {
+    pub(crate) fn new(body: B, limit: Duration, stalls: Arc<AtomicU64>) -> IdleTimeout<B> {
         IdleTimeout {
             body,
             limit,
+            stalls,
             timer: None,
             progressed: false,
             stalled: false,
@@ -89,6 +94,7 @@ where
         this.progressed = false;
         ready!(timer.as_mut().poll(cx));
         this.stalled = true;
+        this.stalls.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(limit = ?this.limit, "upstream response body stalled: cut off");
         Poll::Ready(Some(Err(Stalled(this.limit).into())))
     }
@@ -114,7 +120,7 @@ mod tests {
 
     fn fed() -> (mpsc::Sender<Bytes>, IdleTimeout<Fed>) {
         let (tx, rx) = mpsc::channel(4);
-        (tx, IdleTimeout::new(Fed(rx), LIMIT))
+        (tx, IdleTimeout::new(Fed(rx), LIMIT, Arc::default()))
     }
 
     /// Polls `body` once: whether a frame was ready.
@@ -136,6 +142,7 @@ mod tests {
         }
         drop(tx);
         assert!(body.frame().await.is_none());
+        assert_eq!(body.stalls.load(Ordering::Relaxed), 0);
     }
 
     #[tokio::test(start_paused = true)]
@@ -148,6 +155,7 @@ mod tests {
         assert!(err.is::<Stalled>(), "{err}");
         assert!(started.elapsed() >= LIMIT);
         assert!(body.is_end_stream());
+        assert_eq!(body.stalls.load(Ordering::Relaxed), 1, "counted once");
         // Nothing more comes out, even if the upstream wakes up.
         tx.send(Bytes::from_static(b"late")).await.unwrap();
         assert!(body.frame().await.is_none());

@@ -15,6 +15,7 @@ mod codec;
 mod h1;
 mod idle;
 
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -50,6 +51,8 @@ pub(crate) struct UpstreamClient {
     client: Protocol,
     upstream: Upstream,
     timeout: Duration,
+    /// Response bodies cut off for pausing `timeout`.
+    stalls: Arc<AtomicU64>,
 }
 
 enum Protocol {
@@ -67,7 +70,9 @@ impl std::fmt::Debug for UpstreamClient {
 
 impl UpstreamClient {
     /// The upstream client of a filter pool; `None` for a respond pool.
-    pub(crate) fn for_pool(config: &PoolConfig) -> Option<UpstreamClient> {
+    /// The client of a filter pool (`None` for a respond pool); it counts the response
+    /// bodies it cuts off in `stalls`.
+    pub(crate) fn for_pool(config: &PoolConfig, stalls: &Arc<AtomicU64>) -> Option<UpstreamClient> {
         if config.mode != PoolMode::Filter {
             return None;
         }
@@ -76,6 +81,7 @@ impl UpstreamClient {
             upstream,
             config.upstream_connect_timeout,
             config.upstream_timeout,
+            stalls.clone(),
         ))
     }
 
@@ -91,6 +97,7 @@ impl UpstreamClient {
         upstream: &Upstream,
         connect_timeout: Duration,
         timeout: Duration,
+        stalls: Arc<AtomicU64>,
     ) -> UpstreamClient {
         let client = if upstream.h2c {
             let mut connector = HttpConnector::new();
@@ -113,6 +120,7 @@ impl UpstreamClient {
             client,
             upstream: upstream.clone(),
             timeout,
+            stalls,
         }
     }
 
@@ -136,15 +144,19 @@ impl UpstreamClient {
             Protocol::H1(client) => tokio::time::timeout(limit, client.send(req))
                 .await
                 .map(|r| {
-                    r.map(|resp| resp.map(|b| IdleTimeout::new(b, limit).boxed_unsync()))
-                        .map_err(|e| error_chain(&e))
+                    r.map(|resp| {
+                        resp.map(|b| IdleTimeout::new(b, limit, self.stalls.clone()).boxed_unsync())
+                    })
+                    .map_err(|e| error_chain(&e))
                 }),
             Protocol::H2c(client) => {
                 tokio::time::timeout(limit, client.request(req))
                     .await
                     .map(|r| {
                         r.map(|resp| {
-                            resp.map(|b: Incoming| IdleTimeout::new(b, limit).boxed_unsync())
+                            resp.map(|b: Incoming| {
+                                IdleTimeout::new(b, limit, self.stalls.clone()).boxed_unsync()
+                            })
                         })
                         .map_err(|e| error_chain(&e))
                     })
