@@ -69,7 +69,6 @@ impl std::fmt::Debug for UpstreamClient {
 }
 
 impl UpstreamClient {
-    /// The upstream client of a filter pool; `None` for a respond pool.
     /// The client of a filter pool (`None` for a respond pool); it counts the response
     /// bodies it cuts off in `stalls`.
     pub(crate) fn for_pool(config: &PoolConfig, stalls: &Arc<AtomicU64>) -> Option<UpstreamClient> {
@@ -144,21 +143,15 @@ impl UpstreamClient {
             Protocol::H1(client) => tokio::time::timeout(limit, client.send(req))
                 .await
                 .map(|r| {
-                    r.map(|resp| {
-                        resp.map(|b| IdleTimeout::new(b, limit, self.stalls.clone()).boxed_unsync())
-                    })
-                    .map_err(|e| error_chain(&e))
+                    r.map(|resp| resp.map(|b| self.guard(b)))
+                        .map_err(|e| error_chain(&e))
                 }),
             Protocol::H2c(client) => {
                 tokio::time::timeout(limit, client.request(req))
                     .await
                     .map(|r| {
-                        r.map(|resp| {
-                            resp.map(|b: Incoming| {
-                                IdleTimeout::new(b, limit, self.stalls.clone()).boxed_unsync()
-                            })
-                        })
-                        .map_err(|e| error_chain(&e))
+                        r.map(|resp| resp.map(|b: Incoming| self.guard(b)))
+                            .map_err(|e| error_chain(&e))
                     })
             }
         };
@@ -170,6 +163,16 @@ impl UpstreamClient {
             }
             Err(_) => Err(RequestError::UpstreamTimeout),
         }
+    }
+
+    /// A response body that fails, and is counted in `stalls`, once the upstream pauses in
+    /// it for `timeout`.
+    fn guard<B>(&self, body: B) -> UpstreamBody
+    where
+        B: http_body::Body<Data = Bytes> + Unpin + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        IdleTimeout::new(body, self.timeout, self.stalls.clone()).boxed_unsync()
     }
 }
 
