@@ -51,31 +51,37 @@ fn max_spin() -> Duration {
         })
 }
 
-/// How long to spin, learnt from how soon frames come after the spin gives up.
+/// How long to spin, learnt from how soon frames come after the spin gives up. The clock is
+/// read once per dry spell, not per frame: a busy link receives many frames between reads.
 #[derive(Debug)]
 struct Spin {
     max: Duration,
     window: Duration,
-    last_frame: Instant,
+    /// When the ring last ran dry with the task awake, if it has since the last frame.
+    dry_since: Option<Instant>,
     slept_at: Option<Instant>,
 }
 
 impl Spin {
     fn frame(&mut self) {
-        let now = Instant::now();
+        self.dry_since = None;
         if let Some(slept) = self.slept_at.take() {
             // A frame soon after giving up: spinning longer would have caught it.
-            self.window = if now - slept < self.max {
+            self.window = if slept.elapsed() < self.max {
                 (self.window * 2).max(MIN_SPIN).min(self.max)
             } else {
                 (self.window / 2).max(MIN_SPIN).min(self.max)
             };
         }
-        self.last_frame = now;
     }
 
-    fn keep_spinning(&self) -> bool {
-        self.slept_at.is_none() && self.last_frame.elapsed() < self.window
+    /// The ring is empty: whether to poll it again rather than sleep.
+    fn keep_spinning(&mut self) -> bool {
+        if self.slept_at.is_some() {
+            return false;
+        }
+        let now = Instant::now();
+        now - *self.dry_since.get_or_insert(now) < self.window
     }
 
     fn sleep(&mut self) {
@@ -150,7 +156,7 @@ impl ShmTransport {
             spin: Spin {
                 max: max_spin(),
                 window: max_spin(),
-                last_frame: Instant::now(),
+                dry_since: None,
                 slept_at: None,
             },
             shut_down: false,
@@ -221,6 +227,9 @@ impl ShmTransport {
 }
 
 impl Transport for ShmTransport {
+    /// Publishing is a store to the ring (and an eventfd write only when the peer sleeps).
+    const GATHER_BEFORE_SEND: bool = false;
+
     fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Result<Frame, LinkError>> {
         self.channel.wake_up();
         match self.channel.try_recv() {
