@@ -10,10 +10,9 @@
 //! Sending copies a payload into a region of this side's data area and puts a descriptor on
 //! this side's frame ring. Receiving reads the peer's ring and either borrows the region
 //! (a `Bytes` whose owner releases it on drop: zero copy) or copies it out and releases it
-//! at once. Releasing puts the region's ring index on this side's release ring; the peer
+//! once the frames at hand are read (a burst in one publication). Releasing puts the region's ring index on this side's release ring; the peer
 //! reads those and frees the regions in its allocator.
 
-use std::collections::HashMap;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 
@@ -24,6 +23,7 @@ use crate::alloc::{Allocator, Region};
 use crate::bell::{self, Bell};
 use crate::desc::{Descriptor, Place};
 use crate::error::ShmError;
+use crate::in_flight::InFlight;
 use crate::layout::*;
 use crate::memfd::{self, Mapping, SIZE_SEALS};
 use crate::ring::RingView;
@@ -106,17 +106,20 @@ impl Releaser {
         )
     }
 
-    fn release(&self, index: u64) {
+    /// Puts the regions of frames `indices` on the release ring, and wakes the peer if it
+    /// sleeps short of memory.
+    fn release(&self, indices: &[u64]) {
         {
             let mut next = self.next.lock();
             let ring = self.ring();
             // The peer keeps at most RELEASE_SLOTS regions in flight, so the ring has room
             // unless the peer stopped reading it or lies: then it loses its own memory.
-            if !matches!(ring.free(*next, *next), Ok(n) if n > 0) {
-                return;
+            let room = ring.free(*next, *next).unwrap_or(0);
+            let n = indices.len().min(room as usize);
+            for &index in &indices[..n] {
+                ring.write(*next, &[index]);
+                *next += 1;
             }
-            ring.write(*next, &[index]);
-            *next += 1;
             ring.publish(*next);
         }
         if bell::peer_needs_wake(self.peer.u32_at(OFF_SLEEPING), bell::WAKE_RELEASES) {
@@ -151,7 +154,7 @@ impl Drop for Borrowed {
             .pins
             .lock()
             .unpin(self.offset - OFF_DATA, self.len);
-        self.releaser.release(self.index);
+        self.releaser.release(&[self.index]);
     }
 }
 
@@ -167,13 +170,16 @@ pub struct Channel {
     frame_published: u64,
     alloc: Allocator,
     /// Our regions the peer has not released yet, by frame index.
-    in_flight: HashMap<u64, Region>,
+    in_flight: InFlight,
     frame_consumed: u64,
     release_consumed: u64,
     /// Frames consumed since the peer was last checked for a wake-up.
     consumed_unsignalled: bool,
     /// Whether received payloads may be borrowed (zero copy) rather than copied.
     borrow: bool,
+    /// Frames whose payloads were copied out, to release together at the next publish or
+    /// when the peer's ring runs dry: one release-ring publication for a burst.
+    copied: Vec<u64>,
     sleeping: bool,
     /// Why the last `try_send` found no room, if it did not.
     blocked: Option<Blocked>,
@@ -279,11 +285,12 @@ impl Channel {
             frame_next: 0,
             frame_published: 0,
             alloc: Allocator::new(BLOCKS, BLOCK_LEN),
-            in_flight: HashMap::new(),
+            in_flight: InFlight::new(FRAME_SLOTS),
             frame_consumed: 0,
             release_consumed: 0,
             consumed_unsignalled: false,
             borrow,
+            copied: Vec::new(),
             sleeping: false,
             blocked: None,
         }
@@ -386,6 +393,7 @@ impl Channel {
     /// Makes queued frames visible and rings the peer if it may be asleep. Returns whether
     /// anything was published.
     pub fn publish(&mut self) -> bool {
+        self.release_copied();
         if self.frame_next == self.frame_published {
             return false;
         }
@@ -401,13 +409,20 @@ impl Channel {
         }
     }
 
+    fn release_copied(&mut self) {
+        if !self.copied.is_empty() {
+            self.releaser.release(&self.copied);
+            self.copied.clear();
+        }
+    }
+
     /// Frees the regions the peer has released. Returns how many.
     pub fn reclaim(&mut self) -> Result<usize, ShmError> {
         let n = self.in_releases().available(self.release_consumed)?;
         let mut entry = [0u64; 1];
         for _ in 0..n {
             self.in_releases().read(self.release_consumed, &mut entry);
-            let region = self.in_flight.remove(&entry[0]).ok_or_else(|| {
+            let region = self.in_flight.remove(entry[0]).ok_or_else(|| {
                 ShmError::Peer(format!(
                     "released region {}, which is not in flight",
                     entry[0]
@@ -425,6 +440,7 @@ impl Channel {
     /// The next frame from the peer, if one is there.
     pub fn try_recv(&mut self) -> Result<Option<Received>, ShmError> {
         if self.in_frames().available(self.frame_consumed)? == 0 {
+            self.release_copied();
             if std::mem::take(&mut self.consumed_unsignalled) {
                 // The peer may be waiting for ring space.
                 self.wake_peer(bell::WAKE_SLOTS);
@@ -462,7 +478,7 @@ impl Channel {
         }))
     }
 
-    fn payload(&self, index: u64, offset: usize, len: usize) -> Bytes {
+    fn payload(&mut self, index: u64, offset: usize, len: usize) -> Bytes {
         let r = &self.releaser;
         if self.borrow && r.pins.lock().try_pin(offset - OFF_DATA, len) {
             return Bytes::from_owner(Borrowed {
@@ -473,7 +489,7 @@ impl Channel {
             });
         }
         let copy = self.peer.copy_out(offset, len);
-        r.release(index);
+        self.copied.push(index);
         Bytes::from(copy)
     }
 
@@ -563,12 +579,17 @@ mod tests {
         assert_eq!(hub.reclaim().unwrap(), 1);
         assert_eq!(hub.in_flight(), 0);
 
-        // The hub copies what it receives, releasing at once.
+        // The hub copies what it receives, releasing once the ring runs dry.
         assert!(worker.try_send(7, 0, 9, &[1u8; 100]).unwrap());
+        assert!(worker.try_send(7, 0, 9, &[2u8; 100]).unwrap());
         worker.publish();
-        let resp = hub.try_recv().unwrap().unwrap();
-        assert!(!is_shared_memory(resp.payload.as_ptr()));
-        assert_eq!(worker.reclaim().unwrap(), 1);
+        for _ in 0..2 {
+            let resp = hub.try_recv().unwrap().unwrap();
+            assert!(!is_shared_memory(resp.payload.as_ptr()));
+        }
+        assert_eq!(worker.reclaim().unwrap(), 0, "not before the ring runs dry");
+        assert!(hub.try_recv().unwrap().is_none());
+        assert_eq!(worker.reclaim().unwrap(), 2);
     }
 
     #[test]
@@ -625,7 +646,12 @@ mod tests {
             .filter(|r| is_shared_memory(r.payload.as_ptr()))
             .count();
         assert_eq!(borrowed, MAX_BORROWED_BLOCKS);
-        assert_eq!(hub.reclaim().unwrap(), 2, "copies are released at once");
+        assert!(worker.try_recv().unwrap().is_none());
+        assert_eq!(
+            hub.reclaim().unwrap(),
+            2,
+            "copies are released once the ring runs dry"
+        );
         assert!(held.iter().all(|r| r.payload == chunk));
     }
 
@@ -652,7 +678,7 @@ mod tests {
 
         // A release of a region never sent.
         let (mut hub, _hb, worker, _wb) = pair();
-        worker.releaser.release(42);
+        worker.releaser.release(&[42]);
         assert!(matches!(hub.reclaim(), Err(ShmError::Peer(_))));
     }
 

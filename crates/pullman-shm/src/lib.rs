@@ -13,6 +13,7 @@
 //! - [`desc`]: the 32-byte frame descriptor.
 //! - [`ring`]: single-producer single-consumer rings split across two memories.
 //! - [`alloc`]: the producer's block allocator (frees out of order, reuses in order).
+//! - `in_flight`: the producer's regions the peer holds, by frame index.
 //! - [`bell`]: the wake-up protocol and eventfd doorbells.
 //! - `memfd`: memfds, seals, read-only reopening, mappings, [`is_shared_memory`].
 //! - [`handoff`]: passing descriptors over a Unix socket.
@@ -35,6 +36,8 @@ mod sync;
 pub mod channel;
 #[cfg(not(loom))]
 pub mod handoff;
+#[cfg(not(loom))]
+mod in_flight;
 #[cfg(not(loom))]
 mod memfd;
 

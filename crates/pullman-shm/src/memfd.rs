@@ -171,12 +171,14 @@ impl Mapping {
     /// validated; checked again here).
     pub(crate) fn copy_out(&self, offset: usize, len: usize) -> Vec<u8> {
         assert!(offset.checked_add(len).is_some_and(|end| end <= self.len));
-        let mut out = vec![0u8; len];
+        let mut out = Vec::with_capacity(len);
         // SAFETY: in bounds; the peer may be writing the same bytes (it owns them), which
         // yields arbitrary bytes in our private copy; we validate the copy, never the source.
+        // The copy fills the `len` bytes of capacity that `set_len` then exposes.
         unsafe {
-            std::ptr::copy_nonoverlapping(self.ptr.as_ptr().add(offset), out.as_mut_ptr(), len)
-        };
+            std::ptr::copy_nonoverlapping(self.ptr.as_ptr().add(offset), out.as_mut_ptr(), len);
+            out.set_len(len);
+        }
         out
     }
 }
