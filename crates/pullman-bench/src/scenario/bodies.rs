@@ -56,7 +56,7 @@ impl Scenario for Bodies {
         let mut skipped = Vec::new();
         for round in 1..=rounds {
             for (variant, n, upload) in variants(ctx.opts.quick) {
-                for s in &systems {
+                for s in super::in_turn(&systems, round) {
                     if upload && s.system == System::Pothead {
                         if round == 1 {
                             skipped.push(variant.clone());

@@ -108,7 +108,7 @@ impl Scenario for Expensive {
         }
         for round in 1..=rounds {
             eprintln!("  round {round}/{rounds}");
-            for s in &systems {
+            for s in super::in_turn(&systems, round) {
                 let target = Target::parse(&s.url, Proto::H1)?;
                 let m = ctx.measure(
                     s,

@@ -39,7 +39,7 @@ impl Scenario for Filter {
         let variant = format!("conns={CONNS}");
         for round in 1..=rounds {
             eprintln!("  round {round}/{rounds}");
-            for s in &systems {
+            for s in super::in_turn(&systems, round) {
                 let target = Target::parse(&s.url, Proto::H1)?;
                 let label = format!("{} c{CONNS}", s.system.label());
                 let m = ctx.measure(
@@ -60,7 +60,7 @@ phase) whose one `pullman worker --app demo-filter` (concurrency {CONCURRENCY}, 
 passes every request with one added header, and whose upstream is a `pullman-bench server`. \
 nginx proxies to the same kind of server (keep-alive upstream connections); direct is the \
 server alone. Closed loop, {CONNS} connections, {:.0} s per system and round, {rounds} \
-round(s), systems alternating. The filter path makes a worker round trip that nginx does not.",
+round(s), systems alternating (each round starts with the next). The filter path makes a worker round trip that nginx does not.",
                 secs.as_secs_f64()
             ),
         );

@@ -51,7 +51,7 @@ impl Scenario for Hol {
         let spec: Arc<dyn Fn(&Job) -> RequestSpec + Send + Sync> =
             Arc::new(|j| RequestSpec::get(format!("/sleep?ms={}", j.service_ms as u64)));
         for round in 1..=rounds {
-            for s in &systems {
+            for s in super::in_turn(&systems, round) {
                 let target = Target::parse(&s.url, Proto::H1)?;
                 for (variant, trace) in [("with slow", &mixed), ("fast only", &fast_only)] {
                     let m = ctx.measure(

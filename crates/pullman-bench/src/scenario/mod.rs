@@ -27,6 +27,18 @@ macro_rules! scenarios {
 
 scenarios![overhead, expensive, hol, bodies, scale, transport, filter];
 
+/// The systems of one round, starting one further along each round: no system is always
+/// measured first or last, so a machine that warms up or gets busier during a round does not
+/// favour one of them in every round.
+pub(super) fn in_turn<T>(items: &[T], round: usize) -> impl Iterator<Item = &T> {
+    let start = if items.is_empty() {
+        0
+    } else {
+        round.saturating_sub(1) % items.len()
+    };
+    items[start..].iter().chain(&items[..start])
+}
+
 /// One benchmark scenario: runs its systems and returns its markdown section.
 pub trait Scenario {
     fn name(&self) -> &'static str;
@@ -281,4 +293,20 @@ pub(crate) fn start_all(
 /// `f` formatted with `fmt`, or "-" when absent.
 pub(crate) fn opt(f: Option<f64>, fmt: impl Fn(f64) -> String) -> String {
     f.map(fmt).unwrap_or_else(|| "-".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::in_turn;
+
+    #[test]
+    fn each_round_starts_one_system_further_along() {
+        let systems = ["tcp", "unix", "shm"];
+        let order = |round| in_turn(&systems, round).copied().collect::<Vec<_>>();
+        assert_eq!(order(1), ["tcp", "unix", "shm"]);
+        assert_eq!(order(2), ["unix", "shm", "tcp"]);
+        assert_eq!(order(3), ["shm", "tcp", "unix"]);
+        assert_eq!(order(4), ["tcp", "unix", "shm"]);
+        assert_eq!(in_turn(&[] as &[u8], 2).count(), 0);
+    }
 }

@@ -59,7 +59,7 @@ impl Scenario for Overhead {
         for round in 1..=rounds {
             eprintln!("  round {round}/{rounds}");
             for &conns in &CONNS {
-                for s in &systems {
+                for s in super::in_turn(&systems, round) {
                     let target = Target::parse(&s.url, Proto::H1)?;
                     let label = format!("{} c{conns}", s.system.label());
                     let m = ctx.measure(
@@ -87,7 +87,7 @@ impl Scenario for Overhead {
 `pullman worker --threads 1`; nginx and HAProxy: `pullman-bench server`, one thread, same \
 limit; POTHEAD: its WSGI runner with {WORKER_CONCURRENCY} threads). The load generator \
 (`pullman-bench`, HTTP/1.1, one thread) keeps N connections busy for {:.0} s per \
-system and round, {rounds} round(s), systems alternating. CPU is the middle process's \
+system and round, {rounds} round(s), systems alternating (each round starts with the next). CPU is the middle process's \
 user+system time per answered request (nginx: master and workers). Ratio: req/s over \
 nginx's in the same round, median over rounds.",
                 secs.as_secs_f64()

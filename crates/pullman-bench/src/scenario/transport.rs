@@ -69,7 +69,7 @@ impl Scenario for Transport {
             eprintln!("  round {round}/{rounds}");
             for (size, name) in BODIES {
                 let body = Bytes::from(vec![7u8; size]);
-                for (t, hub) in &links {
+                for (t, hub) in super::in_turn(&links, round) {
                     let worker = hub.worker();
                     let before = worker.cpu();
                     let result = ctx.block_on(hub.run(&body, secs, LINK_WARM_UP))?;
@@ -86,7 +86,7 @@ impl Scenario for Transport {
                 let body = Bytes::from(vec![7u8; size]);
                 let spec: Arc<dyn Fn(u64) -> RequestSpec + Send + Sync> =
                     Arc::new(move |_| RequestSpec::post("/sink", body.clone()));
-                for s in &systems {
+                for s in super::in_turn(&systems, round) {
                     let target = Target::parse(&s.url, Proto::H1)?;
                     let label = format!("{} {name}", s.system.label());
                     let m = ctx.measure(
@@ -98,7 +98,7 @@ impl Scenario for Transport {
             }
             let hello: Arc<dyn Fn(u64) -> RequestSpec + Send + Sync> =
                 Arc::new(|_| RequestSpec::get("/hello"));
-            for s in &systems {
+            for s in super::in_turn(&systems, round) {
                 let target = Target::parse(&s.url, Proto::H1)?;
                 let label = format!("{} /hello", s.system.label());
                 let m = ctx.measure(
@@ -120,7 +120,7 @@ impl Scenario for Transport {
 shared memory (`--shm`). Round trip: one connection, one `POST /sink` at a time for {:.0} s \
 (the worker reads the whole body and answers its length), so the figure is the latency of \
 one request with its body through client, hub, transport and worker. `/hello`: closed loop, \
-{HELLO_CONNS} connections. {rounds} round(s), transports alternating; medians over rounds.\n\n\
+{HELLO_CONNS} connections. {rounds} round(s), transports alternating (each round starts with the next); medians over rounds.\n\n\
 **Link round trip**: the transport alone. `pullman-bench` plays the hub's end of one worker \
 link itself (`pullman-link`, the hub's handshake, for shared memory the hub's own `ShmOffer` \
 of arenas and doorbells) against a real `pullman worker --app demo` process (one thread; \
