@@ -359,11 +359,7 @@ where
         // Yield while this round brought new work: the tasks it woke are about to queue more
         // frames, and every round that lets them costs less than a system call.
         let queued = self.transport.queued();
-        if T::GATHER_BEFORE_SEND
-            && progressed
-            && queued > 0
-            && queued < BATCH_FLUSH
-            && self.batch_yields < MAX_BATCH_YIELDS
+        if progressed && queued > 0 && queued < BATCH_FLUSH && self.batch_yields < MAX_BATCH_YIELDS
         {
             self.batch_yields += 1;
             return Ok(Round::YieldBeforeWrite);

@@ -227,9 +227,6 @@ impl ShmTransport {
 }
 
 impl Transport for ShmTransport {
-    /// Publishing is a store to the ring (and an eventfd write only when the peer sleeps).
-    const GATHER_BEFORE_SEND: bool = false;
-
     fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Result<Frame, LinkError>> {
         self.channel.wake_up();
         match self.channel.try_recv() {

@@ -21,12 +21,6 @@ const WRITE_KEEP: usize = 4 * 1024 * 1024;
 
 /// What carries a link's frames. Driven by one task; every method is non-blocking.
 pub trait Transport: Send + 'static {
-    /// Whether handing frames over costs a system call each time, so the link task should
-    /// let more frames gather before [`poll_send`](Transport::poll_send). A transport that
-    /// publishes to memory the peer already watches says `false`: the peer can start on the
-    /// first frame while the rest are being produced.
-    const GATHER_BEFORE_SEND: bool = true;
-
     /// The next frame from the peer, once one has arrived whole. `Pending` registers the
     /// task to be woken when more may have arrived. An error ends the link.
     fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Result<Frame, LinkError>>;
