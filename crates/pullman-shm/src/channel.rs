@@ -16,7 +16,7 @@
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use parking_lot::Mutex;
 
 use crate::alloc::{Allocator, Region};
@@ -28,6 +28,9 @@ use crate::layout::*;
 use crate::memfd::{self, Mapping, SIZE_SEALS};
 use crate::ring::RingView;
 use crate::sync::Ordering;
+
+/// Size of the chunks copied payloads share.
+const COPY_CHUNK: usize = 16 * 1024;
 
 /// The descriptors a worker receives, in the order they travel.
 pub const WORKER_FDS: usize = 4;
@@ -177,6 +180,9 @@ pub struct Channel {
     consumed_unsignalled: bool,
     /// Whether received payloads may be borrowed (zero copy) rather than copied.
     borrow: bool,
+    /// Where copied payloads go: small ones share a chunk, so a copy costs no allocation of
+    /// its own.
+    copies: BytesMut,
     /// Frames whose payloads were copied out, to release together at the next publish or
     /// when the peer's ring runs dry: one release-ring publication for a burst.
     copied: Vec<u64>,
@@ -290,6 +296,7 @@ impl Channel {
             release_consumed: 0,
             consumed_unsignalled: false,
             borrow,
+            copies: BytesMut::new(),
             copied: Vec::new(),
             sleeping: false,
             blocked: None,
@@ -488,9 +495,12 @@ impl Channel {
                 index,
             });
         }
-        let copy = self.peer.copy_out(offset, len);
+        if self.copies.capacity() - self.copies.len() < len {
+            self.copies.reserve(len.max(COPY_CHUNK));
+        }
+        self.peer.copy_out(offset, len, &mut self.copies);
         self.copied.push(index);
-        Bytes::from(copy)
+        self.copies.split().freeze()
     }
 
     /// About to block on this side's eventfd: sets the sleeping flag, then re-checks what

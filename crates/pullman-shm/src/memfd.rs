@@ -6,6 +6,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, AtomicU64};
 
+use bytes::BytesMut;
 use parking_lot::Mutex;
 
 /// Seals every arena carries: its size is fixed for good, so the peer can never shrink it
@@ -167,19 +168,24 @@ impl Mapping {
         }
     }
 
-    /// Copies `len` bytes out from `offset` (bounds checked by the caller against values it
-    /// validated; checked again here).
-    pub(crate) fn copy_out(&self, offset: usize, len: usize) -> Vec<u8> {
+    /// Appends `len` bytes from `offset` to `out` (bounds checked by the caller against
+    /// values it validated; checked again here).
+    pub(crate) fn copy_out(&self, offset: usize, len: usize, out: &mut BytesMut) {
         assert!(offset.checked_add(len).is_some_and(|end| end <= self.len));
-        let mut out = Vec::with_capacity(len);
-        // SAFETY: in bounds; the peer may be writing the same bytes (it owns them), which
-        // yields arbitrary bytes in our private copy; we validate the copy, never the source.
-        // The copy fills the `len` bytes of capacity that `set_len` then exposes.
+        out.reserve(len);
+        // SAFETY: in bounds; `reserve` made room for `len` bytes past `out.len()`, which the
+        // copy fills before `set_len` exposes them. The peer may be writing the same bytes
+        // (it owns them), which yields arbitrary bytes in our private copy; we validate the
+        // copy, never the source.
         unsafe {
-            std::ptr::copy_nonoverlapping(self.ptr.as_ptr().add(offset), out.as_mut_ptr(), len);
-            out.set_len(len);
+            let at = out.len();
+            std::ptr::copy_nonoverlapping(
+                self.ptr.as_ptr().add(offset),
+                out.as_mut_ptr().add(at),
+                len,
+            );
+            out.set_len(at + len);
         }
-        out
     }
 }
 
