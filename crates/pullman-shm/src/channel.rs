@@ -10,8 +10,9 @@
 //! Sending copies a payload into a region of this side's data area and puts a descriptor on
 //! this side's frame ring. Receiving reads the peer's ring and either borrows the region
 //! (a `Bytes` whose owner releases it on drop: zero copy) or copies it out and releases it
-//! once the frames at hand are read (a burst in one publication). Releasing puts the region's ring index on this side's release ring; the peer
-//! reads those and frees the regions in its allocator.
+//! once the frames at hand are read (a burst in one publication). Releasing puts the
+//! region's ring index on this side's release ring; the peer reads those and frees the
+//! regions in its allocator.
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
