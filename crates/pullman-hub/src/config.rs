@@ -23,14 +23,13 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
-use http::{HeaderName, HeaderValue, Method};
-use regex::Regex;
 use serde::de::{Deserializer, Error as _, Visitor};
 use serde::Deserialize;
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
-use crate::router::{HeaderMatch, HostMatch, PathMatch};
+pub use crate::router::RouteConfig;
+use crate::router::{RouteError, RouteToml};
 
 /// Default `hub.max_header_bytes`: 64 KiB holds the headers of any ordinary request (large
 /// cookies and tokens included) while bounding what one connection can make the hub buffer
@@ -614,24 +613,6 @@ impl<'de> Deserialize<'de> for Secret {
     }
 }
 
-/// A `[[route]]` table, validated: its patterns are parsed and its pool exists. Every
-/// condition that is set must hold; a route with none matches every request.
-#[derive(Debug, Clone)]
-pub struct RouteConfig {
-    /// Optional unique name, for logs and metrics.
-    pub name: Option<String>,
-    /// Host condition (`host`).
-    pub host: Option<HostMatch>,
-    /// Path condition (`path`, `path_prefix` or `path_regex`).
-    pub path: Option<PathMatch>,
-    /// Method condition (`method`); empty matches any method.
-    pub methods: Vec<Method>,
-    /// Header condition (`header`).
-    pub header: Option<HeaderMatch>,
-    /// Name of the pool that gets the matching requests; always one of the config's pools.
-    pub pool: String,
-}
-
 /// Why a config was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -733,47 +714,12 @@ struct ConfigToml {
     #[serde(default)]
     pool: Vec<Spanned<PoolConfig>>,
     #[serde(default)]
-    route: Vec<Spanned<RouteToml>>,
+    route: Vec<Spanned<RouteToml<RouteName>>>,
     #[serde(default)]
     program: Vec<Spanned<ProgramConfig>>,
     admin: Option<Spanned<AdminConfig>>,
     #[serde(default)]
     metrics: MetricsConfig,
-}
-
-/// A `[[route]]` table as written. Its conditions are parsed in `validate`, together, since
-/// the path keys exclude each other.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RouteToml {
-    #[serde(default, deserialize_with = "de_route_name")]
-    name: Option<Spanned<String>>,
-    host: Option<Spanned<String>>,
-    path: Option<Spanned<String>>,
-    path_prefix: Option<Spanned<String>>,
-    path_regex: Option<Spanned<String>>,
-    method: Option<Spanned<MethodToml>>,
-    header: Option<HeaderToml>,
-    pool: Spanned<String>,
-}
-
-/// `method = "GET"` or `method = ["GET", "HEAD"]`.
-#[derive(Deserialize)]
-#[serde(
-    untagged,
-    expecting = "expected a method name or a list of method names"
-)]
-enum MethodToml {
-    One(String),
-    Many(Vec<String>),
-}
-
-/// `header = { name = "x-tenant", value = "a" }`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct HeaderToml {
-    name: Spanned<String>,
-    value: Option<Spanned<String>>,
 }
 
 /// A check that failed: where (a byte range of the text, when known) and why.
@@ -819,6 +765,12 @@ impl Problem {
             message.push_str(&format!(" (see line {line})"));
         }
         ConfigError::Invalid { location, message }
+    }
+}
+
+impl From<RouteError> for Problem {
+    fn from(error: RouteError) -> Problem {
+        Problem::at(error.span, error.message)
     }
 }
 
@@ -871,10 +823,10 @@ impl ConfigToml {
         let mut catch_all: Option<Range<usize>> = None;
         for route in &self.route {
             if let Some(name) = &route.get_ref().name {
-                if let Some(first) = route_names.insert(name.get_ref(), name.span()) {
+                if let Some(first) = route_names.insert(name.get_ref().as_ref(), name.span()) {
                     return Err(Problem::at(
                         name.span(),
-                        format!("route name {:?} is used twice", name.get_ref()),
+                        format!("route name {:?} is used twice", name.get_ref().as_ref()),
                     )
                     .see(first));
                 }
@@ -943,137 +895,6 @@ impl ConfigToml {
             document: Document::default(),
         })
     }
-}
-
-impl RouteToml {
-    /// Parses the route's conditions and checks its pool is one of `pools`.
-    fn build(&self, pools: &HashMap<&str, Range<usize>>) -> Result<RouteConfig, Problem> {
-        let pool = self.pool.get_ref();
-        if !pools.contains_key(pool.as_str()) {
-            let mut known: Vec<&str> = pools.keys().copied().collect();
-            known.sort_unstable();
-            return Err(Problem::at(
-                self.pool.span(),
-                format!(
-                    "no pool named {pool:?}; the pools are: {}",
-                    known.join(", ")
-                ),
-            ));
-        }
-
-        let host = match &self.host {
-            Some(host) => Some(
-                HostMatch::parse(host.get_ref()).map_err(|why| Problem::at(host.span(), why))?,
-            ),
-            None => None,
-        };
-
-        let mut path = None;
-        let path_keys = [
-            ("path", &self.path),
-            ("path_prefix", &self.path_prefix),
-            ("path_regex", &self.path_regex),
-        ];
-        for (key, value) in path_keys {
-            let Some(value) = value else { continue };
-            if path.is_some() {
-                return Err(Problem::at(
-                    value.span(),
-                    format!(
-                        "`{key}` given with another path condition: use at most one of \
-                         `path`, `path_prefix` and `path_regex`"
-                    ),
-                ));
-            }
-            let text = value.get_ref();
-            let condition = match key {
-                "path_regex" => PathMatch::Regex(
-                    Regex::new(text)
-                        .map_err(|error| Problem::at(value.span(), error.to_string()))?,
-                ),
-                _ if !text.starts_with('/') => {
-                    return Err(Problem::at(
-                        value.span(),
-                        format!("{key} {text:?} must start with '/'"),
-                    ));
-                }
-                "path" => PathMatch::Exact(text.clone()),
-                _ => PathMatch::Prefix(text.clone()),
-            };
-            path = Some(condition);
-        }
-
-        let methods = match &self.method {
-            None => Vec::new(),
-            Some(method) => {
-                let names = match method.get_ref() {
-                    MethodToml::One(name) => std::slice::from_ref(name),
-                    MethodToml::Many(names) => names.as_slice(),
-                };
-                if names.is_empty() {
-                    return Err(Problem::at(
-                        method.span(),
-                        "the method list is empty; leave `method` out to match any method",
-                    ));
-                }
-                names
-                    .iter()
-                    .map(|name| parse_method(name))
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(|why| Problem::at(method.span(), why))?
-            }
-        };
-
-        let header = match &self.header {
-            None => None,
-            Some(header) => {
-                let name =
-                    HeaderName::from_bytes(header.name.get_ref().as_bytes()).map_err(|_| {
-                        Problem::at(
-                            header.name.span(),
-                            format!("invalid header name {:?}", header.name.get_ref()),
-                        )
-                    })?;
-                let value = match &header.value {
-                    None => None,
-                    Some(value) => Some(HeaderValue::from_str(value.get_ref()).map_err(|_| {
-                        Problem::at(
-                            value.span(),
-                            format!(
-                                "invalid header value {:?}: only visible ASCII, spaces and tabs",
-                                value.get_ref()
-                            ),
-                        )
-                    })?),
-                };
-                Some(HeaderMatch { name, value })
-            }
-        };
-
-        Ok(RouteConfig {
-            name: self.name.as_ref().map(|name| name.get_ref().clone()),
-            host,
-            path,
-            methods,
-            header,
-            pool: pool.clone(),
-        })
-    }
-}
-
-/// Parses a method name. Methods are case-sensitive, so `get` is refused with a hint rather
-/// than taken as an extension method that no client sends.
-fn parse_method(name: &str) -> Result<Method, String> {
-    const STANDARD: [&str; 9] = [
-        "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
-    ];
-    let upper = name.to_ascii_uppercase();
-    if upper != name && STANDARD.contains(&upper.as_str()) {
-        return Err(format!(
-            "method {name:?}: methods are case-sensitive; did you mean {upper:?}?"
-        ));
-    }
-    Method::from_bytes(name.as_bytes()).map_err(|_| format!("invalid method {name:?}"))
 }
 
 /// Checks a pool or route name: 1 to [`MAX_NAME_LEN`] characters of `A-Z a-z 0-9 _ . -`.
@@ -1211,12 +1032,23 @@ fn de_name<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Erro
     Ok(name)
 }
 
-fn de_route_name<'de, D: Deserializer<'de>>(
-    deserializer: D,
-) -> Result<Option<Spanned<String>>, D::Error> {
-    let name = Spanned::<String>::deserialize(deserializer)?;
-    check_name(name.get_ref()).map_err(D::Error::custom)?;
-    Ok(Some(name))
+/// A route's `name`, checked as it is read by the rule for every name. The router reads the
+/// rest of a `[[route]]` table; the rule for names is the config's, shared with pools and
+/// programs.
+struct RouteName(String);
+
+impl AsRef<str> for RouteName {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for RouteName {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<RouteName, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        check_name(&name).map_err(D::Error::custom)?;
+        Ok(RouteName(name))
+    }
 }
 
 fn de_command<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
@@ -1407,7 +1239,10 @@ fn find_in_value(value: &Spanned<DeValue<'_>>, offset: usize, path: &mut String)
 
 #[cfg(test)]
 mod tests {
+    use http::Method;
+
     use super::*;
+    use crate::router::{HostMatch, PathMatch};
 
     const HUB: &str =
         "[hub]\nlisten = \"127.0.0.1:8080\"\nworkers_listen = [\"tcp://127.0.0.1:7070\"]\n";

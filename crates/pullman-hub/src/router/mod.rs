@@ -1,17 +1,25 @@
 //! Ordered routing rules: which pool gets a request.
 //!
-//! A [`Router`] holds the routes of a [`Config`](crate::config::Config) in file order; the
-//! first route whose every condition holds wins. A route with no condition matches every
-//! request. Matching reads the request in place ([`RouteInput`] borrows) and allocates
-//! nothing: patterns are normalised (lowercased, regexes compiled) when the config is
-//! validated, not per request.
+//! A [`Router`] holds the routes of the config in file order; the first route whose every
+//! condition holds wins. A route with no condition matches every request. Matching reads the
+//! request in place ([`RouteInput`] borrows) and allocates nothing: patterns are normalised
+//! (lowercased, regexes compiled) when the config is validated, not per request.
+//!
+//! # Layout
+//! - `mod.rs`: [`RouteInput`], the [`Router`], and the conditions a route tests
+//!   ([`HostMatch`], [`PathMatch`], [`HeaderMatch`]).
+//! - `route.rs`: a `[[route]]` table, as written and as validated ([`RouteConfig`]). The
+//!   config module uses it to read the file's routes; the router uses nothing of the config.
+
+mod route;
 
 use std::net::Ipv6Addr;
 
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use regex::Regex;
 
-use crate::config::RouteConfig;
+pub use self::route::RouteConfig;
+pub(crate) use self::route::{RouteError, RouteToml};
 
 /// What the router looks at in a request. Built by the front for each request.
 #[derive(Debug, Clone, Copy)]
@@ -57,7 +65,7 @@ pub struct Router {
 
 impl Router {
     /// A router over `routes`, tried in the order given. The routes come from a validated
-    /// [`Config`](crate::config::Config), so every pattern is already compiled.
+    /// config, so every pattern is already compiled.
     pub fn new(routes: &[RouteConfig]) -> Router {
         Router {
             routes: routes.to_vec(),
@@ -244,19 +252,27 @@ impl HeaderMatch {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
+    use serde::Deserialize;
+
     use super::*;
-    use crate::config::Config;
 
     /// Builds a router from `[[route]]` tables, with pools `a`, `b` and `c` defined.
     fn router(routes: &str) -> Router {
-        let text = format!(
-            "[hub]\nlisten = \"127.0.0.1:0\"\nworkers_listen = [\"tcp://127.0.0.1:0\"]\n\
-             [[pool]]\nname = \"a\"\ntoken = \"t\"\n\
-             [[pool]]\nname = \"b\"\ntoken = \"t\"\n\
-             [[pool]]\nname = \"c\"\ntoken = \"t\"\n{routes}"
-        );
-        let config = Config::from_str(&text, "test.toml").unwrap();
-        Router::new(&config.routes)
+        #[derive(Deserialize)]
+        struct Tables {
+            #[serde(default)]
+            route: Vec<RouteToml<String>>,
+        }
+        let tables: Tables = toml::from_str(routes).unwrap();
+        let pools = HashMap::from([("a", 0..0), ("b", 0..0), ("c", 0..0)]);
+        let routes: Vec<RouteConfig> = tables
+            .route
+            .iter()
+            .map(|route| route.build(&pools).unwrap())
+            .collect();
+        Router::new(&routes)
     }
 
     /// A request to route; `headers` are name/value pairs.
