@@ -1,0 +1,241 @@
+//! The `[hub]` table: where the hub listens for clients and for workers, and its
+//! per-connection limits.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::de::{Deserializer, Error as _};
+use serde::Deserialize;
+
+use super::values::{de_duration, de_positive_duration, de_socket_addr};
+
+/// Default `hub.max_header_bytes`: 64 KiB holds the headers of any ordinary request (large
+/// cookies and tokens included) while bounding what one connection can make the hub buffer
+/// before it knows where the request goes.
+pub const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
+/// Smallest `hub.max_header_bytes` accepted: 8 KiB, the smallest read buffer hyper accepts
+/// and the limit most servers have long used, so smaller would refuse ordinary browsers.
+pub const MIN_MAX_HEADER_BYTES: usize = 8 * 1024;
+/// Largest `hub.max_header_bytes` accepted: 96 KiB keeps a request head, with its span
+/// table, inside one REQUEST frame of the smallest size a worker may announce (128 KiB).
+pub const MAX_MAX_HEADER_BYTES: usize = 96 * 1024;
+/// Default `hub.header_read_timeout`: 10 s is far longer than any honest client needs to send
+/// a request head, and short enough that slow-loris connections do not pile up.
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default `hub.idle_timeout`: 60 s keeps client keep-alive connections worth reusing across a
+/// page's requests, and releases the sockets of clients that went away.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default `hub.drain_grace`: 30 s lets the requests in flight at a shutdown finish, and
+/// matches the default termination grace period of Kubernetes pods.
+pub const DEFAULT_DRAIN_GRACE: Duration = Duration::from_secs(30);
+/// Default `hub.ping_interval`: 5 s notices a dead worker link within seconds, at the cost of
+/// one small frame per link per interval.
+pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(5);
+
+/// The `[hub]` table: where the hub listens and its per-connection limits.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HubConfig {
+    /// Address for clients. Port 0 picks a free port.
+    #[serde(deserialize_with = "de_socket_addr")]
+    pub listen: SocketAddr,
+    /// Where workers dial in; at least one, no repeats.
+    #[serde(deserialize_with = "de_workers_listen")]
+    pub workers_listen: Vec<WorkerListen>,
+    /// Largest request head (request line and headers) accepted; beyond it the client gets
+    /// 431.
+    #[serde(
+        default = "default_max_header_bytes",
+        deserialize_with = "de_max_header_bytes"
+    )]
+    pub max_header_bytes: usize,
+    /// Time a client has to send a complete HTTP/1.1 request head, from its first byte.
+    #[serde(
+        default = "default_header_read_timeout",
+        deserialize_with = "de_positive_duration"
+    )]
+    pub header_read_timeout: Duration,
+    /// Time an idle keep-alive client connection is kept open.
+    #[serde(
+        default = "default_idle_timeout",
+        deserialize_with = "de_positive_duration"
+    )]
+    pub idle_timeout: Duration,
+    /// Time requests in flight get to finish after a drain starts; zero stops at once.
+    #[serde(default = "default_drain_grace", deserialize_with = "de_duration")]
+    pub drain_grace: Duration,
+    /// Interval between the hub's pings on each worker link.
+    #[serde(
+        default = "default_ping_interval",
+        deserialize_with = "de_positive_duration"
+    )]
+    pub ping_interval: Duration,
+}
+
+/// An address workers dial in to. Written `tcp://IP:PORT` or `unix://PATH` (so
+/// `unix:///run/pullman/workers.sock` for an absolute path); displays the same way.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum WorkerListen {
+    /// A TCP socket address. Port 0 picks a free port.
+    Tcp(SocketAddr),
+    /// A Unix socket path.
+    Unix(PathBuf),
+}
+
+impl FromStr for WorkerListen {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<WorkerListen, String> {
+        if let Some(addr) = text.strip_prefix("tcp://") {
+            return addr.parse().map(WorkerListen::Tcp).map_err(|_| {
+                format!("invalid address {text:?}: expected tcp://IP:PORT, as in \"tcp://127.0.0.1:7070\"")
+            });
+        }
+        if let Some(path) = text.strip_prefix("unix://") {
+            if path.is_empty() {
+                return Err(format!(
+                    "invalid address {text:?}: the socket path is empty"
+                ));
+            }
+            return Ok(WorkerListen::Unix(PathBuf::from(path)));
+        }
+        Err(format!(
+            "invalid address {text:?}: expected tcp://IP:PORT or unix:///PATH, as in \
+             \"tcp://127.0.0.1:7070\" or \"unix:///run/pullman/workers.sock\""
+        ))
+    }
+}
+
+impl fmt::Display for WorkerListen {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WorkerListen::Tcp(addr) => write!(f, "tcp://{addr}"),
+            WorkerListen::Unix(path) => write!(f, "unix://{}", path.display()),
+        }
+    }
+}
+
+fn de_workers_listen<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<WorkerListen>, D::Error> {
+    let texts = Vec::<String>::deserialize(deserializer)?;
+    if texts.is_empty() {
+        return Err(D::Error::custom(
+            "no address: workers need at least one address to dial in to",
+        ));
+    }
+    let mut addrs: Vec<WorkerListen> = Vec::with_capacity(texts.len());
+    for text in &texts {
+        let addr: WorkerListen = text.parse().map_err(D::Error::custom)?;
+        // Port 0 means "any free port", so two of them do not collide.
+        let is_any_port = matches!(&addr, WorkerListen::Tcp(a) if a.port() == 0);
+        if !is_any_port && addrs.contains(&addr) {
+            return Err(D::Error::custom(format!("{addr} is listed twice")));
+        }
+        addrs.push(addr);
+    }
+    Ok(addrs)
+}
+
+fn de_max_header_bytes<'de, D: Deserializer<'de>>(deserializer: D) -> Result<usize, D::Error> {
+    let bytes = usize::deserialize(deserializer)?;
+    if !(MIN_MAX_HEADER_BYTES..=MAX_MAX_HEADER_BYTES).contains(&bytes) {
+        return Err(D::Error::custom(format!(
+            "max_header_bytes must be between {MIN_MAX_HEADER_BYTES} and {MAX_MAX_HEADER_BYTES}"
+        )));
+    }
+    Ok(bytes)
+}
+
+fn default_max_header_bytes() -> usize {
+    DEFAULT_MAX_HEADER_BYTES
+}
+fn default_header_read_timeout() -> Duration {
+    DEFAULT_HEADER_READ_TIMEOUT
+}
+fn default_idle_timeout() -> Duration {
+    DEFAULT_IDLE_TIMEOUT
+}
+fn default_drain_grace() -> Duration {
+    DEFAULT_DRAIN_GRACE
+}
+fn default_ping_interval() -> Duration {
+    DEFAULT_PING_INTERVAL
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::tests::{refuse, POOL};
+
+    #[test]
+    fn worker_listen_round_trips() {
+        for text in [
+            "tcp://127.0.0.1:7070",
+            "tcp://[::1]:0",
+            "unix:///run/pullman/workers.sock",
+            "unix://relative.sock",
+        ] {
+            let addr: WorkerListen = text.parse().unwrap();
+            assert_eq!(addr.to_string(), text);
+        }
+        for bad in [
+            "127.0.0.1:7070",
+            "tcp://localhost:7070",
+            "tcp://1.2.3.4",
+            "unix://",
+            "tls://1.2.3.4:1",
+        ] {
+            assert!(bad.parse::<WorkerListen>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn hub_value_checks() {
+        let pool_and = |hub: &str| format!("[hub]\n{hub}\n{POOL}");
+        for (hub, key, why) in [
+            (
+                "listen = \"localhost:80\"\nworkers_listen = [\"tcp://127.0.0.1:1\"]",
+                "hub.listen",
+                "expected IP:PORT",
+            ),
+            (
+                "listen = \"127.0.0.1:80\"\nworkers_listen = []",
+                "hub.workers_listen",
+                "at least one address",
+            ),
+            (
+                "listen = \"127.0.0.1:80\"\nworkers_listen = [\"127.0.0.1:1\"]",
+                "hub.workers_listen",
+                "expected tcp://IP:PORT or unix:///PATH",
+            ),
+            (
+                "listen = \"127.0.0.1:80\"\nworkers_listen = [\"tcp://127.0.0.1:1\", \"tcp://127.0.0.1:1\"]",
+                "hub.workers_listen",
+                "tcp://127.0.0.1:1 is listed twice",
+            ),
+            (
+                "listen = \"127.0.0.1:80\"\nworkers_listen = [\"tcp://127.0.0.1:1\"]\nmax_header_bytes = 8191",
+                "hub.max_header_bytes",
+                "between 8192 and 98304",
+            ),
+            (
+                "listen = \"127.0.0.1:80\"\nworkers_listen = [\"tcp://127.0.0.1:1\"]\nmax_header_bytes = 1048576",
+                "hub.max_header_bytes",
+                "between 8192 and 98304",
+            ),
+            (
+                "listen = \"127.0.0.1:80\"\nworkers_listen = [\"tcp://127.0.0.1:1\"]\nping_interval = \"0s\"",
+                "hub.ping_interval",
+                "more than zero",
+            ),
+        ] {
+            let (location, message) = refuse(&pool_and(hub));
+            assert_eq!(location.key.as_deref(), Some(key), "{hub}: {message}");
+            assert!(message.contains(why), "{hub}: {message}");
+        }
+    }
+}
