@@ -200,6 +200,7 @@ fn run() -> anyhow::Result<()> {
             Command::Demo { listen } => demo(listen).await,
             Command::CheckConfig { file } => {
                 let config = Config::from_file(&file)?;
+                pullman_hub::Hub::check(&config)?;
                 println!(
                     "{}: ok ({} pools, {} routes)",
                     file.display(),

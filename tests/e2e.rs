@@ -424,6 +424,212 @@ fn read_frame(sock: &mut std::net::TcpStream, buf: &mut bytes::BytesMut) -> Opti
     }
 }
 
+/// Reads frames until a REQUEST comes; returns its stream id.
+fn next_request(sock: &mut std::net::TcpStream, buf: &mut bytes::BytesMut) -> u64 {
+    loop {
+        match read_frame(sock, buf) {
+            Some(Frame::Request(r)) => return r.stream,
+            Some(_) => continue,
+            None => panic!("the hub closed the link before sending a request"),
+        }
+    }
+}
+
+/// Reads frames until a CANCEL comes; returns its stream and reason.
+fn next_cancel(
+    sock: &mut std::net::TcpStream,
+    buf: &mut bytes::BytesMut,
+) -> (u64, pullman_proto::CancelReason) {
+    loop {
+        match read_frame(sock, buf) {
+            Some(Frame::Cancel { stream, reason }) => return (stream, reason),
+            Some(_) => continue,
+            None => panic!("the hub closed the link before sending CANCEL"),
+        }
+    }
+}
+
+fn write_frames(sock: &mut std::net::TcpStream, frames: &[Frame]) {
+    let mut out = bytes::BytesMut::new();
+    for frame in frames {
+        pullman_proto::encode(frame, &mut out);
+    }
+    sock.write_all(&out).unwrap();
+}
+
+fn response(stream: u64, end: bool, headers: &[(&'static str, &'static str)]) -> Frame {
+    Frame::Response(pullman_proto::Response {
+        stream,
+        end,
+        status: 200,
+        headers: headers
+            .iter()
+            .map(|(n, v)| {
+                (
+                    Bytes::from_static(n.as_bytes()),
+                    Bytes::from_static(v.as_bytes()),
+                )
+            })
+            .collect(),
+    })
+}
+
+/// A worker's answers the hub cannot use while its link stays up: a body shorter or longer
+/// than its `content-length`, an invalid header name, a REJECT. Each is logged once,
+/// counted in `pullman_worker_faults_total`, and the worker is told (CANCEL `refused`); the
+/// link keeps serving.
+#[tokio::test(flavor = "multi_thread")]
+async fn answers_the_hub_cannot_use_are_logged_counted_and_told_to_the_worker() {
+    let hub = HubProc::start_exact(
+        Transport::Tcp,
+        "",
+        &format!("{}{}", admin_table(), one_pool("")),
+    );
+    let admin = AdminClient::new(&hub);
+    let (mut sock, mut buf) = raw_worker(&hub, TOKEN);
+    let c = client();
+    let fault = |m: &Metrics, fault: &str| {
+        m.get(
+            "pullman_worker_faults_total",
+            &format!("pool=\"demo\",fault=\"{fault}\""),
+        )
+    };
+    let before = admin.metrics().await;
+    assert_eq!(fault(&before, "length_mismatch"), 0.0);
+
+    // Shorter: 10 announced, 5 sent. The client's response is cut off.
+    write_frames(&mut sock, &[Frame::Credit { n: 1 }]);
+    let pending = spawn_get(&c, hub.url("/short"));
+    let stream = next_request(&mut sock, &mut buf);
+    write_frames(
+        &mut sock,
+        &[
+            response(stream, false, &[("content-length", "10")]),
+            Frame::Body {
+                stream,
+                data: Bytes::from_static(b"12345"),
+                end: true,
+            },
+        ],
+    );
+    assert_eq!(
+        next_cancel(&mut sock, &mut buf),
+        (stream, pullman_proto::CancelReason::Refused)
+    );
+    let _ = pending.await;
+    hub.log.wait_for("shorter than its content-length 10", 1);
+
+    // Longer: 3 announced, more sent.
+    write_frames(&mut sock, &[Frame::Credit { n: 1 }]);
+    let pending = spawn_get(&c, hub.url("/long"));
+    let stream = next_request(&mut sock, &mut buf);
+    write_frames(
+        &mut sock,
+        &[
+            response(stream, false, &[("content-length", "3")]),
+            Frame::Body {
+                stream,
+                data: Bytes::from_static(b"0123456789"),
+                end: true,
+            },
+        ],
+    );
+    assert_eq!(
+        next_cancel(&mut sock, &mut buf),
+        (stream, pullman_proto::CancelReason::Refused)
+    );
+    let _ = pending.await;
+    hub.log.wait_for("longer than its content-length 3", 1);
+
+    // An invalid header name: 502 for the client.
+    write_frames(&mut sock, &[Frame::Credit { n: 1 }]);
+    let pending = spawn_get(&c, hub.url("/bad-name"));
+    let stream = next_request(&mut sock, &mut buf);
+    write_frames(&mut sock, &[response(stream, true, &[("bad name", "x")])]);
+    assert_eq!(
+        next_cancel(&mut sock, &mut buf),
+        (stream, pullman_proto::CancelReason::Refused)
+    );
+    assert_eq!(pending.await.unwrap().status, 502);
+    hub.log
+        .wait_for("invalid response header name \"bad name\"", 1);
+
+    // A REJECT: 503 with Retry-After, logged with the worker's reason.
+    write_frames(&mut sock, &[Frame::Credit { n: 1 }]);
+    let pending = spawn_get(&c, hub.url("/rejected"));
+    let stream = next_request(&mut sock, &mut buf);
+    write_frames(
+        &mut sock,
+        &[Frame::Reject {
+            stream,
+            retryable: false,
+            reason: "not today".into(),
+        }],
+    );
+    let rejected = pending.await.unwrap();
+    assert_eq!(rejected.status, 503);
+    assert_eq!(rejected.header("retry-after"), Some("1"));
+    hub.log.wait_for("not today", 1);
+
+    // The link stayed up and serves on.
+    write_frames(&mut sock, &[Frame::Credit { n: 1 }]);
+    let pending = spawn_get(&c, hub.url("/fine"));
+    let stream = next_request(&mut sock, &mut buf);
+    write_frames(
+        &mut sock,
+        &[response(stream, true, &[("content-length", "0")])],
+    );
+    assert_eq!(pending.await.unwrap().status, 200);
+
+    let m = admin.metrics().await;
+    assert_eq!(fault(&m, "length_mismatch"), 2.0);
+    assert_eq!(fault(&m, "bad_answer"), 1.0);
+    assert_eq!(fault(&m, "rejected"), 1.0);
+    // Each was logged once.
+    assert_eq!(hub.log.count("shorter than its content-length"), 1);
+    assert_eq!(hub.log.count("longer than its content-length"), 1);
+}
+
+/// RFC 9112 section 3.2.2: an absolute-form target's authority wins over `Host`, for
+/// routing as for what the worker sees.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_absolute_form_request_is_routed_by_its_target_not_its_host_field() {
+    let config = format!(
+        "{}{}[[route]]\nhost = \"a.example\"\npool = \"a\"\n[[route]]\nhost = \"b.example\"\npool = \"b\"\n",
+        pool("a", "ta", ""),
+        pool("b", "tb", ""),
+    );
+    let hub = HubProc::start(Transport::Tcp, &config);
+    let _a = hub.worker("a", "ta", 1, "wa");
+    let _b = hub.worker("b", "tb", 1, "wb");
+    let c = client();
+    let host = |h: &str| {
+        http::Request::get(hub.url("/sleep?ms=1"))
+            .header("host", h)
+            .body(Full::default())
+            .unwrap()
+    };
+    for (h, name) in [("a.example", "wa"), ("b.example", "wb")] {
+        loop {
+            let a = send(&c, host(h)).await;
+            if a.status == 200 {
+                assert_eq!(a.json()["worker"], name);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let addr = hub.url("").trim_start_matches("http://").to_string();
+    let mut sock = std::net::TcpStream::connect(&addr).unwrap();
+    sock.write_all(
+        b"GET http://a.example/sleep?ms=1 HTTP/1.1\r\nhost: b.example\r\nconnection: close\r\n\r\n",
+    )
+    .unwrap();
+    let answer = String::from_utf8(read_to_close(sock)).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("\"worker\":\"wa\""), "{answer}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_worker_that_stops_answering_pings_is_dropped_and_its_request_fails() {
     let hub = HubProc::start_exact(Transport::Tcp, "ping_interval = \"100ms\"", &one_pool(""));

@@ -5,8 +5,9 @@ mod support;
 
 use support::*;
 
-const FAMILIES: [(&str, &str); 7] = [
+const FAMILIES: [(&str, &str); 8] = [
     ("pullman_requests_total", "counter"),
+    ("pullman_worker_faults_total", "counter"),
     ("pullman_queue_wait_seconds", "histogram"),
     ("pullman_service_seconds", "histogram"),
     ("pullman_queue_depth", "gauge"),

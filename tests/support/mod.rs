@@ -141,10 +141,7 @@ impl HubProc {
         let mut child = Command::new(BIN)
             .args(["hub", "--config"])
             .arg(path)
-            .env(
-                "PULLMAN_LOG",
-                "info,pullman_hub::pool=debug,pullman_hub::exchange=debug",
-            )
+            .env("PULLMAN_LOG", "info,pullman_hub::dispatch=debug")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

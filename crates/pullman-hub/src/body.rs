@@ -1,13 +1,16 @@
-//! The body the hub sends a client: its own short answers, or a worker's streamed body.
+//! The body the hub sends a client: its own short answers, a worker's streamed body, or a
+//! filter pool's upstream body.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use pullman_link::{RecvBody, StreamError};
+use pullman_link::{RecvBody, Stream, StreamError};
 
-use crate::exchange::InFlight;
+use crate::dispatch::InFlight;
+use crate::metrics::WorkerFault;
+use crate::upstream::UpstreamBody;
 
 /// A response body as the front serves it.
 #[derive(Debug)]
@@ -17,7 +20,7 @@ pub enum HubBody {
     /// A worker's body, streamed from its link.
     Worker(WorkerBody),
     /// Filter mode: the upstream's body, streamed as it arrives.
-    Upstream(crate::upstream::UpstreamBody),
+    Upstream(UpstreamBody),
 }
 
 impl HubBody {
@@ -25,13 +28,67 @@ impl HubBody {
     pub fn full(bytes: impl Into<Bytes>) -> HubBody {
         HubBody::Full(Some(bytes.into()))
     }
+
+    /// The body a worker streams on `stream` after its answer's head. `length` is the
+    /// `content-length` the head announced: a body that turns out longer or shorter is the
+    /// worker's fault, and is cut off.
+    pub(crate) fn worker(stream: Stream, in_flight: InFlight, length: Option<u64>) -> HubBody {
+        HubBody::Worker(WorkerBody {
+            body: RecvBody::new(stream, length),
+            in_flight,
+            length,
+            received: 0,
+        })
+    }
 }
 
 /// A worker's response body. Dropping it before the end (client gone) cancels the stream.
 #[derive(Debug)]
 pub struct WorkerBody {
-    pub(crate) body: RecvBody,
-    pub(crate) in_flight: InFlight,
+    body: RecvBody,
+    in_flight: InFlight,
+    /// The announced `content-length`, if any.
+    length: Option<u64>,
+    received: u64,
+}
+
+impl WorkerBody {
+    fn poll_frame(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, StreamError>>> {
+        let polled = Pin::new(&mut self.body).poll_frame(cx);
+        match (&polled, self.length) {
+            (Poll::Ready(Some(Ok(frame))), Some(length)) => {
+                self.received += frame.data_ref().map_or(0, |d| d.len() as u64);
+                if self.received > length {
+                    return self.mismatch(length, "longer than");
+                }
+            }
+            (Poll::Ready(None), Some(length)) if self.received != length => {
+                return self.mismatch(length, "shorter than");
+            }
+            (Poll::Ready(None), _) => self.in_flight.complete(),
+            _ => {}
+        }
+        polled
+    }
+
+    /// The body does not match its length: the client's response is cut off (its head is
+    /// gone already), the worker is told, and the fault is logged and counted.
+    fn mismatch(
+        &mut self,
+        length: u64,
+        how: &str,
+    ) -> Poll<Option<Result<Frame<Bytes>, StreamError>>> {
+        let what = format!(
+            "response body {how} its content-length {length} (at least {} bytes seen): cut off",
+            self.received
+        );
+        self.in_flight.refuse(WorkerFault::LengthMismatch, &what);
+        self.length = None;
+        Poll::Ready(Some(Err(StreamError::Aborted)))
+    }
 }
 
 impl Body for HubBody {
@@ -44,13 +101,7 @@ impl Body for HubBody {
     ) -> Poll<Option<Result<Frame<Bytes>, StreamError>>> {
         match self.get_mut() {
             HubBody::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-            HubBody::Worker(w) => {
-                let polled = Pin::new(&mut w.body).poll_frame(cx);
-                if let Poll::Ready(None) = polled {
-                    w.in_flight.complete();
-                }
-                polled
-            }
+            HubBody::Worker(w) => w.poll_frame(cx),
             // The upstream broke off: end the client's response as broken too.
             HubBody::Upstream(b) => Pin::new(b).poll_frame(cx).map_err(|_| StreamError::Aborted),
         }

@@ -1,95 +1,25 @@
-//! The hub: its listeners, its pools and routes, and the one shutdown path.
+//! The hub: it binds its listeners, starts the front, the worker port, the admin API and
+//! the supervisor over one shared state, and has the one shutdown path.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
-use hyper_util::rt::TokioExecutor;
-use hyper_util::server::conn::auto;
-use parking_lot::Mutex;
-use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
 use crate::config::{Config, WorkerListen};
-use crate::error::{HubError, RequestError};
-use crate::front::ACCEPT_ERROR_PAUSE;
-use crate::pool::Pool;
+use crate::error::HubError;
+use crate::front::Front;
 use crate::programs::Supervisor;
 use crate::reload::{ChangeError, Reconfig};
-use crate::router::{RouteInput, Router};
-use crate::workers::WorkerPort;
+use crate::state::HubState;
+use crate::worker_port::{
+    accept_workers, check_socket_path, program_hub_url, BoundWorkerListener, WorkerPort,
+};
 use pullman_proto::{CloseCode, Frame};
-
-/// The routing table and the pools it points into: swapped whole, so a request sees one
-/// consistent version.
-pub(crate) struct Routing {
-    pub(crate) router: Router,
-    pub(crate) pools: PoolTable,
-}
-
-/// The pools by name. Looked up once per request, so hashed with FxHash: names come from
-/// the config file, not from clients.
-pub(crate) type PoolTable = rustc_hash::FxHashMap<String, Arc<Pool>>;
-
-/// What every connection and request of the hub shares.
-pub(crate) struct HubShared {
-    pub(crate) routing: ArcSwap<Routing>,
-    pub(crate) http: auto::Builder<TokioExecutor>,
-    pub(crate) max_header_bytes: usize,
-    pub(crate) idle_timeout: Duration,
-    pub(crate) header_read_timeout: Duration,
-    /// Pools removed from the routing table whose requests are still finishing.
-    pub(crate) retiring: Mutex<HashMap<String, Arc<Pool>>>,
-    /// `[metrics] enabled`: whether requests are counted and timed.
-    pub(crate) metrics_enabled: AtomicBool,
-    /// Requests no route matched (they have no pool to be counted in).
-    pub(crate) unrouted: AtomicU64,
-}
-
-impl HubShared {
-    /// The pool a request goes to.
-    pub(crate) fn route(&self, parts: &http::request::Parts) -> Result<Arc<Pool>, RequestError> {
-        let routing = self.routing.load();
-        let host = parts
-            .headers
-            .get(http::header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .or_else(|| parts.uri.host());
-        let input = RouteInput {
-            host,
-            path: parts.uri.path(),
-            method: &parts.method,
-            headers: &parts.headers,
-        };
-        let name = routing.router.route(&input).ok_or(RequestError::NoRoute)?;
-        routing
-            .pools
-            .get(name)
-            .cloned()
-            .ok_or(RequestError::NoRoute)
-    }
-
-    /// The pool a worker asks for in its HELLO: only pools in the routing table take new
-    /// workers.
-    pub(crate) fn pool(&self, name: &str) -> Option<Arc<Pool>> {
-        self.routing.load().pools.get(name).cloned()
-    }
-
-    /// Every pool with workers: those in the routing table, then those still emptying.
-    pub(crate) fn all_pools(&self) -> Vec<Arc<Pool>> {
-        let mut pools: Vec<Arc<Pool>> = self.routing.load().pools.values().cloned().collect();
-        pools.sort_by(|a, b| a.name().cmp(b.name()));
-        let mut retiring: Vec<Arc<Pool>> = self.retiring.lock().values().cloned().collect();
-        retiring.sort_by(|a, b| a.name().cmp(b.name()));
-        pools.extend(retiring);
-        pools
-    }
-}
 
 /// Re-reads the hub's config file and applies it: what SIGHUP does. Cloned freely.
 #[derive(Clone)]
@@ -115,8 +45,9 @@ impl ReloadHandle {
 
 /// A hub whose listeners are bound; [`Hub::run`] serves.
 pub struct Hub {
-    shared: Arc<HubShared>,
-    front: TcpListener,
+    state: Arc<HubState>,
+    front: Arc<Front>,
+    front_listener: TcpListener,
     front_addr: SocketAddr,
     worker_listeners: Vec<BoundWorkerListener>,
     worker_port: Arc<WorkerPort>,
@@ -126,54 +57,22 @@ pub struct Hub {
     admin: Option<(TcpListener, SocketAddr)>,
 }
 
-enum BoundWorkerListener {
-    Tcp(TcpListener, SocketAddr),
-    Unix(UnixListener, PathBuf),
-}
-
 impl Hub {
     /// Binds every listener the config names (port 0 picks a free port).
     pub async fn bind(config: Config) -> Result<Hub, HubError> {
-        let pools: PoolTable = config
-            .pools
-            .iter()
-            .map(|p| (p.name.clone(), Pool::new(p.clone())))
-            .collect();
-        let router = Router::new(&config.routes);
         let hub = &config.hub;
-        let shared = Arc::new(HubShared {
-            routing: ArcSwap::from_pointee(Routing { router, pools }),
-            http: crate::front::http_builder(hub.max_header_bytes),
-            max_header_bytes: hub.max_header_bytes,
-            idle_timeout: hub.idle_timeout,
-            header_read_timeout: hub.header_read_timeout,
-            retiring: Mutex::new(HashMap::new()),
-            metrics_enabled: AtomicBool::new(config.metrics.enabled),
-            unrouted: AtomicU64::new(0),
-        });
+        let state = Arc::new(HubState::new(&config));
         let listen_err = |addr: String| move |source| HubError::Listen { addr, source };
-        let front = TcpListener::bind(hub.listen)
+        let front_listener = TcpListener::bind(hub.listen)
             .await
             .map_err(listen_err(hub.listen.to_string()))?;
-        let front_addr = front
+        let front_addr = front_listener
             .local_addr()
             .map_err(listen_err(hub.listen.to_string()))?;
+        // Should a later listener fail, those bound so far go, socket files and all.
         let mut worker_listeners = Vec::new();
         for addr in &hub.workers_listen {
-            worker_listeners.push(match addr {
-                WorkerListen::Tcp(a) => {
-                    let l = TcpListener::bind(a)
-                        .await
-                        .map_err(listen_err(addr.to_string()))?;
-                    let local = l.local_addr().map_err(listen_err(addr.to_string()))?;
-                    BoundWorkerListener::Tcp(l, local)
-                }
-                WorkerListen::Unix(path) => {
-                    remove_stale_socket(path);
-                    let l = UnixListener::bind(path).map_err(listen_err(addr.to_string()))?;
-                    BoundWorkerListener::Unix(l, path.clone())
-                }
-            });
+            worker_listeners.push(BoundWorkerListener::bind(addr).await?);
         }
         let admin = match &config.admin {
             Some(admin) => {
@@ -187,15 +86,16 @@ impl Hub {
             None => None,
         };
         let worker_port = Arc::new(WorkerPort {
-            shared: shared.clone(),
+            state: state.clone(),
             ping_interval: hub.ping_interval,
         });
         let supervisor = Arc::new(Supervisor::new(program_hub_url(&worker_listeners)));
         let drain_grace = hub.drain_grace;
         Ok(Hub {
-            reconfig: Arc::new(Reconfig::new(shared.clone(), config, supervisor.clone())),
-            shared,
-            front,
+            front: Arc::new(Front::new(state.clone(), hub)),
+            reconfig: Arc::new(Reconfig::new(state.clone(), config, supervisor.clone())),
+            state,
+            front_listener,
             front_addr,
             worker_listeners,
             worker_port,
@@ -203,6 +103,18 @@ impl Hub {
             supervisor,
             admin,
         })
+    }
+
+    /// Checks what [`Hub::bind`] would refuse that the config alone cannot tell, without
+    /// binding anything: that each Unix worker listener's path is free, or a stale socket
+    /// (`check-config` runs this).
+    pub fn check(config: &Config) -> Result<(), HubError> {
+        for addr in &config.hub.workers_listen {
+            if let WorkerListen::Unix(path) = addr {
+                check_socket_path(path)?;
+            }
+        }
+        Ok(())
     }
 
     /// Names the file the config came from, which `POST /reload` and
@@ -228,13 +140,7 @@ impl Hub {
 
     /// Where workers connect, with any port 0 resolved.
     pub fn worker_addrs(&self) -> Vec<WorkerListen> {
-        self.worker_listeners
-            .iter()
-            .map(|l| match l {
-                BoundWorkerListener::Tcp(_, a) => WorkerListen::Tcp(*a),
-                BoundWorkerListener::Unix(_, p) => WorkerListen::Unix(p.clone()),
-            })
-            .collect()
+        self.worker_listeners.iter().map(|l| l.addr()).collect()
     }
 
     /// The supervisor of the config's programs.
@@ -250,34 +156,35 @@ impl Hub {
         let (stop_tx, stop_rx) = watch::channel(false);
         let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
         let front = tokio::spawn(crate::front::run(
+            self.front_listener,
             self.front,
-            self.shared.clone(),
             stop_rx.clone(),
             alive_tx,
         ));
         if let Some((listener, _)) = self.admin {
-            let admin = crate::admin::Admin::new(self.reconfig.clone(), self.shared.clone());
+            let admin = crate::admin::Admin::new(self.reconfig.clone(), self.state.clone());
             tokio::spawn(crate::admin::run(
                 listener,
                 Arc::new(admin),
                 stop_rx.clone(),
             ));
         }
-        let mut socket_files = Vec::new();
+        let mut accepting = Vec::new();
         for listener in self.worker_listeners {
-            if let BoundWorkerListener::Unix(_, path) = &listener {
-                socket_files.push(path.clone());
-            }
-            tokio::spawn(accept_workers(
+            accepting.push(tokio::spawn(accept_workers(
                 listener,
                 self.worker_port.clone(),
                 stop_rx.clone(),
-            ));
+            )));
         }
         shutdown.await;
         tracing::info!(grace = ?self.drain_grace, "draining: no new clients, finishing requests in flight");
         let _ = stop_tx.send(true);
         let _ = front.await;
+        // The worker listeners close (and their socket files go) as their loops end.
+        for task in accepting {
+            let _ = task.await;
+        }
         if tokio::time::timeout(self.drain_grace, alive_rx.recv())
             .await
             .is_err()
@@ -285,94 +192,14 @@ impl Hub {
             tracing::warn!("grace period over; cancelling requests still in flight");
         }
         self.supervisor.shutdown().await;
-        for pool in self.shared.all_pools() {
+        for pool in self.state.all_pools() {
             for link in pool.links() {
                 link.send(Frame::Drain { last_stream: 0 });
                 link.close(CloseCode::GoingAway, "hub shutting down");
             }
         }
-        for path in socket_files {
-            let _ = std::fs::remove_file(path);
-        }
         // Give the links a moment to put their last frames on the wire.
         tokio::time::sleep(Duration::from_millis(50)).await;
         tracing::info!("drained");
-    }
-}
-
-/// The address the hub's own programs dial: a Unix socket when there is one (no TCP stack in
-/// the way), else the first TCP listener, on loopback if it listens on every address.
-fn program_hub_url(listeners: &[BoundWorkerListener]) -> String {
-    let unix = listeners.iter().find_map(|l| match l {
-        BoundWorkerListener::Unix(_, path) => Some(WorkerListen::Unix(path.clone())),
-        BoundWorkerListener::Tcp(..) => None,
-    });
-    let tcp = || {
-        listeners.iter().find_map(|l| match l {
-            BoundWorkerListener::Tcp(_, addr) => {
-                let mut addr = *addr;
-                if addr.ip().is_unspecified() {
-                    addr.set_ip(match addr {
-                        SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
-                        SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
-                    });
-                }
-                Some(WorkerListen::Tcp(addr))
-            }
-            BoundWorkerListener::Unix(..) => None,
-        })
-    };
-    unix.or_else(tcp).map(|l| l.to_string()).unwrap_or_default()
-}
-
-/// A socket file left by a hub that died is in the way of bind; one that still answers is not
-/// ours to remove, and bind then fails with a clear error.
-fn remove_stale_socket(path: &std::path::Path) {
-    if std::os::unix::net::UnixStream::connect(path).is_err() && path.exists() {
-        let _ = std::fs::remove_file(path);
-    }
-}
-
-/// Accepts worker connections until `stop` flips; each goes through the handshake on its own.
-async fn accept_workers(
-    listener: BoundWorkerListener,
-    port: Arc<WorkerPort>,
-    mut stop: watch::Receiver<bool>,
-) {
-    loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            _ = stop.changed() => return,
-        };
-        match accepted {
-            Ok(WorkerConn::Tcp(sock, peer)) => {
-                let _ = sock.set_nodelay(true);
-                tokio::spawn(port.clone().accept(sock, peer.to_string()));
-            }
-            Ok(WorkerConn::Unix(sock)) => {
-                tokio::spawn(port.clone().accept_unix(sock));
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "worker accept failed");
-                tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
-            }
-        }
-    }
-}
-
-/// A new worker connection, before its handshake.
-enum WorkerConn {
-    Tcp(TcpStream, SocketAddr),
-    Unix(UnixStream),
-}
-
-impl BoundWorkerListener {
-    async fn accept(&self) -> std::io::Result<WorkerConn> {
-        match self {
-            BoundWorkerListener::Tcp(l, _) => {
-                l.accept().await.map(|(s, peer)| WorkerConn::Tcp(s, peer))
-            }
-            BoundWorkerListener::Unix(l, _) => l.accept().await.map(|(s, _)| WorkerConn::Unix(s)),
-        }
     }
 }

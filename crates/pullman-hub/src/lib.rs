@@ -5,42 +5,46 @@
 //! to that worker over its multiplexed link, and the worker's answer streams back.
 //!
 //! # Layout
-//! - [`config`]: the TOML config, parsed and validated.
-//! - [`router`]: ordered rules from requests to pools.
-//! - `front`: the client listener (hyper), limits and idle timeout.
-//! - `exchange`: one request's trip: route, queue, worker, answer.
-//! - `pool` and `queue`: the per-pool queue, the workers' credits, the dispatcher.
-//! - [`programs`]: the supervisor of the worker programs the config names.
-//! - `workers`: the worker port: handshake, authentication, link start.
-//! - `filter`: filter mode: a filter's verdict on the request (and the upstream's
-//!   response), failure modes, the pool's filter counters.
+//! The folders are the stages a request passes, in order; the modules beside them are what
+//! they share and the planes around them. Imports point down this list, never up (a test,
+//! `tests/layers.rs`, checks that the module graph has no cycle).
+//! - `front`: the client listener (hyper), connection limits, each request's start and end.
+//! - [`routing`]: ordered rules from requests to pools.
+//! - `respond` and `filter`: what a pool's mode does with a request: a worker's response,
+//!   or a filter's verdict, then the upstream (filter mode).
+//! - `dispatch`: each pool's queue and workers, and the one path that hands a request to a
+//!   worker and brings its answer back, with the retry rules.
 //! - `upstream`: the HTTP/1.1 and h2c client to a filter pool's upstream.
-//! - `hop`: the hop-by-hop header fields every passed-on message loses.
-//! - `body`: the response body type the front serves.
-//! - [`hub`]: binding listeners, running, draining.
-//! - `reload`: changing a running hub (admin API edits, reload, SIGHUP), all or nothing.
-//! - `admin`: the admin API listener and its endpoints.
-//! - `metrics`: per-pool counters and histograms, the Prometheus text format.
-//! - [`error`]: request outcomes and start-up errors.
+//! - `worker_port`: where workers dial in: listeners, handshake, the hub's side of a link.
+//!
+//! Shared by the stages: `state` (routes and pools, swapped whole at run time), `request`
+//! (a client request on its way), [`body`] (the response body the front serves), `hop`
+//! (hop-by-hop header fields), `accept` (accept failures), [`error`].
+//!
+//! The planes: [`hub`] (binding, running, draining), `reload` (changing a running hub, all
+//! or nothing), `admin` (the admin API and `/metrics`), [`programs`] (the supervisor),
+//! `metrics` (counters, histograms, the Prometheus text format), [`config`].
 
+mod accept;
 mod admin;
 pub mod body;
 pub mod config;
+mod dispatch;
 pub mod error;
-mod exchange;
 mod filter;
 mod front;
 mod hop;
 pub mod hub;
 mod metrics;
-mod pool;
 pub mod programs;
-mod queue;
 mod reload;
-pub mod router;
+mod request;
+mod respond;
+pub mod routing;
+mod state;
 mod upstream;
-mod workers;
+mod worker_port;
 
 pub use config::Config;
-pub use error::{HubError, RequestError};
+pub use error::{ErrorSource, HubError, RequestError, Retry};
 pub use hub::{Hub, ReloadHandle};

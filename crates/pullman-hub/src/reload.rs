@@ -21,10 +21,10 @@ use parking_lot::Mutex;
 use pullman_proto::{CloseCode, Frame};
 
 use crate::config::{Config, ConfigError};
-use crate::hub::{HubShared, PoolTable, Routing};
-use crate::pool::Pool;
+use crate::dispatch::Pool;
 use crate::programs::Supervisor;
-use crate::router::Router;
+use crate::routing::Router;
+use crate::state::{HubState, PoolTable, RouteTable};
 
 /// How often a removed pool is checked for being empty. Short enough that its workers are
 /// released soon after their last answer; the check is one lock of that pool.
@@ -57,7 +57,7 @@ impl ChangeError {
 
 /// The config the hub runs now, and the one way to change it.
 pub(crate) struct Reconfig {
-    shared: Arc<HubShared>,
+    state: Arc<HubState>,
     /// Held for the whole of a change, so changes happen one at a time.
     current: Mutex<Config>,
     /// The file `reload` reads; unset for a hub built from a config in memory.
@@ -68,12 +68,12 @@ pub(crate) struct Reconfig {
 
 impl Reconfig {
     pub(crate) fn new(
-        shared: Arc<HubShared>,
+        state: Arc<HubState>,
         config: Config,
         supervisor: Arc<Supervisor>,
     ) -> Reconfig {
         Reconfig {
-            shared,
+            state,
             current: Mutex::new(config),
             file: OnceLock::new(),
             supervisor,
@@ -142,8 +142,8 @@ impl Reconfig {
     fn apply(&self, current: &mut Config, new: Config) -> Result<(), ChangeError> {
         fixed_settings_unchanged(current, &new)?;
 
-        let old = self.shared.routing.load();
-        let mut retiring = self.shared.retiring.lock();
+        let old = self.state.table.load();
+        let mut retiring = self.state.retiring.lock();
         let mut pools = PoolTable::default();
         for config in &new.pools {
             let pool = match old.pools.get(&config.name) {
@@ -166,16 +166,16 @@ impl Reconfig {
             if !pools.contains_key(name) {
                 tracing::info!(pool = %name, "pool removed; its queued and in-flight requests finish first");
                 retiring.insert(name.clone(), pool.clone());
-                tokio::spawn(retire(self.shared.clone(), pool.clone()));
+                tokio::spawn(retire(self.state.clone(), pool.clone()));
             }
         }
         drop(retiring);
-        self.shared.routing.store(Arc::new(Routing {
+        self.state.table.store(Arc::new(RouteTable {
             router: Router::new(&new.routes),
             pools,
         }));
-        self.shared
-            .metrics_enabled
+        self.state
+            .recording
             .store(new.metrics.enabled, Ordering::Relaxed);
         // Programs last: a new program's pool exists by now, and applying cannot fail.
         self.supervisor.apply(&new);
@@ -239,10 +239,10 @@ fn fixed_settings_unchanged(old: &Config, new: &Config) -> Result<(), ChangeErro
 
 /// Waits until a removed pool is empty, then tells its workers DRAIN and closes their
 /// links. Stops if the pool was added back meanwhile.
-async fn retire(shared: Arc<HubShared>, pool: Arc<Pool>) {
+async fn retire(state: Arc<HubState>, pool: Arc<Pool>) {
     loop {
         tokio::time::sleep(RETIRE_CHECK).await;
-        let mut retiring = shared.retiring.lock();
+        let mut retiring = state.retiring.lock();
         match retiring.get(pool.name()) {
             Some(p) if Arc::ptr_eq(p, &pool) => {}
             _ => return,

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use http::{HeaderMap, HeaderValue, Method};
 use pullman_hub::config::Config;
-use pullman_hub::router::{RouteInput, Router};
+use pullman_hub::routing::{RouteInput, Router};
 
 fn manifest_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

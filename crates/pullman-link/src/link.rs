@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use parking_lot::Mutex;
-use pullman_proto::{CloseCode, Frame, Request, Window};
+use pullman_proto::{CancelReason, CloseCode, Frame, Request, Window};
 use rustc_hash::FxHashMap;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
@@ -479,6 +479,12 @@ where
                 self.finish(stream);
             }
             Frame::Cancel { stream, reason } if role == Role::Worker => {
+                if reason == CancelReason::Refused {
+                    tracing::warn!(
+                        stream,
+                        "the hub could not use this worker's answer (its log says why)"
+                    );
+                }
                 if let Some(entry) = self.known_stream(stream)? {
                     entry.shared.cancel(reason);
                 }
@@ -571,8 +577,17 @@ where
                 if id == 0 {
                     return self.transport.push(frame);
                 }
-                // Frames for a stream that has ended are no longer wanted by the peer.
+                // Frames for a stream that has ended are no longer wanted by the peer, but
+                // for a CANCEL `refused`: it tells the peer the answer it finished was not
+                // usable (a body shorter than its length, say).
                 let Some(entry) = self.streams.get_mut(&id) else {
+                    if let Frame::Cancel {
+                        reason: CancelReason::Refused,
+                        ..
+                    } = frame
+                    {
+                        return self.transport.push(frame);
+                    }
                     return Ok(());
                 };
                 if let Frame::Window { increment, .. } = frame {

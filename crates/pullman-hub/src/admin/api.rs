@@ -138,7 +138,8 @@ async fn dispatch(
         .with_current(|c| c.admin.as_ref().map(|a| a.token.clone()))
         .ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the admin API is off"))?;
     // Before anything else, so that without the token nothing is learnt, not even paths.
-    auth::check(req.headers(), &token)?;
+    auth::check(req.headers(), &token)
+        .map_err(|refused| ApiError::new(StatusCode::UNAUTHORIZED, refused.0))?;
 
     let path = req.uri().path().to_owned();
     let query = req.uri().query().unwrap_or("").to_owned();
@@ -260,15 +261,11 @@ fn pools(admin: &Admin) -> Vec<Value> {
             })
             .collect::<Vec<_>>()
     });
-    let routing = admin.shared.routing.load();
+    let live = admin.state.table.load();
     let mut out = Vec::new();
     for table in written {
         let name = table.get("name").and_then(|n| n.as_str()).unwrap_or("");
-        let status = routing
-            .pools
-            .get(name)
-            .map(|p| p.status())
-            .unwrap_or_default();
+        let status = live.pools.get(name).map(|p| p.status()).unwrap_or_default();
         out.push(json!({
             "name": name,
             "state": "active",
@@ -279,7 +276,7 @@ fn pools(admin: &Admin) -> Vec<Value> {
             "in_flight": status.in_flight,
         }));
     }
-    let retiring: Vec<_> = admin.shared.retiring.lock().values().cloned().collect();
+    let retiring: Vec<_> = admin.state.retiring.lock().values().cloned().collect();
     for pool in retiring {
         let status = pool.status();
         out.push(json!({
@@ -337,7 +334,7 @@ fn programs(admin: &Admin) -> Vec<Value> {
 
 fn workers(admin: &Admin) -> Vec<Value> {
     let mut out = Vec::new();
-    for pool in admin.shared.all_pools() {
+    for pool in admin.state.all_pools() {
         for w in pool.workers() {
             out.push(json!({
                 "id": w.id,
@@ -526,7 +523,7 @@ fn delete_route(admin: &Admin, name: &str) -> Result<Response<Full<Bytes>>, ApiE
 fn drain_worker(admin: &Admin, id: &str) -> Result<Response<Full<Bytes>>, ApiError> {
     let not_found = || ApiError::new(StatusCode::NOT_FOUND, format!("no worker with id {id:?}"));
     let id: u64 = id.parse().map_err(|_| not_found())?;
-    for pool in admin.shared.all_pools() {
+    for pool in admin.state.all_pools() {
         if let Some(link) = pool.drain_worker(id) {
             link.send(Frame::Drain { last_stream: 0 });
             let in_flight = pool

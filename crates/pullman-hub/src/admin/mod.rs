@@ -5,9 +5,11 @@
 //! - this file: the listener and the connection loop;
 //! - `api`: the endpoints (a path enum and one handler each) and JSON errors;
 //! - `auth`: the bearer token check.
+//! - `metrics`: the hub's metric families (pools and programs) that `/metrics` renders.
 
 mod api;
 mod auth;
+mod metrics;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -19,10 +21,9 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
-use crate::front::ACCEPT_ERROR_PAUSE;
-use crate::hub::HubShared;
 use crate::metrics::Source;
 use crate::reload::Reconfig;
+use crate::state::HubState;
 
 /// Admin connections served at once. Operators and a Prometheus scraper need a handful;
 /// the bound keeps a misbehaving script from taking the hub's descriptors. Past it, new
@@ -35,17 +36,17 @@ const ADMIN_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// What the admin API reads and changes.
 pub(crate) struct Admin {
     pub(crate) reconfig: Arc<Reconfig>,
-    pub(crate) shared: Arc<HubShared>,
+    pub(crate) state: Arc<HubState>,
     /// What `/metrics` renders, in order: the hub's pools first.
     pub(crate) sources: Vec<Arc<dyn Source>>,
 }
 
 impl Admin {
-    pub(crate) fn new(reconfig: Arc<Reconfig>, shared: Arc<HubShared>) -> Admin {
+    pub(crate) fn new(reconfig: Arc<Reconfig>, state: Arc<HubState>) -> Admin {
         Admin {
-            sources: vec![shared.clone(), reconfig.supervisor().clone()],
+            sources: vec![state.clone(), reconfig.supervisor().clone()],
             reconfig,
-            shared,
+            state,
         }
     }
 }
@@ -68,8 +69,7 @@ pub(crate) async fn run(listener: TcpListener, admin: Arc<Admin>, mut stop: watc
         let (sock, peer) = match accepted {
             Ok(accepted) => accepted,
             Err(e) => {
-                tracing::warn!(error = %e, "admin accept failed");
-                tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+                crate::accept::pause_after(e, "admin").await;
                 continue;
             }
         };

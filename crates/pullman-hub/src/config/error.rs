@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
-use crate::router::RouteError;
+use crate::routing::RouteError;
 
 /// Why a config was refused.
 #[derive(Debug, thiserror::Error)]

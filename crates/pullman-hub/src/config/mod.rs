@@ -27,7 +27,7 @@
 //! - `error.rs`: [`ConfigError`], and how a failed check finds its line, column and key.
 //!
 //! A `[[route]]` table is the router's to read: [`RouteConfig`] and its conditions live in
-//! [`crate::router`], which this module uses, never the other way round.
+//! [`crate::routing`], which this module uses, never the other way round.
 
 mod admin;
 mod error;
@@ -61,7 +61,7 @@ pub use self::program::{
     DEFAULT_MAX_RESTARTS, DEFAULT_RESTART_WINDOW, DEFAULT_STOP_GRACE, MAX_INSTANCES,
 };
 pub use self::values::{format_duration, Secret, MAX_DURATION, MAX_NAME_LEN};
-pub use crate::router::RouteConfig;
+pub use crate::routing::RouteConfig;
 
 use self::error::Problem;
 use self::validate::ConfigToml;
@@ -153,7 +153,7 @@ mod tests {
     use http::Method;
 
     use super::*;
-    use crate::router::{HostMatch, PathMatch};
+    use crate::routing::{HostMatch, PathMatch};
 
     // Fixtures for the tests of every file of the config module.
     pub(super) const HUB: &str =

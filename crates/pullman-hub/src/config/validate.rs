@@ -14,7 +14,7 @@ use super::values::RouteName;
 use super::{
     AdminConfig, Config, Document, HubConfig, MetricsConfig, PoolConfig, PoolMode, ProgramConfig,
 };
-use crate::router::RouteToml;
+use crate::routing::RouteToml;
 
 /// The document as written, before the checks that need more than one value.
 #[derive(Deserialize)]

@@ -1,21 +1,21 @@
 //! Prometheus metrics: per-pool counters recorded on the request path, gauges read when
 //! scraped, and the text exposition format (0.0.4) written by hand.
 //!
-//! `/metrics` is rendered from a list of [`Source`]s, each writing whole metric families:
-//! the hub's pools are one source; a supervisor adds its programs as another.
+//! `/metrics` is rendered from a list of [`Source`]s, each writing whole metric families
+//! (the admin API's `metrics` module has the hub's: its pools and its programs). This
+//! module only records and writes: it knows no pool, so everything that counts can use it.
 
+mod filter;
 mod histogram;
-mod programs;
 mod requests;
+mod worker_faults;
 
 use std::fmt::Write as _;
-use std::sync::atomic::Ordering;
 
+pub(crate) use filter::{count, FilterStats};
 pub(crate) use histogram::{HistogramSnapshot, BUCKETS};
 pub(crate) use requests::{outcome_index, RequestMetrics, OUTCOMES};
-
-use crate::hub::HubShared;
-use crate::pool::PoolStatus;
+pub(crate) use worker_faults::WorkerFault;
 
 /// The content type of the text exposition format.
 pub(crate) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -106,127 +106,6 @@ fn escape_label(value: &str) -> String {
 fn escape_help(help: &str) -> String {
     help.replace('\\', "\\\\").replace('\n', "\\n")
 }
-
-/// The pools' families: request outcomes and latencies, and the queue, worker and credit
-/// gauges read from each pool's state at scrape time.
-impl Source for HubShared {
-    fn render(&self, out: &mut Exposition) {
-        let routing = self.routing.load();
-        let mut pools: Vec<_> = routing.pools.values().cloned().collect();
-        pools.sort_by(|a, b| a.name().cmp(b.name()));
-
-        out.family(
-            "pullman_requests_total",
-            Kind::Counter,
-            "Requests by pool and how they ended (ok: the worker answered).",
-        );
-        for pool in &pools {
-            let counts = pool.metrics.outcomes();
-            for (outcome, count) in OUTCOMES.iter().zip(counts) {
-                if *outcome != "no_route" {
-                    out.sample(
-                        "pullman_requests_total",
-                        &[("pool", pool.name()), ("outcome", outcome)],
-                        count as f64,
-                    );
-                }
-            }
-        }
-        out.sample(
-            "pullman_requests_total",
-            &[("pool", ""), ("outcome", "no_route")],
-            self.unrouted.load(Ordering::Relaxed) as f64,
-        );
-
-        out.family(
-            "pullman_filter_total",
-            Kind::Counter,
-            "Decisions of a filter pool's filters, and requests no filter decided on (failed_open, failed_closed).",
-        );
-        for pool in pools.iter().filter(|p| p.upstream().is_some()) {
-            for (outcome, count) in pool.filter_stats.counts() {
-                out.sample(
-                    "pullman_filter_total",
-                    &[("pool", pool.name()), ("outcome", outcome)],
-                    count as f64,
-                );
-            }
-        }
-
-        out.family(
-            "pullman_queue_wait_seconds",
-            Kind::Histogram,
-            "Time from arrival until a worker's credit was taken, for requests that got one.",
-        );
-        for pool in &pools {
-            let h = pool.metrics.queue_wait.snapshot();
-            out.histogram("pullman_queue_wait_seconds", &[("pool", pool.name())], &h);
-        }
-        out.family(
-            "pullman_service_seconds",
-            Kind::Histogram,
-            "Time from handing a request to a worker until its response head or verdict (or failure).",
-        );
-        for pool in &pools {
-            let h = pool.metrics.service.snapshot();
-            out.histogram("pullman_service_seconds", &[("pool", pool.name())], &h);
-        }
-        out.family(
-            "pullman_upstream_seconds",
-            Kind::Histogram,
-            "Filter pools: time from sending a request upstream until its response head (or failure).",
-        );
-        for pool in pools.iter().filter(|p| p.upstream().is_some()) {
-            let h = pool.metrics.upstream.snapshot();
-            out.histogram("pullman_upstream_seconds", &[("pool", pool.name())], &h);
-        }
-        out.family(
-            "pullman_upstream_stalls_total",
-            Kind::Counter,
-            "Filter pools: upstream response bodies cut off because nothing of them came for upstream_timeout.",
-        );
-        for pool in pools.iter().filter(|p| p.upstream().is_some()) {
-            out.sample(
-                "pullman_upstream_stalls_total",
-                &[("pool", pool.name())],
-                pool.metrics.upstream_stalls.load(Ordering::Relaxed) as f64,
-            );
-        }
-
-        let status: Vec<_> = pools.iter().map(|p| (p.name(), p.status())).collect();
-        let gauges: [Gauge; 4] = [
-            (
-                "pullman_queue_depth",
-                "Requests waiting for a worker.",
-                |s| s.queued as u64,
-            ),
-            (
-                "pullman_workers",
-                "Worker links connected (draining ones included).",
-                |s| s.workers as u64,
-            ),
-            (
-                "pullman_credits_free",
-                "Credits workers granted that no request has taken yet.",
-                |s| s.credits_free,
-            ),
-            (
-                "pullman_in_flight",
-                "Requests handed to workers and not yet answered in full.",
-                |s| s.in_flight,
-            ),
-        ];
-        for (name, help, read) in gauges {
-            out.family(name, Kind::Gauge, help);
-            for (pool, s) in &status {
-                out.sample(name, &[("pool", pool)], read(s) as f64);
-            }
-        }
-    }
-}
-
-/// A gauge read from a pool's status: name, help, reader.
-type Gauge = (&'static str, &'static str, fn(&PoolStatus) -> u64);
 
 /// Renders every source into one exposition.
 pub(crate) fn render(sources: &[&dyn Source]) -> String {

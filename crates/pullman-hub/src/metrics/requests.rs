@@ -6,11 +6,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use super::histogram::Histogram;
+use super::worker_faults::WorkerFaults;
 use crate::error::RequestError;
 
 /// The `outcome` labels of `pullman_requests_total`: `ok` (the worker answered, whatever
 /// its status) and every label [`RequestError::label`] gives.
-pub(crate) const OUTCOMES: [&str; 12] = [
+pub(crate) const OUTCOMES: [&str; 13] = [
     "ok",
     "client_error",
     "queue_full",
@@ -23,6 +24,7 @@ pub(crate) const OUTCOMES: [&str; 12] = [
     "filter_unavailable",
     "upstream_error",
     "upstream_timeout",
+    "internal_error",
 ];
 
 /// The index in [`OUTCOMES`] of how a request ended.
@@ -42,6 +44,7 @@ pub(crate) fn outcome_index(result: Result<(), RequestError>) -> usize {
         Err(RequestError::FilterUnavailable) => 9,
         Err(RequestError::UpstreamError) => 10,
         Err(RequestError::UpstreamTimeout) => 11,
+        Err(RequestError::Internal) => 12,
     }
 }
 
@@ -60,6 +63,8 @@ pub(crate) struct RequestMetrics {
     /// Filter pools: upstream response bodies cut off because nothing of them came for
     /// `upstream_timeout`. Shared with the pool's upstream client, which counts them.
     pub(crate) upstream_stalls: Arc<AtomicU64>,
+    /// Answers of this pool's workers that the hub could not use.
+    pub(crate) worker_faults: WorkerFaults,
 }
 
 impl RequestMetrics {
@@ -79,22 +84,7 @@ mod tests {
 
     #[test]
     fn every_request_error_has_its_label_at_its_index() {
-        for e in [
-            RequestError::NoRoute,
-            RequestError::HeadersTooLarge,
-            RequestError::BodyTooLarge,
-            RequestError::BadRequest,
-            RequestError::QueueFull,
-            RequestError::QueueTimeout,
-            RequestError::Deadline,
-            RequestError::WorkerError,
-            RequestError::Rejected,
-            RequestError::ShuttingDown,
-            RequestError::ClientGone,
-            RequestError::FilterUnavailable,
-            RequestError::UpstreamError,
-            RequestError::UpstreamTimeout,
-        ] {
+        for e in RequestError::ALL {
             assert_eq!(OUTCOMES[outcome_index(Err(e))], e.label(), "{e:?}");
         }
         assert_eq!(OUTCOMES[outcome_index(Ok(()))], "ok");

@@ -1,36 +1,63 @@
-//! The front: the listener clients connect to, HTTP/1.1 and HTTP/2 (prior knowledge).
+//! The front: the listener clients connect to, HTTP/1.1 and HTTP/2 (prior knowledge), the
+//! limits on their connections, and each request's start and end.
+//!
+//! # Layout
+//! - this file: the accept loop, the open connections and the sweep that closes idle ones
+//!   and those whose head is too slow.
+//! - `watched`: the client socket that notes when a request head starts to arrive.
+//! - `request`: one request: route, hand to the pool's mode, exactly one response.
+//! - `head`: the request head as the view every transport carries.
+
+mod head;
+mod request;
+mod watched;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use parking_lot::Mutex;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::time::{Instant, MissedTickBehavior};
 
-use crate::exchange;
-use crate::hub::HubShared;
+use watched::Watched;
 
-/// Pause after a failed accept (out of descriptors, say) before trying again, so the loop
-/// does not spin while the condition lasts.
-pub(crate) const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
+use crate::config::HubConfig;
+use crate::state::HubState;
+
+/// What every client connection and request shares.
+pub(crate) struct Front {
+    pub(crate) state: Arc<HubState>,
+    http: auto::Builder<TokioExecutor>,
+    max_header_bytes: usize,
+    idle_timeout: Duration,
+    header_read_timeout: Duration,
+}
+
+impl Front {
+    pub(crate) fn new(state: Arc<HubState>, hub: &HubConfig) -> Front {
+        Front {
+            state,
+            http: http_builder(hub.max_header_bytes),
+            max_header_bytes: hub.max_header_bytes,
+            idle_timeout: hub.idle_timeout,
+            header_read_timeout: hub.header_read_timeout,
+        }
+    }
+}
 
 /// Builds the HTTP server settings once; every connection shares them. hyper's own header
 /// read timeout is off: it also runs while a keep-alive connection waits for its next
 /// request, so it would close idle connections at `header_read_timeout` instead of
 /// `idle_timeout`. [`Connections::sweep`] applies it from a head's first byte instead.
-pub(crate) fn http_builder(max_header_bytes: usize) -> auto::Builder<TokioExecutor> {
+fn http_builder(max_header_bytes: usize) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -50,12 +77,12 @@ pub(crate) fn http_builder(max_header_bytes: usize) -> auto::Builder<TokioExecut
 /// channel close. One timer here checks all connections for idleness and slow heads.
 pub(crate) async fn run(
     listener: TcpListener,
-    hub: Arc<HubShared>,
+    front: Arc<Front>,
     mut shutdown: watch::Receiver<bool>,
     alive: mpsc::Sender<()>,
 ) {
     let connections = Arc::new(Connections::new());
-    let (idle, head) = (hub.idle_timeout, hub.header_read_timeout);
+    let (idle, head) = (front.idle_timeout, front.header_read_timeout);
     let mut check = tokio::time::interval(idle.min(head).max(Duration::from_millis(10)) / 2);
     check.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
@@ -65,12 +92,9 @@ pub(crate) async fn run(
                     let _ = sock.set_nodelay(true);
                     // Registered before its task runs, so a shutdown cannot miss it.
                     let open = connections.open();
-                    tokio::spawn(serve_connection(sock, peer, hub.clone(), open, alive.clone()));
+                    tokio::spawn(serve_connection(sock, peer, front.clone(), open, alive.clone()));
                 }
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
-                }
+                Err(e) => crate::accept::pause_after(e, "client").await,
             },
             _ = check.tick() => connections.sweep(idle, head),
             _ = shutdown.changed() => {
@@ -200,7 +224,7 @@ impl Activity {
 async fn serve_connection(
     sock: TcpStream,
     peer: SocketAddr,
-    hub: Arc<HubShared>,
+    front: Arc<Front>,
     open: Open,
     _alive: mpsc::Sender<()>,
 ) {
@@ -208,25 +232,21 @@ async fn serve_connection(
     // Formatted once per connection, not per request.
     let peer_text: Arc<str> = peer.to_string().into();
     let service = {
-        let (hub, activity, peer_text) = (hub.clone(), activity.clone(), peer_text.clone());
+        let (front, activity, peer_text) = (front.clone(), activity.clone(), peer_text.clone());
         service_fn(move |req| {
-            let (hub, activity, peer_text) = (hub.clone(), activity.clone(), peer_text.clone());
+            let (front, activity, peer_text) = (front.clone(), activity.clone(), peer_text.clone());
             activity.in_progress.fetch_add(1, Ordering::Relaxed);
             activity.head_done();
             async move {
-                let resp = exchange::serve(hub, req, &peer_text).await;
+                let resp = request::serve(&front, req, &peer_text).await;
                 activity.last_ms.store(activity.now_ms(), Ordering::Relaxed);
                 activity.in_progress.fetch_sub(1, Ordering::Relaxed);
                 Ok::<_, Infallible>(resp)
             }
         })
     };
-    let sock = Watched {
-        sock,
-        activity: activity.clone(),
-        protocol: Protocol::Unknown { preface_seen: 0 },
-    };
-    let conn = hub.http.serve_connection(TokioIo::new(sock), service);
+    let sock = Watched::new(sock, activity.clone());
+    let conn = front.http.serve_connection(TokioIo::new(sock), service);
     tokio::pin!(conn);
     let asked_to_close = activity.close.notified();
     tokio::pin!(asked_to_close);
@@ -249,129 +269,5 @@ async fn serve_connection(
                 closing = true;
             }
         }
-    }
-}
-
-/// A client's socket that notes when the first bytes of a new HTTP/1 request head arrive:
-/// bytes read while no request is in progress. HTTP/2 connections (their preface first) are
-/// left alone: between requests their bytes are control frames, not heads. A write (a
-/// response going out) clears the mark: bytes that came in meanwhile are a pipelined head,
-/// not a slow one.
-struct Watched {
-    sock: TcpStream,
-    activity: Arc<Activity>,
-    protocol: Protocol,
-}
-
-/// What a client connection speaks, as far as its first bytes tell.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Protocol {
-    /// Every byte so far matches the HTTP/2 preface (none yet, or fewer than it has).
-    Unknown {
-        preface_seen: usize,
-    },
-    Http1,
-    Http2,
-}
-
-/// The start of the HTTP/2 connection preface; no HTTP/1 request line begins with it.
-const H2_PREFACE_START: &[u8] = b"PRI * HTTP/2";
-
-impl Protocol {
-    /// Takes the next bytes read from the client.
-    fn after(self, read: &[u8]) -> Protocol {
-        let Protocol::Unknown { preface_seen } = self else {
-            return self;
-        };
-        let rest = &H2_PREFACE_START[preface_seen..];
-        let n = read.len().min(rest.len());
-        if read[..n] != rest[..n] {
-            Protocol::Http1
-        } else if preface_seen + n == H2_PREFACE_START.len() {
-            Protocol::Http2
-        } else {
-            Protocol::Unknown {
-                preface_seen: preface_seen + n,
-            }
-        }
-    }
-}
-
-impl AsyncRead for Watched {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        let before = buf.filled().len();
-        ready!(Pin::new(&mut this.sock).poll_read(cx, buf))?;
-        let read = &buf.filled()[before..];
-        if read.is_empty() {
-            return Poll::Ready(Ok(()));
-        }
-        this.protocol = this.protocol.after(read);
-        // Until the preface is whole, the bytes count as a head: a client cannot escape the
-        // timeout by sending "P" and stopping.
-        match this.protocol {
-            Protocol::Http2 => this.activity.head_done(),
-            Protocol::Http1 | Protocol::Unknown { .. } => this.activity.head_bytes(),
-        }
-        Poll::Ready(Ok(()))
-    }
-}
-
-impl AsyncWrite for Watched {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let written = ready!(Pin::new(&mut this.sock).poll_write(cx, buf))?;
-        this.activity.head_done();
-        Poll::Ready(Ok(written))
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let written = ready!(Pin::new(&mut this.sock).poll_write_vectored(cx, bufs))?;
-        this.activity.head_done();
-        Poll::Ready(Ok(written))
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.sock.is_write_vectored()
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().sock).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().sock).poll_shutdown(cx)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_protocol_is_told_by_the_preface_across_reads() {
-        let unknown = Protocol::Unknown { preface_seen: 0 };
-        assert_eq!(unknown.after(b"GET / HTTP/1.1\r\n"), Protocol::Http1);
-        assert_eq!(unknown.after(b"PRI * HTTP/2.0\r\n\r\nSM"), Protocol::Http2);
-        // A request line can start like the preface; the first difference decides.
-        let p = unknown.after(b"P");
-        assert_eq!(p, Protocol::Unknown { preface_seen: 1 });
-        assert_eq!(p.after(b"OST / HTTP/1.1"), Protocol::Http1);
-        let split = unknown.after(b"PRI * H");
-        assert_eq!(split.after(b"TTP/2.0"), Protocol::Http2);
-        assert_eq!(Protocol::Http1.after(b"PRI * HTTP/2"), Protocol::Http1);
     }
 }

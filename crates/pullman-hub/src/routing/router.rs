@@ -1,25 +1,8 @@
-//! Ordered routing rules: which pool gets a request.
-//!
-//! A [`Router`] holds the routes of the config in file order; the first route whose every
-//! condition holds wins. A route with no condition matches every request. Matching reads the
-//! request in place ([`RouteInput`] borrows) and allocates nothing: patterns are normalised
-//! (lowercased, regexes compiled) when the config is validated, not per request.
-//!
-//! # Layout
-//! - `mod.rs`: [`RouteInput`], the [`Router`], and the conditions a route tests
-//!   ([`HostMatch`], [`PathMatch`], [`HeaderMatch`]).
-//! - `route.rs`: a `[[route]]` table, as written and as validated ([`RouteConfig`]). The
-//!   config module uses it to read the file's routes; the router uses nothing of the config.
+//! The router: the routes of the config in file order, and what they read of a request.
 
-mod route;
+use http::{HeaderMap, Method};
 
-use std::net::Ipv6Addr;
-
-use http::{HeaderMap, HeaderName, HeaderValue, Method};
-use regex::Regex;
-
-pub use self::route::RouteConfig;
-pub(crate) use self::route::{RouteError, RouteToml};
+use super::route::RouteConfig;
 
 /// What the router looks at in a request. Built by the front for each request.
 #[derive(Debug, Clone, Copy)]
@@ -41,18 +24,18 @@ impl<'a> RouteInput<'a> {
     /// The host comes from the URI authority when there is one, as RFC 9112 section 3.2.2
     /// asks for absolute-form targets and as HTTP/2 carries it; otherwise from the `Host`
     /// header. A `Host` header that is not visible ASCII counts as no host.
-    pub fn from_request<B>(request: &'a http::Request<B>) -> Self {
-        let host = request.uri().host().or_else(|| {
-            request
-                .headers()
+    pub fn from_parts(parts: &'a http::request::Parts) -> Self {
+        let host = parts.uri.host().or_else(|| {
+            parts
+                .headers
                 .get(http::header::HOST)
                 .and_then(|value| value.to_str().ok())
         });
         RouteInput {
             host,
-            path: request.uri().path(),
-            method: request.method(),
-            headers: request.headers(),
+            path: parts.uri.path(),
+            method: &parts.method,
+            headers: &parts.headers,
         }
     }
 }
@@ -104,152 +87,6 @@ fn is_match(route: &RouteConfig, input: &RouteInput<'_>) -> bool {
             .is_none_or(|path| path.is_match(input.path))
 }
 
-/// A host condition. Both forms compare ASCII case-insensitively and ignore the request's
-/// port and a trailing dot (`example.com.` is `example.com`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HostMatch {
-    /// `example.com`: this host only. Holds the lowercased name.
-    Exact(String),
-    /// `*.example.com`: any subdomain of `example.com`, at any depth, but not `example.com`
-    /// itself. Holds the lowercased suffix with its leading dot: `.example.com`.
-    Subdomain(String),
-}
-
-impl HostMatch {
-    /// Parses a host pattern: a host name, an IPv4 address, a bracketed IPv6 address, or
-    /// `*.` followed by a host name. No port: the port of a request is ignored.
-    pub fn parse(pattern: &str) -> Result<HostMatch, String> {
-        if let Some(suffix) = pattern.strip_prefix("*.") {
-            check_host_name(suffix)?;
-            return Ok(HostMatch::Subdomain(format!(
-                ".{}",
-                suffix.to_ascii_lowercase()
-            )));
-        }
-        if pattern.contains('*') {
-            return Err(format!(
-                "invalid host pattern {pattern:?}: a wildcard may only be the whole first \
-                 label, as in \"*.example.com\""
-            ));
-        }
-        if let Some(inner) = pattern.strip_prefix('[') {
-            let is_ipv6 = inner
-                .strip_suffix(']')
-                .is_some_and(|addr| addr.parse::<Ipv6Addr>().is_ok());
-            if !is_ipv6 {
-                return Err(format!(
-                    "invalid host pattern {pattern:?}: expected a bracketed IPv6 address \
-                     without a port, as in \"[::1]\""
-                ));
-            }
-            return Ok(HostMatch::Exact(pattern.to_ascii_lowercase()));
-        }
-        check_host_name(pattern)?;
-        Ok(HostMatch::Exact(pattern.to_ascii_lowercase()))
-    }
-
-    /// Whether `host` (as the request gave it, maybe with a port) matches.
-    pub fn is_match(&self, host: &str) -> bool {
-        let host = strip_port(host);
-        let host = host.strip_suffix('.').unwrap_or(host);
-        match self {
-            HostMatch::Exact(name) => host.eq_ignore_ascii_case(name),
-            HostMatch::Subdomain(suffix) => {
-                host.len() > suffix.len()
-                    && host.as_bytes()[host.len() - suffix.len()..]
-                        .eq_ignore_ascii_case(suffix.as_bytes())
-            }
-        }
-    }
-}
-
-/// Checks that `name` is a plausible DNS name or IPv4 address: dot-separated non-empty labels
-/// of letters, digits, `-` and `_`.
-fn check_host_name(name: &str) -> Result<(), String> {
-    if name.contains(':') {
-        return Err(format!(
-            "invalid host pattern {name:?}: leave the port out; the port of a request is \
-             ignored when matching"
-        ));
-    }
-    let is_label = |label: &str| {
-        !label.is_empty()
-            && label
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    };
-    if name.split('.').all(is_label) {
-        Ok(())
-    } else {
-        Err(format!(
-            "invalid host pattern {name:?}: expected a host name such as \"example.com\" \
-             (letters, digits, '-' and '_' in non-empty labels separated by dots)"
-        ))
-    }
-}
-
-/// `host` without its `:port`, if it has one. `[::1]:80` gives `[::1]`; an unbracketed
-/// string with several colons is left alone (it is not a valid authority anyway).
-fn strip_port(host: &str) -> &str {
-    if host.starts_with('[') {
-        return match host.find(']') {
-            Some(end) => &host[..=end],
-            None => host,
-        };
-    }
-    match host.split_once(':') {
-        Some((name, port)) if !port.contains(':') => name,
-        _ => host,
-    }
-}
-
-/// A path condition, on the path of the request target (no query).
-#[derive(Debug, Clone)]
-pub enum PathMatch {
-    /// The path is exactly this.
-    Exact(String),
-    /// The path starts with this string. A plain string prefix: `/api` matches `/apix` too;
-    /// write `/api/` to match only below `/api`.
-    Prefix(String),
-    /// The regex matches somewhere in the path; anchor it with `^` and `$` to match all of it.
-    Regex(Regex),
-}
-
-impl PathMatch {
-    /// Whether `path` matches.
-    pub fn is_match(&self, path: &str) -> bool {
-        match self {
-            PathMatch::Exact(exact) => path == exact,
-            PathMatch::Prefix(prefix) => path.starts_with(prefix.as_str()),
-            PathMatch::Regex(regex) => regex.is_match(path),
-        }
-    }
-}
-
-/// A header condition. The name compares case-insensitively (header names are lowercase
-/// once parsed); the value, when given, compares as exact bytes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HeaderMatch {
-    /// The header that must be present.
-    pub name: HeaderName,
-    /// When set, one of the header's values must be exactly this; when unset, presence is
-    /// enough.
-    pub value: Option<HeaderValue>,
-}
-
-impl HeaderMatch {
-    /// Whether `headers` satisfy the condition.
-    pub fn is_match(&self, headers: &HeaderMap) -> bool {
-        match &self.value {
-            None => headers.contains_key(&self.name),
-            Some(wanted) => headers
-                .get_all(&self.name)
-                .iter()
-                .any(|value| value.as_bytes() == wanted.as_bytes()),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
@@ -257,6 +94,9 @@ mod tests {
     use serde::Deserialize;
 
     use super::*;
+    use http::HeaderValue;
+
+    use crate::routing::{HostMatch, RouteToml};
 
     /// Builds a router from `[[route]]` tables, with pools `a`, `b` and `c` defined.
     fn router(routes: &str) -> Router {
@@ -510,23 +350,33 @@ mod tests {
         let request = http::Request::get("http://example.com/1?x=2")
             .body(())
             .unwrap();
-        assert_eq!(r.route(&RouteInput::from_request(&request)), Some("a"));
+        assert_eq!(
+            r.route(&RouteInput::from_parts(&request.into_parts().0)),
+            Some("a")
+        );
         let request = http::Request::get("/1")
             .header("host", "Example.com:8080")
             .body(())
             .unwrap();
-        assert_eq!(r.route(&RouteInput::from_request(&request)), Some("a"));
+        assert_eq!(
+            r.route(&RouteInput::from_parts(&request.into_parts().0)),
+            Some("a")
+        );
         let request = http::Request::get("/2").body(()).unwrap();
-        assert_eq!(r.route(&RouteInput::from_request(&request)), Some("b"));
+        assert_eq!(
+            r.route(&RouteInput::from_parts(&request.into_parts().0)),
+            Some("b")
+        );
     }
 
     #[test]
-    fn from_request_prefers_the_uri_authority_over_host() {
+    fn the_uri_authority_wins_over_host() {
         let request = http::Request::get("http://a.example:81/p?q=1")
             .header("host", "b.example")
             .body(())
             .unwrap();
-        let input = RouteInput::from_request(&request);
+        let (parts, ()) = request.into_parts();
+        let input = RouteInput::from_parts(&parts);
         assert_eq!(input.host, Some("a.example"));
         assert_eq!(input.path, "/p");
 
@@ -535,12 +385,12 @@ mod tests {
             .body(())
             .unwrap();
         assert_eq!(
-            RouteInput::from_request(&request).host,
+            RouteInput::from_parts(&request.into_parts().0).host,
             Some("b.example:8080")
         );
 
         let request = http::Request::get("/p").body(()).unwrap();
-        assert_eq!(RouteInput::from_request(&request).host, None);
+        assert_eq!(RouteInput::from_parts(&request.into_parts().0).host, None);
     }
 
     #[test]
@@ -567,14 +417,5 @@ mod tests {
             let err = HostMatch::parse(bad).unwrap_err();
             assert!(err.contains(why), "{bad:?}: {err}");
         }
-    }
-
-    #[test]
-    fn strip_port_cases() {
-        assert_eq!(strip_port("a.b:80"), "a.b");
-        assert_eq!(strip_port("a.b"), "a.b");
-        assert_eq!(strip_port("[::1]:80"), "[::1]");
-        assert_eq!(strip_port("[::1]"), "[::1]");
-        assert_eq!(strip_port("::1"), "::1");
     }
 }

@@ -8,15 +8,14 @@ use std::collections::VecDeque;
 
 use tokio::sync::oneshot;
 
-use crate::pool::Lease;
-
-/// One request waiting for a worker: the channel its lease will arrive on.
-pub(crate) struct Waiter {
-    tx: oneshot::Sender<Lease>,
+/// One request waiting for a worker: the channel its grant (a lease of a worker's credit)
+/// will arrive on.
+pub(crate) struct Waiter<T> {
+    tx: oneshot::Sender<T>,
 }
 
-impl Waiter {
-    pub(crate) fn new(tx: oneshot::Sender<Lease>) -> Waiter {
+impl<T> Waiter<T> {
+    pub(crate) fn new(tx: oneshot::Sender<T>) -> Waiter<T> {
         Waiter { tx }
     }
 
@@ -26,33 +25,40 @@ impl Waiter {
     }
 
     /// Hands over the lease; gives it back if the request stopped waiting meanwhile.
-    pub(crate) fn serve(self, lease: Lease) -> Result<(), Lease> {
-        self.tx.send(lease)
+    pub(crate) fn serve(self, grant: T) -> Result<(), T> {
+        self.tx.send(grant)
     }
 }
 
 /// First in, first out; a request re-queued after a worker failure goes to the front.
-#[derive(Default)]
-pub(crate) struct WaitQueue {
-    items: VecDeque<Waiter>,
+pub(crate) struct WaitQueue<T> {
+    items: VecDeque<Waiter<T>>,
 }
 
-impl WaitQueue {
+impl<T> Default for WaitQueue<T> {
+    fn default() -> Self {
+        WaitQueue {
+            items: VecDeque::new(),
+        }
+    }
+}
+
+impl<T> WaitQueue<T> {
     /// Entries, including abandoned ones not yet purged.
     pub(crate) fn len(&self) -> usize {
         self.items.len()
     }
 
-    pub(crate) fn push_back(&mut self, w: Waiter) {
+    pub(crate) fn push_back(&mut self, w: Waiter<T>) {
         self.items.push_back(w);
     }
 
-    pub(crate) fn push_front(&mut self, w: Waiter) {
+    pub(crate) fn push_front(&mut self, w: Waiter<T>) {
         self.items.push_front(w);
     }
 
     /// The oldest request still waiting.
-    pub(crate) fn pop(&mut self) -> Option<Waiter> {
+    pub(crate) fn pop(&mut self) -> Option<Waiter<T>> {
         while let Some(w) = self.items.pop_front() {
             if !w.is_abandoned() {
                 return Some(w);

@@ -14,7 +14,7 @@ use regex::Regex;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{HeaderMatch, HostMatch, PathMatch};
+use super::conditions::{HeaderMatch, HostMatch, PathMatch};
 
 /// A `[[route]]` table, validated: its patterns are parsed and its pool exists. Every
 /// condition that is set must hold; a route with none matches every request.

@@ -1,4 +1,18 @@
 //! The worker port: workers dial in here, say HELLO, and become links of a pool.
+//!
+//! # Layout
+//! - this file: the handshake (HELLO checked, WELCOME or a refusal with its reason), then
+//!   the link's start over the socket or over shared memory.
+//! - `listener`: the listeners workers dial (TCP, Unix socket), their accept loop, and the
+//!   socket files they own.
+//! - `control`: the hub's side of a running link: credits, DRAIN, the end.
+
+mod control;
+mod listener;
+
+pub(crate) use listener::{
+    accept_workers, check_socket_path, program_hub_url, BoundWorkerListener,
+};
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -6,7 +20,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use pullman_link::handshake::{recv_frame, send_frame};
-use pullman_link::{Control, Link, LinkError, Role, Settings, ShmOffer, SHM_MAX_FRAME};
+use pullman_link::{Link, LinkError, Role, Settings, ShmOffer, SHM_MAX_FRAME};
 use pullman_proto::handshake::{negotiate_version, token_matches};
 use pullman_proto::window::MAX_WINDOW;
 use pullman_proto::{
@@ -16,8 +30,9 @@ use pullman_proto::{
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::UnixStream;
 
-use crate::hub::HubShared;
-use crate::pool::{Pool, WorkerMeta};
+use crate::dispatch::{Pool, WorkerMeta};
+use crate::state::HubState;
+use control::join;
 
 /// How long a new connection has to complete its HELLO. Long enough for a loaded worker
 /// host, short enough that idle strangers do not pile up.
@@ -33,7 +48,7 @@ static NEXT_WORKER_ID: AtomicU64 = AtomicU64::new(1);
 pub(crate) struct WorkerPort {
     /// Pools are looked up in the current routing table, so pools added at run time take
     /// workers and removed ones refuse them.
-    pub(crate) shared: Arc<HubShared>,
+    pub(crate) state: Arc<HubState>,
     pub(crate) ping_interval: Duration,
 }
 
@@ -44,6 +59,15 @@ struct Greeted {
     pool: Arc<Pool>,
     /// Bytes read past HELLO.
     buf: BytesMut,
+}
+
+impl Greeted {
+    fn meta(&self, peer: String) -> WorkerMeta {
+        WorkerMeta {
+            name: self.hello.name.clone(),
+            peer,
+        }
+    }
 }
 
 impl WorkerPort {
@@ -118,7 +142,7 @@ impl WorkerPort {
             refuse(io, peer, CloseCode::ProtocolError, why).await;
             return None;
         }
-        let Some(pool) = self.shared.pool(&hello.pool) else {
+        let Some(pool) = self.state.pool(&hello.pool) else {
             let why = format!("no pool named {:?}", hello.pool);
             refuse(io, peer, CloseCode::UnknownPool, why).await;
             return None;
@@ -174,7 +198,7 @@ impl WorkerPort {
         let settings = self.settings(&g, DEFAULT_MAX_FRAME);
         tracing::info!(%peer, pool = g.pool.name(), worker = %g.hello.name, worker_id, "worker connected");
         let buf = std::mem::take(&mut g.buf);
-        join(&g, worker_id, peer, move |control| {
+        join(&g.pool, worker_id, g.meta(peer), move |control| {
             Link::spawn(io, buf, settings, control).0
         });
     }
@@ -211,26 +235,10 @@ impl WorkerPort {
         };
         let settings = self.settings(&g, SHM_MAX_FRAME);
         tracing::info!(%peer, pool = g.pool.name(), worker = %g.hello.name, worker_id, "worker connected over shared memory");
-        join(&g, worker_id, peer, move |control| {
+        join(&g.pool, worker_id, g.meta(peer), move |control| {
             Link::spawn_on(transport, settings, control).0
         });
     }
-}
-
-/// Makes the greeted worker one of its pool's, on the link `start` spawns.
-fn join(g: &Greeted, worker_id: u64, peer: String, start: impl FnOnce(HubControl) -> Link) {
-    let pool = g.pool.clone();
-    let meta = WorkerMeta {
-        name: g.hello.name.clone(),
-        peer,
-    };
-    g.pool.add_worker(worker_id, meta, move |key| {
-        start(HubControl {
-            pool,
-            key,
-            worker_id,
-        })
-    });
 }
 
 async fn refuse<S>(io: &mut S, peer: &str, code: CloseCode, reason: String)
@@ -243,34 +251,4 @@ where
         send_frame(io, &Frame::Close { code, reason }),
     )
     .await;
-}
-
-/// The hub's side of a worker link: credits feed the pool, the end removes the worker.
-struct HubControl {
-    pool: Arc<Pool>,
-    key: usize,
-    worker_id: u64,
-}
-
-impl Control for HubControl {
-    fn on_frame(&mut self, _link: &Link, frame: Frame) -> Result<(), String> {
-        match frame {
-            Frame::Credit { n } => self.pool.add_credit(self.key, n),
-            Frame::Drain { .. } => {
-                tracing::info!(
-                    pool = self.pool.name(),
-                    worker_id = self.worker_id,
-                    "worker draining"
-                );
-                self.pool.worker_draining(self.key);
-                Ok(())
-            }
-            other => Err(format!("unexpected {:?} frame", other.frame_type())),
-        }
-    }
-
-    fn on_closed(&mut self, err: &LinkError) {
-        tracing::info!(pool = self.pool.name(), worker_id = self.worker_id, reason = %err, "worker link ended");
-        self.pool.remove_worker(self.key);
-    }
 }

@@ -16,15 +16,21 @@ use pullman_link::Link;
 use slab::Slab;
 use tokio::sync::oneshot;
 
+use super::queue::{WaitQueue, Waiter};
 use crate::config::PoolConfig;
-use crate::filter::FilterStats;
-use crate::metrics::RequestMetrics;
-use crate::queue::{WaitQueue, Waiter};
+use crate::metrics::{FilterStats, RequestMetrics};
 use crate::upstream::UpstreamClient;
 
 /// Credits one worker may hold unspent. Far above any real concurrency; a bound so that a
 /// hostile worker cannot overflow the counter or make one link look like thousands of slots.
 pub(crate) const MAX_WORKER_CREDITS: u32 = 1 << 16;
+
+/// A worker granted more credits than [`MAX_WORKER_CREDITS`]: it breaks the protocol.
+#[derive(Debug, thiserror::Error)]
+#[error("worker holds {credits} credits, more than {MAX_WORKER_CREDITS}")]
+pub(crate) struct TooManyCredits {
+    credits: u32,
+}
 
 struct WorkerSlot {
     id: u64,
@@ -39,7 +45,7 @@ struct WorkerSlot {
 
 #[derive(Default)]
 struct State {
-    waiting: WaitQueue,
+    waiting: WaitQueue<Lease>,
     workers: Slab<WorkerSlot>,
     /// Keys of workers with credits, each at most once: round robin among idle workers.
     ready: VecDeque<usize>,
@@ -257,7 +263,7 @@ impl Pool {
     }
 
     /// A worker granted `n` more credits.
-    pub(crate) fn add_credit(self: &Arc<Self>, key: usize, n: u32) -> Result<(), String> {
+    pub(crate) fn add_credit(self: &Arc<Self>, key: usize, n: u32) -> Result<(), TooManyCredits> {
         let mut s = self.state.lock();
         let Some(w) = s.workers.get_mut(key) else {
             return Ok(());
@@ -267,9 +273,7 @@ impl Pool {
         }
         let credits = w.credits.saturating_add(n);
         if credits > MAX_WORKER_CREDITS {
-            return Err(format!(
-                "worker holds {credits} credits, more than {MAX_WORKER_CREDITS}"
-            ));
+            return Err(TooManyCredits { credits });
         }
         w.credits = credits;
         self.dispatch(&mut s, key);

@@ -1,0 +1,275 @@
+//! Hand a request to a worker and get its answer: the one path every mode takes.
+//!
+//! A request takes a credit from its pool (at once, or after waiting in the queue), goes to
+//! that worker as a REQUEST, its body follows, and the worker's first answer (a RESPONSE or
+//! a VERDICT) comes back. When the worker cannot take it, the request goes back to the
+//! front of the queue and the next free worker gets it; these are the retry rules, all here:
+//! - a request the worker never saw (its link died before the REQUEST left) or rejected as
+//!   retryable is tried again, if the hub can send its body again (none, or a copy it kept);
+//! - a request a worker failed after it got it is tried again only if the caller allows it
+//!   (`Job::retry_failed`: the pool's `retry_idempotent`, for an idempotent method) and the
+//!   body can be sent again;
+//! - anything else ends the request with the [`RequestError`] that says why.
+
+use bytes::Bytes;
+use http_body::Body;
+use pullman_link::{Inbound, Stream};
+use pullman_proto::{CancelReason, Frame, HeadView, Mode, Verdict};
+use std::sync::Arc;
+use tokio::time::Instant;
+
+use super::in_flight::InFlight;
+use super::pool::{Acquire, Pool};
+use super::pump::{Pump, PumpEnd};
+use super::record::Record;
+use crate::error::RequestError;
+use crate::metrics::WorkerFault;
+
+/// One request (or one phase of a filtered request) to hand to a worker of `pool`.
+pub(crate) struct Job<'a> {
+    pub(crate) pool: &'a Arc<Pool>,
+    pub(crate) record: &'a Record<'a>,
+    pub(crate) mode: Mode,
+    pub(crate) head: &'a HeadView,
+    pub(crate) peer: &'a str,
+    /// A filter's response phase: the upstream's response head, sent after the REQUEST;
+    /// the body then follows it.
+    pub(crate) response_head: Option<&'a pullman_proto::Response>,
+    /// When the request started to wait: the first try's queue wait counts from here.
+    pub(crate) since: Instant,
+    /// When the worker's answer must have come.
+    pub(crate) deadline: Instant,
+    /// When a request still waiting for a worker gives up.
+    pub(crate) queue_deadline: Instant,
+    /// Whether a request a worker failed after receiving it may go to another worker.
+    pub(crate) retry_failed: bool,
+    /// The most body bytes the worker may be sent.
+    pub(crate) body_limit: u64,
+}
+
+/// The body that follows the REQUEST, as far as the hub still has it.
+pub(crate) enum Payload<B> {
+    /// No body.
+    Empty,
+    /// A body the hub holds in full: it can be sent again to another worker.
+    Kept(Bytes),
+    /// A body streamed as it arrives: once it starts going to a worker, the hub has no copy.
+    Stream(B),
+    /// A streamed body that went (at least in part) to a worker that then failed.
+    Gone,
+}
+
+impl<B> Payload<B> {
+    /// Whether the request can go to another worker body and all.
+    fn is_replayable(&self) -> bool {
+        matches!(self, Payload::Empty | Payload::Kept(_))
+    }
+
+    fn is_empty(&self) -> bool {
+        matches!(self, Payload::Empty)
+    }
+}
+
+/// A worker's first answer to a request, with the stream the rest of it comes on.
+pub(crate) struct Answer {
+    pub(crate) first: First,
+    pub(crate) stream: Stream,
+    pub(crate) in_flight: InFlight,
+}
+
+/// What a worker answered first.
+pub(crate) enum First {
+    /// A response of its own: respond mode, or a filter answering itself.
+    Response(pullman_proto::Response),
+    /// A filter passed the request (or the upstream's response) on.
+    Verdict(Verdict),
+}
+
+/// A request no worker answered, and its body if the hub still has it (a filter pool may
+/// then forward it unfiltered).
+pub(crate) struct Failed<B> {
+    pub(crate) error: RequestError,
+    pub(crate) body: Payload<B>,
+}
+
+/// Hands `job` with `body` to a worker of its pool and waits for the worker's first answer,
+/// trying the next worker where the retry rules allow.
+pub(crate) async fn dispatch<B>(job: &Job<'_>, mut body: Payload<B>) -> Result<Answer, Failed<B>>
+where
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Send,
+{
+    let pool = job.pool;
+    let failed = |error, body| Err(Failed { error, body });
+    let mut front = false;
+    loop {
+        // A retry waits again from now; the first try from when the request began waiting.
+        let queued_since = if front { Instant::now() } else { job.since };
+        if queued_since >= job.deadline {
+            return failed(RequestError::Deadline, body);
+        }
+        // A lease had at once is had at `queued_since`: the clock is read again only after
+        // a wait.
+        let (lease, leased) = match pool.acquire(front) {
+            Acquire::Ready(lease) => (lease, queued_since),
+            Acquire::Full => return failed(RequestError::QueueFull, body),
+            Acquire::Wait(mut waiting) => {
+                tracing::debug!(pool = pool.name(), front, "request queued");
+                let until = job.queue_deadline.min(job.deadline);
+                match tokio::time::timeout_at(until, waiting.lease()).await {
+                    Ok(Some(lease)) => (lease, Instant::now()),
+                    Ok(None) => return failed(RequestError::ShuttingDown, body),
+                    Err(_) if job.deadline < job.queue_deadline => {
+                        return failed(RequestError::Deadline, body)
+                    }
+                    Err(_) => {
+                        tracing::info!(
+                            pool = pool.name(),
+                            waited = ?until.saturating_duration_since(queued_since),
+                            "no worker was free within queue_timeout: 503"
+                        );
+                        return failed(RequestError::QueueTimeout, body);
+                    }
+                }
+            }
+        };
+        job.record
+            .queue_wait(leased.saturating_duration_since(queued_since));
+        let remaining = job.deadline.saturating_duration_since(leased);
+        let request = pullman_proto::Request {
+            stream: 0,
+            // In a response phase the body follows the RESPONSE head, not the REQUEST.
+            end: job.response_head.is_some() || body.is_empty(),
+            deadline_ms: remaining.as_millis().clamp(1, u32::MAX as u128) as u32,
+            mode: job.mode,
+            peer: job.peer.to_string(),
+            head: job.head.clone(),
+        };
+        let Ok(mut stream) = lease.link().open(request) else {
+            // The worker died before the request reached it: next in line, at the front.
+            lease.cancel();
+            front = true;
+            continue;
+        };
+        let mut in_flight = InFlight::new(stream.sender(), pool.clone(), lease.spend());
+        if let Some(head) = job.response_head {
+            let mut head = head.clone();
+            head.stream = stream.id();
+            stream.sender().send_frame(Frame::Response(head));
+        }
+        let mut pump = match std::mem::replace(&mut body, Payload::Gone) {
+            Payload::Empty => {
+                body = Payload::Empty;
+                None
+            }
+            Payload::Kept(bytes) => {
+                body = Payload::Kept(bytes.clone());
+                let full = http_body_util::Full::new(bytes);
+                Some(Pump::start(full, stream.sender(), job.body_limit))
+            }
+            Payload::Stream(b) => Some(Pump::start(b, stream.sender(), job.body_limit)),
+            Payload::Gone => None,
+        };
+
+        let timer = job.record.service();
+        let reply = wait_reply(&mut stream, &mut pump, job.deadline).await;
+        drop(timer);
+        let first = match reply {
+            Reply::Response(r) => First::Response(r),
+            Reply::Verdict(v) => First::Verdict(v),
+            Reply::Undelivered if body.is_replayable() => {
+                in_flight.complete();
+                front = true;
+                continue;
+            }
+            Reply::Rejected { retryable, reason } => {
+                let what =
+                    format!("worker rejected the request (retryable: {retryable}): {reason}");
+                in_flight.note(WorkerFault::Rejected, retryable, &what);
+                in_flight.complete();
+                if retryable && body.is_replayable() {
+                    front = true;
+                    continue;
+                }
+                return failed(RequestError::Rejected, body);
+            }
+            Reply::WorkerFailed if job.retry_failed && body.is_replayable() => {
+                in_flight.complete();
+                front = true;
+                continue;
+            }
+            Reply::Undelivered | Reply::WorkerFailed => {
+                in_flight.complete();
+                return failed(RequestError::WorkerError, body);
+            }
+            Reply::Deadline => {
+                in_flight.cancel(CancelReason::Deadline);
+                return failed(RequestError::Deadline, body);
+            }
+            Reply::BodyTooLarge => {
+                in_flight.cancel(CancelReason::Refused);
+                return failed(RequestError::BodyTooLarge, body);
+            }
+            Reply::ClientGone => {
+                in_flight.cancel(CancelReason::ClientGone);
+                return failed(RequestError::ClientGone, body);
+            }
+        };
+        // Answered: the rest of the body (if any) goes on by itself.
+        if let Some(pump) = pump.as_mut() {
+            pump.detach();
+        }
+        return Ok(Answer {
+            first,
+            stream,
+            in_flight,
+        });
+    }
+}
+
+/// What came first on a stream after the request went out.
+enum Reply {
+    Response(pullman_proto::Response),
+    Verdict(Verdict),
+    /// The link died before the REQUEST left: the worker never saw it.
+    Undelivered,
+    Rejected {
+        retryable: bool,
+        reason: String,
+    },
+    WorkerFailed,
+    Deadline,
+    BodyTooLarge,
+    ClientGone,
+}
+
+async fn wait_reply(stream: &mut Stream, pump: &mut Option<Pump>, deadline: Instant) -> Reply {
+    let sleep = tokio::time::sleep_until(deadline);
+    tokio::pin!(sleep);
+    loop {
+        let pumping = pump.is_some();
+        tokio::select! {
+            biased;
+            item = stream.recv() => return match item {
+                Inbound::Frame(Frame::Response(r)) => Reply::Response(r),
+                Inbound::Frame(Frame::Verdict(v)) => Reply::Verdict(v),
+                Inbound::Undelivered(_) => Reply::Undelivered,
+                Inbound::Frame(Frame::Reject { retryable, reason, .. }) => {
+                    Reply::Rejected { retryable, reason }
+                }
+                // Data before a RESPONSE, or a reset link: either way the worker failed.
+                _ => Reply::WorkerFailed,
+            },
+            end = async { pump.as_mut().expect("guarded by pumping").wait().await }, if pumping => {
+                match end {
+                    PumpEnd::Done => *pump = None,
+                    PumpEnd::TooLarge => return Reply::BodyTooLarge,
+                    PumpEnd::ClientGone => return Reply::ClientGone,
+                    // The stream ended under the pump: what ended it is in the inbox.
+                    PumpEnd::StreamEnded => *pump = None,
+                }
+            }
+            () = &mut sleep => return Reply::Deadline,
+        }
+    }
+}

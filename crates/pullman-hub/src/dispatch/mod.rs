@@ -1,0 +1,23 @@
+//! Pools and dispatch: each pool's queue and workers, and the one path by which a request
+//! is handed to a worker and its answer comes back.
+//!
+//! # Layout
+//! - `pool`: a pool's queue, its workers' credits, and the dispatcher that pairs the oldest
+//!   waiting request with a worker holding a free credit ([`Pool`], [`Lease`]).
+//! - `queue`: the order waiting requests meet workers in (FIFO, behind a narrow interface).
+//! - `attempt`: [`dispatch`], the request's trip to a worker and back, with the retry rules.
+//! - `pump`: the task streaming a request body to the worker.
+//! - `in_flight`: [`InFlight`], a request a worker holds until its answer is complete.
+//! - `record`: [`Record`], one request's entry in its pool's metrics.
+
+mod attempt;
+mod in_flight;
+mod pool;
+mod pump;
+mod queue;
+mod record;
+
+pub(crate) use attempt::{dispatch, Answer, Failed, First, Job, Payload};
+pub(crate) use in_flight::InFlight;
+pub(crate) use pool::{Pool, PoolStatus, WorkerMeta};
+pub(crate) use record::Record;

@@ -1,0 +1,45 @@
+//! The request head as the view every transport carries.
+
+use http::header::HOST;
+use pullman_proto::{HeadBuilder, HeadView, Version};
+
+use crate::error::RequestError;
+
+/// The head view of a request the front parsed. HTTP/2's authority becomes a `host` field
+/// so that workers see one shape whatever the client spoke.
+pub(crate) fn head_view(parts: &http::request::Parts) -> Result<HeadView, RequestError> {
+    let version = match parts.version {
+        http::Version::HTTP_10 => Version::Http10,
+        http::Version::HTTP_2 => Version::Http2,
+        http::Version::HTTP_3 => Version::Http3,
+        _ => Version::Http11,
+    };
+    let target = parts
+        .uri
+        .path_and_query()
+        .map(|pq| pq.as_str())
+        .unwrap_or("/");
+    let authority = parts
+        .uri
+        .authority()
+        .filter(|_| !parts.headers.contains_key(HOST));
+    let count = parts.headers.len() + usize::from(authority.is_some());
+    if count > u16::MAX as usize {
+        return Err(RequestError::HeadersTooLarge);
+    }
+    let mut b = HeadBuilder::new(
+        version,
+        parts.method.as_str().as_bytes(),
+        target.as_bytes(),
+        count,
+    );
+    if let Some(a) = authority {
+        b.header(b"host", a.as_str().as_bytes())
+            .map_err(|_| RequestError::BadRequest)?;
+    }
+    for (name, value) in &parts.headers {
+        b.header(name.as_str().as_bytes(), value.as_bytes())
+            .map_err(|_| RequestError::BadRequest)?;
+    }
+    Ok(b.finish())
+}

@@ -1,0 +1,82 @@
+//! One client request, from the front's point of view: route it, hand it to its pool's
+//! mode, and make sure it ends with exactly one response: the answer, or the hub's own
+//! error answer for the [`RequestError`] that stopped it.
+
+use std::sync::Arc;
+
+use http::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER};
+use http::{Request, Response};
+use http_body::Body;
+use hyper::body::Incoming;
+use tokio::time::Instant;
+
+use super::head::head_view;
+use super::Front;
+use crate::body::HubBody;
+use crate::config::PoolMode;
+use crate::dispatch::{Pool, Record};
+use crate::error::RequestError;
+use crate::request::ClientRequest;
+
+/// Answers one client request.
+pub(crate) async fn serve(front: &Front, req: Request<Incoming>, peer: &str) -> Response<HubBody> {
+    let started = Instant::now();
+    let (parts, body) = req.into_parts();
+    let pool = match front.state.route(&parts) {
+        Ok(pool) => pool,
+        Err(e) => return error_response(e),
+    };
+    let mut record = Record::new(&pool, front.state.is_recording());
+    let result = handle(front, &pool, &record, parts, body, peer, started).await;
+    record.finish(result.as_ref().map(|_| ()).map_err(|e| *e));
+    result.unwrap_or_else(error_response)
+}
+
+async fn handle(
+    front: &Front,
+    pool: &Arc<Pool>,
+    record: &Record<'_>,
+    parts: http::request::Parts,
+    body: Incoming,
+    peer: &str,
+    started: Instant,
+) -> Result<Response<HubBody>, RequestError> {
+    let config = pool.config();
+    let head = head_view(&parts)?;
+    // The head as it travels (request line and fields) is what the limit bounds; for
+    // HTTP/1.1 hyper's read buffer has refused most oversized heads already.
+    if head.raw().len() > front.max_header_bytes {
+        return Err(RequestError::HeadersTooLarge);
+    }
+    if body.size_hint().lower() > config.max_body_bytes {
+        return Err(RequestError::BodyTooLarge);
+    }
+    let request = ClientRequest {
+        parts,
+        head,
+        body: (!body.is_end_stream()).then_some(body),
+        peer,
+        started,
+    };
+    match config.mode {
+        PoolMode::Respond => crate::respond::serve(pool, &config, record, request).await,
+        // Boxed: the filter path's state (an upstream request, two worker streams) would
+        // otherwise make every respond-mode request's future as large as its own.
+        PoolMode::Filter => Box::pin(crate::filter::serve(pool, &config, record, request)).await,
+    }
+}
+
+/// The hub's own answer for a request that failed.
+fn error_response(e: RequestError) -> Response<HubBody> {
+    let mut resp = Response::new(HubBody::full(format!("pullman: {e}\n")));
+    *resp.status_mut() = e.status();
+    let headers = resp.headers_mut();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    if let Some(secs) = e.retry_after() {
+        headers.insert(RETRY_AFTER, HeaderValue::from(secs));
+    }
+    resp
+}

@@ -1,0 +1,118 @@
+//! Respond mode: a worker produces the response. Also the one place a worker's RESPONSE
+//! becomes the client's response, which a filter answering a request itself uses too.
+
+use std::sync::Arc;
+
+use http::header::{HeaderName, HeaderValue, CONTENT_LENGTH};
+use http::{HeaderMap, Method, Response, StatusCode};
+use pullman_link::Stream;
+use pullman_proto::Mode;
+
+use crate::body::HubBody;
+use crate::config::PoolConfig;
+use crate::dispatch::{dispatch, Answer, First, InFlight, Job, Payload, Pool, Record};
+use crate::error::RequestError;
+use crate::hop::is_hop_by_hop;
+use crate::metrics::WorkerFault;
+use crate::request::ClientRequest;
+
+/// Answers one client request routed to a respond pool.
+pub(crate) async fn serve(
+    pool: &Arc<Pool>,
+    config: &PoolConfig,
+    record: &Record<'_>,
+    request: ClientRequest<'_>,
+) -> Result<Response<HubBody>, RequestError> {
+    let ClientRequest {
+        parts,
+        head,
+        body,
+        peer,
+        started,
+    } = request;
+    let idempotent = matches!(
+        parts.method,
+        Method::GET | Method::HEAD | Method::PUT | Method::DELETE | Method::OPTIONS
+    );
+    let job = Job {
+        pool,
+        record,
+        mode: Mode::Respond,
+        head: &head,
+        peer,
+        response_head: None,
+        since: started,
+        deadline: started + config.timeout,
+        queue_deadline: started + config.queue_timeout,
+        retry_failed: config.retry_idempotent && idempotent,
+        body_limit: config.max_body_bytes,
+    };
+    let body = body.map_or(Payload::Empty, Payload::Stream);
+    let Answer {
+        first,
+        stream,
+        mut in_flight,
+    } = dispatch(&job, body).await.map_err(|failed| failed.error)?;
+    match first {
+        First::Response(r) => worker_response(r, stream, in_flight, parts.method == Method::HEAD),
+        First::Verdict(_) => {
+            in_flight.refuse(
+                WorkerFault::BadAnswer,
+                "VERDICT from a worker of a respond pool",
+            );
+            Err(RequestError::WorkerError)
+        }
+    }
+}
+
+/// The client's response from a worker's RESPONSE frame; the body, if any, streams on
+/// `stream`. An unusable head (bad status, header name or value) is the worker's fault: it
+/// is refused and the client gets 502.
+pub(crate) fn worker_response(
+    r: pullman_proto::Response,
+    stream: Stream,
+    mut in_flight: InFlight,
+    is_head: bool,
+) -> Result<Response<HubBody>, RequestError> {
+    let mut refuse = |what: String| {
+        in_flight.refuse(WorkerFault::BadAnswer, &what);
+        RequestError::WorkerError
+    };
+    let Ok(status) = StatusCode::from_u16(r.status) else {
+        return Err(refuse(format!("invalid status {}", r.status)));
+    };
+    let mut headers = HeaderMap::with_capacity(r.headers.len());
+    let mut length = None;
+    for (name, value) in r.headers {
+        let Ok(name) = HeaderName::from_bytes(&name) else {
+            let name = String::from_utf8_lossy(&name);
+            return Err(refuse(format!("invalid response header name {name:?}")));
+        };
+        let Ok(value) = HeaderValue::from_maybe_shared(value) else {
+            return Err(refuse(format!("invalid value of response header {name}")));
+        };
+        if is_hop_by_hop(&name) {
+            continue;
+        }
+        if name == CONTENT_LENGTH {
+            length = value.to_str().ok().and_then(|v| v.parse::<u64>().ok());
+        }
+        headers.append(name, value);
+    }
+    // A response to HEAD, and 1xx, 204 and 304 responses, carry no body whatever their
+    // length says.
+    let bodiless = is_head
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED;
+    let body = if r.end {
+        in_flight.complete();
+        HubBody::Full(None)
+    } else {
+        HubBody::worker(stream, in_flight, length.filter(|_| !bodiless))
+    };
+    let mut resp = Response::new(body);
+    *resp.status_mut() = status;
+    *resp.headers_mut() = headers;
+    Ok(resp)
+}
