@@ -474,12 +474,38 @@ fn response(stream: u64, end: bool, headers: &[(&'static str, &'static str)]) ->
     })
 }
 
+/// Grants one credit, sends `GET path` through the hub, and answers the REQUEST the raw
+/// worker gets with `answer(stream)`. Returns the client's pending answer and the stream.
+fn answer_raw(
+    sock: &mut std::net::TcpStream,
+    buf: &mut bytes::BytesMut,
+    c: &HttpClient,
+    hub: &HubProc,
+    path: &str,
+    answer: impl Fn(u64) -> Vec<Frame>,
+) -> (tokio::task::JoinHandle<Answer>, u64) {
+    write_frames(sock, &[Frame::Credit { n: 1 }]);
+    let pending = spawn_get(c, hub.url(path));
+    let stream = next_request(sock, buf);
+    write_frames(sock, &answer(stream));
+    (pending, stream)
+}
+
+fn body(stream: u64, data: &'static [u8]) -> Frame {
+    Frame::Body {
+        stream,
+        data: Bytes::from_static(data),
+        end: true,
+    }
+}
+
 /// A worker's answers the hub cannot use while its link stays up: a body shorter or longer
 /// than its `content-length`, an invalid header name, a REJECT. Each is logged once,
 /// counted in `pullman_worker_faults_total`, and the worker is told (CANCEL `refused`); the
 /// link keeps serving.
 #[tokio::test(flavor = "multi_thread")]
 async fn answers_the_hub_cannot_use_are_logged_counted_and_told_to_the_worker() {
+    use pullman_proto::CancelReason::Refused;
     let hub = HubProc::start_exact(
         Transport::Tcp,
         "",
@@ -498,87 +524,53 @@ async fn answers_the_hub_cannot_use_are_logged_counted_and_told_to_the_worker() 
     assert_eq!(fault(&before, "length_mismatch"), 0.0);
 
     // Shorter: 10 announced, 5 sent. The client's response is cut off.
-    write_frames(&mut sock, &[Frame::Credit { n: 1 }]);
-    let pending = spawn_get(&c, hub.url("/short"));
-    let stream = next_request(&mut sock, &mut buf);
-    write_frames(
-        &mut sock,
-        &[
+    let (pending, stream) = answer_raw(&mut sock, &mut buf, &c, &hub, "/short", |stream| {
+        vec![
             response(stream, false, &[("content-length", "10")]),
-            Frame::Body {
-                stream,
-                data: Bytes::from_static(b"12345"),
-                end: true,
-            },
-        ],
-    );
-    assert_eq!(
-        next_cancel(&mut sock, &mut buf),
-        (stream, pullman_proto::CancelReason::Refused)
-    );
+            body(stream, b"12345"),
+        ]
+    });
+    assert_eq!(next_cancel(&mut sock, &mut buf), (stream, Refused));
     let _ = pending.await;
     hub.log.wait_for("shorter than its content-length 10", 1);
 
     // Longer: 3 announced, more sent.
-    write_frames(&mut sock, &[Frame::Credit { n: 1 }]);
-    let pending = spawn_get(&c, hub.url("/long"));
-    let stream = next_request(&mut sock, &mut buf);
-    write_frames(
-        &mut sock,
-        &[
+    let (pending, stream) = answer_raw(&mut sock, &mut buf, &c, &hub, "/long", |stream| {
+        vec![
             response(stream, false, &[("content-length", "3")]),
-            Frame::Body {
-                stream,
-                data: Bytes::from_static(b"0123456789"),
-                end: true,
-            },
-        ],
-    );
-    assert_eq!(
-        next_cancel(&mut sock, &mut buf),
-        (stream, pullman_proto::CancelReason::Refused)
-    );
+            body(stream, b"0123456789"),
+        ]
+    });
+    assert_eq!(next_cancel(&mut sock, &mut buf), (stream, Refused));
     let _ = pending.await;
     hub.log.wait_for("longer than its content-length 3", 1);
 
     // An invalid header name: 502 for the client.
-    write_frames(&mut sock, &[Frame::Credit { n: 1 }]);
-    let pending = spawn_get(&c, hub.url("/bad-name"));
-    let stream = next_request(&mut sock, &mut buf);
-    write_frames(&mut sock, &[response(stream, true, &[("bad name", "x")])]);
-    assert_eq!(
-        next_cancel(&mut sock, &mut buf),
-        (stream, pullman_proto::CancelReason::Refused)
-    );
+    let (pending, stream) = answer_raw(&mut sock, &mut buf, &c, &hub, "/bad-name", |stream| {
+        vec![response(stream, true, &[("bad name", "x")])]
+    });
+    assert_eq!(next_cancel(&mut sock, &mut buf), (stream, Refused));
     assert_eq!(pending.await.unwrap().status, 502);
     hub.log
         .wait_for("invalid response header name \"bad name\"", 1);
 
     // A REJECT: 503 with Retry-After, logged with the worker's reason.
-    write_frames(&mut sock, &[Frame::Credit { n: 1 }]);
-    let pending = spawn_get(&c, hub.url("/rejected"));
-    let stream = next_request(&mut sock, &mut buf);
-    write_frames(
-        &mut sock,
-        &[Frame::Reject {
+    let (pending, _) = answer_raw(&mut sock, &mut buf, &c, &hub, "/rejected", |stream| {
+        vec![Frame::Reject {
             stream,
             retryable: false,
             reason: "not today".into(),
-        }],
-    );
+        }]
+    });
     let rejected = pending.await.unwrap();
     assert_eq!(rejected.status, 503);
     assert_eq!(rejected.header("retry-after"), Some("1"));
     hub.log.wait_for("not today", 1);
 
     // The link stayed up and serves on.
-    write_frames(&mut sock, &[Frame::Credit { n: 1 }]);
-    let pending = spawn_get(&c, hub.url("/fine"));
-    let stream = next_request(&mut sock, &mut buf);
-    write_frames(
-        &mut sock,
-        &[response(stream, true, &[("content-length", "0")])],
-    );
+    let (pending, _) = answer_raw(&mut sock, &mut buf, &c, &hub, "/fine", |stream| {
+        vec![response(stream, true, &[("content-length", "0")])]
+    });
     assert_eq!(pending.await.unwrap().status, 200);
 
     let m = admin.metrics().await;
