@@ -10,6 +10,9 @@
 //!   processes, over TCP, a Unix socket, or shared memory;
 //! - `pullman-filter`: a filter pool passing every request (`--app demo-filter`) to a
 //!   `pullman-bench server` upstream;
+//! - `pullman-tcp-baseline`, `pullman-filter-baseline`: the same two run from the `pullman`
+//!   binary given by `run --baseline` (hub and workers), to compare a build with an older one
+//!   in the same rounds;
 //! - `pothead`: POTHEAD's hub (bound to 127.0.0.1 by `bench/pothead_hub.py`) and its WSGI
 //!   worker runner on `bench/pothead_app.py`.
 
@@ -49,6 +52,10 @@ pub enum System {
     PullmanShm,
     /// A filter pool: every request goes to a pass-through filter, then to an upstream.
     PullmanFilter,
+    /// `PullmanTcp` from the baseline binary (`run --baseline`).
+    PullmanTcpBaseline,
+    /// `PullmanFilter` from the baseline binary (`run --baseline`).
+    PullmanFilterBaseline,
     Pothead,
 }
 
@@ -64,6 +71,8 @@ impl System {
             System::PullmanUnix => "pullman (Unix)",
             System::PullmanShm => "pullman (shm)",
             System::PullmanFilter => "pullman filter",
+            System::PullmanTcpBaseline => "pullman (TCP, baseline)",
+            System::PullmanFilterBaseline => "pullman filter (baseline)",
             System::Pothead => "POTHEAD",
         }
     }
@@ -73,8 +82,28 @@ impl System {
     pub fn is_pullman(self) -> bool {
         matches!(
             self,
-            System::PullmanTcp | System::PullmanUnix | System::PullmanShm
+            System::PullmanTcp
+                | System::PullmanUnix
+                | System::PullmanShm
+                | System::PullmanTcpBaseline
         )
+    }
+
+    /// Whether the system runs the baseline `pullman` binary rather than this build's.
+    pub fn is_baseline(self) -> bool {
+        matches!(
+            self,
+            System::PullmanTcpBaseline | System::PullmanFilterBaseline
+        )
+    }
+
+    /// The same system run from the baseline binary, for those that have one.
+    pub fn baseline_twin(self) -> Option<System> {
+        match self {
+            System::PullmanTcp => Some(System::PullmanTcpBaseline),
+            System::PullmanFilter => Some(System::PullmanFilterBaseline),
+            _ => None,
+        }
     }
 
     /// Starts the system with `layout`'s workers and waits until every worker serves.
@@ -93,12 +122,16 @@ impl System {
             System::Haproxy | System::HaproxyMaxconn => {
                 haproxy::start(self, env, layout, dir, self == System::HaproxyMaxconn)?
             }
-            System::PullmanTcp => pullman::start(self, env, layout, dir, pullman::Transport::Tcp)?,
+            System::PullmanTcp | System::PullmanTcpBaseline => {
+                pullman::start(self, env, layout, dir, pullman::Transport::Tcp)?
+            }
             System::PullmanUnix => {
                 pullman::start(self, env, layout, dir, pullman::Transport::Unix)?
             }
             System::PullmanShm => pullman::start(self, env, layout, dir, pullman::Transport::Shm)?,
-            System::PullmanFilter => pullman::start_filter(self, env, layout, dir)?,
+            System::PullmanFilter | System::PullmanFilterBaseline => {
+                pullman::start_filter(self, env, layout, dir)?
+            }
             System::Pothead => pothead::start(self, env, layout, dir)?,
         };
         running.wait_ready(layout)?;
@@ -139,6 +172,9 @@ pub struct Env {
     pub bin_dir: PathBuf,
     /// The repository's `bench/` (POTHEAD launcher and WSGI app, `.venv`).
     pub bench_dir: PathBuf,
+    /// A `pullman` binary built from an older commit (`run --baseline`): the baseline systems
+    /// run it, hub and workers.
+    pub baseline: Option<PathBuf>,
 }
 
 impl Env {
@@ -158,11 +194,23 @@ impl Env {
         Ok(Env {
             bin_dir,
             bench_dir: root.join("bench"),
+            baseline: None,
         })
     }
 
     pub(crate) fn pullman_bin(&self) -> PathBuf {
         self.bin_dir.join("pullman")
+    }
+
+    /// The `pullman` binary `system` runs: the baseline for a baseline system (an error
+    /// without one), this build's otherwise.
+    pub(crate) fn pullman_bin_of(&self, system: System) -> Result<PathBuf, Error> {
+        if !system.is_baseline() {
+            return Ok(self.pullman_bin());
+        }
+        self.baseline
+            .clone()
+            .ok_or_else(|| Error::peer(system.label(), "no baseline binary (run --baseline PATH)"))
     }
 
     pub(crate) fn python(&self) -> PathBuf {
@@ -300,3 +348,61 @@ async fn distinct_workers(target: &Target, layout: &Layout) -> usize {
 
 /// Most probe requests sent at once (512 workers of concurrency 1 in the scale scenario).
 const PROBE_MAX: usize = 1024;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(baseline: Option<&str>) -> Env {
+        Env {
+            bin_dir: PathBuf::from("/build/target/release"),
+            bench_dir: PathBuf::from("/build/bench"),
+            baseline: baseline.map(PathBuf::from),
+        }
+    }
+
+    #[test]
+    fn baseline_systems_run_the_baseline_binary_and_the_others_this_build() {
+        let env = env(Some("/tmp/pullman-old"));
+        for s in [System::PullmanTcpBaseline, System::PullmanFilterBaseline] {
+            assert_eq!(
+                env.pullman_bin_of(s).unwrap(),
+                PathBuf::from("/tmp/pullman-old")
+            );
+        }
+        for s in [
+            System::PullmanTcp,
+            System::PullmanFilter,
+            System::PullmanShm,
+        ] {
+            assert_eq!(
+                env.pullman_bin_of(s).unwrap(),
+                PathBuf::from("/build/target/release/pullman")
+            );
+        }
+    }
+
+    #[test]
+    fn a_baseline_system_without_a_baseline_binary_is_an_error() {
+        let env = env(None);
+        assert!(env.pullman_bin_of(System::PullmanTcpBaseline).is_err());
+        assert!(env.pullman_bin_of(System::PullmanTcp).is_ok());
+    }
+
+    #[test]
+    fn each_twin_is_a_baseline_system_of_the_same_kind() {
+        assert_eq!(
+            System::PullmanTcp.baseline_twin(),
+            Some(System::PullmanTcpBaseline)
+        );
+        assert_eq!(
+            System::PullmanFilter.baseline_twin(),
+            Some(System::PullmanFilterBaseline)
+        );
+        assert_eq!(System::PullmanUnix.baseline_twin(), None);
+        assert_eq!(System::Nginx.baseline_twin(), None);
+        // The twin is awaited like its original: the TCP twin until its workers serve.
+        assert!(System::PullmanTcpBaseline.is_pullman());
+        assert!(!System::PullmanFilterBaseline.is_pullman());
+    }
+}

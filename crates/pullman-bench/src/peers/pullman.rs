@@ -2,6 +2,8 @@
 //! each) dialling it over TCP, a Unix socket, or a Unix socket then shared memory. In respond
 //! mode the workers run `--app demo`; as a filter (`PullmanFilter`) the pool forwards to a
 //! `pullman-bench server` upstream and one `--app demo-filter` worker passes every request.
+//! A baseline system (`PullmanTcpBaseline`, `PullmanFilterBaseline`) runs the same from the
+//! baseline binary, hub and workers alike.
 
 use std::process::Command;
 
@@ -50,6 +52,7 @@ fn start_pool(
     transport: Transport,
     upstream: Option<&str>,
 ) -> Result<Running, Error> {
+    let bin = env.pullman_bin_of(system)?;
     let workers_listen = match transport {
         Transport::Unix | Transport::Shm => {
             format!("unix://{}", dir.path().join("workers.sock").display())
@@ -80,7 +83,7 @@ pool = "bench"
     );
     let path = dir.path().join("hub.toml");
     std::fs::write(&path, conf)?;
-    let mut cmd = Command::new(env.pullman_bin());
+    let mut cmd = Command::new(&bin);
     cmd.arg("hub")
         .arg("--config")
         .arg(&path)
@@ -103,7 +106,7 @@ pool = "bench"
         "demo"
     };
     for i in 0..layout.workers {
-        let mut cmd = Command::new(env.pullman_bin());
+        let mut cmd = Command::new(&bin);
         cmd.args([
             "worker",
             "--hub",
