@@ -1,7 +1,8 @@
 //! `pullman-bench`: the benchmark suite's command line.
 //!
 //! `run` runs scenarios and writes the report; `load`, `sim`, `server`, `direct` and
-//! `link` are the building blocks, usable alone.
+//! `link` are the building blocks, usable alone. `run --baseline PATH` also runs pullman from
+//! an older `pullman` binary in the overhead and filter scenarios, beside this build's.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -57,6 +58,11 @@ enum Command {
         /// Threads of the load generator.
         #[arg(long, default_value_t = 1)]
         load_threads: usize,
+        /// A `pullman` binary built from an older commit: the overhead and filter scenarios
+        /// also run pullman (TCP) and pullman filter from it, hub and workers, in the same
+        /// rounds, and report this build's req/s over the baseline's.
+        #[arg(long, value_name = "PATH")]
+        baseline: Option<PathBuf>,
         #[command(flatten)]
         expensive: ExpensiveParams,
     },
@@ -147,6 +153,7 @@ fn main() -> anyhow::Result<()> {
             report: report_path,
             out_dir,
             load_threads,
+            baseline,
             expensive,
         } => {
             let command = std::env::args()
@@ -159,7 +166,20 @@ fn main() -> anyhow::Result<()> {
                 expensive,
                 command,
             };
-            let mut ctx = Ctx::new(Env::discover()?, opts, load_threads)?;
+            let mut env = Env::discover()?;
+            if let Some(path) = baseline {
+                // Absolute, so the hub and workers find it whatever their directory; checked
+                // now rather than as a system that fails to start.
+                let path = std::fs::canonicalize(&path)
+                    .with_context(|| format!("--baseline {}", path.display()))?;
+                anyhow::ensure!(
+                    path.is_file(),
+                    "--baseline {} is not a file",
+                    path.display()
+                );
+                env.baseline = Some(path);
+            }
+            let mut ctx = Ctx::new(env, opts, load_threads)?;
             for s in &scenarios {
                 anyhow::ensure!(
                     scenario::NAMES.contains(&s.as_str()),

@@ -1,6 +1,7 @@
 //! The filter scenario: `/hello` through a pullman filter pool (one pass-through filter
 //! worker, then the upstream), against the upstream directly and nginx in front of the same
-//! kind of upstream, closed loop.
+//! kind of upstream, closed loop. With `run --baseline`, `pullman filter (baseline)` runs
+//! beside `pullman filter` and the section gives their ratio.
 
 use std::sync::Arc;
 
@@ -31,7 +32,8 @@ impl Scenario for Filter {
 
     fn run(&self, ctx: &mut Ctx) -> Result<String, Error> {
         let layout = Layout::new(1, CONCURRENCY);
-        let (systems, down) = start_all(ctx, &SYSTEMS, &layout);
+        let all = super::with_baselines(&SYSTEMS, ctx.env.baseline.is_some());
+        let (systems, down) = start_all(ctx, &all, &layout);
         let rounds = ctx.rounds(3);
         let secs = ctx.secs(10.0, 2.0);
         let spec: Arc<dyn Fn(u64) -> RequestSpec + Send + Sync> =
@@ -66,7 +68,7 @@ round(s), systems alternating (each round starts with the next). The filter path
         );
         let nginx = System::Nginx.label();
         let mut rows = Vec::new();
-        for s in SYSTEMS {
+        for s in &all {
             let l = s.label();
             if super::of(&recs, l, &variant).is_empty() {
                 continue;
@@ -102,6 +104,17 @@ round(s), systems alternating (each round starts with the next). The filter path
             md.push_str(&format!(
                 "\n**pullman filter / nginx req/s: {x:.2}** (aim ≥ {AIM_VS_NGINX}: {}).\n",
                 if x >= AIM_VS_NGINX { "met" } else { "**not met**" }
+            ));
+        }
+        // Only with `--baseline`: without it the twin has no records.
+        let (pm, base) = (
+            System::PullmanFilter.label(),
+            System::PullmanFilterBaseline.label(),
+        );
+        if let Some(x) = median_ratio(&recs, pm, base, &variant, |r| r.req_per_s) {
+            md.push_str(&format!(
+                "\n**{pm} / {base} req/s: {x:.2}** (this build over the `--baseline` binary, \
+median of per-round ratios).\n",
             ));
         }
         for d in down {

@@ -39,6 +39,18 @@ pub(super) fn in_turn<T>(items: &[T], round: usize) -> impl Iterator<Item = &T> 
     items[start..].iter().chain(&items[..start])
 }
 
+/// `systems`, each followed by its baseline twin when `baseline` is set (`run --baseline`):
+/// the twin then runs in the same rounds and shows in the table next to its original.
+pub(crate) fn with_baselines(systems: &[System], baseline: bool) -> Vec<System> {
+    systems
+        .iter()
+        .flat_map(|&s| {
+            let twin = s.baseline_twin().filter(|_| baseline);
+            std::iter::once(s).chain(twin)
+        })
+        .collect()
+}
+
 /// One benchmark scenario: runs its systems and returns its markdown section.
 pub trait Scenario {
     fn name(&self) -> &'static str;
@@ -297,7 +309,8 @@ pub(crate) fn opt(f: Option<f64>, fmt: impl Fn(f64) -> String) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::in_turn;
+    use super::{in_turn, with_baselines};
+    use crate::peers::System;
 
     #[test]
     fn each_round_starts_one_system_further_along() {
@@ -308,5 +321,28 @@ mod tests {
         assert_eq!(order(3), ["shm", "tcp", "unix"]);
         assert_eq!(order(4), ["tcp", "unix", "shm"]);
         assert_eq!(in_turn(&[] as &[u8], 2).count(), 0);
+    }
+
+    #[test]
+    fn baseline_twins_run_only_with_a_baseline_and_next_to_their_originals() {
+        let systems = [System::Nginx, System::PullmanTcp, System::PullmanShm];
+        assert_eq!(with_baselines(&systems, false), systems);
+        assert_eq!(
+            with_baselines(&systems, true),
+            [
+                System::Nginx,
+                System::PullmanTcp,
+                System::PullmanTcpBaseline,
+                System::PullmanShm
+            ]
+        );
+        assert_eq!(
+            with_baselines(&[System::Direct, System::PullmanFilter], true),
+            [
+                System::Direct,
+                System::PullmanFilter,
+                System::PullmanFilterBaseline
+            ]
+        );
     }
 }

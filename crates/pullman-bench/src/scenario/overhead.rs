@@ -1,6 +1,7 @@
 //! Scenario 1, overhead: `/hello` in a closed loop at 32 and 256 connections through every
 //! system, one worker of concurrency 64. Reports req/s, p50, p99, CPU per request of the
-//! middle process and each system's ratio to nginx in the same round.
+//! middle process and each system's ratio to nginx in the same round. With `run --baseline`,
+//! `pullman (TCP, baseline)` runs beside `pullman (TCP)` and the section gives their ratio.
 
 use std::sync::Arc;
 
@@ -39,7 +40,8 @@ impl Scenario for Overhead {
 
     fn run(&self, ctx: &mut Ctx) -> Result<String, Error> {
         let layout = Layout::new(1, WORKER_CONCURRENCY);
-        let (systems, down) = start_all(ctx, &SYSTEMS, &layout);
+        let all = super::with_baselines(&SYSTEMS, ctx.env.baseline.is_some());
+        let (systems, down) = start_all(ctx, &all, &layout);
         let rounds = ctx.rounds(3);
         let secs = ctx.secs(10.0, 2.0);
         let spec: Arc<dyn Fn(u64) -> RequestSpec + Send + Sync> =
@@ -97,7 +99,7 @@ nginx's in the same round, median over rounds.",
         let mut rows = Vec::new();
         for &conns in &CONNS {
             let v = format!("conns={conns}");
-            for s in SYSTEMS {
+            for s in &all {
                 let l = s.label();
                 if super::of(&recs, l, &v).is_empty() {
                     continue;
@@ -136,7 +138,7 @@ nginx's in the same round, median over rounds.",
             ],
             &rows,
         ));
-        let bars: Vec<(String, f64)> = SYSTEMS
+        let bars: Vec<(String, f64)> = all
             .iter()
             .filter(|s| !super::of(&recs, s.label(), "conns=32").is_empty())
             .map(|s| {
@@ -167,6 +169,22 @@ nginx's in the same round, median over rounds.",
                     }
                 ));
             }
+        }
+        // Only with `--baseline`: without it the twin has no records.
+        let (pm, base) = (System::PullmanTcp.label(), System::PullmanTcpBaseline.label());
+        let ratios: Vec<String> = CONNS
+            .iter()
+            .filter_map(|c| {
+                let x = median_ratio(&recs, pm, base, &format!("conns={c}"), |r| r.req_per_s)?;
+                Some(format!("{x:.2} at {c} connections"))
+            })
+            .collect();
+        if !ratios.is_empty() {
+            md.push_str(&format!(
+                "\n**{pm} / {base} req/s: {}** (this build over the `--baseline` binary, \
+median of per-round ratios).\n",
+                ratios.join(", ")
+            ));
         }
         for d in down {
             md.push_str(&d);
