@@ -5,6 +5,9 @@
 #   --quick            every scenario briefly, one round (a smoke check)
 #   --scenario NAME    only this scenario (repeatable): overhead, expensive, hol, bodies, scale,
 #                      transport, filter
+#   --baseline PATH    a pullman binary from an older commit: overhead and filter also run
+#                      pullman (TCP) and pullman filter from it, side by side with this build
+#                      in the same rounds, and report this build's req/s over the baseline's
 # A run of every scenario also writes all its records to docs/bench/results.json (each
 # scenario's own records are always in docs/bench/NAME.json).
 set -euo pipefail
