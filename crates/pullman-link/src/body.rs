@@ -7,7 +7,8 @@ use bytes::Bytes;
 use http_body::{Frame as BodyFrame, SizeHint};
 
 use crate::error::StreamError;
-use crate::stream::{Inbound, Stream};
+use crate::shared::Inbound;
+use crate::stream::Stream;
 
 /// Receive window is returned to the peer in grants of at least this many bytes (or at the
 /// end), so a stream of small chunks does not cost one WINDOW frame each.

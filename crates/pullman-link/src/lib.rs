@@ -7,7 +7,10 @@
 //!
 //! # Layout
 //! - [`link`]: the connection task, [`Link`] (the handle to it), [`Settings`], [`Control`].
-//! - [`stream`]: one multiplexed stream: its inbox, its send window, [`StreamSender`].
+//! - [`stream`]: one multiplexed stream as its users hold it: [`Stream`], [`StreamSender`].
+//! - `outbox`: the link task's command queue, which link handles and streams send through.
+//! - `shared`: one stream's cell shared by the link task and its users: the inbox of
+//!   [`Inbound`] items, the send window, the hub's cancel.
 //! - [`body`]: [`RecvBody`], an `http_body::Body` over a stream's inbound data that returns
 //!   window to the peer as it is consumed.
 //! - [`transport`]: the [`Transport`] seam under the link task, and [`StreamTransport`]
@@ -22,6 +25,8 @@ pub mod body;
 pub mod error;
 pub mod handshake;
 pub mod link;
+mod outbox;
+mod shared;
 pub mod shm;
 pub mod stream;
 pub mod transport;
@@ -31,10 +36,5 @@ pub use error::{LinkError, StreamError};
 pub use handshake::ShmOffer;
 pub use link::{Control, Link, Role, Settings};
 pub use shm::{ShmTransport, SHM_MAX_FRAME};
-pub use stream::{Inbound, Stream, StreamSender};
+pub use stream::{Inbound, Stream, StreamSender, BODY_CHUNK};
 pub use transport::{StreamTransport, Transport};
-
-/// Body bytes per BODY frame at most. Smaller than the largest frame so that the bodies of
-/// concurrent streams interleave finely: a 100 MiB response holds a small one up by at most
-/// one chunk.
-pub const BODY_CHUNK: usize = 64 * 1024;

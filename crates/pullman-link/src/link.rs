@@ -12,7 +12,6 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::BytesMut;
-use parking_lot::Mutex;
 use pullman_proto::{CancelReason, CloseCode, Frame, Request, Window};
 use rustc_hash::FxHashMap;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -21,7 +20,9 @@ use tokio::task::JoinHandle;
 use tokio::time::{Interval, MissedTickBehavior};
 
 use crate::error::{LinkError, StreamError};
-use crate::stream::{Inbound, Shared, Stream};
+use crate::outbox::{Command, Outbox};
+use crate::shared::{Inbound, Shared};
+use crate::stream::Stream;
 use crate::transport::{StreamTransport, Transport};
 
 /// Queued outbound bytes past which the task stops reading and taking commands until the
@@ -81,33 +82,10 @@ pub trait Control: Send + 'static {
     fn on_closed(&mut self, err: &LinkError);
 }
 
-#[derive(Debug)]
-pub(crate) enum Command {
-    Open {
-        id: u64,
-        shared: Arc<Shared>,
-        frame: Frame,
-    },
-    Frame(Frame),
-    Close {
-        code: CloseCode,
-        reason: String,
-    },
-}
-
-#[derive(Debug)]
-struct Inner {
-    commands: mpsc::UnboundedSender<Command>,
-    /// The next stream id. Locked across queueing the REQUEST, so that ids reach the wire
-    /// in increasing order however many tasks open streams at once.
-    next_stream: Mutex<u64>,
-    send_initial_window: u32,
-}
-
 /// A handle to a running link. Cheap to clone; the link lives until its socket closes.
 #[derive(Debug, Clone)]
 pub struct Link {
-    inner: Arc<Inner>,
+    outbox: Outbox,
 }
 
 impl Link {
@@ -137,14 +115,8 @@ impl Link {
         T: Transport,
         C: Control,
     {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let link = Link {
-            inner: Arc::new(Inner {
-                commands: tx,
-                next_stream: Mutex::new(1),
-                send_initial_window: settings.send_initial_window,
-            }),
-        };
+        let (outbox, commands) = Outbox::new(settings.send_initial_window);
+        let link = Link { outbox };
         let ping = settings.ping_interval.map(|every| {
             let mut t = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
             t.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -152,7 +124,7 @@ impl Link {
         });
         let task = Task {
             transport,
-            commands: rx,
+            commands,
             streams: FxHashMap::default(),
             highest_stream: 0,
             settings,
@@ -168,35 +140,20 @@ impl Link {
     }
 
     /// Opens a stream with `request` (its `stream` field is assigned here). Hub side.
-    pub fn open(&self, mut request: Request) -> Result<Stream, LinkError> {
-        let shared = Shared::new(self.inner.send_initial_window);
-        let mut next = self.inner.next_stream.lock();
-        let id = *next;
-        request.stream = id;
-        let frame = Frame::Request(request);
-        self.queue(Command::Open {
-            id,
-            shared: shared.clone(),
-            frame,
-        })?;
-        *next += 1;
-        drop(next);
-        Ok(Stream {
-            id,
-            shared,
-            link: self.clone(),
-        })
+    pub fn open(&self, request: Request) -> Result<Stream, LinkError> {
+        let (id, shared) = self.outbox.open(request)?;
+        Ok(Stream::new(id, shared, self.outbox.clone()))
     }
 
     /// Queues a frame. If the link is gone the frame is dropped: whoever waits on the link
     /// hears of its end through its streams or its `Control`.
     pub fn send(&self, frame: Frame) {
-        let _ = self.inner.commands.send(Command::Frame(frame));
+        self.outbox.send(frame);
     }
 
     /// Sends CLOSE and ends the link.
     pub fn close(&self, code: CloseCode, reason: impl Into<String>) {
-        let _ = self.inner.commands.send(Command::Close {
+        let _ = self.outbox.queue(Command::Close {
             code,
             reason: reason.into(),
         });
@@ -204,17 +161,7 @@ impl Link {
 
     /// Whether the link task has ended.
     pub fn is_closed(&self) -> bool {
-        self.inner.commands.is_closed()
-    }
-
-    pub(crate) fn queue(&self, cmd: Command) -> Result<(), LinkError> {
-        self.inner
-            .commands
-            .send(cmd)
-            .map_err(|_| LinkError::Closed {
-                code: CloseCode::Normal,
-                reason: "link ended".into(),
-            })
+        self.outbox.is_closed()
     }
 }
 
@@ -508,11 +455,7 @@ where
                         request_mark: 0,
                     },
                 );
-                let stream = Stream {
-                    id: r.stream,
-                    shared,
-                    link: self.link.clone(),
-                };
+                let stream = Stream::new(r.stream, shared, self.link.outbox.clone());
                 self.control
                     .on_request(&self.link, stream, r)
                     .map_err(LinkError::Protocol)?;
