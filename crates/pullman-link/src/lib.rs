@@ -19,6 +19,7 @@
 //! - [`handshake`]: reading and writing single frames before the link task starts, and
 //!   [`ShmOffer`], the hub's hand-off of shared memory to a worker.
 //! - [`error`]: the [`LinkError`] and [`StreamError`] types.
+#![forbid(unsafe_code)]
 #![deny(missing_docs, missing_debug_implementations)]
 
 pub mod body;

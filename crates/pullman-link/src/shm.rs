@@ -18,9 +18,8 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use pullman_proto::frame::FLAG_END;
 use pullman_proto::{decode_payload, encode, Frame, FrameType, FRAME_HEADER_LEN};
-use pullman_shm::{Bell, Channel, ShmError};
-use tokio::io::unix::AsyncFd;
-use tokio::io::{AsyncWrite, Interest};
+use pullman_shm::{AsyncBell, Bell, Channel, ShmError};
+use tokio::io::AsyncWrite;
 use tokio::net::UnixStream;
 
 use crate::error::LinkError;
@@ -93,7 +92,7 @@ impl Spin {
 #[derive(Debug)]
 pub struct ShmTransport {
     channel: Channel,
-    bell: AsyncFd<Bell>,
+    bell: AsyncBell,
     socket: UnixStream,
     /// Frames that found no room yet, in order; bounded by the link's high-water mark.
     pending: VecDeque<Frame>,
@@ -137,10 +136,7 @@ impl ShmTransport {
         socket: UnixStream,
         max_frame: u32,
     ) -> io::Result<ShmTransport> {
-        // SAFETY: `Bell` owns its eventfd and always returns that same descriptor, which
-        // stays open until the `AsyncFd` (its only owner) drops it.
-        let bell = unsafe { AsyncFd::register_with_interest(bell, Interest::READABLE) }
-            .map_err(|e| e.into_parts().1)?;
+        let bell = AsyncBell::new(bell)?;
         Ok(ShmTransport {
             channel,
             bell,
@@ -195,12 +191,8 @@ impl ShmTransport {
         if !self.channel.announce_sleep().map_err(shm_error)? {
             return Ok(false);
         }
-        match self.bell.poll_read_ready(cx) {
-            Poll::Ready(Ok(mut guard)) => {
-                guard.get_inner().drain()?;
-                guard.clear_ready();
-                Ok(false)
-            }
+        match self.bell.poll_rung(cx) {
+            Poll::Ready(Ok(())) => Ok(false),
             Poll::Ready(Err(e)) => Err(e.into()),
             Poll::Pending => Ok(true),
         }

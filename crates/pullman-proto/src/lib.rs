@@ -15,6 +15,7 @@
 //! - [`handshake`]: version ranges and constant-time token comparison.
 //! - [`window`]: per-stream flow-control accounting.
 //! - [`error`]: the [`DecodeError`] type.
+#![forbid(unsafe_code)]
 #![deny(missing_docs, missing_debug_implementations)]
 
 pub mod codec;

@@ -39,12 +39,16 @@ pub fn peer_needs_wake(flag: &AtomicU32, bit: u32) -> bool {
 }
 
 #[cfg(not(loom))]
-pub use eventfd::Bell;
+pub use eventfd::{AsyncBell, Bell};
 
 #[cfg(not(loom))]
 mod eventfd {
     use std::io;
     use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+    use std::task::{Context, Poll};
+
+    use tokio::io::unix::AsyncFd;
+    use tokio::io::Interest;
 
     /// An eventfd used as a doorbell: non-blocking, close-on-exec.
     #[derive(Debug)]
@@ -120,6 +124,40 @@ mod eventfd {
     impl AsFd for Bell {
         fn as_fd(&self) -> BorrowedFd<'_> {
             self.fd.as_fd()
+        }
+    }
+
+    /// A [`Bell`] registered with the tokio reactor, so that a task can wait for it to ring.
+    /// Registering is `unsafe` in tokio (the descriptor must not change under the reactor);
+    /// only this crate can promise that of a `Bell`, so it does it here.
+    #[derive(Debug)]
+    pub struct AsyncBell {
+        bell: AsyncFd<Bell>,
+    }
+
+    impl AsyncBell {
+        /// Registers `bell` for readability. Must be called inside a tokio runtime.
+        pub fn new(bell: Bell) -> io::Result<AsyncBell> {
+            // SAFETY: a `Bell` owns its eventfd in a private field that is never replaced,
+            // and `as_raw_fd` always returns it; it stays open until the `AsyncFd`, the
+            // bell's only owner from here on, drops it.
+            let bell = unsafe { AsyncFd::register_with_interest(bell, Interest::READABLE) }
+                .map_err(|e| e.into_parts().1)?;
+            Ok(AsyncBell { bell })
+        }
+
+        /// `Ready` once the bell may have rung, its counter reset: the caller checks again
+        /// whatever it waits for. `Pending` registers the task to be woken by the next ring.
+        pub fn poll_rung(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            match self.bell.poll_read_ready(cx) {
+                Poll::Ready(Ok(mut guard)) => {
+                    guard.get_inner().drain()?;
+                    guard.clear_ready();
+                    Poll::Ready(Ok(()))
+                }
+                Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                Poll::Pending => Poll::Pending,
+            }
         }
     }
 

@@ -14,7 +14,8 @@
 //! - [`ring`]: single-producer single-consumer rings split across two memories.
 //! - [`alloc`]: the producer's block allocator (frees out of order, reuses in order).
 //! - `in_flight`: the producer's regions the peer holds, by frame index.
-//! - [`bell`]: the wake-up protocol and eventfd doorbells.
+//! - [`bell`]: the wake-up protocol, eventfd doorbells, and [`AsyncBell`], a doorbell a
+//!   tokio task can wait on.
 //! - `memfd`: memfds, seals, read-only reopening, mappings, [`is_shared_memory`].
 //! - [`handoff`]: passing descriptors over a Unix socket.
 //! - [`channel`]: one end of a link, tying the above together.
@@ -44,7 +45,7 @@ mod memfd;
 pub use error::ShmError;
 
 #[cfg(not(loom))]
-pub use bell::Bell;
+pub use bell::{AsyncBell, Bell};
 #[cfg(not(loom))]
 pub use channel::{create, open, Channel, Received};
 #[cfg(not(loom))]

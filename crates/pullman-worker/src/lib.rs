@@ -34,6 +34,7 @@
 //! - [`body`]: [`ResponseBody`]; request bodies are [`RequestBody`].
 //! - [`addr`]: [`HubAddr`], `tcp://` or `unix://`.
 //! - [`error`]: the [`WorkerError`] type.
+#![forbid(unsafe_code)]
 #![deny(missing_docs, missing_debug_implementations)]
 
 pub mod addr;
