@@ -399,7 +399,9 @@ fn raw_worker(hub: &HubProc, token: &str) -> (std::net::TcpStream, bytes::BytesM
             name: "raw".into(),
         }),
         &mut out,
-    );
+        pullman_proto::HANDSHAKE_MAX_FRAME,
+    )
+    .unwrap();
     sock.write_all(&out).unwrap();
     let mut buf = bytes::BytesMut::new();
     match read_frame(&mut sock, &mut buf) {
@@ -627,7 +629,7 @@ async fn a_worker_that_stops_answering_pings_is_dropped_and_its_request_fails() 
     let hub = HubProc::start_exact(Transport::Tcp, "ping_interval = \"100ms\"", &one_pool(""));
     let (mut sock, mut buf) = raw_worker(&hub, TOKEN);
     let mut out = bytes::BytesMut::new();
-    pullman_proto::encode(&Frame::Credit { n: 1 }, &mut out);
+    pullman_proto::encode(&Frame::Credit { n: 1 }, &mut out, 1 << 20).unwrap();
     sock.write_all(&out).unwrap();
     let c = client();
     let pending = spawn_get(&c, hub.url("/hello"));
@@ -657,7 +659,7 @@ async fn a_malformed_frame_after_the_handshake_closes_only_that_link() {
     let (mut sock, mut buf) = raw_worker(&hub, TOKEN);
     // A CREDIT frame on stream 7: control frames must use stream 0.
     let mut out = bytes::BytesMut::new();
-    pullman_proto::encode(&Frame::Credit { n: 1 }, &mut out);
+    pullman_proto::encode(&Frame::Credit { n: 1 }, &mut out, 1 << 20).unwrap();
     out[13] = 7;
     sock.write_all(&out).unwrap();
     let mut last = None;

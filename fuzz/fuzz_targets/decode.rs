@@ -4,9 +4,9 @@
 //! (the largest limit a link ever passes, so a huge length prefix cannot make the decoder
 //! reserve more than a real link would); shorter inputs use `DEFAULT_MAX_FRAME`. The rest is
 //! the byte stream. Frames are decoded in a loop until the decoder wants more bytes or
-//! refuses the input. Every frame that decodes must re-encode to the bytes it came from
-//! (flag bits the frame type does not define are dropped) and decode back to itself, and a
-//! decoded request head must answer every accessor without panicking.
+//! refuses the input. Every frame that decodes must re-encode, within the same limit, to the
+//! bytes it came from (flag bits the frame type does not define are dropped) and decode back
+//! to itself, and a decoded request head must answer every accessor without panicking.
 #![no_main]
 
 use bytes::BytesMut;
@@ -35,7 +35,7 @@ fuzz_target!(|data: &[u8]| {
         assert!(consumed - FRAME_HEADER_LEN <= max_frame as usize);
 
         let mut again = BytesMut::new();
-        encode(&frame, &mut again);
+        encode(&frame, &mut again, max_frame).expect("a decoded frame encodes within its limit");
         let mut expected = before[..consumed].to_vec();
         expected[5] &= defined_flags(&frame);
         assert_eq!(

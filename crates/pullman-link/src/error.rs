@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use pullman_proto::CloseCode;
+use pullman_proto::{CloseCode, EncodeError};
 
 /// The reason a link stopped. Cloned into every stream that was open on it.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -27,6 +27,11 @@ pub enum LinkError {
     /// The peer stopped answering PINGs.
     #[error("peer missed {0} pings")]
     Timeout(u32),
+    /// This side queued a control frame the wire cannot carry (a CLOSE reason longer than
+    /// a string field, say): a bug of the caller's, which ends the link rather than leave
+    /// the peer without a frame it was owed.
+    #[error("cannot encode a frame for the peer: {0}")]
+    Unencodable(EncodeError),
     /// This side closed the link.
     #[error("link closed here ({code:?}): {reason}")]
     Closed {

@@ -4,7 +4,7 @@
 use std::os::fd::{AsFd, OwnedFd};
 
 use bytes::BytesMut;
-use pullman_proto::{decode, encode, Frame};
+use pullman_proto::{decode, encode, Frame, HANDSHAKE_MAX_FRAME};
 use pullman_shm::handoff::send_with_fds;
 use pullman_shm::{Bell, Channel, ShmError};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, Interest};
@@ -35,13 +35,14 @@ where
     }
 }
 
-/// Writes one frame and flushes it.
+/// Writes one frame (of at most HANDSHAKE_MAX_FRAME payload bytes, the limit the peer reads
+/// it with) and flushes it.
 pub async fn send_frame<S>(io: &mut S, frame: &Frame) -> Result<(), LinkError>
 where
     S: AsyncWrite + Unpin,
 {
     let mut buf = BytesMut::new();
-    encode(frame, &mut buf);
+    encode(frame, &mut buf, HANDSHAKE_MAX_FRAME).map_err(LinkError::Unencodable)?;
     io.write_all(&buf).await?;
     io.flush().await?;
     Ok(())
@@ -75,7 +76,7 @@ impl ShmOffer {
         welcome: &Frame,
     ) -> Result<ShmTransport, LinkError> {
         let mut bytes = BytesMut::new();
-        encode(welcome, &mut bytes);
+        encode(welcome, &mut bytes, HANDSHAKE_MAX_FRAME).map_err(LinkError::Unencodable)?;
         let borrowed: Vec<_> = self.fds.iter().map(AsFd::as_fd).collect();
         let n = io
             .async_io(Interest::WRITABLE, || {

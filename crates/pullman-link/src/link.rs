@@ -229,6 +229,10 @@ where
                 Some((CloseCode::ProtocolError, why.clone()))
             }
             LinkError::Timeout(n) => Some((CloseCode::Timeout, format!("{n} pings unanswered"))),
+            LinkError::Unencodable(e) => {
+                tracing::error!(error = %e, "closing link: a control frame cannot be encoded");
+                Some((CloseCode::Internal, e.to_string()))
+            }
             _ => None,
         };
         if let Some((code, reason)) = last_words {
@@ -637,7 +641,7 @@ mod tests {
     impl Peer {
         async fn send(&mut self, frame: &Frame) {
             let mut out = BytesMut::new();
-            encode(frame, &mut out);
+            encode(frame, &mut out, MAX_FRAME_LIMIT).expect("test frames fit");
             self.io.write_all(&out).await.expect("peer write");
         }
 

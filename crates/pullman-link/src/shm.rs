@@ -169,7 +169,7 @@ impl ShmTransport {
             }
             other => {
                 self.scratch.clear();
-                encode(other, &mut self.scratch);
+                encode(other, &mut self.scratch, self.max_frame).map_err(LinkError::Unencodable)?;
                 let h = &self.scratch[..FRAME_HEADER_LEN];
                 let stream =
                     u64::from_be_bytes([h[6], h[7], h[8], h[9], h[10], h[11], h[12], h[13]]);

@@ -8,7 +8,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::{Buf, BytesMut};
-use pullman_proto::{decode, encode, Frame};
+use pullman_proto::{decode, encode, Frame, MAX_FRAME_LIMIT};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::error::LinkError;
@@ -108,7 +108,7 @@ where
 
     fn push(&mut self, frame: Frame) -> Result<(), LinkError> {
         let before = self.wbuf.len();
-        encode(&frame, &mut self.wbuf);
+        encode(&frame, &mut self.wbuf, MAX_FRAME_LIMIT).map_err(LinkError::Unencodable)?;
         self.encoded += (self.wbuf.len() - before) as u64;
         Ok(())
     }

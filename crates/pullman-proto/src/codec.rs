@@ -2,11 +2,14 @@
 //!
 //! `decode` takes bytes from the front of a read buffer and returns `Ok(None)` while a whole
 //! frame has not arrived yet. Payload slices (body chunks, head blocks) share the read
-//! buffer's memory instead of being copied.
+//! buffer's memory instead of being copied. `encode` appends a frame to a write buffer, or
+//! refuses one that the wire cannot carry (a field longer than its length prefix, a payload
+//! over the receiver's limit) without writing anything: whatever the frame holds, encoding
+//! never panics.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
-use crate::error::DecodeError;
+use crate::error::{DecodeError, EncodeError, Field};
 use crate::frame::{
     CancelReason, CloseCode, EditOp, Frame, FrameType, HeaderEdit, Hello, Mode, Request, Response,
     Verdict, Welcome, FLAG_END, FLAG_RETRYABLE,
@@ -193,16 +196,31 @@ pub fn decode_payload(
     Ok(out)
 }
 
-/// Appends the encoding of `frame` to `buf`.
+/// Appends the encoding of `frame` to `buf`, if it can be encoded: every field within its
+/// length prefix, and the payload within `max_frame`, the receiver's limit (as for
+/// [`decode`]). On error `buf` holds what it held before the call.
 ///
-/// # Panics
-/// If a string field is longer than 65,535 bytes or a payload longer than `u32::MAX`; the
-/// senders in this workspace bound every field below that.
-pub fn encode(frame: &Frame, buf: &mut BytesMut) {
+/// Checked as the bytes are written, in the one pass that writes them: a frame costs no
+/// more to encode than before the checks.
+pub fn encode(frame: &Frame, buf: &mut BytesMut, max_frame: u32) -> Result<(), EncodeError> {
     let start = buf.len();
+    let out = encode_at(frame, buf, start, max_frame);
+    if out.is_err() {
+        buf.truncate(start);
+    }
+    out
+}
+
+fn encode_at(
+    frame: &Frame,
+    buf: &mut BytesMut,
+    start: usize,
+    max_frame: u32,
+) -> Result<(), EncodeError> {
+    let kind = frame.frame_type();
     let mut flags = 0u8;
     buf.put_u32(0); // length, patched below
-    buf.put_u8(frame.frame_type() as u8);
+    buf.put_u8(kind as u8);
     buf.put_u8(0); // flags, patched below
     buf.put_u64(frame.stream());
     match frame {
@@ -212,9 +230,9 @@ pub fn encode(frame: &Frame, buf: &mut BytesMut) {
             buf.put_u32(h.max_frame);
             buf.put_u32(h.initial_window);
             buf.put_u32(h.features);
-            put_string(buf, &h.pool);
-            put_string(buf, &h.token);
-            put_string(buf, &h.name);
+            put_u16_field(buf, kind, Field::Pool, h.pool.as_bytes())?;
+            put_u16_field(buf, kind, Field::Token, h.token.as_bytes())?;
+            put_u16_field(buf, kind, Field::Name, h.name.as_bytes())?;
         }
         Frame::Welcome(w) => {
             buf.put_u16(w.version);
@@ -231,7 +249,7 @@ pub fn encode(frame: &Frame, buf: &mut BytesMut) {
             }
             buf.put_u32(r.deadline_ms);
             buf.put_u8(r.mode as u8);
-            put_string(buf, &r.peer);
+            put_u16_field(buf, kind, Field::Peer, r.peer.as_bytes())?;
             buf.extend_from_slice(r.head.as_block());
         }
         Frame::Body { data, end, .. } => {
@@ -246,29 +264,24 @@ pub fn encode(frame: &Frame, buf: &mut BytesMut) {
                 flags |= FLAG_END;
             }
             buf.put_u16(r.status);
-            buf.put_u16(u16::try_from(r.headers.len()).expect("header count fits u16"));
+            buf.put_u16(count_u16(kind, Field::HeaderCount, r.headers.len())?);
             for (name, value) in &r.headers {
-                buf.put_u16(u16::try_from(name.len()).expect("header name fits u16"));
-                buf.extend_from_slice(name);
-                buf.put_u32(u32::try_from(value.len()).expect("header value fits u32"));
-                buf.extend_from_slice(value);
+                put_u16_field(buf, kind, Field::HeaderName, name)?;
+                put_u32_field(buf, kind, Field::HeaderValue, value)?;
             }
         }
         Frame::Verdict(v) => {
             if v.end {
                 flags |= FLAG_END;
             }
-            buf.put_u16(u16::try_from(v.edits.len()).expect("edit count fits u16"));
+            buf.put_u16(count_u16(kind, Field::EditCount, v.edits.len())?);
             for edit in &v.edits {
                 buf.put_u8(edit.op as u8);
-                buf.put_u16(u16::try_from(edit.name.len()).expect("header name fits u16"));
-                buf.extend_from_slice(&edit.name);
-                buf.put_u32(u32::try_from(edit.value.len()).expect("header value fits u32"));
-                buf.extend_from_slice(&edit.value);
+                put_u16_field(buf, kind, Field::EditName, &edit.name)?;
+                put_u32_field(buf, kind, Field::EditValue, &edit.value)?;
             }
             let target = v.target.as_deref().unwrap_or_default();
-            buf.put_u16(u16::try_from(target.len()).expect("target fits u16"));
-            buf.extend_from_slice(target);
+            put_u16_field(buf, kind, Field::Target, target)?;
         }
         Frame::Cancel { reason, .. } => buf.put_u8(*reason as u8),
         Frame::Reject {
@@ -277,23 +290,67 @@ pub fn encode(frame: &Frame, buf: &mut BytesMut) {
             if *retryable {
                 flags |= FLAG_RETRYABLE;
             }
-            put_string(buf, reason);
+            put_u16_field(buf, kind, Field::Reason, reason.as_bytes())?;
         }
         Frame::Ping { opaque } | Frame::Pong { opaque } => buf.put_u64(*opaque),
         Frame::Drain { last_stream } => buf.put_u64(*last_stream),
         Frame::Close { code, reason } => {
             buf.put_u16(*code as u16);
-            put_string(buf, reason);
+            put_u16_field(buf, kind, Field::Reason, reason.as_bytes())?;
         }
     }
-    let len = u32::try_from(buf.len() - start - FRAME_HEADER_LEN).expect("payload fits u32");
-    buf[start..start + 4].copy_from_slice(&len.to_be_bytes());
+    let len = buf.len() - start - FRAME_HEADER_LEN;
+    if len > max_frame as usize {
+        return Err(EncodeError::TooLarge {
+            kind,
+            len,
+            max: max_frame,
+        });
+    }
+    // Below `max_frame`, a u32: the cast cannot truncate.
+    buf[start..start + 4].copy_from_slice(&(len as u32).to_be_bytes());
     buf[start + 5] = flags;
+    Ok(())
 }
 
-fn put_string(buf: &mut BytesMut, s: &str) {
-    buf.put_u16(u16::try_from(s.len()).expect("string field fits u16"));
-    buf.extend_from_slice(s.as_bytes());
+/// A count as the u16 that prefixes its items.
+fn count_u16(kind: FrameType, field: Field, count: usize) -> Result<u16, EncodeError> {
+    u16::try_from(count).map_err(|_| EncodeError::FieldTooLong {
+        kind,
+        field,
+        len: count,
+        max: u16::MAX as usize,
+    })
+}
+
+/// A field of bytes after its length as a u16 (strings, header names, the target).
+fn put_u16_field(
+    buf: &mut BytesMut,
+    kind: FrameType,
+    field: Field,
+    bytes: &[u8],
+) -> Result<(), EncodeError> {
+    buf.put_u16(count_u16(kind, field, bytes.len())?);
+    buf.extend_from_slice(bytes);
+    Ok(())
+}
+
+/// A field of bytes after its length as a u32 (header values).
+fn put_u32_field(
+    buf: &mut BytesMut,
+    kind: FrameType,
+    field: Field,
+    bytes: &[u8],
+) -> Result<(), EncodeError> {
+    let len = u32::try_from(bytes.len()).map_err(|_| EncodeError::FieldTooLong {
+        kind,
+        field,
+        len: bytes.len(),
+        max: u32::MAX as usize,
+    })?;
+    buf.put_u32(len);
+    buf.extend_from_slice(bytes);
+    Ok(())
 }
 
 /// A cursor over one frame's payload that reports short reads as malformed frames.
@@ -358,10 +415,11 @@ impl Payload {
 mod tests {
     use super::*;
     use crate::head::{HeadBuilder, Version};
+    use crate::MAX_FRAME_LIMIT;
 
     fn round_trip(frame: Frame) {
         let mut buf = BytesMut::new();
-        encode(&frame, &mut buf);
+        encode(&frame, &mut buf, 1 << 20).unwrap();
         // Byte by byte: every prefix is "need more", the whole is the frame.
         for cut in 0..buf.len() {
             let mut part = BytesMut::from(&buf[..cut]);
@@ -509,7 +567,7 @@ mod tests {
     #[test]
     fn control_frames_must_use_stream_zero() {
         let mut buf = BytesMut::new();
-        encode(&Frame::Credit { n: 1 }, &mut buf);
+        encode(&Frame::Credit { n: 1 }, &mut buf, 1024).unwrap();
         buf[13] = 5;
         assert!(matches!(
             decode(&mut buf, 1024),
@@ -520,12 +578,168 @@ mod tests {
     #[test]
     fn trailing_bytes_are_malformed() {
         let mut buf = BytesMut::new();
-        encode(&Frame::Credit { n: 1 }, &mut buf);
+        encode(&Frame::Credit { n: 1 }, &mut buf, 1024).unwrap();
         buf.put_u8(0);
         buf[3] += 1;
         assert!(matches!(
             decode(&mut buf, 1024),
             Err(DecodeError::Malformed { .. })
         ));
+    }
+
+    /// Every length-prefixed field past its prefix, and a payload past the limit: each is
+    /// refused, naming the field, and the buffer keeps exactly what it held.
+    #[test]
+    fn oversized_fields_are_refused_and_leave_the_buffer_alone() {
+        let long = "x".repeat(u16::MAX as usize + 1);
+        let long_bytes = Bytes::from(long.clone());
+        let hello = Hello {
+            min_version: 1,
+            max_version: 1,
+            max_frame: 1 << 20,
+            initial_window: 1 << 16,
+            features: 0,
+            pool: "p".into(),
+            token: "t".into(),
+            name: "n".into(),
+        };
+        let request = |peer: String| {
+            Frame::Request(Request {
+                stream: 1,
+                end: true,
+                deadline_ms: 0,
+                mode: Mode::Respond,
+                peer,
+                head: HeadBuilder::new(Version::Http11, b"GET", b"/", 0).finish(),
+            })
+        };
+        let response = |headers: Vec<(Bytes, Bytes)>| {
+            Frame::Response(Response {
+                stream: 1,
+                end: true,
+                status: 200,
+                headers,
+            })
+        };
+        let edit = |name: Bytes| HeaderEdit {
+            op: EditOp::Set,
+            name,
+            value: Bytes::from_static(b"v"),
+        };
+        let verdict = |edits: Vec<HeaderEdit>, target: Option<Bytes>| {
+            Frame::Verdict(Verdict {
+                stream: 1,
+                end: true,
+                edits,
+                target,
+            })
+        };
+        let short = Bytes::from_static(b"a");
+        let cases = [
+            (
+                Frame::Hello(Hello {
+                    pool: long.clone(),
+                    ..hello.clone()
+                }),
+                Field::Pool,
+            ),
+            (
+                Frame::Hello(Hello {
+                    token: long.clone(),
+                    ..hello.clone()
+                }),
+                Field::Token,
+            ),
+            (
+                Frame::Hello(Hello {
+                    name: long.clone(),
+                    ..hello.clone()
+                }),
+                Field::Name,
+            ),
+            (request(long.clone()), Field::Peer),
+            (
+                response(vec![(short.clone(), short.clone()); u16::MAX as usize + 1]),
+                Field::HeaderCount,
+            ),
+            (
+                response(vec![
+                    (short.clone(), short.clone()),
+                    (long_bytes.clone(), short.clone()),
+                ]),
+                Field::HeaderName,
+            ),
+            (
+                verdict(vec![edit(short.clone()); u16::MAX as usize + 1], None),
+                Field::EditCount,
+            ),
+            (
+                verdict(vec![edit(long_bytes.clone())], None),
+                Field::EditName,
+            ),
+            (verdict(Vec::new(), Some(long_bytes.clone())), Field::Target),
+            (
+                Frame::Reject {
+                    stream: 1,
+                    retryable: false,
+                    reason: long.clone(),
+                },
+                Field::Reason,
+            ),
+            (
+                Frame::Close {
+                    code: CloseCode::Internal,
+                    reason: long.clone(),
+                },
+                Field::Reason,
+            ),
+        ];
+        for (frame, field) in cases {
+            let mut buf = BytesMut::from(&b"earlier frames"[..]);
+            let err = encode(&frame, &mut buf, MAX_FRAME_LIMIT).unwrap_err();
+            assert!(
+                matches!(err, EncodeError::FieldTooLong { field: f, max: 65_535, .. } if f == field),
+                "{field}: {err}"
+            );
+            assert!(err.to_string().contains(&field.to_string()), "{err}");
+            assert_eq!(&buf[..], b"earlier frames", "{field}: buffer changed");
+        }
+
+        // A header value may be long (its length is a u32), but not longer than the peer takes.
+        let big_value = response(vec![(short.clone(), Bytes::from(vec![b'v'; 2 << 20]))]);
+        let mut buf = BytesMut::from(&b"earlier"[..]);
+        assert_eq!(
+            encode(&big_value, &mut buf, 1 << 20),
+            Err(EncodeError::TooLarge {
+                kind: FrameType::Response,
+                len: 2 + 2 + 2 + 1 + 4 + (2 << 20),
+                max: 1 << 20
+            })
+        );
+        assert_eq!(&buf[..], b"earlier");
+        buf.clear();
+        encode(&big_value, &mut buf, MAX_FRAME_LIMIT).unwrap();
+        assert_eq!(decode(&mut buf, MAX_FRAME_LIMIT), Ok(Some(big_value)));
+    }
+
+    #[test]
+    fn the_limit_counts_the_payload_only() {
+        let body = Frame::Body {
+            stream: 1,
+            data: Bytes::from_static(b"0123456789"),
+            end: true,
+        };
+        let mut buf = BytesMut::new();
+        assert_eq!(
+            encode(&body, &mut buf, 9),
+            Err(EncodeError::TooLarge {
+                kind: FrameType::Body,
+                len: 10,
+                max: 9
+            })
+        );
+        assert!(buf.is_empty());
+        encode(&body, &mut buf, 10).unwrap();
+        assert_eq!(buf.len(), FRAME_HEADER_LEN + 10);
     }
 }

@@ -14,7 +14,7 @@
 //!   representation every transport carries.
 //! - [`handshake`]: version ranges and constant-time token comparison.
 //! - [`window`]: per-stream flow-control accounting.
-//! - [`error`]: the [`DecodeError`] type.
+//! - [`error`]: the [`DecodeError`] and [`EncodeError`] types.
 #![forbid(unsafe_code)]
 #![deny(missing_docs, missing_debug_implementations)]
 
@@ -26,7 +26,7 @@ pub mod head;
 pub mod window;
 
 pub use codec::{decode, decode_payload, encode, FRAME_HEADER_LEN};
-pub use error::DecodeError;
+pub use error::{DecodeError, EncodeError};
 pub use frame::{
     CancelReason, CloseCode, EditOp, Frame, FrameType, HeaderEdit, Hello, Mode, Request, Response,
     Verdict, Welcome,
@@ -40,6 +40,9 @@ pub const PROTOCOL_VERSION: u16 = 1;
 /// Largest frame payload any peer may announce. A bound so that a hostile length prefix
 /// can never make a reader reserve more than this; 16 MiB holds any sane request head.
 pub const MAX_FRAME_LIMIT: u32 = 16 * 1024 * 1024;
+
+/// Longest string field (pool, token, name, peer, reasons): its length travels as a u16.
+pub const MAX_STRING_LEN: usize = u16::MAX as usize;
 
 /// Payload size a peer may send before the handshake has negotiated one. HELLO and WELCOME
 /// are small; 64 KiB leaves room for long tokens and names without letting a stranger make

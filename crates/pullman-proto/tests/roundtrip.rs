@@ -1,14 +1,15 @@
 //! Property tests of the frame codec: whatever frame a peer encodes, the other side decodes
-//! back, whole or in pieces, alone or in a stream of frames; and no input makes the decoder
-//! panic.
+//! back, whole or in pieces, alone or in a stream of frames; no input makes the decoder
+//! panic; and no frame makes the encoder panic or write past a limit.
 
 use bytes::{BufMut, Bytes, BytesMut};
 use proptest::collection::vec;
 use proptest::prelude::*;
+use pullman_proto::error::Field;
 use pullman_proto::frame::{FLAG_END, FLAG_RETRYABLE};
 use pullman_proto::{
-    decode, encode, CancelReason, CloseCode, DecodeError, EditOp, Frame, FrameType, HeadBuilder,
-    HeadView, HeaderEdit, Hello, Mode, Request, Response, Verdict, Version, Welcome,
+    decode, encode, CancelReason, CloseCode, DecodeError, EditOp, EncodeError, Frame, FrameType,
+    HeadBuilder, HeadView, HeaderEdit, Hello, Mode, Request, Response, Verdict, Version, Welcome,
     DEFAULT_MAX_FRAME, FRAME_HEADER_LEN, MAX_FRAME_LIMIT,
 };
 
@@ -248,8 +249,89 @@ fn frame() -> impl Strategy<Value = Frame> {
 
 fn encoded(frame: &Frame) -> BytesMut {
     let mut buf = BytesMut::new();
-    encode(frame, &mut buf);
+    encode(frame, &mut buf, MAX_FRAME_LIMIT).expect("generated frames fit the wire");
     buf
+}
+
+/// One byte, or one item, more than a u16 prefix can count.
+const PAST_U16: usize = u16::MAX as usize + 1;
+
+/// `frame` with one of its length-prefixed fields (chosen by `pick`) made too long for its
+/// prefix, and which field that is; `None` for frames without such a field.
+fn oversize(frame: Frame, pick: prop::sample::Index) -> Option<(Frame, Field)> {
+    let long = || "x".repeat(PAST_U16);
+    let long_bytes = || Bytes::from(vec![b'x'; PAST_U16]);
+    let short = Bytes::from_static(b"a");
+    Some(match frame {
+        Frame::Hello(mut h) => match pick.index(3) {
+            0 => {
+                h.pool = long();
+                (Frame::Hello(h), Field::Pool)
+            }
+            1 => {
+                h.token = long();
+                (Frame::Hello(h), Field::Token)
+            }
+            _ => {
+                h.name = long();
+                (Frame::Hello(h), Field::Name)
+            }
+        },
+        Frame::Request(mut r) => {
+            r.peer = long();
+            (Frame::Request(r), Field::Peer)
+        }
+        Frame::Response(mut r) => {
+            let field = if pick.index(2) == 0 {
+                r.headers.resize(PAST_U16, (short.clone(), short));
+                Field::HeaderCount
+            } else {
+                r.headers.push((long_bytes(), short));
+                Field::HeaderName
+            };
+            (Frame::Response(r), field)
+        }
+        Frame::Verdict(mut v) => {
+            let edit = |name| HeaderEdit {
+                op: EditOp::Append,
+                name,
+                value: Bytes::from_static(b"v"),
+            };
+            let field = match pick.index(3) {
+                0 => {
+                    v.edits.resize(PAST_U16, edit(short));
+                    Field::EditCount
+                }
+                1 => {
+                    v.edits.push(edit(long_bytes()));
+                    Field::EditName
+                }
+                _ => {
+                    v.target = Some(long_bytes());
+                    Field::Target
+                }
+            };
+            (Frame::Verdict(v), field)
+        }
+        Frame::Reject {
+            stream, retryable, ..
+        } => (
+            Frame::Reject {
+                stream,
+                retryable,
+                reason: long(),
+            },
+            Field::Reason,
+        ),
+        Frame::Close { code, .. } => (
+            Frame::Close {
+                code,
+                reason: long(),
+            },
+            Field::Reason,
+        ),
+        _ => return None,
+    })
 }
 
 /// The flag bits a frame type gives meaning to; the encoder writes only these.
@@ -288,6 +370,54 @@ proptest! {
         }
     }
 
+    /// The limit bounds the payload: the payload's own length is enough, one byte less is
+    /// refused, and a refusal leaves what the buffer already held untouched.
+    #[test]
+    fn encoding_honours_the_limit_and_a_refusal_writes_nothing(
+        frame in frame(),
+        before in bytes(32),
+    ) {
+        let len = encoded(&frame).len() - FRAME_HEADER_LEN;
+        let mut buf = BytesMut::from(&before[..]);
+        if len > 0 {
+            let max = len as u32 - 1;
+            prop_assert_eq!(
+                encode(&frame, &mut buf, max),
+                Err(EncodeError::TooLarge { kind: frame.frame_type(), len, max })
+            );
+            prop_assert_eq!(&buf[..], &before[..]);
+        }
+        prop_assert_eq!(encode(&frame, &mut buf, len as u32), Ok(()));
+        prop_assert_eq!(&buf[..before.len()], &before[..]);
+        let mut rest = buf.split_off(before.len());
+        prop_assert_eq!(decode(&mut rest, len as u32), Ok(Some(frame)));
+    }
+
+    /// Whichever field is made too long for its length prefix (or whichever list too long
+    /// for its count), the encoder refuses the frame naming that field, whatever the limit,
+    /// and writes nothing: encoding never panics on what a caller hands it.
+    #[test]
+    fn an_oversized_field_is_refused_by_name(
+        frame in frame(),
+        pick in any::<prop::sample::Index>(),
+        before in bytes(32),
+    ) {
+        let Some((frame, field)) = oversize(frame, pick) else {
+            return Ok(());
+        };
+        let mut buf = BytesMut::from(&before[..]);
+        let refused = encode(&frame, &mut buf, MAX_FRAME_LIMIT);
+        prop_assert!(
+            matches!(
+                refused,
+                Err(EncodeError::FieldTooLong { kind, field: f, len: PAST_U16, max: 65_535 })
+                    if kind == frame.frame_type() && f == field
+            ),
+            "{:?} for {}", refused, field
+        );
+        prop_assert_eq!(&buf[..], &before[..]);
+    }
+
     /// Until the whole frame has arrived the decoder asks for more and leaves the buffer as
     /// it was; once the rest arrives, the frame comes out.
     #[test]
@@ -308,7 +438,7 @@ proptest! {
     fn concatenated_frames_decode_in_order(frames in vec(frame(), 1..8)) {
         let mut buf = BytesMut::new();
         for frame in &frames {
-            encode(frame, &mut buf);
+            encode(frame, &mut buf, DEFAULT_MAX_FRAME).expect("generated frames fit");
         }
         for frame in &frames {
             prop_assert_eq!(decode(&mut buf, DEFAULT_MAX_FRAME), Ok(Some(frame.clone())));
