@@ -78,6 +78,10 @@ impl http_body::Body for RecvBody {
                 this.stream = None;
                 Some(Err(StreamError::Link(e)))
             }
+            Inbound::Unsendable(e) => {
+                this.stream = None;
+                Some(Err(StreamError::Unsendable(e)))
+            }
             // A REJECT (or any head frame) in the middle of a body ends it badly.
             Inbound::Frame(_) => {
                 this.stream = None;

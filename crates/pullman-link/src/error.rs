@@ -1,4 +1,4 @@
-//! Why a link ended.
+//! Why a link ended, why a stream did, and why a transport refused a frame.
 
 use std::sync::Arc;
 
@@ -57,7 +57,34 @@ pub enum StreamError {
     /// The peer abandoned the stream midway (a REJECT after the response had begun).
     #[error("the peer aborted the stream")]
     Aborted,
+    /// A frame of this stream could not be encoded for the peer (a field too long for the
+    /// wire, or a frame over the peer's `max_frame`): the link ended the stream, and carries
+    /// on with the others.
+    #[error("the stream ended: {0}")]
+    Unsendable(EncodeError),
     /// The link under the stream ended.
     #[error(transparent)]
     Link(#[from] LinkError),
+}
+
+/// Why a [`Transport`](crate::Transport) did not queue a frame.
+#[derive(Debug, thiserror::Error)]
+pub enum PushError {
+    /// The frame cannot be encoded for the peer; it was dropped and nothing else changed.
+    #[error(transparent)]
+    Unencodable(EncodeError),
+    /// The transport failed: the link is over.
+    #[error(transparent)]
+    Link(#[from] LinkError),
+}
+
+impl From<PushError> for LinkError {
+    /// Where no stream can take the blame (a control frame), a frame that cannot be encoded
+    /// ends the link.
+    fn from(e: PushError) -> LinkError {
+        match e {
+            PushError::Unencodable(e) => LinkError::Unencodable(e),
+            PushError::Link(e) => e,
+        }
+    }
 }

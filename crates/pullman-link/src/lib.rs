@@ -33,9 +33,10 @@ pub mod stream;
 pub mod transport;
 
 pub use body::RecvBody;
-pub use error::{LinkError, StreamError};
+pub use error::{LinkError, PushError, StreamError};
 pub use handshake::ShmOffer;
 pub use link::{Control, Link, Role, Settings};
+pub use outbox::BODY_CHUNK;
 pub use shm::{ShmTransport, SHM_MAX_FRAME};
-pub use stream::{Inbound, Stream, StreamSender, BODY_CHUNK};
+pub use stream::{Inbound, Stream, StreamSender};
 pub use transport::{StreamTransport, Transport};

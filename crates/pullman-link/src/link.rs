@@ -12,14 +12,14 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::BytesMut;
-use pullman_proto::{CancelReason, CloseCode, Frame, Request, Window};
+use pullman_proto::{CancelReason, CloseCode, EncodeError, Frame, Request, Window, MAX_STRING_LEN};
 use rustc_hash::FxHashMap;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::{Interval, MissedTickBehavior};
 
-use crate::error::{LinkError, StreamError};
+use crate::error::{LinkError, PushError, StreamError};
 use crate::outbox::{Command, Outbox};
 use crate::shared::{Inbound, Shared};
 use crate::stream::Stream;
@@ -80,6 +80,17 @@ pub trait Control: Send + 'static {
     }
     /// The link ended; every open stream has been reset with the same reason.
     fn on_closed(&mut self, err: &LinkError);
+    /// Worker side: this end's answer on `stream` (a RESPONSE or VERDICT) could not be
+    /// encoded for the peer (a field too long for the wire, or a frame over its `max_frame`)
+    /// and was dropped. Returns the frame that answers instead and ends the stream. The
+    /// default refuses the request: a REJECT, not retryable, that names the error.
+    fn unsendable_answer(&mut self, stream: u64, err: &EncodeError) -> Frame {
+        Frame::Reject {
+            stream,
+            retryable: false,
+            reason: err.to_string(),
+        }
+    }
 }
 
 /// A handle to a running link. Cheap to clone; the link lives until its socket closes.
@@ -90,7 +101,9 @@ pub struct Link {
 
 impl Link {
     /// Starts the link task over a byte stream `io`. `leftover` holds bytes read past the
-    /// handshake.
+    /// handshake. Frames to the peer are held to MAX_FRAME_LIMIT only: to hold them to the
+    /// `max_frame` the peer announced, give [`Link::spawn_on`] a [`StreamTransport`] built
+    /// [`with_peer_max_frame`](StreamTransport::with_peer_max_frame).
     pub fn spawn<S, C>(
         io: S,
         leftover: BytesMut,
@@ -115,7 +128,8 @@ impl Link {
         T: Transport,
         C: Control,
     {
-        let (outbox, commands) = Outbox::new(settings.send_initial_window);
+        let (outbox, commands) =
+            Outbox::new(settings.send_initial_window, transport.peer_max_frame());
         let link = Link { outbox };
         let ping = settings.ping_interval.map(|every| {
             let mut t = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
@@ -151,11 +165,11 @@ impl Link {
         self.outbox.send(frame);
     }
 
-    /// Sends CLOSE and ends the link.
+    /// Sends CLOSE and ends the link. A reason longer than a string field is cut to fit.
     pub fn close(&self, code: CloseCode, reason: impl Into<String>) {
         let _ = self.outbox.queue(Command::Close {
             code,
-            reason: reason.into(),
+            reason: fit_reason(reason.into()),
         });
     }
 
@@ -163,6 +177,19 @@ impl Link {
     pub fn is_closed(&self) -> bool {
         self.outbox.is_closed()
     }
+}
+
+/// `reason` cut (at a character boundary) to what a string field carries: a CLOSE's reason
+/// is for logs, and a long one must not stop the CLOSE itself.
+fn fit_reason(mut reason: String) -> String {
+    if reason.len() > MAX_STRING_LEN {
+        let mut end = MAX_STRING_LEN;
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        reason.truncate(end);
+    }
+    reason
 }
 
 /// What one round of the link task came to.
@@ -236,6 +263,7 @@ where
             _ => None,
         };
         if let Some((code, reason)) = last_words {
+            let reason = fit_reason(reason);
             let _ = self.transport.push(Frame::Close { code, reason });
         }
         let transport = &mut self.transport;
@@ -514,15 +542,27 @@ where
                         request_mark: u64::MAX,
                     },
                 );
-                self.transport.push(frame)?;
-                if let Some(entry) = self.streams.get_mut(&id) {
-                    entry.request_mark = self.transport.pushed_mark();
+                match self.transport.push(frame) {
+                    Ok(()) => {
+                        if let Some(entry) = self.streams.get_mut(&id) {
+                            entry.request_mark = self.transport.pushed_mark();
+                        }
+                    }
+                    // The worker never sees this stream (ids may skip): only its opener
+                    // hears why.
+                    Err(PushError::Unencodable(e)) => {
+                        tracing::warn!(stream = id, error = %e, "REQUEST cannot be encoded for the worker");
+                        if let Some(entry) = self.streams.remove(&id) {
+                            entry.shared.unsendable(e);
+                        }
+                    }
+                    Err(PushError::Link(e)) => return Err(e),
                 }
             }
             Command::Frame(frame) => {
                 let id = frame.stream();
                 if id == 0 {
-                    return self.transport.push(frame);
+                    return Ok(self.transport.push(frame)?);
                 }
                 // Frames for a stream that has ended are no longer wanted by the peer, but
                 // for a CANCEL `refused`: it tells the peer the answer it finished was not
@@ -543,7 +583,9 @@ where
                         .grant(increment)
                         .map_err(|e| LinkError::Protocol(format!("local window grant: {e}")))?;
                 }
-                let ends_response = self.settings.role == Role::Worker
+                let worker = self.settings.role == Role::Worker;
+                let is_answer = worker && matches!(frame, Frame::Response(_) | Frame::Verdict(_));
+                let ends_response = worker
                     && matches!(
                         frame,
                         Frame::Response(pullman_proto::Response { end: true, .. })
@@ -551,20 +593,67 @@ where
                             | Frame::Body { end: true, .. }
                             | Frame::Reject { .. }
                     );
-                self.transport.push(frame)?;
-                if ends_response {
-                    self.finish(id);
+                match self.transport.push(frame) {
+                    Ok(()) if ends_response => self.finish(id),
+                    Ok(()) => {}
+                    Err(PushError::Unencodable(e)) => self.end_unsendable(id, is_answer, e)?,
+                    Err(PushError::Link(e)) => return Err(e),
                 }
             }
             Command::Close { code, reason } => {
-                self.transport.push(Frame::Close {
+                let close = Frame::Close {
                     code,
                     reason: reason.clone(),
-                })?;
+                };
+                // A CLOSE too large for the peer is dropped: the link ends all the same.
+                if let Err(PushError::Link(e)) = self.transport.push(close) {
+                    return Err(e);
+                }
                 return Err(LinkError::Closed { code, reason });
             }
         }
         Ok(())
+    }
+
+    /// A frame for stream `id` could not be encoded for the peer, and was dropped. Only that
+    /// stream fails: its users hear why, the peer is told the stream is over (a worker
+    /// answers in the frame's place, or aborts with REJECT; a hub cancels), both sides
+    /// forget it, and the link carries on.
+    fn end_unsendable(
+        &mut self,
+        id: u64,
+        is_answer: bool,
+        err: EncodeError,
+    ) -> Result<(), LinkError> {
+        tracing::warn!(stream = id, error = %err, "a frame cannot be encoded for the peer; ending its stream");
+        let Some(entry) = self.streams.remove(&id) else {
+            return Ok(());
+        };
+        let last = match self.settings.role {
+            Role::Worker if is_answer => self.control.unsendable_answer(id, &err),
+            Role::Worker => Frame::Reject {
+                stream: id,
+                retryable: false,
+                reason: err.to_string(),
+            },
+            Role::Hub => Frame::Cancel {
+                stream: id,
+                reason: CancelReason::Refused,
+            },
+        };
+        entry.shared.unsendable(err);
+        match self.transport.push(last) {
+            // A worker must still end the stream; a REJECT without a reason is the smallest
+            // frame that does.
+            Err(PushError::Unencodable(_)) if self.settings.role == Role::Worker => {
+                Ok(self.transport.push(Frame::Reject {
+                    stream: id,
+                    retryable: false,
+                    reason: String::new(),
+                })?)
+            }
+            done => Ok(done?),
+        }
     }
 }
 
@@ -686,9 +775,16 @@ mod tests {
 
     /// Starts a link over an in-memory pipe. The task has not run yet when this returns.
     fn start(settings: Settings) -> Started {
+        start_to(settings, MAX_FRAME_LIMIT)
+    }
+
+    /// Same, to a peer that announced `peer_max_frame`.
+    fn start_to(settings: Settings, peer_max_frame: u32) -> Started {
         let (ours, theirs) = tokio::io::duplex(256 * 1024);
         let (tx, events) = mpsc::unbounded_channel();
-        let (link, task) = Link::spawn(ours, BytesMut::new(), settings, Recorder(tx));
+        let transport = StreamTransport::new(ours, BytesMut::new(), settings.recv_max_frame)
+            .with_peer_max_frame(peer_max_frame);
+        let (link, task) = Link::spawn_on(transport, settings, Recorder(tx));
         Started {
             link,
             task,
@@ -1336,5 +1432,315 @@ mod tests {
         // One write, or two should the runtime's cooperative budget split the batch.
         let writes = writes.load(Ordering::Relaxed);
         assert!(writes <= 2, "100 queued frames took {writes} writes");
+    }
+
+    /// A worker that has opened streams 1 and 2.
+    async fn worker_with_two_streams(peer_max_frame: u32) -> (Started, Stream, Stream) {
+        let mut s = start_to(settings(Role::Worker), peer_max_frame);
+        for id in [1, 2] {
+            let mut r = request();
+            r.stream = id;
+            r.end = false;
+            s.peer.send(&Frame::Request(r)).await;
+        }
+        let mut streams = Vec::new();
+        for _ in 0..2 {
+            match within("on_request", s.events.recv()).await {
+                Some(Event::Request(stream, _)) => streams.push(stream),
+                other => panic!("expected a request, got {other:?}"),
+            }
+        }
+        let second = streams.pop().unwrap();
+        let first = streams.pop().unwrap();
+        (s, first, second)
+    }
+
+    /// Asserts everything a stream's users see once the link has failed it for `field`.
+    async fn assert_failed_for(stream: &mut Stream, what: impl Fn(&EncodeError) -> bool) {
+        match within("the failure", stream.recv()).await {
+            Inbound::Unsendable(e) => assert!(what(&e), "{e}"),
+            other => panic!("expected Unsendable, got {other:?}"),
+        }
+        assert!(matches!(
+            stream.sender().send_data(Bytes::from_static(b"x"), true).await,
+            Err(StreamError::Unsendable(e)) if what(&e)
+        ));
+        assert_eq!(
+            within("cancel", stream.cancelled()).await,
+            CancelReason::Refused
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_worker_answer_that_cannot_be_encoded_fails_only_its_stream() {
+        let (mut s, mut first, second) = worker_with_two_streams(MAX_FRAME_LIMIT).await;
+        // A header name longer than its u16 prefix: the old encoder panicked in the link
+        // task, and every stream of the link died with it.
+        first.sender().send_frame(Frame::Response(Response {
+            stream: 1,
+            end: true,
+            status: 200,
+            headers: vec![(Bytes::from(vec![b'n'; 70_000]), Bytes::from_static(b"v"))],
+        }));
+        second.sender().send_frame(response(2, true));
+
+        match s.peer.expect().await {
+            Frame::Reject {
+                stream: 1,
+                retryable: false,
+                reason,
+            } => assert!(reason.contains("header name"), "{reason}"),
+            other => panic!("expected REJECT for stream 1, got {other:?}"),
+        }
+        assert_eq!(s.peer.expect().await, response(2, true));
+        assert_failed_for(&mut first, |e| {
+            matches!(
+                e,
+                EncodeError::FieldTooLong {
+                    field: pullman_proto::error::Field::HeaderName,
+                    ..
+                }
+            )
+        })
+        .await;
+
+        // The stream is forgotten: what the hub still sends for it is dropped.
+        s.peer.send(&body(1, b"late", true)).await;
+        s.peer.send(&Frame::Ping { opaque: 9 }).await;
+        assert_eq!(s.peer.expect().await, Frame::Pong { opaque: 9 });
+        assert!(!s.task.is_finished());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_frame_over_the_peers_max_frame_fails_only_its_stream() {
+        const PEER_MAX: u32 = 1000;
+        let (mut s, mut first, second) = worker_with_two_streams(PEER_MAX).await;
+        // A VERDICT within every field's prefix, but larger than the hub takes.
+        first
+            .sender()
+            .send_frame(Frame::Verdict(pullman_proto::Verdict {
+                stream: 1,
+                end: true,
+                edits: Vec::new(),
+                target: Some(Bytes::from(vec![b'/'; 2000])),
+            }));
+        // Body bytes go out in chunks the peer takes.
+        let sender = second.sender();
+        sender.send_frame(response(2, false));
+        let sending =
+            tokio::spawn(
+                async move { sender.send_data(Bytes::from(vec![b'b'; 2500]), true).await },
+            );
+
+        assert!(matches!(
+            s.peer.expect().await,
+            Frame::Reject {
+                stream: 1,
+                retryable: false,
+                ..
+            }
+        ));
+        assert_eq!(s.peer.expect().await, response(2, false));
+        let mut chunks = Vec::new();
+        loop {
+            match s.peer.expect().await {
+                Frame::Body {
+                    stream: 2,
+                    data,
+                    end,
+                } => {
+                    chunks.push(data.len());
+                    if end {
+                        break;
+                    }
+                }
+                other => panic!("expected BODY on stream 2, got {other:?}"),
+            }
+        }
+        assert_eq!(chunks, [1000, 1000, 500]);
+        within("send_data", sending).await.unwrap().unwrap();
+        assert_failed_for(&mut first, |e| {
+            matches!(
+                e,
+                EncodeError::TooLarge {
+                    kind: pullman_proto::FrameType::Verdict,
+                    max: PEER_MAX,
+                    ..
+                }
+            )
+        })
+        .await;
+        assert!(!s.task.is_finished());
+    }
+
+    /// A worker's own answer in place of the one it could not send.
+    struct Answering(mpsc::UnboundedSender<Event>);
+
+    impl Control for Answering {
+        fn on_frame(&mut self, _link: &Link, _frame: Frame) -> Result<(), String> {
+            Ok(())
+        }
+        fn on_request(&mut self, _: &Link, stream: Stream, request: Request) -> Result<(), String> {
+            let _ = self.0.send(Event::Request(stream, request));
+            Ok(())
+        }
+        fn on_closed(&mut self, _err: &LinkError) {}
+        fn unsendable_answer(&mut self, stream: u64, _err: &EncodeError) -> Frame {
+            Frame::Response(Response {
+                stream,
+                end: true,
+                status: 502,
+                headers: Vec::new(),
+            })
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_role_chooses_what_answers_in_place_of_an_unsendable_answer() {
+        let (ours, theirs) = tokio::io::duplex(64 * 1024);
+        let (tx, mut events) = mpsc::unbounded_channel();
+        let (_link, _task) =
+            Link::spawn(ours, BytesMut::new(), settings(Role::Worker), Answering(tx));
+        let mut peer = Peer {
+            io: theirs,
+            buf: BytesMut::new(),
+        };
+        let mut r = request();
+        r.stream = 1;
+        peer.send(&Frame::Request(r)).await;
+        let Some(Event::Request(stream, _)) = within("request", events.recv()).await else {
+            panic!("expected a request");
+        };
+        stream
+            .sender()
+            .send_frame(Frame::Verdict(pullman_proto::Verdict {
+                stream: 1,
+                end: true,
+                edits: Vec::new(),
+                target: Some(Bytes::from(vec![b'/'; 70_000])),
+            }));
+        match peer.expect().await {
+            Frame::Response(r) => assert_eq!((r.stream, r.status, r.end), (1, 502, true)),
+            other => panic!("expected the role's 502, got {other:?}"),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_too_large_for_the_worker_is_never_sent() {
+        let mut s = start_to(settings(Role::Hub), 200);
+        let mut head = HeadBuilder::new(Version::Http11, b"GET", b"/big", 1);
+        head.header(b"x-big", &[b'v'; 300]).unwrap();
+        let mut big = request();
+        big.head = head.finish();
+        let mut stream = s.link.open(big).unwrap();
+        assert!(matches!(
+            within("the failure", stream.recv()).await,
+            Inbound::Unsendable(EncodeError::TooLarge {
+                kind: pullman_proto::FrameType::Request,
+                max: 200,
+                ..
+            })
+        ));
+        // The worker saw nothing of it; the next stream goes out, its id past the first.
+        let next = s.link.open(request()).unwrap();
+        match s.peer.expect().await {
+            Frame::Request(r) => assert_eq!((r.stream, next.id()), (2, 2)),
+            other => panic!("expected REQUEST 2, got {other:?}"),
+        }
+        assert!(!s.task.is_finished());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hub_frame_too_large_for_the_worker_cancels_its_stream() {
+        let mut s = start_to(settings(Role::Hub), 1000);
+        let mut stream = s.link.open(request()).unwrap();
+        assert!(matches!(s.peer.expect().await, Frame::Request(_)));
+        // A filter's response phase: the upstream's head, larger than the worker takes.
+        stream.sender().send_frame(Frame::Response(Response {
+            stream: 1,
+            end: true,
+            status: 200,
+            headers: vec![(Bytes::from_static(b"x-big"), Bytes::from(vec![b'v'; 2000]))],
+        }));
+        assert_eq!(
+            s.peer.expect().await,
+            Frame::Cancel {
+                stream: 1,
+                reason: CancelReason::Refused
+            }
+        );
+        assert!(matches!(
+            within("the failure", stream.recv()).await,
+            Inbound::Unsendable(EncodeError::TooLarge { .. })
+        ));
+        // The worker's answer to the CANCEL is dropped; the link goes on.
+        s.peer
+            .send(&Frame::Reject {
+                stream: 1,
+                retryable: false,
+                reason: "cancelled".into(),
+            })
+            .await;
+        s.peer.send(&Frame::Ping { opaque: 3 }).await;
+        assert_eq!(s.peer.expect().await, Frame::Pong { opaque: 3 });
+        assert!(now(stream.recv()).is_none());
+        assert!(!s.task.is_finished());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_control_frame_that_cannot_be_encoded_ends_the_link_clearly() {
+        let mut s = start(settings(Role::Worker));
+        s.link.send(Frame::Drain { last_stream: 0 });
+        // A control frame: no stream can take the blame for it.
+        s.link.send(Frame::Hello(pullman_proto::Hello {
+            min_version: 1,
+            max_version: 1,
+            max_frame: 0,
+            initial_window: 0,
+            features: 0,
+            pool: "p".repeat(70_000),
+            token: String::new(),
+            name: String::new(),
+        }));
+        let err = ended(&mut s.task).await;
+        assert!(
+            matches!(
+                &err,
+                LinkError::Unencodable(EncodeError::FieldTooLong {
+                    field: pullman_proto::error::Field::Pool,
+                    ..
+                })
+            ),
+            "{err:?}"
+        );
+        assert_eq!(s.peer.expect().await, Frame::Drain { last_stream: 0 });
+        match s.peer.expect().await {
+            Frame::Close { code, reason } => {
+                assert_eq!(code, CloseCode::Internal);
+                assert!(reason.contains("pool name"), "{reason}");
+            }
+            other => panic!("expected CLOSE, got {other:?}"),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_close_reason_too_long_for_the_wire_is_cut() {
+        let mut s = start(settings(Role::Worker));
+        // Two bytes a character: the cut falls inside one unless made at a boundary.
+        s.link.close(CloseCode::Normal, "é".repeat(40_000));
+        match s.peer.expect().await {
+            Frame::Close { code, reason } => {
+                assert_eq!(code, CloseCode::Normal);
+                assert_eq!(reason.len(), MAX_STRING_LEN - 1);
+            }
+            other => panic!("expected CLOSE, got {other:?}"),
+        }
+        assert!(matches!(
+            ended(&mut s.task).await,
+            LinkError::Closed {
+                code: CloseCode::Normal,
+                ..
+            }
+        ));
     }
 }

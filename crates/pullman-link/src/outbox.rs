@@ -14,6 +14,11 @@ use tokio::sync::mpsc;
 use crate::error::LinkError;
 use crate::shared::Shared;
 
+/// Body bytes per BODY frame at most. Smaller than the largest frame so that the bodies of
+/// concurrent streams interleave finely: a 100 MiB response holds a small one up by at most
+/// one chunk.
+pub const BODY_CHUNK: usize = 64 * 1024;
+
 /// What the link task is asked to do.
 #[derive(Debug)]
 pub(crate) enum Command {
@@ -42,21 +47,36 @@ struct Inner {
     /// in increasing order however many tasks open streams at once.
     next_stream: Mutex<u64>,
     send_initial_window: u32,
+    /// Body bytes per BODY frame at most: [`BODY_CHUNK`], or less if the peer takes smaller
+    /// frames.
+    body_chunk: usize,
 }
 
 impl Outbox {
-    /// A queue whose streams start with `send_initial_window` bytes to send; the receiving
-    /// end goes to the link task.
-    pub(crate) fn new(send_initial_window: u32) -> (Outbox, mpsc::UnboundedReceiver<Command>) {
+    /// A queue whose streams start with `send_initial_window` bytes to send, to a peer that
+    /// takes payloads of at most `peer_max_frame` bytes; the receiving end goes to the link
+    /// task.
+    pub(crate) fn new(
+        send_initial_window: u32,
+        peer_max_frame: u32,
+    ) -> (Outbox, mpsc::UnboundedReceiver<Command>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let outbox = Outbox {
             inner: Arc::new(Inner {
                 commands: tx,
                 next_stream: Mutex::new(1),
                 send_initial_window,
+                // At least a byte, so that sending always progresses; a peer that takes no
+                // body bytes at all fails the stream instead.
+                body_chunk: BODY_CHUNK.min(peer_max_frame as usize).max(1),
             }),
         };
         (outbox, rx)
+    }
+
+    /// Body bytes per BODY frame at most.
+    pub(crate) fn body_chunk(&self) -> usize {
+        self.inner.body_chunk
     }
 
     /// Queues `request` on a new stream (its `stream` field is assigned here); returns the

@@ -15,7 +15,7 @@ use std::task::{Context, Poll, Waker};
 use bytes::Bytes;
 use parking_lot::Mutex;
 use pullman_proto::window::MAX_WINDOW;
-use pullman_proto::{CancelReason, Frame, WindowError};
+use pullman_proto::{CancelReason, EncodeError, Frame, WindowError};
 
 use crate::error::{LinkError, StreamError};
 
@@ -33,6 +33,11 @@ pub enum Inbound {
     /// The link died before this stream's REQUEST reached the wire: the peer never saw it,
     /// so the request may safely go to another worker.
     Undelivered(LinkError),
+    /// A frame this end queued on the stream could not be encoded for the peer (a field too
+    /// long for the wire, or a frame over the peer's `max_frame`). The stream has ended: the
+    /// peer was told (a worker answers in the frame's place, a hub cancels) unless it never
+    /// saw the stream. The link and its other streams go on.
+    Unsendable(EncodeError),
 }
 
 #[derive(Debug, Default)]
@@ -120,6 +125,14 @@ impl Shared {
         self.push(last);
         self.close_send(StreamError::Link(err.clone()));
         self.cancel(CancelReason::Shutdown);
+    }
+
+    /// A frame for this stream could not be encoded and the link ended the stream: whoever
+    /// waits on it (for the peer's data, for window, for a cancel) hears so now.
+    pub(crate) fn unsendable(&self, err: EncodeError) {
+        self.push(Inbound::Unsendable(err.clone()));
+        self.close_send(StreamError::Unsendable(err));
+        self.cancel(CancelReason::Refused);
     }
 
     pub(crate) fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Inbound> {

@@ -15,14 +15,14 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use pullman_proto::frame::FLAG_END;
-use pullman_proto::{decode_payload, encode, Frame, FrameType, FRAME_HEADER_LEN};
+use pullman_proto::{decode_payload, encode, EncodeError, Frame, FrameType, FRAME_HEADER_LEN};
 use pullman_shm::{AsyncBell, Bell, Channel, ShmError};
 use tokio::io::AsyncWrite;
 use tokio::net::UnixStream;
 
-use crate::error::LinkError;
+use crate::error::{LinkError, PushError};
 use crate::transport::Transport;
 
 /// Largest frame payload on a shared-memory link, both ways: one arena region. A REQUEST
@@ -95,7 +95,7 @@ pub struct ShmTransport {
     bell: AsyncBell,
     socket: UnixStream,
     /// Frames that found no room yet, in order; bounded by the link's high-water mark.
-    pending: VecDeque<Frame>,
+    pending: VecDeque<Outgoing>,
     pending_bytes: usize,
     /// Bytes written to the ring but not yet published.
     unpublished: usize,
@@ -118,18 +118,40 @@ fn shm_error(e: ShmError) -> LinkError {
     }
 }
 
-/// What a frame counts for against the link's high-water mark: a body's data bytes, and a
-/// nominal 64 bytes for any other frame (heads and control frames are small and few).
-fn payload_len(frame: &Frame) -> usize {
-    match frame {
-        Frame::Body { data, .. } => data.len(),
-        _ => 64,
+/// A frame on its way to the ring: a body's data as it came, any other frame encoded
+/// (header and payload) when it was pushed, so that it is checked once, then.
+#[derive(Debug)]
+enum Outgoing {
+    Body { stream: u64, data: Bytes, end: bool },
+    Encoded(Bytes),
+}
+
+/// What a frame other than BODY counts for against the link's high-water mark: heads and
+/// control frames are small and few, so a nominal size does.
+const HEAD_WEIGHT: usize = 64;
+
+impl Outgoing {
+    /// What the frame counts for against the link's high-water mark: a body's data bytes.
+    fn weight(&self) -> usize {
+        match self {
+            Outgoing::Body { data, .. } => data.len(),
+            Outgoing::Encoded(_) => HEAD_WEIGHT,
+        }
     }
+}
+
+/// Writes an encoded frame to the ring: its header fields into the descriptor, its payload
+/// after them. `false` if there is no room yet.
+fn put_encoded(channel: &mut Channel, frame: &[u8]) -> Result<bool, ShmError> {
+    let h = &frame[..FRAME_HEADER_LEN];
+    let stream = u64::from_be_bytes([h[6], h[7], h[8], h[9], h[10], h[11], h[12], h[13]]);
+    channel.try_send(h[4], h[5], stream, &frame[FRAME_HEADER_LEN..])
 }
 
 impl ShmTransport {
     /// A transport over `channel`, woken by `bell`, watching `socket` for the peer's end.
-    /// `max_frame` bounds received payloads. Must be called inside a tokio runtime.
+    /// `max_frame` bounds payloads both ways (both ends of a shared-memory link use
+    /// [`SHM_MAX_FRAME`], one arena block). Must be called inside a tokio runtime.
     pub fn new(
         channel: Channel,
         bell: Bell,
@@ -160,29 +182,26 @@ impl ShmTransport {
     }
 
     /// Puts one frame on the ring; `false` if there is no room yet.
-    fn try_put(&mut self, frame: &Frame) -> Result<bool, LinkError> {
+    fn try_put(&mut self, frame: &Outgoing) -> Result<bool, LinkError> {
         let put = match frame {
-            Frame::Body { stream, data, end } => {
+            Outgoing::Body { stream, data, end } => {
                 let flags = if *end { FLAG_END } else { 0 };
                 self.channel
                     .try_send(FrameType::Body as u8, flags, *stream, data)
             }
-            other => {
-                self.scratch.clear();
-                encode(other, &mut self.scratch, self.max_frame).map_err(LinkError::Unencodable)?;
-                let h = &self.scratch[..FRAME_HEADER_LEN];
-                let stream =
-                    u64::from_be_bytes([h[6], h[7], h[8], h[9], h[10], h[11], h[12], h[13]]);
-                self.channel
-                    .try_send(h[4], h[5], stream, &self.scratch[FRAME_HEADER_LEN..])
-            }
+            Outgoing::Encoded(bytes) => put_encoded(&mut self.channel, bytes),
         }
         .map_err(shm_error)?;
         if put {
-            self.unpublished += payload_len(frame);
-            self.put += 1;
+            self.went(frame.weight());
         }
         Ok(put)
+    }
+
+    /// A frame of `weight` went to the ring.
+    fn went(&mut self, weight: usize) {
+        self.unpublished += weight;
+        self.put += 1;
     }
 
     /// Announces sleep and registers for the doorbell. `Ok(true)`: parked, the task will be
@@ -255,14 +274,46 @@ impl Transport for ShmTransport {
         Poll::Pending
     }
 
-    fn push(&mut self, frame: Frame) -> Result<(), LinkError> {
-        self.pushed += 1;
-        if self.pending.is_empty() && self.try_put(&frame)? {
-            return Ok(());
-        }
-        self.pending_bytes += payload_len(&frame);
-        self.pending.push_back(frame);
+    fn push(&mut self, frame: Frame) -> Result<(), PushError> {
+        let out = match frame {
+            Frame::Body { stream, data, end } => {
+                if data.len() > self.max_frame as usize {
+                    return Err(PushError::Unencodable(EncodeError::TooLarge {
+                        kind: FrameType::Body,
+                        len: data.len(),
+                        max: self.max_frame,
+                    }));
+                }
+                self.pushed += 1;
+                let out = Outgoing::Body { stream, data, end };
+                if self.pending.is_empty() && self.try_put(&out)? {
+                    return Ok(());
+                }
+                out
+            }
+            other => {
+                self.scratch.clear();
+                encode(&other, &mut self.scratch, self.max_frame)
+                    .map_err(PushError::Unencodable)?;
+                self.pushed += 1;
+                // Straight from the scratch buffer when the ring has room, as it nearly
+                // always has; only a frame that must wait is copied out of it.
+                if self.pending.is_empty()
+                    && put_encoded(&mut self.channel, &self.scratch).map_err(shm_error)?
+                {
+                    self.went(HEAD_WEIGHT);
+                    return Ok(());
+                }
+                Outgoing::Encoded(Bytes::copy_from_slice(&self.scratch))
+            }
+        };
+        self.pending_bytes += out.weight();
+        self.pending.push_back(out);
         Ok(())
+    }
+
+    fn peer_max_frame(&self) -> u32 {
+        self.max_frame
     }
 
     fn queued(&self) -> usize {
@@ -276,7 +327,7 @@ impl Transport for ShmTransport {
                 self.pending.push_front(frame);
                 break;
             }
-            self.pending_bytes -= payload_len(&frame);
+            self.pending_bytes -= frame.weight();
         }
         let published = self.channel.publish();
         self.unpublished = 0;
@@ -593,5 +644,56 @@ mod tests {
             .unwrap()
             .unwrap();
         assert!(matches!(err, LinkError::Protocol(_)), "{err:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_frame_larger_than_an_arena_block_fails_only_its_stream() {
+        let (hub_t, worker_t) = transports();
+        let hub = start(hub_t, Role::Hub);
+        let mut worker = start(worker_t, Role::Worker);
+        let mut bodiless = request();
+        bodiless.end = true;
+        let mut doomed = hub.link.open(bodiless.clone()).unwrap();
+        let (wstream, _) = tokio::time::timeout(PATIENCE, worker.events.recv())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        // A header value the wire can say (a u32 length) but no arena block can hold: the
+        // channel used to refuse it as an error of the whole link.
+        wstream
+            .sender()
+            .send_frame(Frame::Response(pullman_proto::Response {
+                stream: wstream.id(),
+                end: true,
+                status: 200,
+                headers: vec![(
+                    Bytes::from_static(b"x-big"),
+                    Bytes::from(vec![b'v'; SHM_MAX_FRAME as usize]),
+                )],
+            }));
+        match tokio::time::timeout(PATIENCE, doomed.recv()).await.unwrap() {
+            Inbound::Frame(Frame::Reject { retryable, .. }) => assert!(!retryable),
+            other => panic!("expected REJECT, got {other:?}"),
+        }
+
+        let mut next = hub.link.open(bodiless).unwrap();
+        let (wstream, _) = tokio::time::timeout(PATIENCE, worker.events.recv())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        wstream
+            .sender()
+            .send_frame(Frame::Response(pullman_proto::Response {
+                stream: wstream.id(),
+                end: true,
+                status: 204,
+                headers: Vec::new(),
+            }));
+        match tokio::time::timeout(PATIENCE, next.recv()).await.unwrap() {
+            Inbound::Frame(Frame::Response(r)) => assert_eq!(r.status, 204),
+            other => panic!("expected RESPONSE, got {other:?}"),
+        }
     }
 }

@@ -16,11 +16,6 @@ use crate::error::StreamError;
 use crate::outbox::{Command, Outbox};
 use crate::shared::Shared;
 
-/// Body bytes per BODY frame at most. Smaller than the largest frame so that the bodies of
-/// concurrent streams interleave finely: a 100 MiB response holds a small one up by at most
-/// one chunk.
-pub const BODY_CHUNK: usize = 64 * 1024;
-
 /// The receiving end of a stream, held by whoever consumes what the peer sends.
 #[derive(Debug)]
 pub struct Stream {
@@ -91,7 +86,8 @@ impl StreamSender {
     }
 
     /// Sends body bytes, waiting for window as needed; `end` marks the last of the body.
-    /// Large buffers go out in [`BODY_CHUNK`] pieces so other streams interleave.
+    /// Large buffers go out in [`BODY_CHUNK`](crate::BODY_CHUNK) pieces (smaller if the
+    /// peer takes smaller frames) so other streams interleave.
     pub async fn send_data(&self, mut data: Bytes, end: bool) -> Result<(), StreamError> {
         if data.is_empty() {
             if end {
@@ -104,7 +100,7 @@ impl StreamSender {
             return Ok(());
         }
         while !data.is_empty() {
-            let want = data.len().min(BODY_CHUNK);
+            let want = data.len().min(self.outbox.body_chunk());
             let n = poll_fn(|cx| self.shared.poll_reserve(cx, want)).await?;
             let chunk = data.split_to(n);
             let last = end && data.is_empty();

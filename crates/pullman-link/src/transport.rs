@@ -11,7 +11,7 @@ use bytes::{Buf, BytesMut};
 use pullman_proto::{decode, encode, Frame, MAX_FRAME_LIMIT};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::error::LinkError;
+use crate::error::{LinkError, PushError};
 
 /// Read buffer growth step; also the most one read system call takes.
 const READ_CHUNK: usize = 64 * 1024;
@@ -26,8 +26,15 @@ pub trait Transport: Send + 'static {
     fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Result<Frame, LinkError>>;
 
     /// Queues a frame behind the ones already queued. It reaches the peer on a later
-    /// [`poll_send`](Transport::poll_send); nothing queued is ever dropped.
-    fn push(&mut self, frame: Frame) -> Result<(), LinkError>;
+    /// [`poll_send`](Transport::poll_send); nothing queued is ever dropped. A frame that
+    /// cannot be encoded for the peer (a field too long for the wire, a payload over
+    /// [`peer_max_frame`](Transport::peer_max_frame)) is refused with
+    /// [`PushError::Unencodable`] and nothing else changes: the link goes on.
+    fn push(&mut self, frame: Frame) -> Result<(), PushError>;
+
+    /// The largest payload the peer accepts: [`push`](Transport::push) refuses larger
+    /// frames, and body bytes go out in chunks no larger.
+    fn peer_max_frame(&self) -> u32;
 
     /// Bytes queued and not yet handed to the peer: the link stops taking new work past its
     /// high-water mark, which is what bounds this.
@@ -58,6 +65,7 @@ pub struct StreamTransport<S> {
     rbuf: BytesMut,
     wbuf: BytesMut,
     max_frame: u32,
+    peer_max_frame: u32,
     shut_down: bool,
     /// Bytes ever encoded into `wbuf`, and bytes ever written from it: the marks.
     encoded: u64,
@@ -69,17 +77,27 @@ where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
     /// Frames over `io`. `leftover` holds bytes read past the handshake; `max_frame` is the
-    /// largest payload accepted from the peer.
+    /// largest payload accepted from the peer. Frames to the peer are bounded by
+    /// MAX_FRAME_LIMIT, the most any peer may accept, until
+    /// [`with_peer_max_frame`](StreamTransport::with_peer_max_frame) says what this one does.
     pub fn new(io: S, leftover: BytesMut, max_frame: u32) -> StreamTransport<S> {
         StreamTransport {
             io,
             rbuf: leftover,
             wbuf: BytesMut::with_capacity(READ_CHUNK),
             max_frame,
+            peer_max_frame: MAX_FRAME_LIMIT,
             shut_down: false,
             encoded: 0,
             written: 0,
         }
+    }
+
+    /// Holds frames to the peer to the `max_frame` it announced in the handshake (a value
+    /// above MAX_FRAME_LIMIT counts as that limit, as the protocol says).
+    pub fn with_peer_max_frame(mut self, max: u32) -> Self {
+        self.peer_max_frame = max.min(MAX_FRAME_LIMIT);
+        self
     }
 }
 
@@ -106,11 +124,15 @@ where
         }
     }
 
-    fn push(&mut self, frame: Frame) -> Result<(), LinkError> {
+    fn push(&mut self, frame: Frame) -> Result<(), PushError> {
         let before = self.wbuf.len();
-        encode(&frame, &mut self.wbuf, MAX_FRAME_LIMIT).map_err(LinkError::Unencodable)?;
+        encode(&frame, &mut self.wbuf, self.peer_max_frame).map_err(PushError::Unencodable)?;
         self.encoded += (self.wbuf.len() - before) as u64;
         Ok(())
+    }
+
+    fn peer_max_frame(&self) -> u32 {
+        self.peer_max_frame
     }
 
     fn queued(&self) -> usize {
