@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::Full;
 use pullman_proto::{CloseCode, Frame, Hello};
+use pullman_worker::{RequestBody, ResponseBody, Worker};
 use support::*;
+use tokio::sync::Notify;
 
 const TOKEN: &str = "t0ken";
 
@@ -1003,4 +1005,61 @@ async fn a_frozen_shm_worker_misses_its_pings_and_its_request_fails() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Told by [`held_handler`] when a `/held` request reaches it.
+static HELD: Notify = Notify::const_new();
+/// Lets [`held_handler`] answer a `/held` request.
+static RELEASE: Notify = Notify::const_new();
+
+/// A handler run in this process: `/huge-header` answers with a header value larger than
+/// any frame the hub takes (2 MiB), `/held` waits for [`RELEASE`], anything else is 200.
+async fn held_handler(req: http::Request<RequestBody>) -> http::Response<ResponseBody> {
+    let mut resp = http::Response::new(ResponseBody::from("ok\n"));
+    match req.uri().path() {
+        "/huge-header" => {
+            let value = http::HeaderValue::from_bytes(&vec![b'v'; 2 << 20]).unwrap();
+            resp.headers_mut().insert("x-huge", value);
+        }
+        "/held" => {
+            HELD.notify_one();
+            RELEASE.notified().await;
+        }
+        _ => {}
+    }
+    resp
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_response_too_large_to_send_fails_its_request_and_the_worker_serves_on() {
+    let hub = HubProc::start(Transport::Tcp, &one_pool("timeout = \"60s\""));
+    let worker = Worker::builder()
+        .hub(hub.worker_addr.parse().unwrap())
+        .pool("demo")
+        .token(TOKEN)
+        .concurrency(4)
+        .shm(hub.transport == Transport::Shm)
+        .build();
+    let worker = tokio::spawn(worker.run(held_handler, std::future::pending()));
+    let c = client();
+    wait_ready(&c, &hub.url("/ready")).await;
+
+    // A request the handler holds on the same link while the other one fails.
+    let held = spawn_get(&c, hub.url("/held"));
+    tokio::time::timeout(HANG_GUARD, HELD.notified())
+        .await
+        .expect("the handler never got /held");
+    let failed = get(&c, &hub.url("/huge-header")).await;
+    assert_eq!(failed.status, 502, "{failed:?}");
+    assert!(failed.header("x-huge").is_none());
+
+    // The link lived through it (before, the hub refused the oversized frame as a protocol
+    // error, or the shared-memory channel did, and every request on the link failed): the
+    // held request is answered, later ones too, and the worker never had to reconnect.
+    RELEASE.notify_one();
+    let held = held.await.unwrap();
+    assert_eq!(held.status, 200, "{held:?}");
+    assert_eq!(get(&c, &hub.url("/after")).await.status, 200);
+    assert_eq!(hub.log.count("worker connected"), 1, "{}", hub.log.text());
+    worker.abort();
 }

@@ -12,6 +12,7 @@ use http::header::{HeaderName, HeaderValue};
 use http_body_util::{BodyExt, Full};
 use pullman_worker::{Filter, Pass, RequestBody, Verdict, Worker};
 use support::*;
+use tokio::sync::Notify;
 
 const TOKEN: &str = "f1lter";
 
@@ -30,6 +31,11 @@ fn filter_pool(upstream: &str, extra: &str) -> String {
 
 /// A filter with a behaviour per path, run in this process.
 struct TestFilter;
+
+/// Told by the test filter when a `/held` request reaches it.
+static HELD: Notify = Notify::const_new();
+/// Lets the test filter pass a `/held` request.
+static RELEASE: Notify = Notify::const_new();
 
 impl Filter for TestFilter {
     async fn request(&self, req: &mut http::Request<RequestBody>) -> Verdict {
@@ -53,6 +59,15 @@ impl Filter for TestFilter {
                 tokio::time::sleep(HANG_GUARD * 2).await;
                 Verdict::pass()
             }
+            "/held" => {
+                HELD.notify_one();
+                RELEASE.notified().await;
+                Verdict::pass()
+            }
+            // A target longer than the 65,535 bytes a VERDICT can carry.
+            "/huge-target" => Pass::new()
+                .target(format!("/{}", "x".repeat(70_000)))
+                .into(),
             _ => Pass::new()
                 .set(
                     HeaderName::from_static("x-test-filter"),
@@ -186,6 +201,46 @@ async fn edits_reach_the_upstream_and_protected_edits_are_refused() {
     let refused = get(&c, &hub.url("/protected")).await;
     assert_eq!(refused.status, 502, "{refused:?}");
     assert!(upstream.seen("/protected").is_empty());
+    filter.abort();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_verdict_too_large_to_send_fails_its_request_and_the_filter_serves_on() {
+    let upstream = Upstream::start().await;
+    // Open: were the unsendable verdict taken for no verdict, the request would go upstream
+    // unfiltered.
+    let hub = HubProc::start(
+        Transport::Tcp,
+        &filter_pool(
+            &upstream.url(),
+            "failure_mode = \"open\"\nfilter_timeout = \"60s\"",
+        ),
+    );
+    let filter = test_filter(&hub);
+    let c = client();
+    wait_filtered(&c, &hub).await;
+
+    // A request the filter holds on the same link while the other one fails.
+    let held = spawn_get(&c, hub.url("/held"));
+    tokio::time::timeout(HANG_GUARD, HELD.notified())
+        .await
+        .expect("the filter never got /held");
+    let failed = get(&c, &hub.url("/huge-target")).await;
+    assert_eq!(failed.status, 502, "{failed:?}");
+    assert!(upstream.seen("/x").is_empty(), "the request went upstream");
+    assert!(
+        upstream.seen("/huge-target").is_empty(),
+        "forwarded unfiltered"
+    );
+
+    // The link lived through it (the old encoder panicked in the link task, and every
+    // request on the link failed with it): the held request passes, later ones too, and
+    // the filter never had to reconnect.
+    RELEASE.notify_one();
+    let held = held.await.unwrap();
+    assert_eq!(held.status, 200, "{held:?}");
+    assert_eq!(get(&c, &hub.url("/after")).await.status, 200);
+    assert_eq!(hub.log.count("worker connected"), 1, "{}", hub.log.text());
     filter.abort();
 }
 

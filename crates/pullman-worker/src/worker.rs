@@ -8,10 +8,12 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use pullman_link::handshake::{recv_frame, send_frame};
-use pullman_link::{Control, Link, LinkError, Role, Settings, ShmTransport, Stream, SHM_MAX_FRAME};
+use pullman_link::{
+    Control, Link, LinkError, Role, Settings, ShmTransport, Stream, StreamTransport, SHM_MAX_FRAME,
+};
 use pullman_proto::{
-    decode, CloseCode, Frame, Hello, Request, Welcome, DEFAULT_INITIAL_WINDOW, DEFAULT_MAX_FRAME,
-    FEATURE_SHM, HANDSHAKE_MAX_FRAME, PROTOCOL_VERSION,
+    decode, CloseCode, EncodeError, Frame, Hello, Request, Response, Welcome,
+    DEFAULT_INITIAL_WINDOW, DEFAULT_MAX_FRAME, FEATURE_SHM, HANDSHAKE_MAX_FRAME, PROTOCOL_VERSION,
 };
 use pullman_shm::handoff::recv_with_fds;
 use tokio::io::{AsyncRead, AsyncWrite, Interest};
@@ -332,7 +334,7 @@ impl Worker {
         let welcome = welcome(answer)?;
         let settings = self.settings(&welcome, DEFAULT_MAX_FRAME);
         let control = WorkerControl { handler, shared };
-        Ok(Link::spawn(io, buf, settings, control))
+        Ok(spawn_stream_link(io, buf, &welcome, settings, control))
     }
 
     fn hello(&self, features: u32) -> Frame {
@@ -397,7 +399,7 @@ impl Worker {
         if welcome.features & FEATURE_SHM == 0 {
             tracing::info!("the hub keeps the stream protocol");
             let settings = self.settings(&welcome, DEFAULT_MAX_FRAME);
-            return Ok(Link::spawn(io, buf, settings, control));
+            return Ok(spawn_stream_link(io, buf, &welcome, settings, control));
         }
         if !buf.is_empty() {
             return Err(DialError::Retry(
@@ -413,6 +415,23 @@ impl Worker {
         tracing::info!("link to the hub over shared memory");
         Ok(Link::spawn_on(transport, settings, control))
     }
+}
+
+/// Starts the link over a socket, sending the hub frames no larger than its WELCOME allows.
+fn spawn_stream_link<S, H>(
+    io: S,
+    leftover: BytesMut,
+    welcome: &Welcome,
+    settings: Settings,
+    control: WorkerControl<H>,
+) -> (Link, JoinHandle<LinkError>)
+where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    H: Service,
+{
+    let transport = StreamTransport::new(io, leftover, settings.recv_max_frame)
+        .with_peer_max_frame(welcome.max_frame);
+    Link::spawn_on(transport, settings, control)
 }
 
 /// The hub's answer to HELLO: WELCOME, or why not.
@@ -497,6 +516,21 @@ impl<H: Service> Control for WorkerControl<H> {
 
     fn on_closed(&mut self, err: &LinkError) {
         tracing::debug!(reason = %err, "link closed");
+    }
+
+    /// The handler's answer (its response head, or a filter's verdict) cannot travel: a
+    /// field too long for the wire, or more than the hub takes in a frame. The worker failed
+    /// at its job, so the client gets 502, as from a proxy whose upstream sent a head it
+    /// could not use; a REJECT would read as a refusal (503, or a filter pool's
+    /// `failure_mode`, which might forward the request unfiltered).
+    fn unsendable_answer(&mut self, stream: u64, err: &EncodeError) -> Frame {
+        tracing::error!(stream, error = %err, "the handler's answer cannot be sent; answering 502");
+        Frame::Response(Response {
+            stream,
+            end: true,
+            status: 502,
+            headers: Vec::new(),
+        })
     }
 }
 
