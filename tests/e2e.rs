@@ -456,7 +456,7 @@ fn next_cancel(
 fn write_frames(sock: &mut std::net::TcpStream, frames: &[Frame]) {
     let mut out = bytes::BytesMut::new();
     for frame in frames {
-        pullman_proto::encode(frame, &mut out);
+        pullman_proto::encode(frame, &mut out, 1 << 20).unwrap();
     }
     sock.write_all(&out).unwrap();
 }

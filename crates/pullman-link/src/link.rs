@@ -573,7 +573,7 @@ where
                         ..
                     } = frame
                     {
-                        return self.transport.push(frame);
+                        return Ok(self.transport.push(frame)?);
                     }
                     return Ok(());
                 };
