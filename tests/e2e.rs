@@ -283,26 +283,6 @@ async fn client_that_disconnects_cancels_its_request_at_the_worker() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn garbage_on_the_worker_port_closes_that_connection_only() {
-    let hub = HubProc::start_exact(Transport::Tcp, "", &one_pool(""));
-    let _w = hub.worker("demo", TOKEN, 1, "w1");
-    let c = client();
-    wait_ready(&c, &hub.url("/hello")).await;
-    let addr = hub.worker_addr.trim_start_matches("tcp://");
-    let mut sock = std::net::TcpStream::connect(addr).unwrap();
-    sock.write_all(b"GET / HTTP/1.1\r\nthis is not the pullman protocol\r\n\r\n")
-        .unwrap();
-    let answer = read_to_close(sock);
-    assert!(
-        answer.windows(14).any(|w| w == b"protocol error")
-            || answer.is_empty()
-            || answer.len() > 14
-    );
-    hub.log.wait_for("worker connection refused", 1);
-    assert_eq!(get(&c, &hub.url("/hello")).await.status, 200);
-}
-
-#[tokio::test(flavor = "multi_thread")]
 async fn wrong_token_is_refused_with_a_reason() {
     let hub = HubProc::start(Transport::Tcp, &one_pool(""));
     let mut w = hub.worker("demo", "not-the-token", 1, "intruder");
@@ -383,16 +363,16 @@ async fn oversized_headers_and_bodies_get_431_and_413() {
     assert_eq!(send(&c, req).await.status, 200);
 }
 
-/// Speaks the worker protocol by hand: HELLO, then whatever the test wants.
+/// Speaks the worker protocol by hand: the preface and HELLO, then whatever the test wants.
 fn raw_worker(hub: &HubProc, token: &str) -> (std::net::TcpStream, bytes::BytesMut) {
     let addr = hub.worker_addr.trim_start_matches("tcp://");
     let mut sock = std::net::TcpStream::connect(addr).unwrap();
     sock.set_read_timeout(Some(HANG_GUARD)).unwrap();
-    let mut out = bytes::BytesMut::new();
+    let mut out = bytes::BytesMut::from(&pullman_proto::PREFACE[..]);
     pullman_proto::encode(
         &Frame::Hello(Hello {
-            min_version: 1,
-            max_version: 1,
+            min_version: pullman_proto::PROTOCOL_VERSION,
+            max_version: pullman_proto::PROTOCOL_VERSION,
             max_frame: 1 << 20,
             initial_window: 1 << 16,
             features: 0,

@@ -399,6 +399,23 @@ pub fn read_to_close(mut sock: std::net::TcpStream) -> Vec<u8> {
     out
 }
 
+/// The next frame from a raw socket; `None` once it closes.
+pub fn read_frame(
+    sock: &mut std::net::TcpStream,
+    buf: &mut bytes::BytesMut,
+) -> Option<pullman_proto::Frame> {
+    loop {
+        if let Some(f) = pullman_proto::decode(buf, 1 << 20).unwrap() {
+            return Some(f);
+        }
+        let mut chunk = [0u8; 4096];
+        match sock.read(&mut chunk) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
 /// A TOML pool table.
 pub fn pool(name: &str, token: &str, extra: &str) -> String {
     format!("[[pool]]\nname = \"{name}\"\ntoken = \"{token}\"\n{extra}\n")

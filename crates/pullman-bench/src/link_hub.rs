@@ -13,11 +13,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use pullman_link::handshake::{recv_frame, send_frame};
+use pullman_link::handshake::{recv_frame, recv_preface, send_frame};
 use pullman_link::{Control, Inbound, Link, LinkError, Role, Settings, ShmOffer, SHM_MAX_FRAME};
 use pullman_proto::handshake::negotiate_version;
 use pullman_proto::{
-    Frame, HeadBuilder, Hello, Mode, Request, Version, Welcome, DEFAULT_INITIAL_WINDOW,
+    Frame, HeadBuilder, Hello, Mode, Opening, Request, Version, Welcome, DEFAULT_INITIAL_WINDOW,
     DEFAULT_MAX_FRAME, FEATURE_SHM, HANDSHAKE_MAX_FRAME, PROTOCOL_VERSION,
 };
 use tokio::net::{TcpListener, UnixListener};
@@ -225,12 +225,18 @@ async fn within<F: std::future::Future>(f: F) -> Result<F::Output, String> {
         .map_err(|_| format!("nothing within {GUARD:?}"))
 }
 
-/// Reads HELLO; what was read past it stays in the buffer for the link.
+/// Reads the connection preface and HELLO; what was read past it stays in the buffer for
+/// the link.
 async fn greet<S>(io: &mut S) -> Result<(Hello, BytesMut), String>
 where
     S: tokio::io::AsyncRead + Unpin,
 {
     let mut buf = BytesMut::with_capacity(1024);
+    match within(recv_preface(io, &mut buf)).await? {
+        Ok(Opening::Preface) => {}
+        Ok(other) => return Err(format!("expected the connection preface, got {other:?}")),
+        Err(e) => return Err(e.to_string()),
+    }
     match within(recv_frame(io, &mut buf, HANDSHAKE_MAX_FRAME)).await? {
         Ok(Frame::Hello(h)) => Ok((h, buf)),
         Ok(other) => Err(format!("expected HELLO, got {:?}", other.frame_type())),

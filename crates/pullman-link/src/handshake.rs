@@ -1,10 +1,12 @@
-//! The handshake, before a link task owns the socket: single-frame reads and writes, and
-//! the hub's offer of shared memory (WELCOME with the worker's descriptors).
+//! The handshake, before a link task owns the socket: the connection preface, single-frame
+//! reads and writes, and the hub's offer of shared memory (WELCOME with the worker's
+//! descriptors).
 
 use std::os::fd::{AsFd, OwnedFd};
 
-use bytes::BytesMut;
-use pullman_proto::{decode, encode, Frame, HANDSHAKE_MAX_FRAME};
+use bytes::{Buf, BytesMut};
+use pullman_proto::preface::classify;
+use pullman_proto::{decode, encode, Frame, Opening, HANDSHAKE_MAX_FRAME, PREFACE};
 use pullman_shm::handoff::send_with_fds;
 use pullman_shm::{Bell, Channel, ShmError};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, Interest};
@@ -33,6 +35,41 @@ where
             return Err(LinkError::Eof);
         }
     }
+}
+
+/// Reads the first bytes of a connection to a worker port (the hub's side) until they tell
+/// what dialed in. On [`Opening::Preface`] the preface is consumed and what follows stays in
+/// `buf`; on anything else `buf` holds the bytes that told.
+pub async fn recv_preface<S>(io: &mut S, buf: &mut BytesMut) -> Result<Opening, LinkError>
+where
+    S: AsyncRead + Unpin,
+{
+    loop {
+        match classify(buf) {
+            Opening::Incomplete => {}
+            Opening::Preface => {
+                buf.advance(PREFACE.len());
+                return Ok(Opening::Preface);
+            }
+            other => return Ok(other),
+        }
+        if io.read_buf(buf).await? == 0 {
+            return Err(LinkError::Eof);
+        }
+    }
+}
+
+/// Writes the connection preface and HELLO (the worker's side), in one write; HELLO is held to
+/// HANDSHAKE_MAX_FRAME, the limit the hub reads it with.
+pub async fn send_hello<S>(io: &mut S, hello: &Frame) -> Result<(), LinkError>
+where
+    S: AsyncWrite + Unpin,
+{
+    let mut buf = BytesMut::from(&PREFACE[..]);
+    encode(hello, &mut buf, HANDSHAKE_MAX_FRAME).map_err(LinkError::Unencodable)?;
+    io.write_all(&buf).await?;
+    io.flush().await?;
+    Ok(())
 }
 
 /// Writes one frame (of at most HANDSHAKE_MAX_FRAME payload bytes, the limit the peer reads

@@ -1,6 +1,6 @@
 //! The pullman wire protocol between a hub and its workers, without I/O.
 //!
-//! A link is a byte stream (TCP, TLS, a Unix socket) carrying frames. This crate turns frames
+//! A link is a byte stream (TCP, a Unix socket) carrying frames. This crate turns frames
 //! into bytes and bytes into frames, and keeps the small pieces of arithmetic both ends share
 //! (version negotiation, token comparison, flow-control windows). It knows nothing of tokio:
 //! the async loops that drive it live in `pullman-link`.
@@ -12,6 +12,8 @@
 //! - [`codec`]: [`decode`] and [`encode`], `BytesMut` in, `BytesMut` out.
 //! - [`head`]: the request [`HeadView`]: raw head bytes plus a span table, the one
 //!   representation every transport carries.
+//! - [`preface`]: the connection preface a worker sends before HELLO, and telling it from
+//!   HTTP and from a worker of version 1.
 //! - [`handshake`]: version ranges and constant-time token comparison.
 //! - [`window`]: per-stream flow-control accounting.
 //! - [`error`]: the [`DecodeError`] and [`EncodeError`] types.
@@ -23,6 +25,7 @@ pub mod error;
 pub mod frame;
 pub mod handshake;
 pub mod head;
+pub mod preface;
 pub mod window;
 
 pub use codec::{decode, decode_payload, encode, FRAME_HEADER_LEN};
@@ -32,10 +35,13 @@ pub use frame::{
     Verdict, Welcome,
 };
 pub use head::{HeadBuilder, HeadView, Version};
+pub use preface::{Opening, PREFACE};
 pub use window::{Window, WindowError};
 
 /// The protocol versions this build speaks. A peer offers a range; the highest common one wins.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// Version 2 added the connection preface ([`PREFACE`]); a version 1 worker sends none, which
+/// the hub sees before it could read that worker's HELLO.
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// Largest frame payload any peer may announce. A bound so that a hostile length prefix
 /// can never make a reader reserve more than this; 16 MiB holds any sane request head.

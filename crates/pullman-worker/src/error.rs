@@ -17,6 +17,13 @@ pub enum WorkerError {
         /// The hub's reason.
         reason: String,
     },
+    /// The hub address answers in HTTP: it is the hub's HTTP listener (or another HTTP
+    /// server), not a worker port. Retrying will not help.
+    #[error(
+        "{0} is an HTTP server, not a pullman worker port \
+         (workers dial an address of the hub's workers_listen)"
+    )]
+    NotWorkerPort(String),
     /// A setting is missing or out of range.
     #[error("worker settings: {0}")]
     Settings(String),

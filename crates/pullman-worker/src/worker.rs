@@ -7,10 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use pullman_link::handshake::{recv_frame, send_frame};
+use pullman_link::handshake::{recv_frame, send_hello};
 use pullman_link::{
     Control, Link, LinkError, Role, Settings, ShmTransport, Stream, StreamTransport, SHM_MAX_FRAME,
 };
+use pullman_proto::preface::is_http_response;
 use pullman_proto::{
     decode, CloseCode, EncodeError, Frame, Hello, Request, Response, Welcome,
     DEFAULT_INITIAL_WINDOW, DEFAULT_MAX_FRAME, FEATURE_SHM, HANDSHAKE_MAX_FRAME, PROTOCOL_VERSION,
@@ -325,16 +326,26 @@ impl Worker {
         let hello = self.hello(0);
         let mut buf = BytesMut::with_capacity(1024);
         let answer = tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
-            send_frame(&mut io, &hello).await?;
+            send_hello(&mut io, &hello).await?;
             recv_frame(&mut io, &mut buf, HANDSHAKE_MAX_FRAME).await
         })
         .await
         .map_err(|_| DialError::Retry("no WELCOME in time".into()))?
-        .map_err(|e| DialError::Retry(e.to_string()))?;
+        .map_err(|e| self.no_welcome(e, &buf))?;
         let welcome = welcome(answer)?;
         let settings = self.settings(&welcome, DEFAULT_MAX_FRAME);
         let control = WorkerControl { handler, shared };
         Ok(spawn_stream_link(io, buf, &welcome, settings, control))
+    }
+
+    /// Why the hub's answer was no frame: an HTTP response means the address is wrong, which
+    /// retrying will not fix; anything else may pass.
+    fn no_welcome(&self, e: LinkError, read: &[u8]) -> DialError {
+        if is_http_response(read) {
+            DialError::Fatal(WorkerError::NotWorkerPort(self.hub.to_string()))
+        } else {
+            DialError::Retry(e.to_string())
+        }
     }
 
     fn hello(&self, features: u32) -> Frame {
@@ -372,7 +383,7 @@ impl Worker {
         let mut buf = BytesMut::with_capacity(1024);
         let mut fds = Vec::new();
         let answer = tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
-            send_frame(&mut io, &self.hello(FEATURE_SHM)).await?;
+            send_hello(&mut io, &self.hello(FEATURE_SHM)).await?;
             let mut chunk = [0u8; 1024];
             loop {
                 if let Some(frame) = decode(&mut buf, HANDSHAKE_MAX_FRAME)
@@ -393,7 +404,7 @@ impl Worker {
         })
         .await
         .map_err(|_| DialError::Retry("no WELCOME in time".into()))?
-        .map_err(|e| DialError::Retry(e.to_string()))?;
+        .map_err(|e| self.no_welcome(e, &buf))?;
         let welcome = welcome(answer)?;
         let control = WorkerControl { handler, shared };
         if welcome.features & FEATURE_SHM == 0 {
@@ -536,6 +547,8 @@ impl<H: Service> Control for WorkerControl<H> {
 
 #[cfg(test)]
 mod tests {
+    use pullman_link::handshake::{recv_preface, send_frame};
+    use pullman_proto::Opening;
     use tokio::net::UnixListener;
 
     use super::*;
@@ -573,6 +586,8 @@ mod tests {
         let (mut sock, _) = listener.accept().await.unwrap();
         let _ = std::fs::remove_file(&path);
         let mut buf = BytesMut::new();
+        let opening = tokio::time::timeout(PATIENCE, recv_preface(&mut sock, &mut buf)).await;
+        assert_eq!(opening.unwrap().unwrap(), Opening::Preface);
         let hello = tokio::time::timeout(
             PATIENCE,
             recv_frame(&mut sock, &mut buf, HANDSHAKE_MAX_FRAME),

@@ -19,16 +19,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use pullman_link::handshake::{recv_frame, send_frame};
+use pullman_link::handshake::{recv_frame, recv_preface, send_frame};
 use pullman_link::{Link, LinkError, Role, Settings, ShmOffer, SHM_MAX_FRAME};
 use pullman_proto::handshake::{negotiate_version, token_matches};
 use pullman_proto::window::MAX_WINDOW;
 use pullman_proto::{
-    CloseCode, Frame, Hello, Welcome, DEFAULT_INITIAL_WINDOW, DEFAULT_MAX_FRAME, FEATURE_SHM,
-    HANDSHAKE_MAX_FRAME, PROTOCOL_VERSION,
+    CloseCode, Frame, Hello, Opening, Welcome, DEFAULT_INITIAL_WINDOW, DEFAULT_MAX_FRAME,
+    FEATURE_SHM, HANDSHAKE_MAX_FRAME, PROTOCOL_VERSION,
 };
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::UnixStream;
+use tokio::time::{timeout_at, Instant};
 
 use crate::dispatch::{Pool, WorkerMeta};
 use crate::state::HubState;
@@ -100,11 +101,19 @@ impl WorkerPort {
         S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     {
         let mut buf = BytesMut::with_capacity(1024);
-        let hello = match tokio::time::timeout(
-            HANDSHAKE_TIMEOUT,
-            recv_frame(io, &mut buf, HANDSHAKE_MAX_FRAME),
-        )
-        .await
+        let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
+        match timeout_at(deadline, recv_preface(io, &mut buf)).await {
+            Ok(Ok(Opening::Preface)) => {}
+            Ok(Ok(opening)) => {
+                turn_away(io, peer, opening).await;
+                return None;
+            }
+            Ok(Err(_)) | Err(_) => {
+                tracing::info!(%peer, "worker connection closed before its connection preface");
+                return None;
+            }
+        }
+        let hello = match timeout_at(deadline, recv_frame(io, &mut buf, HANDSHAKE_MAX_FRAME)).await
         {
             Ok(Ok(Frame::Hello(h))) => h,
             Ok(Ok(other)) => {
@@ -238,6 +247,47 @@ impl WorkerPort {
         join(&g.pool, worker_id, g.meta(peer), move |control| {
             Link::spawn_on(transport, settings, control).0
         });
+    }
+}
+
+/// Answers a connection that did not open with the connection preface in terms its peer
+/// understands: an HTTP client gets a 400 that says where it is, a worker of version 1 a
+/// CLOSE it can read; anything else is only logged.
+async fn turn_away<S>(io: &mut S, peer: &str, opening: Opening)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    match opening {
+        Opening::Http => {
+            tracing::info!(%peer, "worker connection refused: an HTTP client on the worker port");
+            let body = "this is a pullman worker port, not an HTTP server: \
+                        HTTP clients go to the hub's listen address\n";
+            let answer = format!(
+                "HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain; charset=utf-8\r\n\
+                 content-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
+                io.write_all(answer.as_bytes()).await?;
+                io.shutdown().await?;
+                // Read the rest of the request: closing on unread bytes resets the
+                // connection, and the client could lose the answer.
+                let mut sink = [0u8; 4096];
+                while io.read(&mut sink).await? > 0 {}
+                Ok::<_, std::io::Error>(())
+            })
+            .await;
+        }
+        Opening::HelloWithoutPreface => {
+            let why = format!(
+                "protocol version too old: this hub speaks version {PROTOCOL_VERSION}, whose \
+                 workers send a connection preface before HELLO; upgrade the worker"
+            );
+            refuse(io, peer, CloseCode::UnsupportedVersion, why).await;
+        }
+        _ => {
+            tracing::info!(%peer, "worker connection refused: no connection preface (not a pullman worker)")
+        }
     }
 }
 
