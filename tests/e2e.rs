@@ -376,6 +376,7 @@ fn raw_worker(hub: &HubProc, token: &str) -> (std::net::TcpStream, bytes::BytesM
             max_frame: 1 << 20,
             initial_window: 1 << 16,
             features: 0,
+            modes: pullman_proto::Modes::RESPOND,
             pool: "demo".into(),
             token: token.into(),
             name: "raw".into(),

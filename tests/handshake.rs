@@ -1,18 +1,24 @@
 //! End to end: what happens when a worker and a hub are not what the other expects: an HTTP
 //! client on the worker port, a worker on the HTTP port, a worker of an older protocol
-//! version.
+//! version, a worker that does not serve its pool's mode.
 
 mod support;
 
 use std::io::Write;
 
-use pullman_proto::{CloseCode, Frame};
+use pullman_proto::{CloseCode, Frame, Hello, Mode, Modes, PREFACE, PROTOCOL_VERSION};
 use support::*;
 
 const TOKEN: &str = "t0ken";
 
 fn one_pool(extra: &str) -> String {
     format!("{}{}", pool("demo", TOKEN, extra), route_all("demo"))
+}
+
+/// A filter pool `waf` behind every path. Its upstream is never reached: no request is sent.
+fn filter_pool(extra: &str) -> String {
+    let settings = format!("mode = \"filter\"\nupstream = \"http://127.0.0.1:9\"\n{extra}");
+    format!("{}{}", pool("waf", TOKEN, &settings), route_all("waf"))
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -94,4 +100,71 @@ async fn garbage_on_the_worker_port_is_logged_and_closed() {
     assert_eq!(read_to_close(sock), b"");
     hub.log.wait_for("no connection preface", 1);
     assert_eq!(get(&c, &hub.url("/hello")).await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_respond_worker_is_refused_by_a_filter_pool_and_stops() {
+    let hub = HubProc::start(Transport::Tcp, &filter_pool(""));
+    let mut w = hub.worker("waf", TOKEN, 1, "responder");
+    assert!(
+        !w.wait_exit(),
+        "a worker refused for its mode must exit with an error"
+    );
+    let log = w.log.text();
+    assert!(log.contains("UnsupportedMode"), "{log}");
+    assert!(log.contains("filter"), "{log}");
+    assert_eq!(w.log.count("cannot reach hub"), 0, "it retried:\n{log}");
+    hub.log.wait_for("needs a worker serving", 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_filter_worker_is_refused_by_a_respond_pool_and_stops() {
+    let hub = HubProc::start(Transport::Tcp, &one_pool(""));
+    let mut w = hub.filter_worker("demo", TOKEN, 1, "filter");
+    assert!(!w.wait_exit(), "{}", w.log.text());
+    assert!(w.log.text().contains("UnsupportedMode"), "{}", w.log.text());
+    hub.log.wait_for("needs a worker serving", 1);
+}
+
+/// What the hub answers a hand-written HELLO for pool `waf` that names `modes`.
+fn answer_to_hello(hub: &HubProc, modes: Modes) -> Option<Frame> {
+    let addr = hub.worker_addr.trim_start_matches("tcp://");
+    let mut sock = std::net::TcpStream::connect(addr).unwrap();
+    sock.set_read_timeout(Some(HANG_GUARD)).unwrap();
+    let mut out = bytes::BytesMut::from(&PREFACE[..]);
+    let hello = Hello {
+        min_version: PROTOCOL_VERSION,
+        max_version: PROTOCOL_VERSION,
+        max_frame: 1 << 20,
+        initial_window: 1 << 16,
+        features: 0,
+        modes,
+        pool: "waf".into(),
+        token: TOKEN.into(),
+        name: "raw".into(),
+    };
+    pullman_proto::encode(
+        &Frame::Hello(hello),
+        &mut out,
+        pullman_proto::HANDSHAKE_MAX_FRAME,
+    )
+    .unwrap();
+    sock.write_all(&out).unwrap();
+    read_frame(&mut sock, &mut bytes::BytesMut::new())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pool_that_filters_responses_needs_workers_that_serve_the_response_phase() {
+    let hub = HubProc::start_exact(Transport::Tcp, "", &filter_pool("filter_response = true"));
+    let request_only = Modes::of(Mode::Filter);
+    match answer_to_hello(&hub, request_only) {
+        Some(Frame::Close {
+            code: CloseCode::UnsupportedMode,
+            reason,
+        }) => assert!(reason.contains("filter response (mode 2)"), "{reason}"),
+        other => panic!("expected CLOSE unsupported_mode, got {other:?}"),
+    }
+    let both = request_only.with(Mode::FilterResponse);
+    let answer = answer_to_hello(&hub, both);
+    assert!(matches!(answer, Some(Frame::Welcome(_))), "{answer:?}");
 }

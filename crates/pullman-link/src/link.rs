@@ -1698,6 +1698,7 @@ mod tests {
             max_frame: 0,
             initial_window: 0,
             features: 0,
+            modes: pullman_proto::Modes::RESPOND,
             pool: "p".repeat(70_000),
             token: String::new(),
             name: String::new(),

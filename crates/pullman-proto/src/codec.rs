@@ -11,8 +11,8 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use crate::error::{DecodeError, EncodeError, Field};
 use crate::frame::{
-    CancelReason, CloseCode, EditOp, Frame, FrameType, HeaderEdit, Hello, Mode, Request, Response,
-    Verdict, Welcome, FLAG_END, FLAG_RETRYABLE,
+    CancelReason, CloseCode, EditOp, Frame, FrameType, HeaderEdit, Hello, Mode, Modes, Request,
+    Response, Verdict, Welcome, FLAG_END, FLAG_RETRYABLE,
 };
 use crate::head::HeadView;
 
@@ -75,6 +75,7 @@ pub fn decode_payload(
             max_frame: p.u32()?,
             initial_window: p.u32()?,
             features: p.u32()?,
+            modes: Modes(p.u8()?),
             pool: p.string()?,
             token: p.string()?,
             name: p.string()?,
@@ -230,6 +231,7 @@ fn encode_at(
             buf.put_u32(h.max_frame);
             buf.put_u32(h.initial_window);
             buf.put_u32(h.features);
+            buf.put_u8(h.modes.0);
             put_u16_field(buf, kind, Field::Pool, h.pool.as_bytes())?;
             put_u16_field(buf, kind, Field::Token, h.token.as_bytes())?;
             put_u16_field(buf, kind, Field::Name, h.name.as_bytes())?;
@@ -599,6 +601,7 @@ mod tests {
             max_frame: 1 << 20,
             initial_window: 1 << 16,
             features: 0,
+            modes: crate::Modes::RESPOND,
             pool: "p".into(),
             token: "t".into(),
             name: "n".into(),

@@ -4,6 +4,8 @@
 //! Control frames travel on stream 0; stream frames on a hub-assigned id that is never 0 and
 //! never reused on a connection.
 
+use std::fmt;
+
 use bytes::Bytes;
 
 use crate::head::HeadView;
@@ -200,8 +202,11 @@ pub struct Hello {
     pub max_frame: u32,
     /// Per-stream window the worker grants for request bodies.
     pub initial_window: u32,
-    /// Feature bits the worker would like (none defined in version 1).
+    /// Feature bits the worker would like ([`FEATURE_SHM`](crate::FEATURE_SHM)).
     pub features: u32,
+    /// The REQUEST modes the worker serves; the hub refuses a worker that lacks a mode its
+    /// pool uses.
+    pub modes: Modes,
     /// The pool the worker serves.
     pub pool: String,
     /// The pool's token.
@@ -248,6 +253,14 @@ pub enum Mode {
 }
 
 impl Mode {
+    /// Every mode, in the order of their numbers.
+    pub const ALL: [Mode; 4] = [
+        Mode::Respond,
+        Mode::Filter,
+        Mode::FilterResponse,
+        Mode::FilterStreamed,
+    ];
+
     /// The mode for a byte, if known.
     pub fn from_u8(b: u8) -> Option<Mode> {
         Some(match b {
@@ -257,6 +270,71 @@ impl Mode {
             3 => Mode::FilterStreamed,
             _ => return None,
         })
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = match self {
+            Mode::Respond => "respond",
+            Mode::Filter => "filter request",
+            Mode::FilterResponse => "filter response",
+            Mode::FilterStreamed => "streamed filter request",
+        };
+        write!(f, "{name} (mode {})", *self as u8)
+    }
+}
+
+/// A set of [`Mode`]s, as HELLO's `modes` byte carries it: bit `1 << mode` for each REQUEST
+/// mode the worker serves. Bits of modes this version does not know are kept, not refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Modes(pub u8);
+
+impl Modes {
+    /// What a handler serves: it answers requests.
+    pub const RESPOND: Modes = Modes(1 << Mode::Respond as u8);
+    /// What a filter serves: every phase of a filter pool.
+    pub const FILTER: Modes = Modes(
+        1 << Mode::Filter as u8 | 1 << Mode::FilterResponse as u8 | 1 << Mode::FilterStreamed as u8,
+    );
+
+    /// The set of one mode.
+    pub fn of(mode: Mode) -> Modes {
+        Modes(1 << mode as u8)
+    }
+
+    /// This set and `mode`.
+    pub fn with(self, mode: Mode) -> Modes {
+        Modes(self.0 | Modes::of(mode).0)
+    }
+
+    /// Whether `mode` is in the set.
+    pub fn contains(self, mode: Mode) -> bool {
+        self.0 & Modes::of(mode).0 != 0
+    }
+
+    /// The modes of `needed` that this set lacks.
+    pub fn lacking(self, needed: Modes) -> Modes {
+        Modes(needed.0 & !self.0)
+    }
+
+    /// Whether the set holds no mode.
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+}
+
+impl fmt::Display for Modes {
+    /// The known modes by name (`respond (mode 0), filter request (mode 1)`), or `none`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut known = Mode::ALL.into_iter().filter(|m| self.contains(*m));
+        match known.next() {
+            None => f.write_str("none"),
+            Some(first) => {
+                write!(f, "{first}")?;
+                known.try_for_each(|m| write!(f, ", {m}"))
+            }
+        }
     }
 }
 
@@ -387,6 +465,9 @@ pub enum CloseCode {
     GoingAway = 6,
     /// Something failed inside the sender.
     Internal = 7,
+    /// Handshake: the worker does not serve a mode its pool uses (a handler in a filter pool,
+    /// a filter in a respond pool).
+    UnsupportedMode = 8,
 }
 
 impl CloseCode {
@@ -402,7 +483,25 @@ impl CloseCode {
             5 => Timeout,
             6 => GoingAway,
             7 => Internal,
+            8 => UnsupportedMode,
             _ => return None,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mode_sets_name_what_they_lack() {
+        let filter_pool = Modes::of(Mode::Filter).with(Mode::FilterResponse);
+        assert_eq!(
+            Modes::RESPOND.lacking(filter_pool).to_string(),
+            "filter request (mode 1), filter response (mode 2)"
+        );
+        assert!(Modes::FILTER.lacking(filter_pool).is_empty());
+        assert_eq!(Modes(0).to_string(), "none");
+        assert!(Modes(0xff).contains(Mode::FilterStreamed));
     }
 }

@@ -31,16 +31,17 @@ pub mod window;
 pub use codec::{decode, decode_payload, encode, FRAME_HEADER_LEN};
 pub use error::{DecodeError, EncodeError};
 pub use frame::{
-    CancelReason, CloseCode, EditOp, Frame, FrameType, HeaderEdit, Hello, Mode, Request, Response,
-    Verdict, Welcome,
+    CancelReason, CloseCode, EditOp, Frame, FrameType, HeaderEdit, Hello, Mode, Modes, Request,
+    Response, Verdict, Welcome,
 };
 pub use head::{HeadBuilder, HeadView, Version};
 pub use preface::{Opening, PREFACE};
 pub use window::{Window, WindowError};
 
 /// The protocol versions this build speaks. A peer offers a range; the highest common one wins.
-/// Version 2 added the connection preface ([`PREFACE`]); a version 1 worker sends none, which
-/// the hub sees before it could read that worker's HELLO.
+/// Version 2 added the connection preface ([`PREFACE`]; a version 1 worker sends none, which
+/// the hub sees before it could read that worker's HELLO), HELLO's `modes` and the close
+/// code `unsupported_mode`.
 pub const PROTOCOL_VERSION: u16 = 2;
 
 /// Largest frame payload any peer may announce. A bound so that a hostile length prefix

@@ -9,8 +9,8 @@ use pullman_proto::error::Field;
 use pullman_proto::frame::{FLAG_END, FLAG_RETRYABLE};
 use pullman_proto::{
     decode, encode, CancelReason, CloseCode, DecodeError, EditOp, EncodeError, Frame, FrameType,
-    HeadBuilder, HeadView, HeaderEdit, Hello, Mode, Request, Response, Verdict, Version, Welcome,
-    DEFAULT_MAX_FRAME, FRAME_HEADER_LEN, MAX_FRAME_LIMIT,
+    HeadBuilder, HeadView, HeaderEdit, Hello, Mode, Modes, Request, Response, Verdict, Version,
+    Welcome, DEFAULT_MAX_FRAME, FRAME_HEADER_LEN, MAX_FRAME_LIMIT,
 };
 
 /// Cases per property: enough to reach every frame family many times, few enough that the
@@ -112,24 +112,36 @@ fn cancel_reason() -> impl Strategy<Value = CancelReason> {
 }
 
 fn close_code() -> impl Strategy<Value = CloseCode> {
-    (0..8u16).prop_map(|v| CloseCode::from_u16(v).expect("codes 0..8 exist"))
+    (0..9u16).prop_map(|v| CloseCode::from_u16(v).expect("codes 0..9 exist"))
 }
 
 fn hello() -> impl Strategy<Value = Frame> {
-    (any::<(u16, u16, u32, u32, u32)>(), text(), text(), text()).prop_map(
-        |((min_version, max_version, max_frame, initial_window, features), pool, token, name)| {
-            Frame::Hello(Hello {
-                min_version,
-                max_version,
-                max_frame,
-                initial_window,
-                features,
+    (
+        any::<(u16, u16, u32, u32, u32, u8)>(),
+        text(),
+        text(),
+        text(),
+    )
+        .prop_map(
+            |(
+                (min_version, max_version, max_frame, initial_window, features, modes),
                 pool,
                 token,
                 name,
-            })
-        },
-    )
+            )| {
+                Frame::Hello(Hello {
+                    min_version,
+                    max_version,
+                    max_frame,
+                    initial_window,
+                    features,
+                    modes: Modes(modes),
+                    pool,
+                    token,
+                    name,
+                })
+            },
+        )
 }
 
 fn welcome() -> impl Strategy<Value = Frame> {

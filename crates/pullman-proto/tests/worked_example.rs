@@ -4,8 +4,8 @@
 
 use bytes::{Bytes, BytesMut};
 use pullman_proto::{
-    encode, CancelReason, CloseCode, Frame, HeadBuilder, Hello, Mode, Request, Response, Version,
-    Welcome, PREFACE, PROTOCOL_VERSION,
+    encode, CancelReason, CloseCode, Frame, HeadBuilder, Hello, Mode, Modes, Request, Response,
+    Version, Welcome, PREFACE, PROTOCOL_VERSION,
 };
 
 const PROTOCOL_MD: &str = include_str!("../../../docs/protocol.md");
@@ -60,6 +60,7 @@ fn hello() -> Frame {
         max_frame: 1 << 20,
         initial_window: 256 * 1024,
         features: 0,
+        modes: Modes::RESPOND,
         pool: "demo".into(),
         token: "s3cret".into(),
         name: "w1".into(),

@@ -9,7 +9,7 @@ pub enum WorkerError {
     #[error("bad hub address {0}")]
     Address(String),
     /// The hub refused this worker for a reason retrying will not fix (wrong token, unknown
-    /// pool, no common version).
+    /// pool, no common version, a pool whose mode the worker does not serve).
     #[error("hub refused the worker ({code:?}): {reason}")]
     Refused {
         /// The hub's code.

@@ -152,6 +152,8 @@ impl Pass {
 pub(crate) struct Filtered<F>(pub(crate) F);
 
 impl<F: Filter> Service for Filtered<F> {
+    const MODES: pullman_proto::Modes = pullman_proto::Modes::FILTER;
+
     async fn serve(self: Arc<Self>, req: pullman_proto::Request, stream: Stream) {
         let sender = stream.sender();
         let id = stream.id();

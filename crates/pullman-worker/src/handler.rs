@@ -54,6 +54,9 @@ pub struct RequestInfo {
 /// What a worker runs on each stream the hub opens: a [`Handler`] (respond pools) or a
 /// [`Filter`](crate::Filter) (filter pools).
 pub(crate) trait Service: Send + Sync + 'static {
+    /// The REQUEST modes it serves, announced in HELLO.
+    const MODES: pullman_proto::Modes;
+
     /// Serves one stream to its end.
     fn serve(
         self: Arc<Self>,
@@ -66,6 +69,8 @@ pub(crate) trait Service: Send + Sync + 'static {
 pub(crate) struct Handled<H>(pub(crate) H);
 
 impl<H: Handler> Service for Handled<H> {
+    const MODES: pullman_proto::Modes = pullman_proto::Modes::RESPOND;
+
     async fn serve(self: Arc<Self>, req: pullman_proto::Request, stream: Stream) {
         if req.mode != pullman_proto::Mode::Respond {
             // A filter pool's request: answering it would block it with this response.

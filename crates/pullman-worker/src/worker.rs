@@ -13,7 +13,7 @@ use pullman_link::{
 };
 use pullman_proto::preface::is_http_response;
 use pullman_proto::{
-    decode, CloseCode, EncodeError, Frame, Hello, Request, Response, Welcome,
+    decode, CloseCode, EncodeError, Frame, Hello, Modes, Request, Response, Welcome,
     DEFAULT_INITIAL_WINDOW, DEFAULT_MAX_FRAME, FEATURE_SHM, HANDSHAKE_MAX_FRAME, PROTOCOL_VERSION,
 };
 use pullman_shm::handoff::recv_with_fds;
@@ -195,7 +195,8 @@ impl Worker {
     /// Serves `handler` until `shutdown` resolves, then drains: tells the hub DRAIN, takes
     /// nothing new, finishes what is in flight (within the drain grace), and closes.
     /// Reconnects with backoff when the link breaks. Returns an error only when the hub
-    /// refuses the worker for good (wrong token, unknown pool).
+    /// refuses the worker for good (wrong token, unknown pool, a respond pool for a filter
+    /// or the other way round) or the hub address is an HTTP server's.
     pub async fn run<H: Handler>(
         self,
         handler: H,
@@ -323,7 +324,7 @@ impl Worker {
         S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
         H: Service,
     {
-        let hello = self.hello(0);
+        let hello = self.hello(0, H::MODES);
         let mut buf = BytesMut::with_capacity(1024);
         let answer = tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
             send_hello(&mut io, &hello).await?;
@@ -348,13 +349,14 @@ impl Worker {
         }
     }
 
-    fn hello(&self, features: u32) -> Frame {
+    fn hello(&self, features: u32, modes: Modes) -> Frame {
         Frame::Hello(Hello {
             min_version: PROTOCOL_VERSION,
             max_version: PROTOCOL_VERSION,
             max_frame: DEFAULT_MAX_FRAME,
             initial_window: DEFAULT_INITIAL_WINDOW,
             features,
+            modes,
             pool: self.pool.clone(),
             token: self.token.clone(),
             name: self.name.clone(),
@@ -383,7 +385,7 @@ impl Worker {
         let mut buf = BytesMut::with_capacity(1024);
         let mut fds = Vec::new();
         let answer = tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
-            send_hello(&mut io, &self.hello(FEATURE_SHM)).await?;
+            send_hello(&mut io, &self.hello(FEATURE_SHM, H::MODES)).await?;
             let mut chunk = [0u8; 1024];
             loop {
                 if let Some(frame) = decode(&mut buf, HANDSHAKE_MAX_FRAME)
@@ -455,9 +457,10 @@ fn welcome(answer: Frame) -> Result<Welcome, DialError> {
                 reason: reason.clone(),
             };
             return Err(match code {
-                CloseCode::AuthFailed | CloseCode::UnknownPool | CloseCode::UnsupportedVersion => {
-                    DialError::Fatal(err)
-                }
+                CloseCode::AuthFailed
+                | CloseCode::UnknownPool
+                | CloseCode::UnsupportedVersion
+                | CloseCode::UnsupportedMode => DialError::Fatal(err),
                 _ => DialError::Retry(reason),
             });
         }

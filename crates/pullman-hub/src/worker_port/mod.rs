@@ -24,13 +24,14 @@ use pullman_link::{Link, LinkError, Role, Settings, ShmOffer, SHM_MAX_FRAME};
 use pullman_proto::handshake::{negotiate_version, token_matches};
 use pullman_proto::window::MAX_WINDOW;
 use pullman_proto::{
-    CloseCode, Frame, Hello, Opening, Welcome, DEFAULT_INITIAL_WINDOW, DEFAULT_MAX_FRAME,
-    FEATURE_SHM, HANDSHAKE_MAX_FRAME, PROTOCOL_VERSION,
+    CloseCode, Frame, Hello, Mode, Modes, Opening, Welcome, DEFAULT_INITIAL_WINDOW,
+    DEFAULT_MAX_FRAME, FEATURE_SHM, HANDSHAKE_MAX_FRAME, PROTOCOL_VERSION,
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::UnixStream;
 use tokio::time::{timeout_at, Instant};
 
+use crate::config::{FilterBody, PoolConfig, PoolMode};
 use crate::dispatch::{Pool, WorkerMeta};
 use crate::state::HubState;
 use control::join;
@@ -165,6 +166,15 @@ impl WorkerPort {
             refuse(io, peer, CloseCode::AuthFailed, why).await;
             return None;
         }
+        let lacking = hello.modes.lacking(modes_needed(&pool.config()));
+        if !lacking.is_empty() {
+            let why = format!(
+                "pool {:?} needs a worker serving {lacking}; this worker serves {}",
+                hello.pool, hello.modes
+            );
+            refuse(io, peer, CloseCode::UnsupportedMode, why).await;
+            return None;
+        }
         Some(Greeted {
             hello,
             version,
@@ -247,6 +257,25 @@ impl WorkerPort {
         join(&g.pool, worker_id, g.meta(peer), move |control| {
             Link::spawn_on(transport, settings, control).0
         });
+    }
+}
+
+/// The REQUEST modes the hub sends a worker of a pool with this config.
+fn modes_needed(config: &PoolConfig) -> Modes {
+    match config.mode {
+        PoolMode::Respond => Modes::RESPOND,
+        PoolMode::Filter => {
+            let request = match config.filter_body {
+                FilterBody::Streamed => Mode::FilterStreamed,
+                FilterBody::None | FilterBody::Buffered => Mode::Filter,
+            };
+            let needed = Modes::of(request);
+            if config.filter_response {
+                needed.with(Mode::FilterResponse)
+            } else {
+                needed
+            }
+        }
     }
 }
 
