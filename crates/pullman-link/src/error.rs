@@ -67,6 +67,25 @@ pub enum StreamError {
     Link(#[from] LinkError),
 }
 
+/// Why [`send_body`](crate::send_body) stopped before the body's end. In every case the
+/// stream was not ended by it: the caller says what the peer hears.
+#[derive(Debug, thiserror::Error)]
+pub enum SendBodyError<E> {
+    /// The body is longer than the limit; nothing past it was sent.
+    #[error("body longer than {limit} bytes")]
+    TooLarge {
+        /// The limit.
+        limit: u64,
+    },
+    /// The body failed (its client went away, its producer broke).
+    #[error("the body failed: {0}")]
+    Body(#[source] E),
+    /// The stream can take no more: it ended under the body (the peer answered, refused or
+    /// was cancelled), or its link did.
+    #[error(transparent)]
+    Stream(#[from] StreamError),
+}
+
 /// Why a [`Transport`](crate::Transport) did not queue a frame.
 #[derive(Debug, thiserror::Error)]
 pub enum PushError {

@@ -12,13 +12,15 @@
 //! - `shared`: one stream's cell shared by the link task and its users: the inbox of
 //!   [`Inbound`] items, the send window, the hub's cancel.
 //! - [`body`]: [`RecvBody`], an `http_body::Body` over a stream's inbound data that returns
-//!   window to the peer as it is consumed.
+//!   window to the peer as it is consumed, and [`send_body`], which sends a body on a
+//!   stream (request bodies on the hub, response bodies on the worker).
 //! - [`transport`]: the [`Transport`] seam under the link task, and [`StreamTransport`]
 //!   (frames over a byte stream with the codec).
 //! - [`shm`]: [`ShmTransport`], frames over shared-memory rings (`pullman-shm`).
 //! - [`handshake`]: reading and writing single frames before the link task starts, and
 //!   [`ShmOffer`], the hub's hand-off of shared memory to a worker.
-//! - [`error`]: the [`LinkError`] and [`StreamError`] types.
+//! - [`error`]: the [`LinkError`], [`StreamError`], [`SendBodyError`] and [`PushError`]
+//!   types.
 #![forbid(unsafe_code)]
 #![deny(missing_docs, missing_debug_implementations)]
 
@@ -32,8 +34,8 @@ pub mod shm;
 pub mod stream;
 pub mod transport;
 
-pub use body::RecvBody;
-pub use error::{LinkError, PushError, StreamError};
+pub use body::{send_body, RecvBody};
+pub use error::{LinkError, PushError, SendBodyError, StreamError};
 pub use handshake::ShmOffer;
 pub use link::{Control, Link, Role, Settings};
 pub use outbox::BODY_CHUNK;
