@@ -7,8 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue, CONTENT_LENGTH};
 use http_body::Body;
-use http_body_util::BodyExt;
-use pullman_link::{RecvBody, Stream, StreamSender};
+use pullman_link::{RecvBody, SendBodyError, Stream, StreamSender};
 use pullman_proto::{Frame, HeadView, Response};
 
 use crate::body::ResponseBody;
@@ -206,34 +205,15 @@ pub(crate) async fn send_response(
 }
 
 /// Streams `body` on the stream after its head (RESPONSE or VERDICT) went out.
-pub(crate) async fn send_body(sender: &StreamSender, mut body: ResponseBody) -> Result<(), String> {
-    loop {
-        match body.frame().await {
-            Some(Ok(frame)) => {
-                let Ok(data) = frame.into_data() else {
-                    continue;
-                };
-                let last = body.is_end_stream();
-                sender
-                    .send_data(data, last)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                if last {
-                    return Ok(());
-                }
-            }
-            Some(Err(e)) => {
-                // Headers are gone already; aborting the stream tells the hub to cut the
-                // client's response short instead of pretending it ended well.
-                reject(sender, "response body failed");
-                return Err(e.to_string());
-            }
-            None => {
-                return sender
-                    .send_data(Bytes::new(), true)
-                    .await
-                    .map_err(|e| e.to_string())
-            }
+pub(crate) async fn send_body(sender: &StreamSender, body: ResponseBody) -> Result<(), String> {
+    match pullman_link::send_body(body, sender, u64::MAX).await {
+        Ok(()) => Ok(()),
+        Err(SendBodyError::Body(e)) => {
+            // Headers are gone already; aborting the stream tells the hub to cut the
+            // client's response short instead of pretending it ended well.
+            reject(sender, "response body failed");
+            Err(e.to_string())
         }
+        Err(e) => Err(e.to_string()),
     }
 }
