@@ -82,8 +82,10 @@ pub trait Control: Send + 'static {
     fn on_closed(&mut self, err: &LinkError);
     /// Worker side: this end's answer on `stream` (a RESPONSE or VERDICT) could not be
     /// encoded for the peer (a field too long for the wire, or a frame over its `max_frame`)
-    /// and was dropped. Returns the frame that answers instead and ends the stream. The
-    /// default refuses the request: a REJECT, not retryable, that names the error.
+    /// and was dropped. Returns the frame that answers instead: a RESPONSE or VERDICT with
+    /// END, or a REJECT, on `stream` (anything else is replaced by the default, since the
+    /// stream must end). The default refuses the request: a REJECT, not retryable, that
+    /// names the error.
     fn unsendable_answer(&mut self, stream: u64, err: &EncodeError) -> Frame {
         Frame::Reject {
             stream,
@@ -629,13 +631,28 @@ where
         let Some(entry) = self.streams.remove(&id) else {
             return Ok(());
         };
+        let reject = |err: &EncodeError| Frame::Reject {
+            stream: id,
+            retryable: false,
+            reason: err.to_string(),
+        };
         let last = match self.settings.role {
-            Role::Worker if is_answer => self.control.unsendable_answer(id, &err),
-            Role::Worker => Frame::Reject {
-                stream: id,
-                retryable: false,
-                reason: err.to_string(),
-            },
+            Role::Worker if is_answer => {
+                let answer = self.control.unsendable_answer(id, &err);
+                let ends_stream = answer.stream() == id
+                    && matches!(
+                        answer,
+                        Frame::Response(pullman_proto::Response { end: true, .. })
+                            | Frame::Verdict(pullman_proto::Verdict { end: true, .. })
+                            | Frame::Reject { .. }
+                    );
+                if ends_stream {
+                    answer
+                } else {
+                    reject(&err)
+                }
+            }
+            Role::Worker => reject(&err),
             Role::Hub => Frame::Cancel {
                 stream: id,
                 reason: CancelReason::Refused,
@@ -1455,7 +1472,8 @@ mod tests {
         (s, first, second)
     }
 
-    /// Asserts everything a stream's users see once the link has failed it for `field`.
+    /// Asserts everything a stream's users see once the link has failed it, for an error
+    /// `what` accepts.
     async fn assert_failed_for(stream: &mut Stream, what: impl Fn(&EncodeError) -> bool) {
         match within("the failure", stream.recv()).await {
             Inbound::Unsendable(e) => assert!(what(&e), "{e}"),
@@ -1573,8 +1591,9 @@ mod tests {
         assert!(!s.task.is_finished());
     }
 
-    /// A worker's own answer in place of the one it could not send.
-    struct Answering(mpsc::UnboundedSender<Event>);
+    /// A worker's own answer in place of the one it could not send: a 502, ending the
+    /// stream or (wrongly) not.
+    struct Answering(mpsc::UnboundedSender<Event>, bool);
 
     impl Control for Answering {
         fn on_frame(&mut self, _link: &Link, _frame: Frame) -> Result<(), String> {
@@ -1588,7 +1607,7 @@ mod tests {
         fn unsendable_answer(&mut self, stream: u64, _err: &EncodeError) -> Frame {
             Frame::Response(Response {
                 stream,
-                end: true,
+                end: self.1,
                 status: 502,
                 headers: Vec::new(),
             })
@@ -1597,31 +1616,37 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_role_chooses_what_answers_in_place_of_an_unsendable_answer() {
-        let (ours, theirs) = tokio::io::duplex(64 * 1024);
-        let (tx, mut events) = mpsc::unbounded_channel();
-        let (_link, _task) =
-            Link::spawn(ours, BytesMut::new(), settings(Role::Worker), Answering(tx));
-        let mut peer = Peer {
-            io: theirs,
-            buf: BytesMut::new(),
-        };
-        let mut r = request();
-        r.stream = 1;
-        peer.send(&Frame::Request(r)).await;
-        let Some(Event::Request(stream, _)) = within("request", events.recv()).await else {
-            panic!("expected a request");
-        };
-        stream
-            .sender()
-            .send_frame(Frame::Verdict(pullman_proto::Verdict {
-                stream: 1,
-                end: true,
-                edits: Vec::new(),
-                target: Some(Bytes::from(vec![b'/'; 70_000])),
-            }));
-        match peer.expect().await {
-            Frame::Response(r) => assert_eq!((r.stream, r.status, r.end), (1, 502, true)),
-            other => panic!("expected the role's 502, got {other:?}"),
+        for ends_stream in [true, false] {
+            let (ours, theirs) = tokio::io::duplex(64 * 1024);
+            let (tx, mut events) = mpsc::unbounded_channel();
+            let role = Answering(tx, ends_stream);
+            let (_link, _task) = Link::spawn(ours, BytesMut::new(), settings(Role::Worker), role);
+            let mut peer = Peer {
+                io: theirs,
+                buf: BytesMut::new(),
+            };
+            let mut r = request();
+            r.stream = 1;
+            peer.send(&Frame::Request(r)).await;
+            let Some(Event::Request(stream, _)) = within("request", events.recv()).await else {
+                panic!("expected a request");
+            };
+            stream
+                .sender()
+                .send_frame(Frame::Verdict(pullman_proto::Verdict {
+                    stream: 1,
+                    end: true,
+                    edits: Vec::new(),
+                    target: Some(Bytes::from(vec![b'/'; 70_000])),
+                }));
+            match peer.expect().await {
+                Frame::Response(r) if ends_stream => {
+                    assert_eq!((r.stream, r.status, r.end), (1, 502, true))
+                }
+                // An answer that would leave the stream open is not the role's to give.
+                Frame::Reject { stream: 1, .. } if !ends_stream => {}
+                other => panic!("unexpected {other:?} (role's answer ends: {ends_stream})"),
+            }
         }
     }
 
