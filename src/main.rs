@@ -4,11 +4,11 @@ mod demo_app;
 mod demo_filter;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use pullman_hub::{Config, Hub};
 use pullman_worker::{HubAddr, Worker};
 use tokio::signal::unix::{signal, SignalKind};
@@ -37,9 +37,8 @@ struct Cli {
 enum Command {
     /// Run the hub on a config file.
     Hub {
-        /// The TOML config.
-        #[arg(long)]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigFile,
         /// Threads serving clients and workers (default: half the cores, at least one; the
         /// other half is left to the workers on the same host).
         #[arg(long)]
@@ -82,9 +81,30 @@ enum Command {
     },
     /// Parse and validate a config file, then exit.
     CheckConfig {
-        /// The TOML config.
-        file: PathBuf,
+        #[command(flatten)]
+        config: ConfigFile,
     },
+}
+
+/// The config file of `hub` and `check-config`, given either way: `pullman hub FILE` and
+/// `pullman check-config --config FILE` both work.
+#[derive(Args)]
+#[group(required = true, multiple = false)]
+struct ConfigFile {
+    /// The TOML config.
+    #[arg(value_name = "FILE")]
+    file: Option<PathBuf>,
+    /// The TOML config (the same as FILE).
+    #[arg(long = "config", value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+impl ConfigFile {
+    fn path(self) -> anyhow::Result<PathBuf> {
+        self.file
+            .or(self.config)
+            .context("a config file is required")
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -151,8 +171,9 @@ fn run() -> anyhow::Result<()> {
         .context("starting the runtime")?;
     runtime.block_on(async move {
         match cli.command {
-            Command::Hub { config: path, .. } => {
-                let config = Config::from_file(&path)?;
+            Command::Hub { config, .. } => {
+                let path = config.path()?;
+                let config = load(&path)?;
                 run_hub(config, path).await
             }
             Command::Worker {
@@ -198,9 +219,9 @@ fn run() -> anyhow::Result<()> {
                 Ok(())
             }
             Command::Demo { listen } => demo(listen).await,
-            Command::CheckConfig { file } => {
-                let config = Config::from_file(&file)?;
-                pullman_hub::Hub::check(&config)?;
+            Command::CheckConfig { config } => {
+                let file = config.path()?;
+                let config = load(&file)?;
                 println!(
                     "{}: ok ({} pools, {} routes)",
                     file.display(),
@@ -211,6 +232,15 @@ fn run() -> anyhow::Result<()> {
             }
         }
     })
+}
+
+/// Reads and validates a config file, and checks what the hub will need of this host that
+/// the config alone cannot tell (each Unix listener's path: its directory exists, nothing
+/// but a stale socket is in the way).
+fn load(path: &Path) -> anyhow::Result<Config> {
+    let config = Config::from_file(path)?;
+    pullman_hub::Hub::check(&config).with_context(|| format!("{}", path.display()))?;
+    Ok(config)
 }
 
 /// Resolves on SIGTERM or SIGINT.
