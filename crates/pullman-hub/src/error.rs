@@ -189,14 +189,14 @@ pub enum HubError {
     /// The configuration was refused.
     #[error(transparent)]
     Config(#[from] ConfigError),
-    /// A listener could not be opened. The OS error is the source, not part of the
-    /// message, so a printed chain names it once.
-    #[error("cannot listen on {addr}")]
+    /// A listener could not be opened. The OS error is part of the message, not its
+    /// source, so that it is said once whether the error is printed alone or as a chain.
+    #[error("cannot listen on {addr}: {error}")]
     Listen {
         /// The address.
         addr: String,
         /// The cause.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// A Unix worker listener's path holds something that is not a stale socket.
     #[error("cannot listen on {}: {why}", path.display())]

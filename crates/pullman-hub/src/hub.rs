@@ -62,7 +62,7 @@ impl Hub {
     pub async fn bind(config: Config) -> Result<Hub, HubError> {
         let hub = &config.hub;
         let state = Arc::new(HubState::new(&config));
-        let listen_err = |addr: String| move |source| HubError::Listen { addr, source };
+        let listen_err = |addr: String| move |error| HubError::Listen { addr, error };
         let front_listener = TcpListener::bind(hub.listen)
             .await
             .map_err(listen_err(hub.listen.to_string()))?;

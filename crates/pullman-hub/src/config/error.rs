@@ -15,13 +15,14 @@ use crate::routing::RouteError;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The config file could not be read.
-    #[error("{}: cannot read config: {source}", path.display())]
+    /// The OS error is part of the message, not its source, so that it is said once
+    /// whether the error is printed alone or as a chain.
+    #[error("{}: cannot read config: {error}", path.display())]
     Read {
         /// The file.
         path: PathBuf,
         /// What went wrong.
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The text is not TOML, does not have the config's shape, or fails a check.
     #[error("{location}: {message}")]

@@ -104,9 +104,9 @@ impl Config {
     /// Reads, parses and validates the config file at `path`.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Config, ConfigError> {
         let path = path.as_ref();
-        let read_error = |source| ConfigError::Read {
+        let read_error = |error| ConfigError::Read {
             path: path.to_owned(),
-            source,
+            error,
         };
         let mut text = String::new();
         std::fs::File::open(path)

@@ -43,9 +43,9 @@ impl Drop for SocketFile {
 impl BoundWorkerListener {
     /// Binds `addr`; for a Unix socket, after checking its path is the hub's to take.
     pub(crate) async fn bind(addr: &WorkerListen) -> Result<BoundWorkerListener, HubError> {
-        let listen_err = |source| HubError::Listen {
+        let listen_err = |error| HubError::Listen {
             addr: addr.to_string(),
-            source,
+            error,
         };
         match addr {
             WorkerListen::Tcp(a) => {
