@@ -292,13 +292,43 @@ fn announce(hub: &Hub) {
 }
 
 async fn demo(listen: SocketAddr) -> anyhow::Result<()> {
-    let mut config = Config::from_str(DEMO_CONFIG, "embedded demo config")?;
-    config.hub.listen = listen;
+    let admin_token = made_up_token()?;
+    let config = demo_config(listen, &admin_token)?;
     let workers: u32 = config.programs.iter().map(|p| p.instances).sum();
     let hub = Hub::bind(config).await?;
     let url = format!("http://{}", hub.front_addr());
     println!("pullman demo: {workers} supervised workers; try  curl {url}/hello");
     println!("  also {url}/inspect, {url}/sleep?ms=200, {url}/bytes?n=1000, {url}/status?code=418; Ctrl-C stops");
+    if let Some(admin) = hub.admin_addr() {
+        println!("  admin API and /metrics at http://{admin} (token made up for this run); try");
+        println!("  curl -H 'Authorization: Bearer {admin_token}' http://{admin}/pools");
+    }
     hub.run(terminated()).await;
     Ok(())
+}
+
+/// The embedded demo config, its clients' listener moved to `listen` and its admin token
+/// replaced, edited as a document so that the admin API's edits start from what runs.
+fn demo_config(listen: SocketAddr, admin_token: &str) -> anyhow::Result<Config> {
+    let mut doc: toml::Table = DEMO_CONFIG.parse().context("the embedded demo config")?;
+    for (table, key, value) in [
+        ("hub", "listen", listen.to_string()),
+        ("admin", "token", admin_token.to_string()),
+    ] {
+        doc.get_mut(table)
+            .and_then(toml::Value::as_table_mut)
+            .with_context(|| format!("the embedded demo config has no [{table}]"))?
+            .insert(key.into(), value.into());
+    }
+    Ok(Config::from_str(
+        &toml::to_string(&doc)?,
+        "embedded demo config",
+    )?)
+}
+
+/// 128 random bits as hex: an admin token nobody else can know, for one run of the demo.
+fn made_up_token() -> anyhow::Result<String> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no random bytes for a token: {e}"))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }

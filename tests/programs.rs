@@ -240,28 +240,78 @@ fn the_demo_serves_through_supervised_workers_and_stops_them() {
     use std::io::{BufRead, BufReader};
     use std::process::{Command, Stdio};
 
-    let mut demo = Command::new(BIN)
-        .args(["demo", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    /// Stops the demo if the test fails half way; its drain stops its workers.
+    struct Demo(std::process::Child);
+    impl Drop for Demo {
+        fn drop(&mut self) {
+            if let Ok(None) = self.0.try_wait() {
+                unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+                let _ = self.0.wait();
+            }
+        }
+    }
+
+    let mut demo = Demo(
+        Command::new(BIN)
+            .args(["demo", "--listen", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let demo = &mut demo.0;
     let log = Log::default();
     log.follow(demo.stderr.take().unwrap());
-    let mut first = String::new();
-    let mut stdout = BufReader::new(demo.stdout.take().unwrap());
-    stdout.read_line(&mut first).unwrap();
-    // Keep reading: a closed pipe would fail the demo's next print.
-    std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
-    let url = first
+    // Read in a thread, to the end: a closed pipe would fail the demo's next print.
+    let stdout = BufReader::new(demo.stdout.take().unwrap());
+    let (lines_tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stdout.lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+    let mut printed = String::new();
+    while !printed.contains("curl -H") {
+        let line = lines
+            .recv_timeout(HANG_GUARD)
+            .unwrap_or_else(|_| panic!("no admin curl line in {printed:?}"));
+        printed.push_str(&line);
+        printed.push('\n');
+    }
+    let url = printed
         .split_whitespace()
         .find(|word| word.starts_with("http://"))
-        .unwrap_or_else(|| panic!("no URL in {first:?}"))
+        .unwrap_or_else(|| panic!("no URL in {printed:?}"))
         .to_string();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let client = client();
     rt.block_on(wait_ready(&client, &url));
     assert_eq!(rt.block_on(get(&client, &url)).body, "hello from pullman\n");
+
+    // The admin line is ready to paste: its token opens the admin API, and without it the
+    // API stays shut.
+    let curl = printed.lines().last().unwrap();
+    let token = curl
+        .split("Bearer ")
+        .nth(1)
+        .and_then(|rest| rest.split('\'').next())
+        .unwrap_or_else(|| panic!("no token in {curl:?}"));
+    let pools = curl.split_whitespace().last().unwrap();
+    assert!(
+        pools.starts_with("http://127.0.0.1:") && pools.ends_with("/pools"),
+        "{curl:?}"
+    );
+    let admin_get = |token: Option<&str>| {
+        let mut req = http::Request::get(pools);
+        if let Some(token) = token {
+            req = req.header("authorization", format!("Bearer {token}"));
+        }
+        rt.block_on(send(&client, req.body(Default::default()).unwrap()))
+    };
+    let a = admin_get(Some(token));
+    assert_eq!(a.status, 200, "{a:?}");
+    assert!(a.json().to_string().contains("\"demo\""), "{a:?}");
+    assert_eq!(admin_get(None).status, 401);
     log.wait_for("worker connected", 4);
     let pids: Vec<u32> = logged(&log, "program instance started", "pid")
         .iter()
