@@ -57,17 +57,24 @@ impl DemoApp {
             }
             "/inspect" => self.inspect(req).await,
             "/sleep" => {
-                let ms = param(&query, "ms").unwrap_or(0).min(MAX_SLEEP_MS);
+                let ms = match param(&query, "ms") {
+                    Ok(ms) => ms.unwrap_or(0).min(MAX_SLEEP_MS),
+                    Err(why) => return text(StatusCode::BAD_REQUEST, why),
+                };
                 tokio::time::sleep(Duration::from_millis(ms)).await;
                 json(serde_json::json!({ "worker": self.name, "inflight": in_progress }))
             }
             "/status" => {
-                match param(&query, "code").and_then(|c| StatusCode::from_u16(c as u16).ok()) {
+                let code = param(&query, "code").ok().flatten();
+                match code.and_then(|c| StatusCode::from_u16(u16::try_from(c).ok()?).ok()) {
                     Some(code) => text(code, format!("status {}\n", code.as_u16())),
                     None => text(StatusCode::BAD_REQUEST, "usage: /status?code=N\n"),
                 }
             }
-            "/bytes" => bytes(param(&query, "n").unwrap_or(0)),
+            "/bytes" => match param(&query, "n") {
+                Ok(n) => bytes(n.unwrap_or(0)),
+                Err(why) => text(StatusCode::BAD_REQUEST, why),
+            },
             "/sink" => {
                 let mut body = req.into_body();
                 let mut len = 0usize;
@@ -93,8 +100,10 @@ impl DemoApp {
 
     /// `pace_ms=N` sleeps N ms after each chunk: a slow reader, for flow-control tests.
     async fn inspect(&self, req: Request<RequestBody>) -> Response<ResponseBody> {
-        let pace =
-            Duration::from_millis(param(req.uri().query().unwrap_or(""), "pace_ms").unwrap_or(0));
+        let pace = match param(req.uri().query().unwrap_or(""), "pace_ms") {
+            Ok(ms) => Duration::from_millis(ms.unwrap_or(0)),
+            Err(why) => return text(StatusCode::BAD_REQUEST, why),
+        };
         let (parts, mut body) = req.into_parts();
         let head_in_shm = parts
             .extensions
@@ -193,10 +202,19 @@ impl Drop for Tracker<'_> {
     }
 }
 
-fn param(query: &str, key: &str) -> Option<u64> {
-    query
+/// The number in `key=N` of `query`: `Ok(None)` when the key is absent, and why not when
+/// its value is not a number (a 400: a typo must not pass for 0).
+fn param(query: &str, key: &str) -> Result<Option<u64>, String> {
+    let Some(value) = query
         .split('&')
-        .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('=')?.parse().ok())
+        .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+    else {
+        return Ok(None);
+    };
+    value
+        .parse()
+        .map(Some)
+        .map_err(|_| format!("{key}={value}: not a number of 0 to {}\n", u64::MAX))
 }
 
 fn text(status: StatusCode, body: impl Into<ResponseBody>) -> Response<ResponseBody> {
@@ -242,4 +260,29 @@ fn bytes(n: u64) -> Response<ResponseBody> {
         HeaderValue::from_static("application/octet-stream"),
     );
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn status(app: &DemoApp, target: &str) -> StatusCode {
+        let req = Request::get(target).body(RequestBody::empty()).unwrap();
+        app.call(req).await.status()
+    }
+
+    #[tokio::test]
+    async fn a_parameter_that_is_not_a_number_is_a_400_not_a_zero() {
+        let app = DemoApp::new("test".into());
+        for target in ["/sleep?ms=abc", "/bytes?n=-1", "/inspect?pace_ms=1.5"] {
+            assert_eq!(
+                status(&app, target).await,
+                StatusCode::BAD_REQUEST,
+                "{target}"
+            );
+        }
+        for target in ["/sleep?ms=0", "/sleep", "/bytes?n=3", "/inspect?pace_ms=0"] {
+            assert_eq!(status(&app, target).await, StatusCode::OK, "{target}");
+        }
+    }
 }
