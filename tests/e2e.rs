@@ -889,6 +889,23 @@ async fn a_worker_started_before_its_hub_connects_when_the_hub_comes() {
     assert_eq!(a.json()["worker"], "early");
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_waiting_to_reconnect_stops_at_once_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let nowhere = format!("unix://{}", dir.path().join("nobody.sock").display());
+    let mut w = WorkerProc::start(&nowhere, "demo", TOKEN, 1, "patient");
+    // Several failures in: the backoff has grown, and the signal handler is in place.
+    w.log.wait_for("cannot reach hub", 4);
+    let sent = Instant::now();
+    unsafe { libc::kill(w.child.id() as i32, libc::SIGTERM) };
+    assert!(w.wait_exit(), "{}", w.log.text());
+    assert!(
+        sent.elapsed() < Duration::from_secs(10),
+        "took {:?} to stop",
+        sent.elapsed()
+    );
+}
+
 /// The hub's shared-memory mappings (`/memfd:pullman-...` lines of /proc/PID/maps).
 fn shm_mappings(pid: u32) -> usize {
     std::fs::read_to_string(format!("/proc/{pid}/maps"))
