@@ -552,6 +552,37 @@ async fn answers_the_hub_cannot_use_are_logged_counted_and_told_to_the_worker() 
     assert_eq!(rejected.header("retry-after"), Some("1"));
     hub.log.wait_for("not today", 1);
 
+    // A content-length that is not a number, and a status that is not final: 502.
+    for (path, status, length) in [("/bad-length", 200, "ten"), ("/informational", 103, "0")] {
+        let (pending, stream) = answer_raw(&mut sock, &mut buf, &c, &hub, path, |stream| {
+            let mut frame = response(stream, true, &[("content-length", length)]);
+            if let Frame::Response(r) = &mut frame {
+                r.status = status;
+            }
+            vec![frame]
+        });
+        assert_eq!(next_cancel(&mut sock, &mut buf), (stream, Refused));
+        assert_eq!(pending.await.unwrap().status, 502, "{path}");
+    }
+
+    // Hop-by-hop fields, and those `connection` names, stay behind.
+    let (pending, _) = answer_raw(&mut sock, &mut buf, &c, &hub, "/hops", |stream| {
+        vec![response(
+            stream,
+            true,
+            &[
+                ("connection", "x-secret"),
+                ("x-secret", "1"),
+                ("x-kept", "1"),
+                ("content-length", "0"),
+            ],
+        )]
+    });
+    let hops = pending.await.unwrap();
+    assert_eq!(hops.status, 200);
+    assert_eq!(hops.header("x-kept"), Some("1"));
+    assert_eq!(hops.header("x-secret"), None);
+
     // The link stayed up and serves on.
     let (pending, _) = answer_raw(&mut sock, &mut buf, &c, &hub, "/fine", |stream| {
         vec![response(stream, true, &[("content-length", "0")])]
@@ -560,7 +591,7 @@ async fn answers_the_hub_cannot_use_are_logged_counted_and_told_to_the_worker() 
 
     let m = admin.metrics().await;
     assert_eq!(fault(&m, "length_mismatch"), 2.0);
-    assert_eq!(fault(&m, "bad_answer"), 1.0);
+    assert_eq!(fault(&m, "bad_answer"), 3.0);
     assert_eq!(fault(&m, "rejected"), 1.0);
     // Each was logged once.
     assert_eq!(hub.log.count("shorter than its content-length"), 1);

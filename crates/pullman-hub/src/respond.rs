@@ -12,7 +12,7 @@ use crate::body::HubBody;
 use crate::config::PoolConfig;
 use crate::dispatch::{dispatch, Answer, First, InFlight, Job, Payload, Pool, Record};
 use crate::error::RequestError;
-use crate::hop::is_hop_by_hop;
+use crate::hop::{is_hop_by_hop, strip_hop_by_hop};
 use crate::metrics::WorkerFault;
 use crate::request::ClientRequest;
 
@@ -65,9 +65,10 @@ pub(crate) async fn serve(
     }
 }
 
-/// The client's response from a worker's RESPONSE frame; the body, if any, streams on
-/// `stream`. An unusable head (bad status, header name or value) is the worker's fault: it
-/// is refused and the client gets 502.
+/// The client's response from a worker's RESPONSE frame, without hop-by-hop fields (and
+/// those `connection` names); the body, if any, streams on `stream`. An unusable head (a
+/// status that is not final, a bad header name or value, a `content-length` that is not one
+/// number) is the worker's fault: it is refused and the client gets 502.
 pub(crate) fn worker_response(
     r: pullman_proto::Response,
     stream: Stream,
@@ -78,11 +79,14 @@ pub(crate) fn worker_response(
         in_flight.refuse(WorkerFault::BadAnswer, &what);
         RequestError::WorkerError
     };
-    let Ok(status) = StatusCode::from_u16(r.status) else {
-        return Err(refuse(format!("invalid status {}", r.status)));
+    // A 1xx is not a final response: the client would get 500 (HTTP/1.1) or a reset.
+    let status = match StatusCode::from_u16(r.status) {
+        Ok(status) if !status.is_informational() => status,
+        _ => return Err(refuse(format!("invalid final status {}", r.status))),
     };
     let mut headers = HeaderMap::with_capacity(r.headers.len());
     let mut length = None;
+    let mut hop_by_hop = false;
     for (name, value) in r.headers {
         let Ok(name) = HeaderName::from_bytes(&name) else {
             let name = String::from_utf8_lossy(&name);
@@ -91,20 +95,23 @@ pub(crate) fn worker_response(
         let Ok(value) = HeaderValue::from_maybe_shared(value) else {
             return Err(refuse(format!("invalid value of response header {name}")));
         };
-        if is_hop_by_hop(&name) {
-            continue;
-        }
         if name == CONTENT_LENGTH {
-            length = value.to_str().ok().and_then(|v| v.parse::<u64>().ok());
+            let parsed = value.to_str().ok().and_then(|v| v.parse::<u64>().ok());
+            if parsed.is_none() || length.is_some() {
+                return Err(refuse("content-length is not one number".into()));
+            }
+            length = parsed;
         }
+        hop_by_hop |= is_hop_by_hop(&name);
         headers.append(name, value);
     }
-    // A response to HEAD, and 1xx, 204 and 304 responses, carry no body whatever their
-    // length says.
-    let bodiless = is_head
-        || status.is_informational()
-        || status == StatusCode::NO_CONTENT
-        || status == StatusCode::NOT_MODIFIED;
+    if hop_by_hop {
+        strip_hop_by_hop(&mut headers);
+    }
+    // A response to HEAD, and 204 and 304 responses, carry no body whatever their length
+    // says.
+    let bodiless =
+        is_head || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
     let body = if r.end {
         in_flight.complete();
         HubBody::Full(None)

@@ -8,8 +8,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub(crate) enum WorkerFault {
     /// The worker sent REJECT.
     Rejected,
-    /// A RESPONSE or VERDICT the hub cannot use: an invalid status, header name or value,
-    /// or a VERDICT from a worker of a respond pool.
+    /// A RESPONSE or VERDICT the hub cannot use: an invalid or non-final status, an invalid
+    /// header name or value, a `content-length` that is not one number, or a VERDICT from a
+    /// worker of a respond pool.
     BadAnswer,
     /// A response body longer or shorter than its `content-length`.
     LengthMismatch,
