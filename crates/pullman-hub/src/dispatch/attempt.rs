@@ -96,7 +96,7 @@ pub(crate) struct Failed<B> {
 /// trying the next worker where the retry rules allow.
 pub(crate) async fn dispatch<B>(job: &Job<'_>, mut body: Payload<B>) -> Result<Answer, Failed<B>>
 where
-    B: Body<Data = Bytes> + Send + Unpin + 'static,
+    B: Body<Data = Bytes> + Send + 'static,
     B::Error: Send,
 {
     let pool = job.pool;

@@ -2,8 +2,7 @@
 
 use bytes::Bytes;
 use http_body::Body;
-use http_body_util::BodyExt;
-use pullman_link::StreamSender;
+use pullman_link::{send_body, SendBodyError, StreamSender};
 use tokio::task::JoinHandle;
 
 /// How streaming the request body to the worker ended.
@@ -22,7 +21,7 @@ impl Pump {
     /// Starts copying `body` to the stream, at most `limit` bytes.
     pub(crate) fn start<B>(body: B, sender: StreamSender, limit: u64) -> Pump
     where
-        B: Body<Data = Bytes> + Send + Unpin + 'static,
+        B: Body<Data = Bytes> + Send + 'static,
         B::Error: Send,
     {
         Pump(Some(tokio::spawn(pump_body(body, sender, limit))))
@@ -49,36 +48,14 @@ impl Drop for Pump {
     }
 }
 
-async fn pump_body<B>(mut body: B, sender: StreamSender, limit: u64) -> PumpEnd
+async fn pump_body<B>(body: B, sender: StreamSender, limit: u64) -> PumpEnd
 where
-    B: Body<Data = Bytes> + Unpin,
+    B: Body<Data = Bytes>,
 {
-    let mut sent = 0u64;
-    loop {
-        match body.frame().await {
-            Some(Ok(frame)) => {
-                let Ok(data) = frame.into_data() else {
-                    continue;
-                }; // trailers are not forwarded
-                sent += data.len() as u64;
-                if sent > limit {
-                    return PumpEnd::TooLarge;
-                }
-                let end = body.is_end_stream();
-                if sender.send_data(data, end).await.is_err() {
-                    return PumpEnd::StreamEnded;
-                }
-                if end {
-                    return PumpEnd::Done;
-                }
-            }
-            Some(Err(_)) => return PumpEnd::ClientGone,
-            None => {
-                return match sender.send_data(Bytes::new(), true).await {
-                    Ok(()) => PumpEnd::Done,
-                    Err(_) => PumpEnd::StreamEnded,
-                }
-            }
-        }
+    match send_body(body, &sender, limit).await {
+        Ok(()) => PumpEnd::Done,
+        Err(SendBodyError::TooLarge { .. }) => PumpEnd::TooLarge,
+        Err(SendBodyError::Body(_)) => PumpEnd::ClientGone,
+        Err(SendBodyError::Stream(_)) => PumpEnd::StreamEnded,
     }
 }
