@@ -265,6 +265,7 @@ fn settings(hello: &Hello, recv_max_frame: u32) -> Settings {
     Settings {
         role: Role::Hub,
         recv_max_frame,
+        send_max_frame: hello.max_frame,
         recv_initial_window: DEFAULT_INITIAL_WINDOW,
         send_initial_window: hello.initial_window,
         ping_interval: None,

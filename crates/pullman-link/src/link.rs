@@ -60,6 +60,9 @@ pub struct Settings {
     pub role: Role,
     /// Largest payload this end accepts.
     pub recv_max_frame: u32,
+    /// Largest payload the peer accepts, as its handshake said: frames to it are held to
+    /// this (over a byte stream; a shared-memory transport has its own bound).
+    pub send_max_frame: u32,
     /// Per-stream window this end grants the peer.
     pub recv_initial_window: u32,
     /// Per-stream window the peer grants this end.
@@ -103,9 +106,7 @@ pub struct Link {
 
 impl Link {
     /// Starts the link task over a byte stream `io`. `leftover` holds bytes read past the
-    /// handshake. Frames to the peer are held to MAX_FRAME_LIMIT only: to hold them to the
-    /// `max_frame` the peer announced, give [`Link::spawn_on`] a [`StreamTransport`] built
-    /// [`with_peer_max_frame`](StreamTransport::with_peer_max_frame).
+    /// handshake. Frames to the peer are held to `settings.send_max_frame`.
     pub fn spawn<S, C>(
         io: S,
         leftover: BytesMut,
@@ -116,7 +117,8 @@ impl Link {
         S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
         C: Control,
     {
-        let transport = StreamTransport::new(io, leftover, settings.recv_max_frame);
+        let transport = StreamTransport::new(io, leftover, settings.recv_max_frame)
+            .with_peer_max_frame(settings.send_max_frame);
         Link::spawn_on(transport, settings, control)
     }
 
@@ -777,6 +779,7 @@ mod tests {
         Settings {
             role,
             recv_max_frame: DEFAULT_MAX_FRAME,
+            send_max_frame: pullman_proto::MAX_FRAME_LIMIT,
             recv_initial_window: DEFAULT_INITIAL_WINDOW,
             send_initial_window: DEFAULT_INITIAL_WINDOW,
             ping_interval: None,
@@ -1020,6 +1023,7 @@ mod tests {
     async fn a_frame_larger_than_agreed_closes_the_link() {
         let mut s = start(Settings {
             recv_max_frame: 64,
+            send_max_frame: pullman_proto::MAX_FRAME_LIMIT,
             ..settings(Role::Hub)
         });
         let _stream = s.link.open(request()).unwrap();

@@ -392,6 +392,7 @@ mod tests {
         Settings {
             role,
             recv_max_frame: SHM_MAX_FRAME,
+            send_max_frame: pullman_proto::MAX_FRAME_LIMIT,
             recv_initial_window: DEFAULT_INITIAL_WINDOW,
             send_initial_window: DEFAULT_INITIAL_WINDOW,
             ping_interval: None,

@@ -8,9 +8,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use pullman_link::handshake::{recv_frame, send_hello};
-use pullman_link::{
-    Control, Link, LinkError, Role, Settings, ShmTransport, Stream, StreamTransport, SHM_MAX_FRAME,
-};
+use pullman_link::{Control, Link, LinkError, Role, Settings, ShmTransport, Stream, SHM_MAX_FRAME};
 use pullman_proto::preface::is_http_response;
 use pullman_proto::{
     decode, CloseCode, EncodeError, Frame, Hello, Modes, Request, Response, Welcome,
@@ -336,7 +334,7 @@ impl Worker {
         let welcome = welcome(answer)?;
         let settings = self.settings(&welcome, DEFAULT_MAX_FRAME);
         let control = WorkerControl { handler, shared };
-        Ok(spawn_stream_link(io, buf, &welcome, settings, control))
+        Ok(Link::spawn(io, buf, settings, control))
     }
 
     /// Why the hub's answer was no frame: an HTTP response means the address is wrong, which
@@ -367,6 +365,7 @@ impl Worker {
         Settings {
             role: Role::Worker,
             recv_max_frame,
+            send_max_frame: welcome.max_frame,
             recv_initial_window: DEFAULT_INITIAL_WINDOW,
             send_initial_window: welcome.initial_window,
             ping_interval: (welcome.ping_interval_ms > 0)
@@ -412,7 +411,7 @@ impl Worker {
         if welcome.features & FEATURE_SHM == 0 {
             tracing::info!("the hub keeps the stream protocol");
             let settings = self.settings(&welcome, DEFAULT_MAX_FRAME);
-            return Ok(spawn_stream_link(io, buf, &welcome, settings, control));
+            return Ok(Link::spawn(io, buf, settings, control));
         }
         if !buf.is_empty() {
             return Err(DialError::Retry(
@@ -428,23 +427,6 @@ impl Worker {
         tracing::info!("link to the hub over shared memory");
         Ok(Link::spawn_on(transport, settings, control))
     }
-}
-
-/// Starts the link over a socket, sending the hub frames no larger than its WELCOME allows.
-fn spawn_stream_link<S, H>(
-    io: S,
-    leftover: BytesMut,
-    welcome: &Welcome,
-    settings: Settings,
-    control: WorkerControl<H>,
-) -> (Link, JoinHandle<LinkError>)
-where
-    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
-    H: Service,
-{
-    let transport = StreamTransport::new(io, leftover, settings.recv_max_frame)
-        .with_peer_max_frame(welcome.max_frame);
-    Link::spawn_on(transport, settings, control)
 }
 
 /// The hub's answer to HELLO: WELCOME, or why not.

@@ -500,6 +500,7 @@ mod tests {
                 let settings = Settings {
                     role: Role::Hub,
                     recv_max_frame: pullman_proto::DEFAULT_MAX_FRAME,
+                    send_max_frame: pullman_proto::MAX_FRAME_LIMIT,
                     recv_initial_window: pullman_proto::DEFAULT_INITIAL_WINDOW,
                     send_initial_window: pullman_proto::DEFAULT_INITIAL_WINDOW,
                     ping_interval: None,

@@ -198,6 +198,7 @@ impl WorkerPort {
         Settings {
             role: Role::Hub,
             recv_max_frame,
+            send_max_frame: g.hello.max_frame,
             recv_initial_window: DEFAULT_INITIAL_WINDOW,
             send_initial_window: g.hello.initial_window,
             ping_interval: Some(self.ping_interval),
