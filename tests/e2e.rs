@@ -394,21 +394,6 @@ fn raw_worker(hub: &HubProc, token: &str) -> (std::net::TcpStream, bytes::BytesM
     (sock, buf)
 }
 
-/// The next frame from a raw socket; `None` once it closes.
-fn read_frame(sock: &mut std::net::TcpStream, buf: &mut bytes::BytesMut) -> Option<Frame> {
-    use std::io::Read;
-    loop {
-        if let Some(f) = pullman_proto::decode(buf, 1 << 20).unwrap() {
-            return Some(f);
-        }
-        let mut chunk = [0u8; 4096];
-        match sock.read(&mut chunk) {
-            Ok(0) | Err(_) => return None,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-        }
-    }
-}
-
 /// Reads frames until a REQUEST comes; returns its stream id.
 fn next_request(sock: &mut std::net::TcpStream, buf: &mut bytes::BytesMut) -> u64 {
     loop {
