@@ -10,51 +10,53 @@ use pullman_proto::Mode;
 
 use crate::body::HubBody;
 use crate::config::PoolConfig;
-use crate::dispatch::{dispatch, Answer, First, InFlight, Job, Payload, Pool, Record};
+use crate::dispatch::{Answer, Failed, First, InFlight, Job, Pool, Record};
 use crate::error::RequestError;
 use crate::hop::{is_hop_by_hop, strip_hop_by_hop};
 use crate::metrics::WorkerFault;
 use crate::request::ClientRequest;
 
-/// Answers one client request routed to a respond pool.
-pub(crate) async fn serve(
-    pool: &Arc<Pool>,
+/// What handing a request of a respond pool to a worker takes: its deadlines, and whether
+/// a worker that failed with it may be replaced (`retry_idempotent`, for an idempotent
+/// method). The front awaits `dispatch` itself, so respond mode adds no future of its own
+/// around the request's.
+pub(crate) fn job<'a>(
+    pool: &'a Arc<Pool>,
     config: &PoolConfig,
-    record: &Record<'_>,
-    request: ClientRequest<'_>,
-) -> Result<Response<HubBody>, RequestError> {
-    let ClientRequest {
-        parts,
-        head,
-        body,
-        peer,
-        started,
-    } = request;
+    record: &'a Record<'a>,
+    request: &'a ClientRequest<'a>,
+) -> Job<'a> {
     let idempotent = matches!(
-        parts.method,
+        request.parts.method,
         Method::GET | Method::HEAD | Method::PUT | Method::DELETE | Method::OPTIONS
     );
-    let job = Job {
+    Job {
         pool,
         record,
         mode: Mode::Respond,
-        head: &head,
-        peer,
+        head: &request.head,
+        peer: request.peer,
         response_head: None,
-        since: started,
-        deadline: started + config.timeout,
-        queue_deadline: started + config.queue_timeout,
+        since: request.started,
+        deadline: request.started + config.timeout,
+        queue_deadline: request.started + config.queue_timeout,
         retry_failed: config.retry_idempotent && idempotent,
         body_limit: config.max_body_bytes,
-    };
-    let body = body.map_or(Payload::Empty, Payload::Stream);
+    }
+}
+
+/// The client's response from what `dispatch` brought back for a respond pool.
+pub(crate) fn answer<B>(
+    answered: Result<Answer, Failed<B>>,
+    is_head: bool,
+) -> Result<Response<HubBody>, RequestError> {
     let Answer {
         first,
         stream,
         mut in_flight,
-    } = dispatch(&job, body).await.map_err(|failed| failed.error)?;
+    } = answered.map_err(|failed| failed.error)?;
     match first {
-        First::Response(r) => worker_response(r, stream, in_flight, parts.method == Method::HEAD),
+        First::Response(r) => worker_response(r, stream, in_flight, is_head),
         First::Verdict(_) => {
             in_flight.refuse(
                 WorkerFault::BadAnswer,

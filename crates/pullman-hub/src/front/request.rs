@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use http::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER};
-use http::{Request, Response};
+use http::{Method, Request, Response};
 use http_body::Body;
 use hyper::body::Incoming;
 use tokio::time::Instant;
@@ -14,9 +14,10 @@ use super::head::head_view;
 use super::Front;
 use crate::body::HubBody;
 use crate::config::PoolMode;
-use crate::dispatch::{Pool, Record};
+use crate::dispatch::{dispatch, Payload, Pool, Record};
 use crate::error::RequestError;
 use crate::request::ClientRequest;
+use crate::respond;
 
 /// Answers one client request.
 pub(crate) async fn serve(front: &Front, req: Request<Incoming>, peer: &str) -> Response<HubBody> {
@@ -51,7 +52,7 @@ async fn handle(
     if body.size_hint().lower() > config.max_body_bytes {
         return Err(RequestError::BodyTooLarge);
     }
-    let request = ClientRequest {
+    let mut request = ClientRequest {
         parts,
         head,
         body: (!body.is_end_stream()).then_some(body),
@@ -59,10 +60,18 @@ async fn handle(
         started,
     };
     match config.mode {
-        PoolMode::Respond => crate::respond::serve(pool, &config, record, request).await,
+        PoolMode::Respond => {
+            let body = request.body.take().map_or(Payload::Empty, Payload::Stream);
+            let job = respond::job(pool, &config, record, &request);
+            let answered = dispatch(&job, body).await;
+            respond::answer(answered, request.parts.method == Method::HEAD)
+        }
         // Boxed: the filter path's state (an upstream request, two worker streams) would
         // otherwise make every respond-mode request's future as large as its own.
-        PoolMode::Filter => Box::pin(crate::filter::serve(pool, &config, record, request)).await,
+        PoolMode::Filter => {
+            let boxed = Box::pin(crate::filter::serve(pool, &config, record, request));
+            boxed.await
+        }
     }
 }
 
