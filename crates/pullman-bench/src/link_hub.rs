@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use pullman_link::handshake::{recv_frame, recv_preface, send_frame};
-use pullman_link::{Control, Inbound, Link, LinkError, Role, Settings, ShmOffer, SHM_MAX_FRAME};
+use pullman_link::{
+    Control, ControlError, Inbound, Link, LinkError, Role, Settings, ShmOffer, SHM_MAX_FRAME,
+};
 use pullman_proto::handshake::negotiate_version;
 use pullman_proto::{
     Frame, HeadBuilder, Hello, Mode, Opening, Request, Version, Welcome, DEFAULT_INITIAL_WINDOW,
@@ -71,7 +73,7 @@ pub struct LinkHub {
 struct Credits(Arc<Semaphore>);
 
 impl Control for Credits {
-    fn on_frame(&mut self, _link: &Link, frame: Frame) -> Result<(), String> {
+    fn on_frame(&mut self, _link: &Link, frame: Frame) -> Result<(), ControlError> {
         if let Frame::Credit { n } = frame {
             let room = MAX_CREDITS.saturating_sub(self.0.available_permits());
             self.0.add_permits((n as usize).min(room));

@@ -158,7 +158,7 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
     use super::*;
-    use crate::{Control, Link, LinkError, Role, Settings};
+    use crate::{Control, ControlError, Link, LinkError, Role, Settings};
 
     /// Hang guard only: the clock is paused, so waiting it out costs nothing.
     const PATIENCE: Duration = Duration::from_secs(30);
@@ -202,7 +202,7 @@ mod tests {
     struct Quiet;
 
     impl Control for Quiet {
-        fn on_frame(&mut self, _link: &Link, _frame: Frame) -> Result<(), String> {
+        fn on_frame(&mut self, _link: &Link, _frame: Frame) -> Result<(), ControlError> {
             Ok(())
         }
         fn on_closed(&mut self, _err: &LinkError) {}

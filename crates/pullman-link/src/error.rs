@@ -107,3 +107,16 @@ impl From<PushError> for LinkError {
         }
     }
 }
+
+/// Why a role's [`Control`](crate::Control) refused a frame of its peer. The link then
+/// closes as broken ([`LinkError::Protocol`]).
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    /// A frame this end never takes from its peer (a REQUEST sent to the hub, say).
+    #[error("{0:?} frame is not expected from the peer")]
+    Unexpected(pullman_proto::FrameType),
+    /// A frame this end takes, with content it refuses (more credits than the hub holds
+    /// for one worker, say).
+    #[error(transparent)]
+    Refused(Box<dyn std::error::Error + Send + Sync>),
+}

@@ -35,7 +35,7 @@ pub mod stream;
 pub mod transport;
 
 pub use body::{send_body, RecvBody};
-pub use error::{LinkError, PushError, SendBodyError, StreamError};
+pub use error::{ControlError, LinkError, PushError, SendBodyError, StreamError};
 pub use handshake::ShmOffer;
 pub use link::{Control, Link, Role, Settings};
 pub use outbox::BODY_CHUNK;

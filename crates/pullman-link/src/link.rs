@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::{Interval, MissedTickBehavior};
 
-use crate::error::{LinkError, PushError, StreamError};
+use crate::error::{ControlError, LinkError, PushError, StreamError};
 use crate::outbox::{Command, Outbox};
 use crate::shared::{Inbound, Shared};
 use crate::stream::Stream;
@@ -75,11 +75,16 @@ pub struct Settings {
 /// inline from the link task: implementations must not block.
 pub trait Control: Send + 'static {
     /// A control frame arrived: CREDIT or DRAIN.
-    fn on_frame(&mut self, link: &Link, frame: Frame) -> Result<(), String>;
+    fn on_frame(&mut self, link: &Link, frame: Frame) -> Result<(), ControlError>;
     /// The hub opened a stream (worker side only).
-    fn on_request(&mut self, link: &Link, stream: Stream, request: Request) -> Result<(), String> {
+    fn on_request(
+        &mut self,
+        link: &Link,
+        stream: Stream,
+        request: Request,
+    ) -> Result<(), ControlError> {
         let _ = (link, stream, request);
-        Err("REQUEST sent to the hub".into())
+        Err(ControlError::Unexpected(pullman_proto::FrameType::Request))
     }
     /// The link ended; every open stream has been reset with the same reason.
     fn on_closed(&mut self, err: &LinkError);
@@ -494,7 +499,7 @@ where
                 let stream = Stream::new(r.stream, shared, self.link.outbox.clone());
                 self.control
                     .on_request(&self.link, stream, r)
-                    .map_err(LinkError::Protocol)?;
+                    .map_err(|e| LinkError::Protocol(e.to_string()))?;
             }
             Frame::Ping { opaque } => self.transport.push(Frame::Pong { opaque })?,
             Frame::Pong { .. } => self.missed_pongs = 0,
@@ -502,7 +507,7 @@ where
             f @ (Frame::Credit { .. } | Frame::Drain { .. }) => {
                 self.control
                     .on_frame(&self.link, f)
-                    .map_err(LinkError::Protocol)?;
+                    .map_err(|e| LinkError::Protocol(e.to_string()))?;
             }
             other => {
                 return Err(LinkError::Protocol(format!(
@@ -722,7 +727,7 @@ mod tests {
     struct Recorder(mpsc::UnboundedSender<Event>);
 
     impl Control for Recorder {
-        fn on_frame(&mut self, _link: &Link, frame: Frame) -> Result<(), String> {
+        fn on_frame(&mut self, _link: &Link, frame: Frame) -> Result<(), ControlError> {
             let _ = self.0.send(Event::Frame(frame));
             Ok(())
         }
@@ -731,7 +736,7 @@ mod tests {
             _link: &Link,
             stream: Stream,
             request: Request,
-        ) -> Result<(), String> {
+        ) -> Result<(), ControlError> {
             let _ = self.0.send(Event::Request(stream, request));
             Ok(())
         }
@@ -1600,10 +1605,15 @@ mod tests {
     struct Answering(mpsc::UnboundedSender<Event>, bool);
 
     impl Control for Answering {
-        fn on_frame(&mut self, _link: &Link, _frame: Frame) -> Result<(), String> {
+        fn on_frame(&mut self, _link: &Link, _frame: Frame) -> Result<(), ControlError> {
             Ok(())
         }
-        fn on_request(&mut self, _: &Link, stream: Stream, request: Request) -> Result<(), String> {
+        fn on_request(
+            &mut self,
+            _: &Link,
+            stream: Stream,
+            request: Request,
+        ) -> Result<(), ControlError> {
             let _ = self.0.send(Event::Request(stream, request));
             Ok(())
         }

@@ -366,7 +366,7 @@ mod tests {
     use tokio::task::JoinHandle;
 
     use super::*;
-    use crate::{Control, Inbound, Link, RecvBody, Role, Settings, Stream};
+    use crate::{Control, ControlError, Inbound, Link, RecvBody, Role, Settings, Stream};
 
     /// Hang guard only: nothing here depends on timing.
     const PATIENCE: Duration = Duration::from_secs(30);
@@ -374,10 +374,15 @@ mod tests {
     struct Record(mpsc::UnboundedSender<Result<(Stream, Request), LinkError>>);
 
     impl Control for Record {
-        fn on_frame(&mut self, _link: &Link, _frame: Frame) -> Result<(), String> {
+        fn on_frame(&mut self, _link: &Link, _frame: Frame) -> Result<(), ControlError> {
             Ok(())
         }
-        fn on_request(&mut self, _link: &Link, stream: Stream, r: Request) -> Result<(), String> {
+        fn on_request(
+            &mut self,
+            _link: &Link,
+            stream: Stream,
+            r: Request,
+        ) -> Result<(), ControlError> {
             let _ = self.0.send(Ok((stream, r)));
             Ok(())
         }

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use pullman_link::handshake::{recv_frame, send_hello};
-use pullman_link::{Control, Link, LinkError, Role, Settings, ShmTransport, Stream, SHM_MAX_FRAME};
+use pullman_link::{
+    Control, ControlError, Link, LinkError, Role, Settings, ShmTransport, Stream, SHM_MAX_FRAME,
+};
 use pullman_proto::preface::is_http_response;
 use pullman_proto::{
     decode, CloseCode, EncodeError, Frame, Hello, Modes, Request, Response, Welcome,
@@ -463,20 +465,22 @@ struct WorkerControl<H> {
 }
 
 impl<H: Service> Control for WorkerControl<H> {
-    fn on_frame(&mut self, _link: &Link, frame: Frame) -> Result<(), String> {
+    fn on_frame(&mut self, _link: &Link, frame: Frame) -> Result<(), ControlError> {
         match frame {
             Frame::Drain { .. } => {
                 tracing::info!("hub is draining");
                 Ok(())
             }
-            other => Err(format!(
-                "unexpected {:?} frame from the hub",
-                other.frame_type()
-            )),
+            other => Err(ControlError::Unexpected(other.frame_type())),
         }
     }
 
-    fn on_request(&mut self, link: &Link, stream: Stream, request: Request) -> Result<(), String> {
+    fn on_request(
+        &mut self,
+        link: &Link,
+        stream: Stream,
+        request: Request,
+    ) -> Result<(), ControlError> {
         if self.shared.draining.load(Ordering::SeqCst) {
             // It crossed our DRAIN on the wire: let the hub run it elsewhere.
             let stream_id = request.stream;

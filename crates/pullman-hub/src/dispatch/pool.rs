@@ -451,7 +451,7 @@ impl Drop for Waiting {
 #[cfg(test)]
 mod tests {
     use bytes::BytesMut;
-    use pullman_link::{Control, LinkError, Role, Settings};
+    use pullman_link::{Control, ControlError, LinkError, Role, Settings};
     use pullman_proto::Frame;
     use tokio::io::DuplexStream;
 
@@ -461,7 +461,7 @@ mod tests {
     struct Quiet;
 
     impl Control for Quiet {
-        fn on_frame(&mut self, _link: &Link, _frame: Frame) -> Result<(), String> {
+        fn on_frame(&mut self, _link: &Link, _frame: Frame) -> Result<(), ControlError> {
             Ok(())
         }
         fn on_closed(&mut self, _err: &LinkError) {}

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use pullman_link::{Control, Link, LinkError};
+use pullman_link::{Control, ControlError, Link, LinkError};
 use pullman_proto::Frame;
 
 use crate::dispatch::{Pool, WorkerMeta};
@@ -33,9 +33,12 @@ pub(super) struct HubControl {
 }
 
 impl Control for HubControl {
-    fn on_frame(&mut self, _link: &Link, frame: Frame) -> Result<(), String> {
+    fn on_frame(&mut self, _link: &Link, frame: Frame) -> Result<(), ControlError> {
         match frame {
-            Frame::Credit { n } => self.pool.add_credit(self.key, n).map_err(|e| e.to_string()),
+            Frame::Credit { n } => self
+                .pool
+                .add_credit(self.key, n)
+                .map_err(|e| ControlError::Refused(Box::new(e))),
             Frame::Drain { .. } => {
                 tracing::info!(
                     pool = self.pool.name(),
@@ -45,7 +48,7 @@ impl Control for HubControl {
                 self.pool.worker_draining(self.key);
                 Ok(())
             }
-            other => Err(format!("unexpected {:?} frame", other.frame_type())),
+            other => Err(ControlError::Unexpected(other.frame_type())),
         }
     }
 
