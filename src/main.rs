@@ -1,5 +1,7 @@
 //! `pullman`: the hub, a worker, the demo, and the config checker, in one binary.
 
+#![forbid(unsafe_code)]
+
 mod demo_app;
 mod demo_filter;
 

@@ -19,6 +19,8 @@
 //!   rounds, so a refactor shows "no speed lost" in one run.
 //! - `report`: results as JSON records, markdown tables and hand-written SVG plots.
 
+#![deny(unsafe_code)]
+
 pub mod error;
 pub mod link_hub;
 pub mod load;

@@ -4,6 +4,8 @@
 //! `link` are the building blocks, usable alone. `run --baseline PATH` also runs pullman from
 //! an older `pullman` binary in the overhead and filter scenarios, beside this build's.
 
+#![forbid(unsafe_code)]
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;

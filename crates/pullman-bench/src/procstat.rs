@@ -41,6 +41,7 @@ impl ProcessTree {
     }
 
     /// utime + stime of the tree, now.
+    #[allow(unsafe_code)] // sysconf has no safe wrapper in std
     pub fn cpu(&self) -> CpuTime {
         // SAFETY: sysconf has no preconditions.
         let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;

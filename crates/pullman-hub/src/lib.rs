@@ -25,6 +25,8 @@
 //! or nothing), `admin` (the admin API and `/metrics`), [`programs`] (the supervisor),
 //! `metrics` (counters, histograms, the Prometheus text format), [`config`].
 
+#![deny(unsafe_code)]
+
 mod accept;
 mod admin;
 pub mod body;

@@ -79,6 +79,7 @@ impl Proc {
 }
 
 impl Drop for Proc {
+    #[allow(unsafe_code)] // kill(2) has no safe wrapper in std
     fn drop(&mut self) {
         // SIGTERM first so servers drain; SIGKILL if still there.
         // SAFETY: kill(2) on our own child's pid, which we have not reaped yet.

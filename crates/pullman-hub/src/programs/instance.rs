@@ -138,6 +138,7 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
 
 /// Has the kernel send the child SIGTERM when the hub dies, even by SIGKILL, so no worker
 /// outlives its hub.
+#[allow(unsafe_code)] // pre_exec and prctl have no safe wrapper; the SAFETY notes say why
 fn die_with_parent(command: &mut Command) {
     // SAFETY: getpid is async-signal-safe and runs before the fork.
     let hub = unsafe { libc::getpid() };
@@ -198,6 +199,7 @@ async fn terminate(child: &mut Child, pid: u32, grace: Duration, program: &str, 
 }
 
 /// Sends `signal` to the process group the instance leads (its pgid is its pid).
+#[allow(unsafe_code)] // kill(2) has no safe wrapper in std
 fn signal_group(child: &Child, signal: libc::c_int) {
     if let Some(pid) = child.id() {
         // SAFETY: kill(2) on the group of our own child, not yet reaped (id() is Some), so
