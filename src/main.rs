@@ -224,6 +224,9 @@ fn run() -> anyhow::Result<()> {
             Command::CheckConfig { config } => {
                 let file = config.path()?;
                 let config = load(&file)?;
+                for warning in config.warnings() {
+                    eprintln!("{}: warning: {warning}", file.display());
+                }
                 println!(
                     "{}: ok ({} pools, {} routes)",
                     file.display(),

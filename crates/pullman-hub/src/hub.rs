@@ -60,6 +60,9 @@ pub struct Hub {
 impl Hub {
     /// Binds every listener the config names (port 0 picks a free port).
     pub async fn bind(config: Config) -> Result<Hub, HubError> {
+        for warning in config.warnings() {
+            tracing::warn!("{warning}");
+        }
         let hub = &config.hub;
         let state = Arc::new(HubState::new(&config));
         let listen_err = |addr: String| move |error| HubError::Listen { addr, error };

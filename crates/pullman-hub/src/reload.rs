@@ -141,6 +141,9 @@ impl Reconfig {
     /// live state: check first, then apply.
     fn apply(&self, current: &mut Config, new: Config) -> Result<(), ChangeError> {
         fixed_settings_unchanged(current, &new)?;
+        for warning in new.warnings() {
+            tracing::warn!("{warning}");
+        }
 
         let old = self.state.table.load();
         let mut retiring = self.state.retiring.lock();

@@ -101,6 +101,21 @@ impl fmt::Debug for Document {
 }
 
 impl Config {
+    /// What is valid but likely a mistake, one sentence each: a pool no route names, whose
+    /// workers would never get a request. `check-config` prints these; the hub logs them.
+    pub fn warnings(&self) -> Vec<String> {
+        self.pools
+            .iter()
+            .filter(|pool| !self.routes.iter().any(|route| route.pool == pool.name))
+            .map(|pool| {
+                format!(
+                    "pool {:?} is named by no route: its workers will get no requests",
+                    pool.name
+                )
+            })
+            .collect()
+    }
+
     /// Reads, parses and validates the config file at `path`.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Config, ConfigError> {
         let path = path.as_ref();
@@ -171,6 +186,19 @@ mod tests {
             Err(ConfigError::Invalid { location, message }) => (location, message),
             Err(other) => panic!("unexpected error {other}"),
         }
+    }
+
+    #[test]
+    fn a_pool_no_route_names_is_warned_of() {
+        let routed = parse(&format!("{HUB}{POOL}[[route]]\npool = \"demo\"\n")).unwrap();
+        assert!(routed.warnings().is_empty());
+        let unrouted = parse(&format!("{HUB}{POOL}")).unwrap();
+        let warnings = unrouted.warnings();
+        assert_eq!(warnings.len(), 1);
+        assert!(
+            warnings[0].contains("pool \"demo\" is named by no route"),
+            "{warnings:?}"
+        );
     }
 
     #[test]
