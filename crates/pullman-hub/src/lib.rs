@@ -36,6 +36,7 @@ pub mod error;
 mod filter;
 mod front;
 mod hop;
+mod http1;
 pub mod hub;
 mod metrics;
 pub mod programs;

@@ -2,16 +2,14 @@
 //! for which header fields cross the hop.
 //!
 //! One client per filter pool, with its own kept-alive connections: HTTP/1.1 for `http://`
-//! upstreams (the hub's own client, `h1`, over the codec in `codec`), HTTP/2 with prior
+//! upstreams (the hub's own client, `h1`, over `http1`), HTTP/2 with prior
 //! knowledge for `h2c://` (hyper's). Bodies stream both ways; the client holds no more of a
 //! body than one read or one frame.
 //!
 //! # Layout
-//! - `codec`: HTTP/1.1 request heads, response heads and body framings, without I/O.
 //! - `h1`: the HTTP/1.1 client: idle connections, one request at a time on each.
 //! - `idle`: the bound on a pause within a response body, for both protocols.
 
-mod codec;
 mod h1;
 mod idle;
 
@@ -23,7 +21,6 @@ use bytes::Bytes;
 use http::header::{HeaderName, HOST};
 use http::uri::{PathAndQuery, Scheme};
 use http::{Request, Response};
-use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -36,11 +33,10 @@ use crate::hop::is_hop_by_hop;
 use h1::H1Client;
 use idle::IdleTimeout;
 
-/// Any error a forwarded body may end with.
-pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub(crate) use crate::http1::conn::BoxError;
 /// A body crossing the upstream hop: a request body on its way (the client's, the hub's
 /// buffered copy, or a filter's), or the upstream's response body.
-pub(crate) type UpstreamBody = UnsyncBoxBody<Bytes, BoxError>;
+pub(crate) type UpstreamBody = crate::http1::conn::OutBody;
 
 /// How long an idle h2c connection is kept for reuse: long enough to carry bursts that come
 /// seconds apart, shorter than the 60 s or more most servers keep them.

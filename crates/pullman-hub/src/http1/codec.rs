@@ -1,5 +1,6 @@
-//! HTTP/1.1 to an upstream, apart from I/O (RFC 9112): the request head as bytes, the
-//! response head parsed, and the body framings both ways.
+//! HTTP/1.1 as the hub speaks it to an upstream or a PTTH worker, apart from I/O (RFC
+//! 9112): the request head as bytes, the response head parsed, and the body framings both
+//! ways.
 //!
 //! `decode` style as in `pullman-proto`: functions take the bytes read so far and answer
 //! "need more" (`None`) until a whole unit is there, then split it off the buffer.
