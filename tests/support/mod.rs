@@ -93,6 +93,9 @@ pub struct HubProc {
     pub child: Child,
     pub front: SocketAddr,
     pub worker_addr: String,
+    /// Every worker address the hub listens on, as it printed them (`worker_addr` is the
+    /// first).
+    pub worker_addrs: Vec<String>,
     /// The admin API's address, when the config has an `[admin]` table.
     pub admin: Option<SocketAddr>,
     /// How this hub's workers connect (after any `PULLMAN_E2E_TRANSPORT` override).
@@ -170,14 +173,17 @@ impl HubProc {
             .unwrap()
             .parse()
             .unwrap();
-        let worker_addr = line
+        let worker_addrs: Vec<String> = line
             .split("workers=")
             .nth(1)
             .unwrap()
-            .split(',')
+            .split(' ')
             .next()
             .unwrap()
-            .to_string();
+            .split(',')
+            .map(str::to_string)
+            .collect();
+        let worker_addr = worker_addrs[0].clone();
         let admin = line
             .split(" admin=http://")
             .nth(1)
@@ -194,6 +200,7 @@ impl HubProc {
             child,
             front,
             worker_addr,
+            worker_addrs,
             admin,
             transport,
             log,

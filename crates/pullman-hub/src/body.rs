@@ -1,5 +1,5 @@
 //! The body the hub sends a client: its own short answers, a worker's streamed body, or a
-//! filter pool's upstream body.
+//! body read from an HTTP connection (a filter pool's upstream, a PTTH worker).
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -19,8 +19,9 @@ pub enum HubBody {
     Full(Option<Bytes>),
     /// A worker's body, streamed from its link.
     Worker(WorkerBody),
-    /// Filter mode: the upstream's body, streamed as it arrives.
-    Upstream(UpstreamBody),
+    /// A body read from an HTTP connection the hub holds, streamed as it arrives: a filter
+    /// pool's upstream, or a PTTH worker.
+    Http(UpstreamBody),
 }
 
 impl HubBody {
@@ -103,7 +104,7 @@ impl Body for HubBody {
             HubBody::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             HubBody::Worker(w) => w.poll_frame(cx),
             // The upstream broke off: end the client's response as broken too.
-            HubBody::Upstream(b) => Pin::new(b).poll_frame(cx).map_err(|_| StreamError::Aborted),
+            HubBody::Http(b) => Pin::new(b).poll_frame(cx).map_err(|_| StreamError::Aborted),
         }
     }
 
@@ -111,7 +112,7 @@ impl Body for HubBody {
         match self {
             HubBody::Full(bytes) => bytes.is_none(),
             HubBody::Worker(w) => w.body.is_end_stream(),
-            HubBody::Upstream(b) => b.is_end_stream(),
+            HubBody::Http(b) => b.is_end_stream(),
         }
     }
 
@@ -120,7 +121,7 @@ impl Body for HubBody {
             HubBody::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
             HubBody::Full(None) => SizeHint::with_exact(0),
             HubBody::Worker(w) => w.body.size_hint(),
-            HubBody::Upstream(b) => b.size_hint(),
+            HubBody::Http(b) => b.size_hint(),
         }
     }
 }

@@ -9,8 +9,17 @@ use http::HeaderMap;
 /// forwards. `host` is not among them, but a filter may not edit it either unless the pool
 /// allows (see `upstream::is_protected`).
 pub(crate) fn is_hop_by_hop(name: &HeaderName) -> bool {
+    is_hop_by_hop_str(name.as_str())
+}
+
+/// The same for a field name as bytes, in lower case (as the head view carries them).
+pub(crate) fn is_hop_by_hop_name(name: &[u8]) -> bool {
+    std::str::from_utf8(name).is_ok_and(is_hop_by_hop_str)
+}
+
+fn is_hop_by_hop_str(name: &str) -> bool {
     matches!(
-        name.as_str(),
+        name,
         "connection"
             | "keep-alive"
             | "proxy-connection"

@@ -19,7 +19,7 @@ use crate::state::HubState;
 use crate::worker_port::{
     accept_workers, check_socket_path, program_hub_url, BoundWorkerListener, WorkerPort,
 };
-use pullman_proto::{CloseCode, Frame};
+use pullman_proto::CloseCode;
 
 /// Re-reads the hub's config file and applies it: what SIGHUP does. Cloned freely.
 #[derive(Clone)]
@@ -196,10 +196,7 @@ impl Hub {
         }
         self.supervisor.shutdown().await;
         for pool in self.state.all_pools() {
-            for link in pool.links() {
-                link.send(Frame::Drain { last_stream: 0 });
-                link.close(CloseCode::GoingAway, "hub shutting down");
-            }
+            pool.close_workers(CloseCode::GoingAway, "hub shutting down");
         }
         // Give the links a moment to put their last frames on the wire.
         tokio::time::sleep(Duration::from_millis(50)).await;

@@ -18,7 +18,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use pullman_proto::{CloseCode, Frame};
+use pullman_proto::CloseCode;
 
 use crate::config::{Config, ConfigError};
 use crate::dispatch::Pool;
@@ -255,16 +255,12 @@ async fn retire(state: Arc<HubState>, pool: Arc<Pool>) {
         }
         retiring.remove(pool.name());
         drop(retiring);
-        let links = pool.links();
+        let workers = pool.close_workers(CloseCode::Normal, "pool removed");
         tracing::info!(
             pool = pool.name(),
-            workers = links.len(),
+            workers,
             "removed pool is empty; its workers are told DRAIN"
         );
-        for link in links {
-            link.send(Frame::Drain { last_stream: 0 });
-            link.close(CloseCode::Normal, "pool removed");
-        }
         return;
     }
 }

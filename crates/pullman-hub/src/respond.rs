@@ -10,11 +10,12 @@ use pullman_proto::Mode;
 
 use crate::body::HubBody;
 use crate::config::PoolConfig;
-use crate::dispatch::{Answer, Failed, First, InFlight, Job, Pool, Record};
+use crate::dispatch::{Answer, Failed, First, InFlight, Job, Pool, PtthBody, Record};
 use crate::error::RequestError;
 use crate::hop::{is_hop_by_hop, strip_hop_by_hop};
 use crate::metrics::WorkerFault;
 use crate::request::ClientRequest;
+use http_body_util::BodyExt;
 
 /// What handing a request of a respond pool to a worker takes: its deadlines, and whether
 /// a worker that failed with it may be replaced (`retry_idempotent`, for an idempotent
@@ -50,11 +51,14 @@ pub(crate) fn answer<B>(
     answered: Result<Answer, Failed<B>>,
     is_head: bool,
 ) -> Result<Response<HubBody>, RequestError> {
-    let Answer {
-        first,
-        stream,
-        mut in_flight,
-    } = answered.map_err(|failed| failed.error)?;
+    let (first, stream, mut in_flight) = match answered.map_err(|failed| failed.error)? {
+        Answer::Link {
+            first,
+            stream,
+            in_flight,
+        } => (first, stream, in_flight),
+        Answer::Http(response) => return Ok(http_response(response)),
+    };
     match first {
         First::Response(r) => worker_response(r, stream, in_flight, is_head),
         First::Verdict(_) => {
@@ -65,6 +69,14 @@ pub(crate) fn answer<B>(
             Err(RequestError::WorkerError)
         }
     }
+}
+
+/// The client's response from a PTTH worker's: its status, its end-to-end fields, and its
+/// body as it streams from the worker's connection (framed by the hub for the client).
+fn http_response(response: Response<PtthBody>) -> Response<HubBody> {
+    let (mut parts, body) = response.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    Response::from_parts(parts, HubBody::Http(body.boxed_unsync()))
 }
 
 /// The client's response from a worker's RESPONSE frame, without hop-by-hop fields (and

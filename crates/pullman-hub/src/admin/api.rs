@@ -12,7 +12,6 @@ use http::header::{ALLOW, CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use pullman_proto::Frame;
 use serde_json::{json, Map, Value};
 
 use super::{auth, Admin};
@@ -524,8 +523,7 @@ fn drain_worker(admin: &Admin, id: &str) -> Result<Response<Full<Bytes>>, ApiErr
     let not_found = || ApiError::new(StatusCode::NOT_FOUND, format!("no worker with id {id:?}"));
     let id: u64 = id.parse().map_err(|_| not_found())?;
     for pool in admin.state.all_pools() {
-        if let Some(link) = pool.drain_worker(id) {
-            link.send(Frame::Drain { last_stream: 0 });
+        if pool.drain_worker(id) {
             let in_flight = pool
                 .workers()
                 .iter()

@@ -76,13 +76,33 @@ pub struct HubConfig {
 }
 
 /// An address workers dial in to. Written `tcp://IP:PORT` or `unix://PATH` (so
-/// `unix:///run/pullman/workers.sock` for an absolute path); displays the same way.
+/// `unix:///run/pullman/workers.sock` for an absolute path) for pullman's workers, and
+/// `ptth://IP:PORT?pool=NAME` for POTHEAD's; displays the same way.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum WorkerListen {
     /// A TCP socket address. Port 0 picks a free port.
     Tcp(SocketAddr),
     /// A Unix socket path.
     Unix(PathBuf),
+    /// A TCP socket address for reverse-HTTP (PTTH) workers, such as POTHEAD's, of one
+    /// pool: each connection is one free slot of that pool, and takes one request written
+    /// to it as HTTP/1.1. Port 0 picks a free port.
+    Ptth {
+        /// Where to listen.
+        addr: SocketAddr,
+        /// The pool its workers serve (a PTTH worker names none).
+        pool: String,
+    },
+}
+
+impl WorkerListen {
+    /// The socket address, for the TCP kinds.
+    pub fn tcp_addr(&self) -> Option<SocketAddr> {
+        match self {
+            WorkerListen::Tcp(addr) | WorkerListen::Ptth { addr, .. } => Some(*addr),
+            WorkerListen::Unix(_) => None,
+        }
+    }
 }
 
 impl FromStr for WorkerListen {
@@ -94,6 +114,24 @@ impl FromStr for WorkerListen {
                 format!("invalid address {text:?}: expected tcp://IP:PORT, as in \"tcp://127.0.0.1:7070\"")
             });
         }
+        if let Some(rest) = text.strip_prefix("ptth://") {
+            let usage =
+                "expected ptth://IP:PORT?pool=NAME, as in \"ptth://127.0.0.1:4040?pool=legacy\"";
+            let Some((addr, query)) = rest.split_once('?') else {
+                return Err(format!("invalid address {text:?}: no pool; {usage}"));
+            };
+            let addr = addr
+                .parse()
+                .map_err(|_| format!("invalid address {text:?}: {usage}"))?;
+            let pool = match query.strip_prefix("pool=") {
+                Some(pool) if !pool.is_empty() && !pool.contains(['&', '=']) => pool,
+                _ => return Err(format!("invalid address {text:?}: {usage}")),
+            };
+            return Ok(WorkerListen::Ptth {
+                addr,
+                pool: pool.to_string(),
+            });
+        }
         if let Some(path) = text.strip_prefix("unix://") {
             if path.is_empty() {
                 return Err(format!(
@@ -103,8 +141,9 @@ impl FromStr for WorkerListen {
             return Ok(WorkerListen::Unix(PathBuf::from(path)));
         }
         Err(format!(
-            "invalid address {text:?}: expected tcp://IP:PORT or unix:///PATH, as in \
-             \"tcp://127.0.0.1:7070\" or \"unix:///run/pullman/workers.sock\""
+            "invalid address {text:?}: expected tcp://IP:PORT, unix:///PATH or \
+             ptth://IP:PORT?pool=NAME, as in \"tcp://127.0.0.1:7070\" or \
+             \"unix:///run/pullman/workers.sock\""
         ))
     }
 }
@@ -114,6 +153,7 @@ impl fmt::Display for WorkerListen {
         match self {
             WorkerListen::Tcp(addr) => write!(f, "tcp://{addr}"),
             WorkerListen::Unix(path) => write!(f, "unix://{}", path.display()),
+            WorkerListen::Ptth { addr, pool } => write!(f, "ptth://{addr}?pool={pool}"),
         }
     }
 }
@@ -131,7 +171,7 @@ fn de_workers_listen<'de, D: Deserializer<'de>>(
     for text in &texts {
         let addr: WorkerListen = text.parse().map_err(D::Error::custom)?;
         // Port 0 means "any free port", so two of them do not collide.
-        let is_any_port = matches!(&addr, WorkerListen::Tcp(a) if a.port() == 0);
+        let is_any_port = addr.tcp_addr().is_some_and(|a| a.port() == 0);
         if !is_any_port && addrs.contains(&addr) {
             return Err(D::Error::custom(format!("{addr} is listed twice")));
         }
@@ -178,6 +218,8 @@ mod tests {
             "tcp://[::1]:0",
             "unix:///run/pullman/workers.sock",
             "unix://relative.sock",
+            "ptth://127.0.0.1:4040?pool=legacy",
+            "ptth://[::1]:0?pool=a-b",
         ] {
             let addr: WorkerListen = text.parse().unwrap();
             assert_eq!(addr.to_string(), text);
@@ -188,6 +230,11 @@ mod tests {
             "tcp://1.2.3.4",
             "unix://",
             "tls://1.2.3.4:1",
+            "ptth://127.0.0.1:4040",
+            "ptth://127.0.0.1:4040?pool=",
+            "ptth://127.0.0.1:4040?name=a",
+            "ptth://127.0.0.1:4040?pool=a&x=1",
+            "ptth://localhost:4040?pool=a",
         ] {
             assert!(bad.parse::<WorkerListen>().is_err(), "{bad}");
         }
@@ -210,7 +257,7 @@ mod tests {
             (
                 "listen = \"127.0.0.1:80\"\nworkers_listen = [\"127.0.0.1:1\"]",
                 "hub.workers_listen",
-                "expected tcp://IP:PORT or unix:///PATH",
+                "expected tcp://IP:PORT, unix:///PATH or ptth://IP:PORT?pool=NAME",
             ),
             (
                 "listen = \"127.0.0.1:80\"\nworkers_listen = [\"tcp://127.0.0.1:1\", \"tcp://127.0.0.1:1\"]",

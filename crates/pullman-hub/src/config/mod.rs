@@ -102,9 +102,11 @@ impl fmt::Debug for Document {
 
 impl Config {
     /// What is valid but likely a mistake, one sentence each: a pool no route names, whose
-    /// workers would never get a request. `check-config` prints these; the hub logs them.
+    /// workers would never get a request; a PTTH listener others can reach, whose workers
+    /// give no token. `check-config` prints these; the hub logs them.
     pub fn warnings(&self) -> Vec<String> {
-        self.pools
+        let unrouted = self
+            .pools
             .iter()
             .filter(|pool| !self.routes.iter().any(|route| route.pool == pool.name))
             .map(|pool| {
@@ -112,8 +114,19 @@ impl Config {
                     "pool {:?} is named by no route: its workers will get no requests",
                     pool.name
                 )
-            })
-            .collect()
+            });
+        let open_ptth = self
+            .hub
+            .workers_listen
+            .iter()
+            .filter_map(|listen| match listen {
+                WorkerListen::Ptth { addr, pool } if !addr.ip().is_loopback() => Some(format!(
+                    "{listen} is not a loopback address: PTTH workers give no token, so anyone \
+                 who can connect to it answers requests of pool {pool:?}"
+                )),
+                _ => None,
+            });
+        unrouted.chain(open_ptth).collect()
     }
 
     /// Reads, parses and validates the config file at `path`.
@@ -199,6 +212,36 @@ mod tests {
             warnings[0].contains("pool \"demo\" is named by no route"),
             "{warnings:?}"
         );
+    }
+
+    #[test]
+    fn a_ptth_listener_must_serve_a_respond_pool_and_is_warned_of_off_loopback() {
+        let hub = |listen: &str| {
+            format!(
+                "[hub]\nlisten = \"127.0.0.1:8080\"\nworkers_listen = [\"{listen}\"]\n\
+                 {POOL}[[route]]\npool = \"demo\"\n"
+            )
+        };
+        let local = parse(&hub("ptth://127.0.0.1:4040?pool=demo")).unwrap();
+        assert!(local.warnings().is_empty(), "{:?}", local.warnings());
+        let open = parse(&hub("ptth://0.0.0.0:4040?pool=demo")).unwrap();
+        let warnings = open.warnings();
+        assert_eq!(warnings.len(), 1);
+        assert!(
+            warnings[0].contains("not a loopback address"),
+            "{warnings:?}"
+        );
+
+        let (location, message) = refuse(&hub("ptth://127.0.0.1:4040?pool=nope"));
+        assert_eq!(location.key.as_deref(), Some("hub"));
+        assert!(
+            message.contains("serves pool \"nope\", which does not exist"),
+            "{message}"
+        );
+        let filter = "[hub]\nlisten = \"127.0.0.1:8080\"\nworkers_listen = [\"ptth://127.0.0.1:1?pool=f\"]\n\
+             [[pool]]\nname = \"f\"\ntoken = \"t\"\nmode = \"filter\"\nupstream = \"http://127.0.0.1:9\"\n";
+        let (_, message) = refuse(filter);
+        assert!(message.contains("a filter pool"), "{message}");
     }
 
     #[test]

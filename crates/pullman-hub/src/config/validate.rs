@@ -13,6 +13,7 @@ use super::error::Problem;
 use super::values::RouteName;
 use super::{
     AdminConfig, Config, Document, HubConfig, MetricsConfig, PoolConfig, PoolMode, ProgramConfig,
+    WorkerListen,
 };
 use crate::routing::RouteToml;
 
@@ -20,7 +21,7 @@ use crate::routing::RouteToml;
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct ConfigToml {
-    hub: HubConfig,
+    hub: Spanned<HubConfig>,
     #[serde(default)]
     pool: Vec<Spanned<PoolConfig>>,
     #[serde(default)]
@@ -108,6 +109,28 @@ impl ConfigToml {
             routes.push(built);
         }
 
+        for listen in &self.hub.get_ref().workers_listen {
+            let WorkerListen::Ptth { pool, .. } = listen else {
+                continue;
+            };
+            let mode = self
+                .pool
+                .iter()
+                .map(Spanned::get_ref)
+                .find(|p| &p.name == pool);
+            let why = match mode.map(|p| p.mode) {
+                None => "which does not exist",
+                Some(PoolMode::Filter) => {
+                    "a filter pool: PTTH workers answer requests, they cannot filter them"
+                }
+                Some(PoolMode::Respond) => continue,
+            };
+            return Err(Problem::at(
+                self.hub.span(),
+                format!("workers_listen {listen} serves pool {pool:?}, {why}"),
+            ));
+        }
+
         let mut program_names: HashMap<&str, Range<usize>> = HashMap::new();
         for program in &self.program {
             let config = program.get_ref();
@@ -144,7 +167,7 @@ impl ConfigToml {
         }
 
         Ok(Config {
-            hub: self.hub,
+            hub: self.hub.into_inner(),
             pools: self.pool.into_iter().map(Spanned::into_inner).collect(),
             routes,
             programs: self.program.into_iter().map(Spanned::into_inner).collect(),

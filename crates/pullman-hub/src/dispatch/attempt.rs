@@ -19,10 +19,12 @@ use std::sync::Arc;
 use tokio::time::Instant;
 
 use super::in_flight::InFlight;
-use super::pool::{Acquire, Pool};
+use super::pool::{Acquire, Lease, Leased, Pool};
+use super::ptth::{try_ptth, PtthBody};
 use super::pump::{Pump, PumpEnd};
 use super::record::Record;
 use crate::error::RequestError;
+use crate::http1::conn::BoxError;
 use crate::metrics::WorkerFault;
 
 /// One request (or one phase of a filtered request) to hand to a worker of `pool`.
@@ -61,7 +63,7 @@ pub(crate) enum Payload<B> {
 
 impl<B> Payload<B> {
     /// Whether the request can go to another worker body and all.
-    fn is_replayable(&self) -> bool {
+    pub(super) fn is_replayable(&self) -> bool {
         matches!(self, Payload::Empty | Payload::Kept(_))
     }
 
@@ -70,11 +72,16 @@ impl<B> Payload<B> {
     }
 }
 
-/// A worker's first answer to a request, with the stream the rest of it comes on.
-pub(crate) struct Answer {
-    pub(crate) first: First,
-    pub(crate) stream: Stream,
-    pub(crate) in_flight: InFlight,
+/// A worker's first answer to a request.
+pub(crate) enum Answer {
+    /// A pullman worker's first frame, with the stream the rest of the answer comes on.
+    Link {
+        first: First,
+        stream: Stream,
+        in_flight: InFlight,
+    },
+    /// A PTTH worker's HTTP/1.1 response; its body streams from the worker's connection.
+    Http(http::Response<PtthBody>),
 }
 
 /// What a worker answered first.
@@ -92,12 +99,23 @@ pub(crate) struct Failed<B> {
     pub(crate) body: Payload<B>,
 }
 
+/// How one try at one worker ended.
+// Moved once per try; boxing the answer would cost an allocation per request.
+#[allow(clippy::large_enum_variant)]
+pub(super) enum Tried {
+    Answered(Answer),
+    /// The worker never saw the request, or failed it in a way the rules let another
+    /// worker try: back to the front of the queue.
+    Again,
+    Failed(RequestError),
+}
+
 /// Hands `job` with `body` to a worker of its pool and waits for the worker's first answer,
 /// trying the next worker where the retry rules allow.
 pub(crate) async fn dispatch<B>(job: &Job<'_>, mut body: Payload<B>) -> Result<Answer, Failed<B>>
 where
     B: Body<Data = Bytes> + Send + 'static,
-    B::Error: Send,
+    B::Error: Into<BoxError> + Send,
 {
     let pool = job.pool;
     let failed = |error, body| Err(Failed { error, body });
@@ -135,96 +153,119 @@ where
         };
         job.record
             .queue_wait(leased.saturating_duration_since(queued_since));
-        let remaining = job.deadline.saturating_duration_since(leased);
-        let request = pullman_proto::Request {
-            stream: 0,
-            // In a response phase the body follows the RESPONSE head, not the REQUEST.
-            end: job.response_head.is_some() || body.is_empty(),
-            deadline_ms: remaining.as_millis().clamp(1, u32::MAX as u128) as u32,
-            mode: job.mode,
-            peer: job.peer.to_string(),
-            head: job.head.clone(),
+        let tried = if lease.is_ptth() {
+            try_ptth(job, lease, &mut body).await
+        } else {
+            try_link(job, lease, leased, &mut body).await
         };
-        let Ok(mut stream) = lease.link().open(request) else {
-            // The worker died before the request reached it: next in line, at the front.
-            lease.cancel();
-            front = true;
-            continue;
-        };
-        let mut in_flight = InFlight::new(stream.sender(), pool.clone(), lease.spend());
-        if let Some(head) = job.response_head {
-            let mut head = head.clone();
-            head.stream = stream.id();
-            stream.sender().send_frame(Frame::Response(head));
+        match tried {
+            Tried::Answered(answer) => return Ok(answer),
+            Tried::Again => front = true,
+            Tried::Failed(error) => return failed(error, body),
         }
-        let mut pump = match std::mem::replace(&mut body, Payload::Gone) {
-            Payload::Empty => {
-                body = Payload::Empty;
-                None
-            }
-            Payload::Kept(bytes) => {
-                body = Payload::Kept(bytes.clone());
-                let full = http_body_util::Full::new(bytes);
-                Some(Pump::start(full, stream.sender(), job.body_limit))
-            }
-            Payload::Stream(b) => Some(Pump::start(b, stream.sender(), job.body_limit)),
-            Payload::Gone => None,
-        };
-
-        let timer = job.record.service();
-        let reply = wait_reply(&mut stream, &mut pump, job.deadline).await;
-        drop(timer);
-        let first = match reply {
-            Reply::Response(r) => First::Response(r),
-            Reply::Verdict(v) => First::Verdict(v),
-            Reply::Undelivered if body.is_replayable() => {
-                in_flight.complete();
-                front = true;
-                continue;
-            }
-            Reply::Rejected { retryable, reason } => {
-                let what =
-                    format!("worker rejected the request (retryable: {retryable}): {reason}");
-                in_flight.note(WorkerFault::Rejected, retryable, &what);
-                in_flight.complete();
-                if retryable && body.is_replayable() {
-                    front = true;
-                    continue;
-                }
-                return failed(RequestError::Rejected, body);
-            }
-            Reply::WorkerFailed if job.retry_failed && body.is_replayable() => {
-                in_flight.complete();
-                front = true;
-                continue;
-            }
-            Reply::Undelivered | Reply::WorkerFailed => {
-                in_flight.complete();
-                return failed(RequestError::WorkerError, body);
-            }
-            Reply::Deadline => {
-                in_flight.cancel(CancelReason::Deadline);
-                return failed(RequestError::Deadline, body);
-            }
-            Reply::BodyTooLarge => {
-                in_flight.cancel(CancelReason::Refused);
-                return failed(RequestError::BodyTooLarge, body);
-            }
-            Reply::ClientGone => {
-                in_flight.cancel(CancelReason::ClientGone);
-                return failed(RequestError::ClientGone, body);
-            }
-        };
-        // Answered: the rest of the body (if any) goes on by itself.
-        if let Some(pump) = pump.as_mut() {
-            pump.detach();
-        }
-        return Ok(Answer {
-            first,
-            stream,
-            in_flight,
-        });
     }
+}
+
+/// One try at a pullman worker: the REQUEST on a new stream of its link, the body after it,
+/// and its first frame back.
+async fn try_link<B>(
+    job: &Job<'_>,
+    mut lease: Lease,
+    leased: Instant,
+    body: &mut Payload<B>,
+) -> Tried
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Send,
+{
+    let Leased::Link(link) = lease.reach() else {
+        unreachable!("try_link is given a link's lease");
+    };
+    let link = link.clone();
+    let remaining = job.deadline.saturating_duration_since(leased);
+    let request = pullman_proto::Request {
+        stream: 0,
+        // In a response phase the body follows the RESPONSE head, not the REQUEST.
+        end: job.response_head.is_some() || body.is_empty(),
+        deadline_ms: remaining.as_millis().clamp(1, u32::MAX as u128) as u32,
+        mode: job.mode,
+        peer: job.peer.to_string(),
+        head: job.head.clone(),
+    };
+    let Ok(mut stream) = link.open(request) else {
+        // The worker died before the request reached it: next in line, at the front.
+        lease.cancel();
+        return Tried::Again;
+    };
+    let mut in_flight = InFlight::new(stream.sender(), job.pool.clone(), lease.spend());
+    if let Some(head) = job.response_head {
+        let mut head = head.clone();
+        head.stream = stream.id();
+        stream.sender().send_frame(Frame::Response(head));
+    }
+    let mut pump = match std::mem::replace(body, Payload::Gone) {
+        Payload::Empty => {
+            *body = Payload::Empty;
+            None
+        }
+        Payload::Kept(bytes) => {
+            *body = Payload::Kept(bytes.clone());
+            let full = http_body_util::Full::new(bytes);
+            Some(Pump::start(full, stream.sender(), job.body_limit))
+        }
+        Payload::Stream(b) => Some(Pump::start(b, stream.sender(), job.body_limit)),
+        Payload::Gone => None,
+    };
+
+    let timer = job.record.service();
+    let reply = wait_reply(&mut stream, &mut pump, job.deadline).await;
+    drop(timer);
+    let first = match reply {
+        Reply::Response(r) => First::Response(r),
+        Reply::Verdict(v) => First::Verdict(v),
+        Reply::Undelivered if body.is_replayable() => {
+            in_flight.complete();
+            return Tried::Again;
+        }
+        Reply::Rejected { retryable, reason } => {
+            let what = format!("worker rejected the request (retryable: {retryable}): {reason}");
+            in_flight.note(WorkerFault::Rejected, retryable, &what);
+            in_flight.complete();
+            if retryable && body.is_replayable() {
+                return Tried::Again;
+            }
+            return Tried::Failed(RequestError::Rejected);
+        }
+        Reply::WorkerFailed if job.retry_failed && body.is_replayable() => {
+            in_flight.complete();
+            return Tried::Again;
+        }
+        Reply::Undelivered | Reply::WorkerFailed => {
+            in_flight.complete();
+            return Tried::Failed(RequestError::WorkerError);
+        }
+        Reply::Deadline => {
+            in_flight.cancel(CancelReason::Deadline);
+            return Tried::Failed(RequestError::Deadline);
+        }
+        Reply::BodyTooLarge => {
+            in_flight.cancel(CancelReason::Refused);
+            return Tried::Failed(RequestError::BodyTooLarge);
+        }
+        Reply::ClientGone => {
+            in_flight.cancel(CancelReason::ClientGone);
+            return Tried::Failed(RequestError::ClientGone);
+        }
+    };
+    // Answered: the rest of the body (if any) goes on by itself.
+    if let Some(pump) = pump.as_mut() {
+        pump.detach();
+    }
+    Tried::Answered(Answer::Link {
+        first,
+        stream,
+        in_flight,
+    })
 }
 
 /// What came first on a stream after the request went out.

@@ -6,6 +6,7 @@
 //!   waiting request with a worker holding a free credit ([`Pool`], [`Lease`]).
 //! - `queue`: the order waiting requests meet workers in (FIFO, behind a narrow interface).
 //! - `attempt`: [`dispatch`], the request's trip to a worker and back, with the retry rules.
+//! - `ptth`: a try at a PTTH worker: the request as HTTP/1.1 on the connection it dialed.
 //! - `pump`: the task streaming a request body to the worker.
 //! - `in_flight`: [`InFlight`], a request a worker holds until its answer is complete.
 //! - `record`: [`Record`], one request's entry in its pool's metrics.
@@ -13,6 +14,7 @@
 mod attempt;
 mod in_flight;
 mod pool;
+mod ptth;
 mod pump;
 mod queue;
 mod record;
@@ -20,4 +22,5 @@ mod record;
 pub(crate) use attempt::{dispatch, Answer, Failed, First, Job, Payload};
 pub(crate) use in_flight::InFlight;
 pub(crate) use pool::{Pool, PoolStatus, WorkerMeta};
+pub(crate) use ptth::PtthBody;
 pub(crate) use record::Record;

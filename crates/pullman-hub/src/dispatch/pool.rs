@@ -13,11 +13,13 @@ use std::sync::Arc;
 use arc_swap::{ArcSwap, ArcSwapOption};
 use parking_lot::Mutex;
 use pullman_link::Link;
+use pullman_proto::{CloseCode, Frame};
 use slab::Slab;
 use tokio::sync::oneshot;
 
 use super::queue::{WaitQueue, Waiter};
 use crate::config::PoolConfig;
+use crate::http1::conn::Conn;
 use crate::metrics::{FilterStats, RequestMetrics};
 use crate::upstream::UpstreamClient;
 
@@ -35,12 +37,21 @@ pub(crate) struct TooManyCredits {
 struct WorkerSlot {
     id: u64,
     meta: WorkerMeta,
-    link: Link,
+    reach: Reach,
     credits: u32,
     in_ready: bool,
     draining: bool,
     /// Requests handed to this worker and not yet answered.
     in_flight: u32,
+}
+
+/// How the hub reaches a worker.
+enum Reach {
+    /// A pullman link: as many requests at once as the worker grants credits.
+    Link(Link),
+    /// A reverse-HTTP (PTTH) connection: one request at a time, one credit while idle. The
+    /// connection is here while idle and with the request's lease while busy.
+    Ptth(Option<Conn>),
 }
 
 #[derive(Default)]
@@ -197,17 +208,32 @@ impl Pool {
         out
     }
 
-    /// Stops giving worker `id` work (as if it had sent DRAIN); returns its link so the
-    /// caller can tell it, or `None` if it is not in this pool.
-    pub(crate) fn drain_worker(&self, id: u64) -> Option<Link> {
+    /// Stops giving worker `id` work and tells it so: a link gets DRAIN (as if the worker
+    /// had sent it), an idle PTTH connection is closed and a busy one once its request
+    /// ends. `false` if the worker is not in this pool.
+    pub(crate) fn drain_worker(&self, id: u64) -> bool {
         let mut s = self.state.lock();
-        let key = s.workers.iter().find(|(_, w)| w.id == id)?.0;
+        let Some(key) = s.workers.iter().find(|(_, w)| w.id == id).map(|(k, _)| k) else {
+            return false;
+        };
         let w = &mut s.workers[key];
         w.draining = true;
         w.credits = 0;
-        let link = w.link.clone();
+        let link = match &mut w.reach {
+            Reach::Link(link) => Some(link.clone()),
+            Reach::Ptth(idle) => {
+                if idle.take().is_some() {
+                    s.workers.remove(key);
+                }
+                None
+            }
+        };
         s.ready.retain(|&k| k != key);
-        Some(link)
+        drop(s);
+        if let Some(link) = link {
+            link.send(Frame::Drain { last_stream: 0 });
+        }
+        true
     }
 
     /// Asks for a worker. `front` re-queues a request that a failed worker never started.
@@ -253,13 +279,77 @@ impl Pool {
         entry.insert(WorkerSlot {
             id,
             meta,
-            link,
+            reach: Reach::Link(link),
             credits: 0,
             in_ready: false,
             draining: false,
             in_flight: 0,
         });
         key
+    }
+
+    /// Adds a PTTH worker: its connection is one free slot, given to the oldest waiting
+    /// request at once.
+    pub(crate) fn add_ptth_worker(self: &Arc<Self>, id: u64, meta: WorkerMeta, conn: Conn) {
+        let mut s = self.state.lock();
+        let key = s.workers.insert(WorkerSlot {
+            id,
+            meta,
+            reach: Reach::Ptth(Some(conn)),
+            credits: 1,
+            in_ready: false,
+            draining: false,
+            in_flight: 0,
+        });
+        self.dispatch(&mut s, key);
+    }
+
+    /// A PTTH worker's request ended and its connection may carry another: it is a free
+    /// slot again (closed instead if the worker was drained meanwhile).
+    pub(crate) fn ptth_idle_again(self: &Arc<Self>, key: usize, id: u64, conn: Conn) {
+        let mut s = self.state.lock();
+        let Some(w) = s.workers.get_mut(key).filter(|w| w.id == id) else {
+            return;
+        };
+        w.in_flight = w.in_flight.saturating_sub(1);
+        if w.draining {
+            s.workers.remove(key);
+            return;
+        }
+        w.reach = Reach::Ptth(Some(conn));
+        w.credits = 1;
+        self.dispatch(&mut s, key);
+    }
+
+    /// A PTTH worker's request ended and its connection was closed.
+    pub(crate) fn ptth_gone(&self, key: usize, id: u64) {
+        let mut s = self.state.lock();
+        if s.workers.get(key).is_some_and(|w| w.id == id) {
+            s.workers.remove(key);
+            s.ready.retain(|&k| k != key);
+        }
+    }
+
+    /// Closes the idle PTTH connections whose worker has closed its end (or sent bytes
+    /// nobody asked for); the PTTH listener calls this now and then, so that workers that
+    /// went away while idle do not linger in the pool's counts.
+    pub(crate) fn sweep_ptth(&self) {
+        let mut s = self.state.lock();
+        let gone: Vec<usize> = s
+            .workers
+            .iter()
+            .filter(|(_, w)| matches!(&w.reach, Reach::Ptth(Some(conn)) if !conn.is_usable()))
+            .map(|(key, _)| key)
+            .collect();
+        for key in gone {
+            tracing::debug!(
+                pool = self.name(),
+                worker_id = s.workers[key].id,
+                "idle PTTH worker closed its connection"
+            );
+            s.workers.remove(key);
+            s.ready.retain(|&k| k != key);
+        }
     }
 
     /// A worker granted `n` more credits.
@@ -306,14 +396,33 @@ impl Pool {
         }
     }
 
-    /// Links of every connected worker (to tell them DRAIN).
-    pub(crate) fn links(&self) -> Vec<Link> {
-        self.state
-            .lock()
-            .workers
-            .iter()
-            .map(|(_, w)| w.link.clone())
-            .collect()
+    /// Tells every worker that the pool takes no more work: links get DRAIN and are closed
+    /// with `code` and `why`; idle PTTH connections are closed, busy ones when their
+    /// request ends. Returns how many workers there were.
+    pub(crate) fn close_workers(&self, code: CloseCode, why: &str) -> usize {
+        let mut s = self.state.lock();
+        let count = s.workers.len();
+        let mut links = Vec::new();
+        let mut idle = Vec::new();
+        for (key, w) in &mut s.workers {
+            w.draining = true;
+            w.credits = 0;
+            match &mut w.reach {
+                Reach::Link(link) => links.push(link.clone()),
+                Reach::Ptth(conn) if conn.is_some() => idle.push(key),
+                Reach::Ptth(_) => {}
+            }
+        }
+        for key in idle {
+            s.workers.remove(key);
+        }
+        s.ready.clear();
+        drop(s);
+        for link in links {
+            link.send(Frame::Drain { last_stream: 0 });
+            link.close(code, why);
+        }
+        count
     }
 
     /// Pairs waiting requests with worker `key`'s credits, then lists it as ready if any
@@ -362,21 +471,32 @@ impl Pool {
         let w = &mut s.workers[key];
         w.credits -= 1;
         w.in_flight += 1;
+        let reach = match &mut w.reach {
+            Reach::Link(link) => Leased::Link(link.clone()),
+            Reach::Ptth(conn) => Leased::Ptth(conn.take()),
+        };
         Lease {
             pool: Some(self.clone()),
             key,
             worker_id: w.id,
-            link: w.link.clone(),
+            reach,
         }
     }
 
-    /// Gives back a credit that was never used.
-    fn refund(self: &Arc<Self>, key: usize, id: u64) {
+    /// Gives back a credit that was never used (and a PTTH connection with it).
+    fn refund(self: &Arc<Self>, key: usize, id: u64, conn: Option<Conn>) {
         let mut s = self.state.lock();
         let Some(w) = s.workers.get_mut(key).filter(|w| w.id == id) else {
             return;
         };
         w.in_flight = w.in_flight.saturating_sub(1);
+        if let Reach::Ptth(idle) = &mut w.reach {
+            *idle = conn;
+            if idle.is_none() || w.draining {
+                s.workers.remove(key);
+                return;
+            }
+        }
         if w.draining {
             return;
         }
@@ -391,12 +511,29 @@ pub(crate) struct Lease {
     pool: Option<Arc<Pool>>,
     key: usize,
     worker_id: u64,
-    link: Link,
+    reach: Leased,
+}
+
+/// How a lease reaches its worker.
+pub(crate) enum Leased {
+    Link(Link),
+    /// The PTTH connection, taken out of the pool for this request (`None` once used).
+    Ptth(Option<Conn>),
 }
 
 impl Lease {
-    pub(crate) fn link(&self) -> &Link {
-        &self.link
+    pub(crate) fn reach(&mut self) -> &mut Leased {
+        &mut self.reach
+    }
+
+    pub(crate) fn is_ptth(&self) -> bool {
+        matches!(self.reach, Leased::Ptth(_))
+    }
+
+    /// The pool, the worker's key in it and its id: what a PTTH request needs to give the
+    /// connection back.
+    pub(crate) fn worker(&self) -> (usize, u64) {
+        (self.key, self.worker_id)
     }
 
     /// The request was handed to the worker: the credit is spent for good. Returns what
@@ -416,7 +553,11 @@ impl Lease {
 impl Drop for Lease {
     fn drop(&mut self) {
         if let Some(pool) = self.pool.take() {
-            pool.refund(self.key, self.worker_id);
+            let conn = match &mut self.reach {
+                Leased::Ptth(conn) => conn.take(),
+                Leased::Link(_) => None,
+            };
+            pool.refund(self.key, self.worker_id, conn);
         }
     }
 }
@@ -507,6 +648,18 @@ mod tests {
                 };
                 Link::spawn(ours, BytesMut::new(), settings, Quiet).0
             })
+        }
+
+        /// Adds PTTH worker `id` over a loopback connection; returns the worker's end.
+        async fn ptth_worker(&mut self, id: u64) -> tokio::net::TcpStream {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let theirs = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+                .await
+                .unwrap();
+            let (ours, _) = listener.accept().await.unwrap();
+            self.pool
+                .add_ptth_worker(id, WorkerMeta::default(), Conn::new(ours));
+            theirs
         }
 
         fn credits(&self, key: usize) -> u32 {
@@ -825,8 +978,8 @@ mod tests {
         let held = ready(h.pool.acquire(false)).spend();
         assert_eq!(held, (a, 1));
 
-        assert!(h.pool.drain_worker(1).is_some());
-        assert!(h.pool.drain_worker(99).is_none());
+        assert!(h.pool.drain_worker(1));
+        assert!(!h.pool.drain_worker(99));
         for _ in 0..2 {
             assert_eq!(ready(h.pool.acquire(false)).spend().1, 2);
         }
@@ -842,5 +995,66 @@ mod tests {
         assert_eq!(h.pool.workers()[0].in_flight, 0);
         let status = h.pool.status();
         assert_eq!((status.queued, status.in_flight, status.workers), (0, 2, 2));
+    }
+
+    #[tokio::test]
+    async fn a_ptth_connection_is_one_slot_that_travels_with_its_lease() {
+        let mut h = Harness::new(10);
+        let mut waiting = wait(h.pool.acquire(false));
+        let _theirs = h.ptth_worker(7).await;
+        // The waiting request got the connection at once; nobody else can.
+        let mut lease = try_lease(&mut waiting).expect("served by the new PTTH worker");
+        assert!(lease.is_ptth());
+        assert!(matches!(lease.reach(), Leased::Ptth(Some(_))));
+        assert!(matches!(h.pool.acquire(false), Acquire::Wait(_)));
+        assert_eq!(h.pool.status().in_flight, 1);
+
+        // Unused, the lease brings the connection back: the slot is free again.
+        drop(lease);
+        let mut lease = ready(h.pool.acquire(false));
+        let (key, id) = lease.worker();
+        let Leased::Ptth(conn) = lease.reach() else {
+            panic!("a PTTH lease")
+        };
+        let conn = conn.take().unwrap();
+        lease.spend();
+        // A kept-alive connection is a free slot again once its answer ended.
+        h.pool.ptth_idle_again(key, id, conn);
+        assert_eq!(h.pool.status().credits_free, 1);
+        assert_eq!(h.pool.status().in_flight, 0);
+        // A closed one leaves the pool.
+        ready(h.pool.acquire(false)).spend();
+        h.pool.ptth_gone(key, id);
+        assert_eq!(h.pool.status().workers, 0);
+    }
+
+    #[tokio::test]
+    async fn idle_ptth_workers_that_closed_are_swept_and_drained_ones_closed() {
+        let mut h = Harness::new(10);
+        let gone = h.ptth_worker(1).await;
+        let mut kept = h.ptth_worker(2).await;
+        drop(gone);
+        // The close reaches the hub's socket before the sweep looks: wait for it here.
+        let mut probe = [0u8; 1];
+        for _ in 0..10_000 {
+            h.pool.sweep_ptth();
+            if h.pool.status().workers == 1 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(
+            h.pool.status().workers,
+            1,
+            "the closed worker was never swept"
+        );
+        assert_eq!(h.pool.workers()[0].id, 2);
+
+        assert!(h.pool.drain_worker(2));
+        assert_eq!(h.pool.status().workers, 0);
+        let n = tokio::io::AsyncReadExt::read(&mut kept, &mut probe)
+            .await
+            .unwrap();
+        assert_eq!(n, 0, "the drained worker's connection is closed");
     }
 }

@@ -120,7 +120,7 @@ pub(super) fn apply_edits(
 /// The upstream's response as the client gets it, unfiltered.
 pub(super) fn client_response(resp: Response<UpstreamBody>) -> Response<HubBody> {
     let (parts, body) = resp.into_parts();
-    let mut out = Response::new(HubBody::Upstream(body));
+    let mut out = Response::new(HubBody::Http(body));
     *out.status_mut() = parts.status;
     *out.headers_mut() = parts.headers;
     strip_hop_by_hop(out.headers_mut());

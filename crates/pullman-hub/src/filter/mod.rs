@@ -216,7 +216,7 @@ pub(crate) async fn serve(
         }
         Decision::Unavailable(payload) => {
             let body = match payload {
-                Payload::Stream(b) => Some(HubBody::Upstream(b)),
+                Payload::Stream(b) => Some(HubBody::Http(b)),
                 Payload::Empty => Some(HubBody::Full(None)),
                 Payload::Kept(_) | Payload::Gone => None,
             };
@@ -266,7 +266,7 @@ impl Phase<'_> {
             body_limit: self.config.max_body_bytes,
         };
         match dispatch(&job, payload).await {
-            Ok(Answer {
+            Ok(Answer::Link {
                 first: First::Verdict(verdict),
                 stream,
                 mut in_flight,
@@ -279,11 +279,14 @@ impl Phase<'_> {
                 };
                 Ok(Decision::Pass { verdict, body })
             }
-            Ok(Answer {
+            Ok(Answer::Link {
                 first: First::Response(r),
                 stream,
                 in_flight,
             }) => worker_response(r, stream, in_flight, self.is_head).map(Decision::Respond),
+            // A PTTH worker answered (its listener names this pool, which a reload made a
+            // filter pool): it cannot filter. Logged where it was found.
+            Ok(Answer::Http(_)) => Err(RequestError::WorkerError),
             Err(Failed {
                 error:
                     e @ (RequestError::BodyTooLarge

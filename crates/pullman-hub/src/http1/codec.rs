@@ -11,6 +11,9 @@ use std::mem::MaybeUninit;
 use bytes::{Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use pullman_proto::HeadView;
+
+use crate::hop::is_hop_by_hop_name;
 
 /// Largest response head the hub reads from an upstream: heads are a few hundred bytes,
 /// and 64 KiB is what common servers accept as the largest request head.
@@ -75,8 +78,46 @@ pub(crate) fn encode_request(
         }
         field(out, name.as_str().as_bytes(), value.as_bytes());
     }
+    framing_field(out, framing, headers.contains_key(CONTENT_LENGTH));
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Writes the head of the request `head` as HTTP/1.1 for a worker that speaks it (PTTH):
+/// its method, its target in origin form, and its end-to-end fields; framing its body as
+/// `framing`. Hop-by-hop fields stay on the client's hop, and so does `expect` (the front
+/// answered a `100-continue` itself), and `content-length` and `transfer-encoding` are the
+/// hub's to write.
+pub(crate) fn encode_head_view(head: &HeadView, framing: Framing, out: &mut BytesMut) {
+    out.extend_from_slice(head.method());
+    out.extend_from_slice(b" ");
+    out.extend_from_slice(origin_form(head.target()));
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    for (name, value) in head.headers() {
+        let dropped = is_hop_by_hop_name(name) || name == b"content-length" || name == b"expect";
+        if !dropped {
+            field(out, name, value);
+        }
+    }
+    framing_field(out, framing, false);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// A request target in origin form: an absolute URI's path and query (`/` if it has no
+/// path); any other target as it is.
+fn origin_form(target: &[u8]) -> &[u8] {
+    let Some(scheme_end) = target.windows(3).position(|w| w == b"://") else {
+        return target;
+    };
+    let rest = &target[scheme_end + 3..];
+    match rest.iter().position(|&b| b == b'/' || b == b'?') {
+        Some(i) if rest[i] == b'/' => &rest[i..],
+        _ => b"/",
+    }
+}
+
+fn framing_field(out: &mut BytesMut, framing: Framing, declared_length: bool) {
     match framing {
-        Framing::Length(0) if !headers.contains_key(CONTENT_LENGTH) => {}
+        Framing::Length(0) if !declared_length => {}
         Framing::Length(n) => {
             let mut text = String::with_capacity(20);
             let _ = write!(text, "{n}");
@@ -85,7 +126,6 @@ pub(crate) fn encode_request(
         Framing::Chunked => field(out, b"transfer-encoding", b"chunked"),
         Framing::Close => {}
     }
-    out.extend_from_slice(b"\r\n");
 }
 
 fn field(out: &mut BytesMut, name: &[u8], value: &[u8]) {

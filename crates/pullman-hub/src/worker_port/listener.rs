@@ -22,6 +22,8 @@ use crate::error::HubError;
 pub(crate) enum BoundWorkerListener {
     Tcp(TcpListener, SocketAddr),
     Unix(UnixListener, SocketFile),
+    /// PTTH workers of the pool named.
+    Ptth(TcpListener, SocketAddr, String),
 }
 
 /// A socket file this hub created; removed on drop.
@@ -53,6 +55,11 @@ impl BoundWorkerListener {
                 let local = l.local_addr().map_err(listen_err)?;
                 Ok(BoundWorkerListener::Tcp(l, local))
             }
+            WorkerListen::Ptth { addr: a, pool } => {
+                let l = TcpListener::bind(a).await.map_err(listen_err)?;
+                let local = l.local_addr().map_err(listen_err)?;
+                Ok(BoundWorkerListener::Ptth(l, local, pool.clone()))
+            }
             WorkerListen::Unix(path) => {
                 if let SocketPath::Stale = check_socket_path(path)? {
                     tracing::info!(path = %path.display(), "removing the stale socket of a hub that is gone");
@@ -69,12 +76,16 @@ impl BoundWorkerListener {
         match self {
             BoundWorkerListener::Tcp(_, a) => WorkerListen::Tcp(*a),
             BoundWorkerListener::Unix(_, file) => WorkerListen::Unix(file.path().to_owned()),
+            BoundWorkerListener::Ptth(_, a, pool) => WorkerListen::Ptth {
+                addr: *a,
+                pool: pool.clone(),
+            },
         }
     }
 
     async fn accept(&self) -> std::io::Result<WorkerConn> {
         match self {
-            BoundWorkerListener::Tcp(l, _) => {
+            BoundWorkerListener::Tcp(l, _) | BoundWorkerListener::Ptth(l, ..) => {
                 l.accept().await.map(|(s, peer)| WorkerConn::Tcp(s, peer))
             }
             BoundWorkerListener::Unix(l, _) => l.accept().await.map(|(s, _)| WorkerConn::Unix(s)),
@@ -138,7 +149,7 @@ pub(crate) fn check_socket_path(path: &Path) -> Result<SocketPath, HubError> {
 pub(crate) fn program_hub_url(listeners: &[BoundWorkerListener]) -> String {
     let unix = listeners.iter().find_map(|l| match l {
         BoundWorkerListener::Unix(..) => Some(l.addr()),
-        BoundWorkerListener::Tcp(..) => None,
+        BoundWorkerListener::Tcp(..) | BoundWorkerListener::Ptth(..) => None,
     });
     let tcp = || {
         listeners.iter().find_map(|l| match l {
@@ -152,19 +163,23 @@ pub(crate) fn program_hub_url(listeners: &[BoundWorkerListener]) -> String {
                 }
                 Some(WorkerListen::Tcp(addr))
             }
-            BoundWorkerListener::Unix(..) => None,
+            BoundWorkerListener::Unix(..) | BoundWorkerListener::Ptth(..) => None,
         })
     };
     unix.or_else(tcp).map(|l| l.to_string()).unwrap_or_default()
 }
 
 /// Accepts worker connections until `stop` flips; each goes through the handshake on its
-/// own. The listener (and its socket file) goes when this returns.
+/// own (PTTH workers have none: see `ptth`). The listener (and its socket file) goes when
+/// this returns.
 pub(crate) async fn accept_workers(
     listener: BoundWorkerListener,
     port: Arc<WorkerPort>,
     mut stop: watch::Receiver<bool>,
 ) {
+    if let BoundWorkerListener::Ptth(listener, _, pool) = listener {
+        return super::ptth::accept_ptth_workers(listener, pool, port, stop).await;
+    }
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,

@@ -6,9 +6,12 @@
 //! - `listener`: the listeners workers dial (TCP, Unix socket), their accept loop, and the
 //!   socket files they own.
 //! - `control`: the hub's side of a running link: credits, DRAIN, the end.
+//! - `ptth`: POTHEAD's reverse-HTTP workers, which have no handshake: each connection to a
+//!   PTTH listener is a free slot of the listener's pool.
 
 mod control;
 mod listener;
+mod ptth;
 
 pub(crate) use listener::{
     accept_workers, check_socket_path, program_hub_url, BoundWorkerListener,
