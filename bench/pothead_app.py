@@ -1,5 +1,7 @@
 """The demo routes as a WSGI app, for POTHEAD's worker runner (the same routes as
-pullman's demo worker and pullman-bench's server): /hello, /echo, /sleep?ms=N, /bytes?n=N.
+pullman's demo worker and pullman-bench's server): /hello, /echo, /sleep?ms=N, /bytes?n=N,
+and /status?code=N (that status, with a field of the app's own: `x-app: pothead`).
+tests/pothead.rs runs it behind pullman's PTTH port.
 Its concurrency is the runner's --workers. POTHEAD_APP_NAME names it in /sleep answers."""
 
 import json
@@ -59,5 +61,9 @@ def app(environ, start_response):
             [("Content-Type", "application/octet-stream"), ("Content-Length", str(n))],
         )
         return _bytes(n)
+    if path == "/status":
+        code = _param(environ, "code")
+        start_response(f"{code} Status {code}", [("Content-Type", "text/plain"), ("X-App", "pothead")])
+        return [f"status {code}\n".encode()]
     start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8")])
     return [b"no such demo route\n"]
