@@ -1,5 +1,8 @@
 //! What can stop a worker.
 
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
 use pullman_proto::CloseCode;
 
 /// Why a worker stopped or could not start.
@@ -27,4 +30,40 @@ pub enum WorkerError {
     /// A setting is missing or out of range.
     #[error("worker settings: {0}")]
     Settings(String),
+    /// A setting's value is out of its range.
+    #[error("{setting} = {value}: {expected}")]
+    OutOfRange {
+        /// The setting, as the builder names it.
+        setting: &'static str,
+        /// The value given.
+        value: String,
+        /// What it may be.
+        expected: &'static str,
+    },
+    /// A file a gate reads (under `/proc` or `/sys/fs/cgroup`) could not be read.
+    #[error("reading {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The OS's reason.
+        source: std::io::Error,
+    },
+    /// A file a gate reads holds something other than what the kernel writes there.
+    #[error("{path}: expected {expected}, found {found:?}")]
+    Format {
+        /// The file.
+        path: PathBuf,
+        /// What should be there.
+        expected: &'static str,
+        /// The start of what is there.
+        found: String,
+    },
+    /// The redirect server's listener could not bind.
+    #[error("the redirect server cannot listen on {addr}: {source}")]
+    RedirectBind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// The OS's reason.
+        source: std::io::Error,
+    },
 }

@@ -31,6 +31,8 @@
 //! - [`worker`]: [`Worker`], its builder and the connect / serve / drain loop.
 //! - [`handler`]: the [`Handler`] trait and how a request becomes a response on the wire.
 //! - [`filter`]: the [`Filter`] trait for filter pools, and its [`Verdict`]s.
+//! - [`gate`]: [`Gate`]s, which hold credits back while the host is busy: [`CpuGate`],
+//!   [`MemoryGate`], or a function of your own.
 //! - [`body`]: [`ResponseBody`]; request bodies are [`RequestBody`].
 //! - [`addr`]: [`HubAddr`], `tcp://` or `unix://`.
 //! - [`error`]: the [`WorkerError`] type.
@@ -41,6 +43,7 @@ pub mod addr;
 pub mod body;
 pub mod error;
 pub mod filter;
+pub mod gate;
 pub mod handler;
 pub mod worker;
 
@@ -48,6 +51,7 @@ pub use addr::HubAddr;
 pub use body::ResponseBody;
 pub use error::WorkerError;
 pub use filter::{Filter, Pass, Verdict};
+pub use gate::{CpuGate, Gate, MemoryGate};
 pub use handler::{Handler, RequestInfo};
 pub use worker::{Worker, WorkerBuilder, ENV_HUB, ENV_POOL, ENV_TOKEN};
 

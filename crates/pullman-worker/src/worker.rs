@@ -2,7 +2,7 @@
 
 use std::future::Future;
 use std::os::fd::AsFd;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,6 +25,7 @@ use tokio::task::JoinHandle;
 use crate::addr::HubAddr;
 use crate::error::WorkerError;
 use crate::filter::{Filter, Filtered};
+use crate::gate::{Gate, Gates, GATE_RECHECK};
 use crate::handler::{Handled, Handler, Service};
 
 /// First pause before dialing again after a failure; doubles up to [`MAX_BACKOFF`].
@@ -46,7 +47,7 @@ pub const ENV_POOL: &str = "PULLMAN_POOL";
 pub const ENV_TOKEN: &str = "PULLMAN_TOKEN";
 
 /// A worker's settings. Build one with [`Worker::builder`], then [`Worker::run`] it.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Worker {
     hub: HubAddr,
     pool: String,
@@ -55,6 +56,7 @@ pub struct Worker {
     name: String,
     drain_grace: Duration,
     shm: bool,
+    gates: Gates,
 }
 
 /// Builds a [`Worker`].
@@ -67,6 +69,7 @@ pub struct WorkerBuilder {
     name: Option<String>,
     drain_grace: Option<Duration>,
     shm: bool,
+    gates: Gates,
 }
 
 impl WorkerBuilder {
@@ -114,6 +117,18 @@ impl WorkerBuilder {
         self
     }
 
+    /// Adds a gate: the worker grants the hub a credit (takes a request) only while every
+    /// gate is open. A closed gate holds credits back, asked again every
+    /// [`GATE_RECHECK`](crate::gate::GATE_RECHECK), and never refuses or cancels requests
+    /// already granted. Call once per gate: a [`CpuGate`](crate::CpuGate), a
+    /// [`MemoryGate`](crate::MemoryGate), an `FnMut() -> impl Future<Output = bool>`
+    /// closure, or a [`Gate`] of your own. Default: none, credits go back as soon as a
+    /// request ends.
+    pub fn gate(mut self, gate: impl Gate) -> Self {
+        self.gates.push(gate);
+        self
+    }
+
     /// The worker; fails if the hub, pool or token is neither set nor in the environment,
     /// concurrency is 0, or shared memory is asked of a hub that is not on a Unix socket.
     pub fn try_build(self) -> Result<Worker, WorkerError> {
@@ -155,6 +170,7 @@ impl WorkerBuilder {
                 .unwrap_or_else(|| format!("worker-{}", std::process::id())),
             drain_grace: self.drain_grace.unwrap_or(DEFAULT_DRAIN_GRACE),
             shm: self.shm,
+            gates: self.gates,
         })
     }
 
@@ -177,6 +193,21 @@ struct Shared {
     draining: AtomicBool,
     idle: Notify,
     highest_stream: AtomicU64,
+}
+
+/// The credits of one link that its gates hold back: the first grant, and one for each
+/// request that ends, until every gate is open.
+#[derive(Debug, Default)]
+struct Held {
+    n: AtomicU32,
+    more: Notify,
+}
+
+impl Held {
+    fn add(&self, n: u32) {
+        self.n.fetch_add(n, Ordering::SeqCst);
+        self.more.notify_one();
+    }
 }
 
 enum DialError {
@@ -217,25 +248,37 @@ impl Worker {
     }
 
     async fn serve<S: Service>(
-        self,
+        mut self,
         handler: Arc<S>,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), WorkerError> {
         let shared = Arc::new(Shared::default());
+        let mut gates = std::mem::take(&mut self.gates);
         tokio::pin!(shutdown);
         let mut backoff = MIN_BACKOFF;
         loop {
+            // Each link holds its own credits: a request of a link that broke gives its
+            // credit back to nothing.
+            let held = (!gates.is_empty()).then(|| Arc::new(Held::default()));
+            let control = WorkerControl {
+                handler: handler.clone(),
+                shared: shared.clone(),
+                held: held.clone(),
+            };
             let dialed = tokio::select! {
-                d = self.dial(handler.clone(), shared.clone()) => d,
+                d = self.dial(control) => d,
                 () = &mut shutdown => return Ok(()),
             };
             match dialed {
                 Ok((link, mut ended)) => {
                     backoff = MIN_BACKOFF;
                     tracing::info!(hub = %self.hub, pool = %self.pool, concurrency = self.concurrency, "connected to hub");
-                    link.send(Frame::Credit {
-                        n: self.concurrency,
-                    });
+                    match &held {
+                        None => link.send(Frame::Credit {
+                            n: self.concurrency,
+                        }),
+                        Some(held) => held.add(self.concurrency),
+                    }
                     tokio::select! {
                         err = &mut ended => {
                             let why = err.map(|e| e.to_string()).unwrap_or_else(|e| e.to_string());
@@ -245,6 +288,7 @@ impl Worker {
                             self.drain(&link, &shared, ended).await;
                             return Ok(());
                         }
+                        never = grant(&link, held.as_deref(), &mut gates) => match never {},
                     }
                 }
                 Err(DialError::Fatal(e)) => return Err(e),
@@ -290,8 +334,7 @@ impl Worker {
 
     async fn dial<H: Service>(
         &self,
-        handler: Arc<H>,
-        shared: Arc<Shared>,
+        control: WorkerControl<H>,
     ) -> Result<(Link, JoinHandle<LinkError>), DialError> {
         match &self.hub {
             HubAddr::Tcp(addr) => {
@@ -299,16 +342,16 @@ impl Worker {
                     .await
                     .map_err(|e| DialError::Retry(e.to_string()))?;
                 let _ = sock.set_nodelay(true);
-                self.handshake(sock, handler, shared).await
+                self.handshake(sock, control).await
             }
             HubAddr::Unix(path) => {
                 let sock = UnixStream::connect(path)
                     .await
                     .map_err(|e| DialError::Retry(e.to_string()))?;
                 if self.shm {
-                    self.handshake_shm(sock, handler, shared).await
+                    self.handshake_shm(sock, control).await
                 } else {
-                    self.handshake(sock, handler, shared).await
+                    self.handshake(sock, control).await
                 }
             }
         }
@@ -317,8 +360,7 @@ impl Worker {
     async fn handshake<S, H>(
         &self,
         mut io: S,
-        handler: Arc<H>,
-        shared: Arc<Shared>,
+        control: WorkerControl<H>,
     ) -> Result<(Link, JoinHandle<LinkError>), DialError>
     where
         S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
@@ -335,7 +377,6 @@ impl Worker {
         .map_err(|e| self.no_welcome(e, &buf))?;
         let welcome = welcome(answer)?;
         let settings = self.settings(&welcome, DEFAULT_MAX_FRAME);
-        let control = WorkerControl { handler, shared };
         Ok(Link::spawn(io, buf, settings, control))
     }
 
@@ -380,8 +421,7 @@ impl Worker {
     async fn handshake_shm<H: Service>(
         &self,
         mut io: UnixStream,
-        handler: Arc<H>,
-        shared: Arc<Shared>,
+        control: WorkerControl<H>,
     ) -> Result<(Link, JoinHandle<LinkError>), DialError> {
         let mut buf = BytesMut::with_capacity(1024);
         let mut fds = Vec::new();
@@ -409,7 +449,6 @@ impl Worker {
         .map_err(|_| DialError::Retry("no WELCOME in time".into()))?
         .map_err(|e| self.no_welcome(e, &buf))?;
         let welcome = welcome(answer)?;
-        let control = WorkerControl { handler, shared };
         if welcome.features & FEATURE_SHM == 0 {
             tracing::info!("the hub keeps the stream protocol");
             let settings = self.settings(&welcome, DEFAULT_MAX_FRAME);
@@ -457,11 +496,48 @@ fn welcome(answer: Frame) -> Result<Welcome, DialError> {
     })
 }
 
+/// Grants `held` credits whenever every gate is open, asking again every [`GATE_RECHECK`]
+/// while one is closed; pends for ever without gates (`held` is `None`: credits go straight
+/// back).
+async fn grant(link: &Link, held: Option<&Held>, gates: &mut Gates) -> std::convert::Infallible {
+    let Some(held) = held else {
+        return std::future::pending().await;
+    };
+    let mut closed = false;
+    loop {
+        if held.n.load(Ordering::SeqCst) == 0 {
+            held.more.notified().await;
+            continue;
+        }
+        if gates.are_open().await {
+            if closed {
+                tracing::debug!("gates open: granting credits again");
+                closed = false;
+            }
+            let n = held.n.swap(0, Ordering::SeqCst);
+            if n > 0 {
+                link.send(Frame::Credit { n });
+            }
+        } else {
+            if !closed {
+                tracing::debug!(
+                    held = held.n.load(Ordering::SeqCst),
+                    "a gate is closed: holding credits back"
+                );
+                closed = true;
+            }
+            tokio::time::sleep(GATE_RECHECK).await;
+        }
+    }
+}
+
 /// The worker's side of a link: each REQUEST runs the handler in a task of its own, and
-/// each finished request grants its credit back.
+/// each finished request grants its credit back (through the gates, if there are any).
 struct WorkerControl<H> {
     handler: Arc<H>,
     shared: Arc<Shared>,
+    /// `None` without gates.
+    held: Option<Arc<Held>>,
 }
 
 impl<H: Service> Control for WorkerControl<H> {
@@ -495,6 +571,7 @@ impl<H: Service> Control for WorkerControl<H> {
         let shared = self.shared.clone();
         let handler = self.handler.clone();
         let link = link.clone();
+        let held = self.held.clone();
         shared.in_flight.fetch_add(1, Ordering::SeqCst);
         shared
             .highest_stream
@@ -505,7 +582,10 @@ impl<H: Service> Control for WorkerControl<H> {
             handler.serve(request, stream).await;
             let left = shared.in_flight.fetch_sub(1, Ordering::SeqCst) - 1;
             if !shared.draining.load(Ordering::SeqCst) {
-                link.send(Frame::Credit { n: 1 });
+                match held {
+                    None => link.send(Frame::Credit { n: 1 }),
+                    Some(held) => held.add(1),
+                }
             }
             if left == 0 {
                 shared.idle.notify_waiters();
