@@ -4,6 +4,7 @@
 
 mod demo_app;
 mod demo_filter;
+mod worker_flags;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -12,8 +13,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use pullman_hub::{Config, Hub};
-use pullman_worker::{HubAddr, Worker};
+use pullman_worker::{CpuGate, HubAddr, MemoryGate, Worker};
 use tokio::signal::unix::{signal, SignalKind};
+use worker_flags::GateFlag;
 
 /// mimalloc instead of glibc's allocator: a request allocates and frees a few dozen small
 /// blocks across the hub and the worker, and tokio's tasks are 128-byte aligned, which glibc
@@ -74,6 +76,13 @@ enum Command {
         /// requests are read where the hub wrote them, without socket copies.
         #[arg(long, env = "PULLMAN_SHM")]
         shm: bool,
+        /// Take requests only while the gate is open; repeat for several (all must be open).
+        /// cpu:SHARE: while the CPU (the host's, and the cgroup's quota if it has one) is at
+        /// most SHARE busy, 0 < SHARE <= 1. mem:SIZE: while at least SIZE is available
+        /// (MemAvailable, or less under a cgroup limit), as in mem:512MiB. A closed gate holds
+        /// credits back; requests already taken run on.
+        #[arg(long = "gate", value_name = "cpu:SHARE|mem:SIZE", value_parser = worker_flags::parse_gate)]
+        gates: Vec<GateFlag>,
     },
     /// Run the hub on its embedded default config with demo workers.
     Demo {
@@ -186,6 +195,7 @@ fn run() -> anyhow::Result<()> {
                 app,
                 name,
                 shm,
+                gates,
                 ..
             } => {
                 let name = name.unwrap_or_else(|| format!("worker-{}", std::process::id()));
@@ -200,6 +210,17 @@ fn run() -> anyhow::Result<()> {
                 }
                 if let Some(token) = token {
                     builder = builder.token(token);
+                }
+                for gate in gates {
+                    builder = match gate {
+                        GateFlag::Cpu(share) => builder.gate(
+                            CpuGate::new(share).with_context(|| format!("--gate cpu:{share}"))?,
+                        ),
+                        GateFlag::Mem(bytes) => builder.gate(
+                            MemoryGate::new(bytes)
+                                .with_context(|| format!("--gate mem:{bytes}"))?,
+                        ),
+                    };
                 }
                 let worker = builder
                     .concurrency(concurrency)

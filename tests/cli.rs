@@ -79,3 +79,29 @@ fn the_hub_takes_its_config_file_as_an_argument_too() {
     let _ = hub.wait();
     assert!(first.starts_with("pullman listening front="), "{first:?}");
 }
+
+#[test]
+fn a_bad_worker_flag_value_is_refused_naming_the_flag() {
+    for (flag, value) in [
+        ("--gate", "cpu:1.5"),
+        ("--gate", "mem:lots"),
+        ("--gate", "disk:1"),
+    ] {
+        let (ok, _, stderr) = pullman(&[
+            "worker",
+            "--hub",
+            "tcp://127.0.0.1:1",
+            "--pool",
+            "p",
+            "--token",
+            "t",
+            flag,
+            value,
+        ]);
+        assert!(!ok, "{flag} {value} passed");
+        assert!(
+            stderr.contains(flag) && stderr.contains(value),
+            "{flag} {value}: {stderr}"
+        );
+    }
+}
