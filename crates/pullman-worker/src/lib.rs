@@ -33,6 +33,8 @@
 //! - [`filter`]: the [`Filter`] trait for filter pools, and its [`Verdict`]s.
 //! - [`gate`]: [`Gate`]s, which hold credits back while the host is busy: [`CpuGate`],
 //!   [`MemoryGate`], or a function of your own.
+//! - [`redirect`]: redirect mode, [`Redirect`]: large responses parked on the worker's own
+//!   HTTP server and answered with `303 See Other` to them.
 //! - [`body`]: [`ResponseBody`]; request bodies are [`RequestBody`].
 //! - [`addr`]: [`HubAddr`], `tcp://` or `unix://`.
 //! - [`error`]: the [`WorkerError`] type.
@@ -45,6 +47,7 @@ pub mod error;
 pub mod filter;
 pub mod gate;
 pub mod handler;
+pub mod redirect;
 pub mod worker;
 
 pub use addr::HubAddr;
@@ -53,6 +56,7 @@ pub use error::WorkerError;
 pub use filter::{Filter, Pass, Verdict};
 pub use gate::{CpuGate, Gate, MemoryGate};
 pub use handler::{Handler, RequestInfo};
+pub use redirect::Redirect;
 pub use worker::{Worker, WorkerBuilder, ENV_HUB, ENV_POOL, ENV_TOKEN};
 
 /// Whether `bytes` lie in memory shared with the hub: on a shared-memory link, the request

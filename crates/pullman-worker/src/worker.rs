@@ -27,6 +27,7 @@ use crate::error::WorkerError;
 use crate::filter::{Filter, Filtered};
 use crate::gate::{Gate, Gates, GATE_RECHECK};
 use crate::handler::{Handled, Handler, Service};
+use crate::redirect::{Parking, Redirect, Redirecting, Server};
 
 /// First pause before dialing again after a failure; doubles up to [`MAX_BACKOFF`].
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
@@ -57,6 +58,7 @@ pub struct Worker {
     drain_grace: Duration,
     shm: bool,
     gates: Gates,
+    redirect: Option<Redirect>,
 }
 
 /// Builds a [`Worker`].
@@ -70,6 +72,7 @@ pub struct WorkerBuilder {
     drain_grace: Option<Duration>,
     shm: bool,
     gates: Gates,
+    redirect: Option<Redirect>,
 }
 
 impl WorkerBuilder {
@@ -119,13 +122,22 @@ impl WorkerBuilder {
 
     /// Adds a gate: the worker grants the hub a credit (takes a request) only while every
     /// gate is open. A closed gate holds credits back, asked again every
-    /// [`GATE_RECHECK`](crate::gate::GATE_RECHECK), and never refuses or cancels requests
+    /// [`GATE_RECHECK`], and never refuses or cancels requests
     /// already granted. Call once per gate: a [`CpuGate`](crate::CpuGate), a
     /// [`MemoryGate`](crate::MemoryGate), an `FnMut() -> impl Future<Output = bool>`
     /// closure, or a [`Gate`] of your own. Default: none, credits go back as soon as a
     /// request ends.
     pub fn gate(mut self, gate: impl Gate) -> Self {
         self.gates.push(gate);
+        self
+    }
+
+    /// Redirect mode: large `200` responses are parked on a server of the worker's own and
+    /// answered with `303 See Other` to them, so that their bodies go to the client without
+    /// passing through the hub (see [`redirect`](crate::redirect)). For
+    /// [`Worker::run`]'s handler; filters are not redirected. Default off.
+    pub fn redirect(mut self, redirect: Redirect) -> Self {
+        self.redirect = Some(redirect);
         self
     }
 
@@ -149,6 +161,9 @@ impl WorkerBuilder {
                 .parse()
                 .map_err(|e| WorkerError::Settings(format!("{ENV_HUB}: {e}")))?,
         };
+        if let Some(redirect) = &self.redirect {
+            redirect.validate(&hub)?;
+        }
         if self.shm && !matches!(hub, HubAddr::Unix(_)) {
             return Err(WorkerError::Settings(format!(
                 "shared memory needs a unix:// hub address, not {hub}"
@@ -171,6 +186,7 @@ impl WorkerBuilder {
             drain_grace: self.drain_grace.unwrap_or(DEFAULT_DRAIN_GRACE),
             shm: self.shm,
             gates: self.gates,
+            redirect: self.redirect,
         })
     }
 
@@ -193,6 +209,8 @@ struct Shared {
     draining: AtomicBool,
     idle: Notify,
     highest_stream: AtomicU64,
+    /// Where redirect mode parks responses, if it is on.
+    parking: Option<Arc<Parking>>,
 }
 
 /// The credits of one link that its gates hold back: the first grant, and one for each
@@ -233,7 +251,19 @@ impl Worker {
         handler: H,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), WorkerError> {
-        self.serve(Arc::new(Handled(handler)), shutdown).await
+        let Some(redirect) = self.redirect.clone() else {
+            return self.serve(Arc::new(Handled(handler)), None, shutdown).await;
+        };
+        // Bound before the first dial, so that a port in use stops the worker at once; it
+        // stops serving when this returns.
+        let server = Server::start(redirect).await?;
+        let parking = server.parking();
+        let handler = Redirecting {
+            handler,
+            parking: parking.clone(),
+        };
+        self.serve(Arc::new(Handled(handler)), Some(parking), shutdown)
+            .await
     }
 
     /// Serves `filter` for a filter pool, with the same life as [`Worker::run`]: the hub
@@ -244,15 +274,19 @@ impl Worker {
         filter: F,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), WorkerError> {
-        self.serve(Arc::new(Filtered(filter)), shutdown).await
+        self.serve(Arc::new(Filtered(filter)), None, shutdown).await
     }
 
     async fn serve<S: Service>(
         mut self,
         handler: Arc<S>,
+        parking: Option<Arc<Parking>>,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), WorkerError> {
-        let shared = Arc::new(Shared::default());
+        let shared = Arc::new(Shared {
+            parking,
+            ..Shared::default()
+        });
         let mut gates = std::mem::take(&mut self.gates);
         tokio::pin!(shutdown);
         let mut backoff = MIN_BACKOFF;
@@ -317,9 +351,13 @@ impl Worker {
             loop {
                 let idle = shared.idle.notified();
                 if shared.in_flight.load(Ordering::SeqCst) == 0 {
-                    return;
+                    break;
                 }
                 idle.await;
+            }
+            // Clients told to fetch from this worker still can, until their keys expire.
+            if let Some(parking) = &shared.parking {
+                parking.wait_empty().await;
             }
         };
         if tokio::time::timeout(self.drain_grace, finished)
@@ -342,6 +380,9 @@ impl Worker {
                     .await
                     .map_err(|e| DialError::Retry(e.to_string()))?;
                 let _ = sock.set_nodelay(true);
+                if let (Some(parking), Ok(local)) = (&control.shared.parking, sock.local_addr()) {
+                    parking.set_link_ip(local.ip());
+                }
                 self.handshake(sock, control).await
             }
             HubAddr::Unix(path) => {
