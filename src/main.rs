@@ -6,14 +6,15 @@ mod demo_app;
 mod demo_filter;
 mod worker_flags;
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use pullman_hub::{Config, Hub};
-use pullman_worker::{CpuGate, HubAddr, MemoryGate, Worker};
+use pullman_worker::{CpuGate, HubAddr, MemoryGate, Redirect, Worker};
 use tokio::signal::unix::{signal, SignalKind};
 use worker_flags::GateFlag;
 
@@ -83,6 +84,21 @@ enum Command {
         /// credits back; requests already taken run on.
         #[arg(long = "gate", value_name = "cpu:SHARE|mem:SIZE", value_parser = worker_flags::parse_gate)]
         gates: Vec<GateFlag>,
+        /// Redirect mode: answer a 200 whose body is at least --redirect-min-bytes with
+        /// 303 See Other to http://HOST:PORT/KEY, a single-use key on this worker's own HTTP
+        /// server on PORT (0: any free port, logged), so that the body goes to the client
+        /// without passing through the hub.
+        #[arg(long, value_name = "PORT")]
+        redirect_response: Option<u16>,
+        /// The smallest body redirected (units B, KiB, MiB, GiB); 0 redirects every 200.
+        #[arg(long, value_name = "SIZE", default_value = "64KiB", value_parser = worker_flags::parse_size, requires = "redirect_response")]
+        redirect_min_bytes: u64,
+        /// How long a redirected response waits for its client before it is dropped.
+        #[arg(long, value_name = "DURATION", default_value = "20s", value_parser = worker_flags::parse_duration, requires = "redirect_response")]
+        redirect_expiry: Duration,
+        /// The host in Location [default: this worker's address on its link to the hub].
+        #[arg(long, value_name = "HOST", requires = "redirect_response")]
+        redirect_host: Option<String>,
     },
     /// Run the hub on its embedded default config with demo workers.
     Demo {
@@ -196,6 +212,10 @@ fn run() -> anyhow::Result<()> {
                 name,
                 shm,
                 gates,
+                redirect_response,
+                redirect_min_bytes,
+                redirect_expiry,
+                redirect_host,
                 ..
             } => {
                 let name = name.unwrap_or_else(|| format!("worker-{}", std::process::id()));
@@ -221,6 +241,14 @@ fn run() -> anyhow::Result<()> {
                                 .with_context(|| format!("--gate mem:{bytes}"))?,
                         ),
                     };
+                }
+                if let Some(port) = redirect_response {
+                    builder = builder.redirect(Redirect {
+                        listen: SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)),
+                        host: redirect_host,
+                        min_bytes: redirect_min_bytes,
+                        expiry: redirect_expiry,
+                    });
                 }
                 let worker = builder
                     .concurrency(concurrency)

@@ -1,6 +1,8 @@
 //! The values of `pullman worker`'s flags that are more than a number: `--gate cpu:0.8`,
-//! `--gate mem:512MiB`, and the sizes other flags take. clap names the flag
+//! `--gate mem:512MiB`, and the sizes and durations other flags take. clap names the flag
 //! when one of these parsers refuses a value.
+
+use std::time::Duration;
 
 /// Why a flag's value was refused.
 #[derive(Debug, thiserror::Error)]
@@ -11,6 +13,8 @@ pub enum FlagError {
     Gate(String),
     #[error("{0:?}: expected a busy share above 0 and at most 1, as in cpu:0.8")]
     Share(String),
+    #[error("{0:?}: expected an integer and a unit (ms, s, m), as in 20s")]
+    Duration(String),
     #[error("{0:?}: expected a number of bytes with an optional unit (B, KiB, MiB, GiB, TiB), as in 512MiB")]
     Size(String),
 }
@@ -61,6 +65,24 @@ pub fn parse_size(text: &str) -> Result<u64, FlagError> {
     number.checked_mul(scale).ok_or_else(bad)
 }
 
+/// A duration written as an integer and a unit: `500ms`, `20s`, `5m`; more than zero.
+pub fn parse_duration(text: &str) -> Result<Duration, FlagError> {
+    let bad = || FlagError::Duration(text.into());
+    let split = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().map_err(|_| bad())?;
+    let duration = match unit {
+        "ms" => Duration::from_millis(number),
+        "s" => Duration::from_secs(number),
+        "m" => Duration::from_secs(number.checked_mul(60).ok_or_else(bad)?),
+        _ => return Err(bad()),
+    };
+    if duration.is_zero() {
+        return Err(bad());
+    }
+    Ok(duration)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -80,11 +102,17 @@ mod tests {
     }
 
     #[test]
-    fn sizes_parse() {
+    fn sizes_and_durations_parse() {
         assert_eq!(parse_size("64KiB").unwrap(), 65536);
         assert_eq!(parse_size("0").unwrap(), 0);
         assert_eq!(parse_size("2GiB").unwrap(), 2 << 30);
         assert!(parse_size("99999999999TiB").is_err());
         assert!(parse_size("1.5MiB").is_err());
+        assert_eq!(parse_duration("20s").unwrap(), Duration::from_secs(20));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        for bad in ["0s", "20", "s", "1h", "1.5s"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?} passed");
+        }
     }
 }

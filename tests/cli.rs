@@ -86,8 +86,12 @@ fn a_bad_worker_flag_value_is_refused_naming_the_flag() {
         ("--gate", "cpu:1.5"),
         ("--gate", "mem:lots"),
         ("--gate", "disk:1"),
+        ("--redirect-response", "70000"),
+        ("--redirect-min-bytes", "5MB"),
+        ("--redirect-expiry", "0s"),
+        ("--redirect-expiry", "20"),
     ] {
-        let (ok, _, stderr) = pullman(&[
+        let mut args = vec![
             "worker",
             "--hub",
             "tcp://127.0.0.1:1",
@@ -97,11 +101,32 @@ fn a_bad_worker_flag_value_is_refused_naming_the_flag() {
             "t",
             flag,
             value,
-        ]);
+        ];
+        if flag != "--redirect-response" {
+            args.extend(["--redirect-response", "0"]);
+        }
+        let (ok, _, stderr) = pullman(&args);
         assert!(!ok, "{flag} {value} passed");
         assert!(
             stderr.contains(flag) && stderr.contains(value),
             "{flag} {value}: {stderr}"
         );
     }
+}
+
+#[test]
+fn redirect_mode_with_a_unix_hub_needs_a_host() {
+    let (ok, _, stderr) = pullman(&[
+        "worker",
+        "--hub",
+        "unix:///tmp/pullman-no-such.sock",
+        "--pool",
+        "p",
+        "--token",
+        "t",
+        "--redirect-response",
+        "0",
+    ]);
+    assert!(!ok);
+    assert!(stderr.contains("redirect host"), "{stderr}");
 }

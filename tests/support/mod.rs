@@ -257,9 +257,23 @@ impl WorkerProc {
         concurrency: u32,
         name: &str,
     ) -> WorkerProc {
-        Self::launch(hub, shm, pool, token, concurrency, name, "demo")
+        Self::launch(hub, shm, pool, token, concurrency, name, "demo", &[])
     }
 
+    /// A demo worker on `hub` with more flags.
+    pub fn start_with_flags(
+        hub: &str,
+        pool: &str,
+        token: &str,
+        concurrency: u32,
+        name: &str,
+        flags: &[&str],
+    ) -> WorkerProc {
+        let shm = hub.starts_with("unix://") && env_transport() == Some(Transport::Shm);
+        Self::launch(hub, shm, pool, token, concurrency, name, "demo", flags)
+    }
+
+    #[allow(clippy::too_many_arguments)]
     fn launch(
         hub: &str,
         shm: bool,
@@ -268,12 +282,14 @@ impl WorkerProc {
         concurrency: u32,
         name: &str,
         app: &str,
+        flags: &[&str],
     ) -> WorkerProc {
         let mut child = Command::new(BIN)
             .args(["worker", "--hub", hub, "--pool", pool, "--token", token])
             .args(["--concurrency", &concurrency.to_string(), "--name", name])
             .args(["--app", app])
             .args(shm.then_some("--shm"))
+            .args(flags)
             .env("PULLMAN_LOG", "info,pullman=debug")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -635,7 +651,7 @@ impl WorkerProc {
         app: &str,
     ) -> WorkerProc {
         let shm = hub.starts_with("unix://") && env_transport() == Some(Transport::Shm);
-        Self::launch(hub, shm, pool, token, concurrency, name, app)
+        Self::launch(hub, shm, pool, token, concurrency, name, app, &[])
     }
 }
 
