@@ -206,6 +206,9 @@ pub enum HubError {
         /// What is in the way.
         why: String,
     },
+    /// The OS gave no random bytes for the prefix that makes this hub's request ids unique.
+    #[error("cannot read random bytes for request ids from the OS: {0}")]
+    Entropy(getrandom::Error),
     /// A reload was refused; the hub kept its configuration.
     #[error("reload refused: {0}")]
     Reload(String),

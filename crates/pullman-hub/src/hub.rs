@@ -95,7 +95,7 @@ impl Hub {
         let supervisor = Arc::new(Supervisor::new(program_hub_url(&worker_listeners)));
         let drain_grace = hub.drain_grace;
         Ok(Hub {
-            front: Arc::new(Front::new(state.clone(), hub)),
+            front: Arc::new(Front::new(state.clone(), hub)?),
             reconfig: Arc::new(Reconfig::new(state.clone(), config, supervisor.clone())),
             state,
             front_listener,

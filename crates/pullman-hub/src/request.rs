@@ -1,8 +1,39 @@
-//! A client request as the front parsed it, handed to its pool's mode.
+//! A client request as the front parsed it, handed to its pool's mode, and the id that
+//! names it (`x-request-id`) wherever it goes.
 
+use http::header::{HeaderName, HeaderValue};
 use hyper::body::Incoming;
 use pullman_proto::HeadView;
 use tokio::time::Instant;
+
+/// The field a request's id travels in: in the head the worker gets, in a filter pool's
+/// request upstream, in the response the client gets (the rule is in `front::request_id`).
+pub(crate) const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// A request's id, and where it comes from.
+#[derive(Debug, Clone)]
+pub(crate) struct RequestId {
+    /// The value, visible ASCII.
+    pub(crate) value: HeaderValue,
+    /// Whether the hub made it: then it is not among the client's fields, and whatever
+    /// passes the request on adds it.
+    pub(crate) is_new: bool,
+}
+
+impl RequestId {
+    /// The id as text, for log lines.
+    pub(crate) fn as_str(&self) -> &str {
+        self.value.to_str().unwrap_or_default()
+    }
+}
+
+/// The id a request's head carries, for the log lines of the stages that have only the
+/// head: every head the front builds has one.
+pub(crate) fn request_id(head: &HeadView) -> &str {
+    head.header_value(X_REQUEST_ID.as_str().as_bytes())
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .unwrap_or_default()
+}
 
 /// A client request on its way to a pool's workers.
 pub(crate) struct ClientRequest<'a> {
@@ -10,6 +41,8 @@ pub(crate) struct ClientRequest<'a> {
     pub(crate) parts: http::request::Parts,
     /// The same head as workers see it.
     pub(crate) head: HeadView,
+    /// The request's id.
+    pub(crate) id: &'a RequestId,
     /// The body, unless the request has none.
     pub(crate) body: Option<Incoming>,
     /// The client's address as text.

@@ -98,7 +98,8 @@ pub(crate) fn worker_response(
         Ok(status) if !status.is_informational() => status,
         _ => return Err(refuse(format!("invalid final status {}", r.status))),
     };
-    let mut headers = HeaderMap::with_capacity(r.headers.len());
+    // One more for the request's id, which the front adds.
+    let mut headers = HeaderMap::with_capacity(r.headers.len() + 1);
     let mut length = None;
     let mut hop_by_hop = false;
     for (name, value) in r.headers {

@@ -26,6 +26,7 @@ use super::record::Record;
 use crate::error::RequestError;
 use crate::http1::conn::BoxError;
 use crate::metrics::WorkerFault;
+use crate::request::request_id;
 
 /// One request (or one phase of a filtered request) to hand to a worker of `pool`.
 pub(crate) struct Job<'a> {
@@ -132,7 +133,12 @@ where
             Acquire::Ready(lease) => (lease, queued_since),
             Acquire::Full => return failed(RequestError::QueueFull, body),
             Acquire::Wait(mut waiting) => {
-                tracing::debug!(pool = pool.name(), front, "request queued");
+                tracing::debug!(
+                    request_id = request_id(job.head),
+                    pool = pool.name(),
+                    front,
+                    "request queued"
+                );
                 let until = job.queue_deadline.min(job.deadline);
                 match tokio::time::timeout_at(until, waiting.lease()).await {
                     Ok(Some(lease)) => (lease, Instant::now()),
@@ -142,6 +148,7 @@ where
                     }
                     Err(_) => {
                         tracing::info!(
+                            request_id = request_id(job.head),
                             pool = pool.name(),
                             waited = ?until.saturating_duration_since(queued_since),
                             "no worker was free within queue_timeout: 503"
@@ -197,7 +204,12 @@ where
         lease.cancel();
         return Tried::Again;
     };
-    let mut in_flight = InFlight::new(stream.sender(), job.pool.clone(), lease.spend());
+    let mut in_flight = InFlight::new(
+        stream.sender(),
+        job.pool.clone(),
+        lease.spend(),
+        job.head.clone(),
+    );
     if let Some(head) = job.response_head {
         let mut head = head.clone();
         head.stream = stream.id();

@@ -3,10 +3,11 @@
 use std::sync::Arc;
 
 use pullman_link::StreamSender;
-use pullman_proto::{CancelReason, Frame};
+use pullman_proto::{CancelReason, Frame, HeadView};
 
 use super::pool::Pool;
 use crate::metrics::WorkerFault;
+use crate::request::request_id;
 
 /// A request delivered to a worker and not yet answered in full. Ending it counts the
 /// request down on its worker; dropped early (the client went away), it tells the worker
@@ -17,15 +18,24 @@ pub(crate) struct InFlight {
     pool: Arc<Pool>,
     /// The worker's key in its pool and its id.
     worker: (usize, u64),
+    /// The request's head, whose `x-request-id` names the request in log lines: kept, not
+    /// read, so that a request no fault is logged for pays a reference count.
+    head: HeadView,
     done: bool,
 }
 
 impl InFlight {
-    pub(crate) fn new(sender: StreamSender, pool: Arc<Pool>, worker: (usize, u64)) -> InFlight {
+    pub(crate) fn new(
+        sender: StreamSender,
+        pool: Arc<Pool>,
+        worker: (usize, u64),
+        head: HeadView,
+    ) -> InFlight {
         InFlight {
             sender,
             pool,
             worker,
+            head,
             done: false,
         }
     }
@@ -68,11 +78,11 @@ impl InFlight {
     pub(crate) fn note(&self, fault: WorkerFault, expected: bool, what: &str) {
         self.pool.metrics.worker_faults.count(fault);
         let (pool, worker_id, stream) = (self.pool.name(), self.worker.1, self.sender.id());
-        let fault = fault.label();
+        let (fault, request_id) = (fault.label(), request_id(&self.head));
         if expected {
-            tracing::debug!(pool, worker_id, stream, fault, "{what}");
+            tracing::debug!(request_id, pool, worker_id, stream, fault, "{what}");
         } else {
-            tracing::warn!(pool, worker_id, stream, fault, "{what}");
+            tracing::warn!(request_id, pool, worker_id, stream, fault, "{what}");
         }
     }
 }

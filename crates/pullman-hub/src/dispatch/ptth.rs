@@ -21,6 +21,7 @@ use crate::error::RequestError;
 use crate::http1::codec::{encode_head_view, CodecError, Framing};
 use crate::http1::conn::{exchange, BoxError, Conn, Failure, Home, OutBody, ResponseBody};
 use crate::metrics::WorkerFault;
+use crate::request::request_id;
 
 /// A PTTH worker's response body, read from its connection.
 pub(crate) type PtthBody = ResponseBody<PtthHome>;
@@ -127,20 +128,21 @@ where
         Ok(Err(failure)) => failure,
     };
     let pool = job.pool.name();
+    let request_id = request_id(job.head);
     match failure {
         Failure::Body(e) if e.is::<LengthLimitError>() => Tried::Failed(RequestError::BodyTooLarge),
         Failure::Body(_) => Tried::Failed(RequestError::ClientGone),
         Failure::Codec(e) => {
             job.pool.metrics.worker_faults.count(WorkerFault::BadAnswer);
-            tracing::warn!(pool, error = %e, "PTTH worker answered what is not HTTP/1.1: 502");
+            tracing::warn!(pool, request_id, error = %e, "PTTH worker answered what is not HTTP/1.1: 502");
             Tried::Failed(RequestError::WorkerError)
         }
         failure if job.retry_failed && body.is_replayable() => {
-            tracing::info!(pool, %failure, "PTTH worker failed the request: trying another");
+            tracing::info!(pool, request_id, %failure, "PTTH worker failed the request: trying another");
             Tried::Again
         }
         failure => {
-            tracing::warn!(pool, %failure, "PTTH worker failed the request: 502");
+            tracing::warn!(pool, request_id, %failure, "PTTH worker failed the request: 502");
             Tried::Failed(RequestError::WorkerError)
         }
     }

@@ -10,6 +10,7 @@ use pullman_proto::{EditOp, HeaderEdit};
 use crate::body::HubBody;
 use crate::error::RequestError;
 use crate::hop::strip_hop_by_hop;
+use crate::request::X_REQUEST_ID;
 use crate::upstream::{is_protected, UpstreamBody, UpstreamClient};
 
 /// The request to send upstream: the client's method, target (or the filter's), and
@@ -23,6 +24,12 @@ pub(super) fn upstream_request(
     body_from_filter: bool,
     body: UpstreamBody,
 ) -> Result<Request<UpstreamBody>, RequestError> {
+    // For the log lines, as the client's head had it (edits may change the field).
+    let id = parts.headers.get(X_REQUEST_ID).cloned();
+    let request_id = id
+        .as_ref()
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
     let uri = match target {
         None => {
             let original = parts.uri.path_and_query().cloned();
@@ -33,7 +40,11 @@ pub(super) fn upstream_request(
                 .ok()
                 .filter(|_| t.first() == Some(&b'/') && !t.contains(&b'#'));
             let Some(target) = parsed else {
-                tracing::warn!(target = %String::from_utf8_lossy(t), "filter gave an invalid target");
+                tracing::warn!(
+                    request_id,
+                    target = %String::from_utf8_lossy(t),
+                    "filter gave an invalid target"
+                );
                 return Err(RequestError::WorkerError);
             };
             upstream
@@ -54,7 +65,7 @@ pub(super) fn upstream_request(
         }
     }
     let sets_length = apply_edits(&mut headers, edits, allow_protected).map_err(|why| {
-        tracing::warn!(%why, "unusable VERDICT");
+        tracing::warn!(request_id, %why, "unusable VERDICT");
         RequestError::WorkerError
     })?;
     if body_from_filter && !sets_length {

@@ -33,7 +33,7 @@ use crate::dispatch::{dispatch, Answer, Failed, First, InFlight, Job, Payload, P
 use crate::error::RequestError;
 use crate::hop::strip_hop_by_hop;
 use crate::metrics::{count, FilterStats};
-use crate::request::ClientRequest;
+use crate::request::{ClientRequest, X_REQUEST_ID};
 use crate::respond::worker_response;
 use crate::upstream::{BoxError, UpstreamBody};
 use forward::{apply_edits, client_response, upstream_request};
@@ -59,16 +59,27 @@ pub(crate) async fn serve(
     request: ClientRequest<'_>,
 ) -> Result<Response<HubBody>, RequestError> {
     let ClientRequest {
-        parts,
+        mut parts,
         head,
+        id,
         body,
         peer,
         started,
     } = request;
+    let request_id = id.as_str();
     let Some(upstream) = pool.upstream() else {
-        tracing::error!(pool = pool.name(), "filter pool without an upstream client");
+        tracing::error!(
+            request_id,
+            pool = pool.name(),
+            "filter pool without an upstream client"
+        );
         return Err(RequestError::Internal);
     };
+    // The upstream gets the request's id as the worker does: a filter's edits apply to it
+    // as to any field.
+    if id.is_new {
+        parts.headers.insert(X_REQUEST_ID, id.value.clone());
+    }
     let stats = &pool.filter_stats;
     let is_head = parts.method == Method::HEAD;
     let phase = Phase {
@@ -136,7 +147,7 @@ pub(crate) async fn serve(
             if let Payload::Stream(b) = payload {
                 kept = Kept::Client(Some(b));
             }
-            fail(config, stats, can_forward, "request")?;
+            fail(config, stats, can_forward, "request", request_id)?;
             let forward = kept.into_body(config.max_body_bytes);
             upstream_request(&upstream, parts, None, &[], true, false, forward)?
         }
@@ -185,6 +196,7 @@ pub(crate) async fn serve(
             count(&stats.responses_passed);
             if verdict.target.is_some() {
                 tracing::warn!(
+                    request_id,
                     pool = pool.name(),
                     "a response-phase VERDICT carries a target; ignored"
                 );
@@ -193,7 +205,12 @@ pub(crate) async fn serve(
                 apply_edits(&mut headers, &verdict.edits, config.filter_edit_protected).map_err(
                     |why| {
                         count(&stats.bad_verdicts);
-                        tracing::warn!(pool = pool.name(), %why, "unusable response VERDICT");
+                        tracing::warn!(
+                            request_id,
+                            pool = pool.name(),
+                            %why,
+                            "unusable response VERDICT"
+                        );
                         RequestError::WorkerError
                     },
                 )?;
@@ -220,7 +237,7 @@ pub(crate) async fn serve(
                 Payload::Empty => Some(HubBody::Full(None)),
                 Payload::Kept(_) | Payload::Gone => None,
             };
-            fail(config, stats, body.is_some(), "response")?;
+            fail(config, stats, body.is_some(), "response", request_id)?;
             let mut resp = Response::new(body.unwrap_or(HubBody::Full(None)));
             *resp.status_mut() = rparts.status;
             *resp.headers_mut() = headers;
@@ -306,14 +323,15 @@ fn fail(
     stats: &FilterStats,
     can_forward: bool,
     phase: &str,
+    request_id: &str,
 ) -> Result<(), RequestError> {
     if config.failure_mode == FailureMode::Open && can_forward {
         count(&stats.failed_open);
-        tracing::warn!(pool = %config.name, phase, "no filter answered: forwarding unfiltered");
+        tracing::warn!(request_id, pool = %config.name, phase, "no filter answered: forwarding unfiltered");
         Ok(())
     } else {
         count(&stats.failed_closed);
-        tracing::warn!(pool = %config.name, phase, "no filter answered: 503");
+        tracing::warn!(request_id, pool = %config.name, phase, "no filter answered: 503");
         Err(RequestError::FilterUnavailable)
     }
 }

@@ -4,10 +4,15 @@ use http::header::HOST;
 use pullman_proto::{HeadBuilder, HeadView, Version};
 
 use crate::error::RequestError;
+use crate::request::{RequestId, X_REQUEST_ID};
 
 /// The head view of a request the front parsed. HTTP/2's authority becomes a `host` field
-/// so that workers see one shape whatever the client spoke.
-pub(crate) fn head_view(parts: &http::request::Parts) -> Result<HeadView, RequestError> {
+/// so that workers see one shape whatever the client spoke, and a request id the hub made
+/// is its last field (one the client sent is among its own).
+pub(crate) fn head_view(
+    parts: &http::request::Parts,
+    id: &RequestId,
+) -> Result<HeadView, RequestError> {
     let version = match parts.version {
         http::Version::HTTP_10 => Version::Http10,
         http::Version::HTTP_2 => Version::Http2,
@@ -23,7 +28,7 @@ pub(crate) fn head_view(parts: &http::request::Parts) -> Result<HeadView, Reques
         .uri
         .authority()
         .filter(|_| !parts.headers.contains_key(HOST));
-    let count = parts.headers.len() + usize::from(authority.is_some());
+    let count = parts.headers.len() + usize::from(authority.is_some()) + usize::from(id.is_new);
     if count > u16::MAX as usize {
         return Err(RequestError::HeadersTooLarge);
     }
@@ -39,6 +44,10 @@ pub(crate) fn head_view(parts: &http::request::Parts) -> Result<HeadView, Reques
     }
     for (name, value) in &parts.headers {
         b.header(name.as_str().as_bytes(), value.as_bytes())
+            .map_err(|_| RequestError::BadRequest)?;
+    }
+    if id.is_new {
+        b.header(X_REQUEST_ID.as_str().as_bytes(), id.value.as_bytes())
             .map_err(|_| RequestError::BadRequest)?;
     }
     Ok(b.finish())

@@ -6,10 +6,12 @@
 //!   and those whose head is too slow.
 //! - `watched`: the client socket that notes when a request head starts to arrive.
 //! - `request`: one request: route, hand to the pool's mode, exactly one response.
+//! - `request_id`: the id each request carries (`x-request-id`): the client's, or the hub's.
 //! - `head`: the request head as the view every transport carries.
 
 mod head;
 mod request;
+mod request_id;
 mod watched;
 
 use std::collections::HashMap;
@@ -27,14 +29,17 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::time::{Instant, MissedTickBehavior};
 
+use request_id::RequestIds;
 use watched::Watched;
 
 use crate::config::HubConfig;
+use crate::error::HubError;
 use crate::state::HubState;
 
 /// What every client connection and request shares.
 pub(crate) struct Front {
     pub(crate) state: Arc<HubState>,
+    ids: RequestIds,
     http: auto::Builder<TokioExecutor>,
     max_header_bytes: usize,
     idle_timeout: Duration,
@@ -42,14 +47,15 @@ pub(crate) struct Front {
 }
 
 impl Front {
-    pub(crate) fn new(state: Arc<HubState>, hub: &HubConfig) -> Front {
-        Front {
+    pub(crate) fn new(state: Arc<HubState>, hub: &HubConfig) -> Result<Front, HubError> {
+        Ok(Front {
             state,
+            ids: RequestIds::new()?,
             http: http_builder(hub.max_header_bytes),
             max_header_bytes: hub.max_header_bytes,
             idle_timeout: hub.idle_timeout,
             header_read_timeout: hub.header_read_timeout,
-        }
+        })
     }
 }
 

@@ -16,34 +16,48 @@ use crate::body::HubBody;
 use crate::config::PoolMode;
 use crate::dispatch::{dispatch, Payload, Pool, Record};
 use crate::error::RequestError;
-use crate::request::ClientRequest;
+use crate::request::{ClientRequest, RequestId, X_REQUEST_ID};
 use crate::respond;
 
-/// Answers one client request.
+/// Answers one client request. Its id (the client's `x-request-id` or the hub's) goes on
+/// the response whoever made it (a worker, a filter, the upstream or the hub; a field of
+/// the same name the answer carried is replaced) and on the log lines about the request.
 pub(crate) async fn serve(front: &Front, req: Request<Incoming>, peer: &str) -> Response<HubBody> {
     let started = Instant::now();
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
+    let id = front.ids.assign(&mut parts.headers);
     let pool = match front.state.route(&parts) {
         Ok(pool) => pool,
-        Err(e) => return error_response(e),
+        Err(e) => return error_response(e, id),
     };
     let mut record = Record::new(&pool, front.state.is_recording());
-    let result = handle(front, &pool, &record, parts, body, peer, started).await;
+    let result = handle(front, &pool, &record, parts, body, &id, peer, started).await;
     record.finish(result.as_ref().map(|_| ()).map_err(|e| *e));
-    result.unwrap_or_else(error_response)
+    match result {
+        Ok(resp) => with_id(resp, id),
+        Err(e) => error_response(e, id),
+    }
 }
 
+/// `resp` with the request's id, in place of any the answer carried.
+fn with_id(mut resp: Response<HubBody>, id: RequestId) -> Response<HubBody> {
+    resp.headers_mut().insert(X_REQUEST_ID, id.value);
+    resp
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn handle(
     front: &Front,
     pool: &Arc<Pool>,
     record: &Record<'_>,
     parts: http::request::Parts,
     body: Incoming,
+    id: &RequestId,
     peer: &str,
     started: Instant,
 ) -> Result<Response<HubBody>, RequestError> {
     let config = pool.config();
-    let head = head_view(&parts)?;
+    let head = head_view(&parts, id)?;
     // The head as it travels (request line and fields) is what the limit bounds; for
     // HTTP/1.1 hyper's read buffer has refused most oversized heads already.
     if head.raw().len() > front.max_header_bytes {
@@ -55,6 +69,7 @@ async fn handle(
     let mut request = ClientRequest {
         parts,
         head,
+        id,
         body: (!body.is_end_stream()).then_some(body),
         peer,
         started,
@@ -75,8 +90,15 @@ async fn handle(
     }
 }
 
-/// The hub's own answer for a request that failed.
-fn error_response(e: RequestError) -> Response<HubBody> {
+/// The hub's own answer for a request that failed, said at debug level (the failures an
+/// operator must hear of are logged where they happen, at info or warn).
+fn error_response(e: RequestError, id: RequestId) -> Response<HubBody> {
+    tracing::debug!(
+        request_id = id.as_str(),
+        status = e.status().as_u16(),
+        error = %e,
+        "answered with an error"
+    );
     let mut resp = Response::new(HubBody::full(format!("pullman: {e}\n")));
     *resp.status_mut() = e.status();
     let headers = resp.headers_mut();
@@ -87,5 +109,5 @@ fn error_response(e: RequestError) -> Response<HubBody> {
     if let Some(secs) = e.retry_after() {
         headers.insert(RETRY_AFTER, HeaderValue::from(secs));
     }
-    resp
+    with_id(resp, id)
 }
