@@ -14,7 +14,9 @@
 //!   binary given by `run --baseline` (hub and workers), to compare a build with an older one
 //!   in the same rounds;
 //! - `pothead`: POTHEAD's hub (bound to 127.0.0.1 by `bench/pothead_hub.py`) and its WSGI
-//!   worker runner on `bench/pothead_app.py`.
+//!   worker runner on `bench/pothead_app.py`;
+//! - `pullman-ptth`: pullman's hub with a `ptth://` worker port and the same POTHEAD worker
+//!   processes, each of their connections one slot of the pool.
 
 mod haproxy;
 mod nginx;
@@ -57,6 +59,8 @@ pub enum System {
     /// `PullmanFilter` from the baseline binary (`run --baseline`).
     PullmanFilterBaseline,
     Pothead,
+    /// pullman's hub in front of POTHEAD's worker processes, on its PTTH port.
+    PullmanPtth,
 }
 
 impl System {
@@ -74,6 +78,7 @@ impl System {
             System::PullmanTcpBaseline => "pullman (TCP, baseline)",
             System::PullmanFilterBaseline => "pullman filter (baseline)",
             System::Pothead => "POTHEAD",
+            System::PullmanPtth => "pullman (PTTH)",
         }
     }
 
@@ -87,6 +92,13 @@ impl System {
                 | System::PullmanShm
                 | System::PullmanTcpBaseline
         )
+    }
+
+    /// Whether the workers pull their requests and name themselves in `/sleep` answers, so
+    /// that readiness means every worker has taken one: pullman in respond mode, POTHEAD's
+    /// hub, and pullman's PTTH port with POTHEAD's workers.
+    pub fn is_pull(self) -> bool {
+        self.is_pullman() || matches!(self, System::Pothead | System::PullmanPtth)
     }
 
     /// Whether the system runs the baseline `pullman` binary rather than this build's.
@@ -133,6 +145,9 @@ impl System {
                 pullman::start_filter(self, env, layout, dir)?
             }
             System::Pothead => pothead::start(self, env, layout, dir)?,
+            System::PullmanPtth => {
+                pullman::start(self, env, layout, dir, pullman::Transport::Ptth)?
+            }
         };
         running.wait_ready(layout)?;
         Ok(running)
@@ -287,7 +302,7 @@ impl Running {
             .enable_all()
             .build()?;
         let target = Target::parse(&self.url, Proto::H1)?;
-        let pull = self.system.is_pullman() || self.system == System::Pothead;
+        let pull = self.system.is_pull();
         let system = self.system;
         let procs = &mut self.procs;
         rt.block_on(async {
@@ -404,5 +419,15 @@ mod tests {
         // The twin is awaited like its original: the TCP twin until its workers serve.
         assert!(System::PullmanTcpBaseline.is_pullman());
         assert!(!System::PullmanFilterBaseline.is_pullman());
+    }
+
+    #[test]
+    fn systems_whose_workers_pull_are_ready_only_when_every_worker_has_answered() {
+        for s in [System::PullmanTcp, System::Pothead, System::PullmanPtth] {
+            assert!(s.is_pull(), "{s:?}");
+        }
+        for s in [System::Direct, System::Nginx, System::PullmanFilter] {
+            assert!(!s.is_pull(), "{s:?}");
+        }
     }
 }

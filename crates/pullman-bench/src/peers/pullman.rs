@@ -3,12 +3,13 @@
 //! mode the workers run `--app demo`; as a filter (`PullmanFilter`) the pool forwards to a
 //! `pullman-bench server` upstream and one `--app demo-filter` worker passes every request.
 //! A baseline system (`PullmanTcpBaseline`, `PullmanFilterBaseline`) runs the same from the
-//! baseline binary, hub and workers alike.
+//! baseline binary, hub and workers alike. Over PTTH (`PullmanPtth`) the hub's worker port is
+//! `ptth://` and the workers are POTHEAD's (`pothead.rs`), each connection one slot of the pool.
 
 use std::process::Command;
 
 use super::process::Proc;
-use super::{Env, Layout, Running, System};
+use super::{pothead, Env, Layout, Running, System};
 use crate::error::Error;
 
 /// How the workers reach the hub.
@@ -18,6 +19,8 @@ pub(super) enum Transport {
     Unix,
     /// A Unix socket for the handshake, then shared-memory rings (`--shm`).
     Shm,
+    /// POTHEAD's reverse HTTP on a `ptth://` port: its worker processes, not pullman's.
+    Ptth,
 }
 
 pub(super) fn start(
@@ -58,6 +61,7 @@ fn start_pool(
             format!("unix://{}", dir.path().join("workers.sock").display())
         }
         Transport::Tcp => "tcp://127.0.0.1:0".to_string(),
+        Transport::Ptth => format!("ptth://127.0.0.1:0?pool={POOL}"),
     };
     let filter = match upstream {
         Some(url) => format!("mode = \"filter\"\nupstream = \"{url}\"\n"),
@@ -70,14 +74,14 @@ listen = "127.0.0.1:0"
 workers_listen = ["{workers_listen}"]
 drain_grace = "0s"
 [[pool]]
-name = "bench"
+name = "{POOL}"
 token = "bench"
 queue_limit = {queue_limit}
 queue_timeout = "{timeout}s"
 timeout = "{timeout}s"
 max_body_bytes = 1073741824
 {filter}[[route]]
-pool = "bench"
+pool = "{POOL}"
 "#,
         queue_limit = layout.queue_limit,
     );
@@ -100,6 +104,16 @@ pool = "bench"
     let workers_url = field("workers=")?;
     let hub_pid = hub.pid();
     let mut running = Running::new(system, front, Some(hub_pid), vec![hub], dir);
+    if transport == Transport::Ptth {
+        let connect = ptth_connect(&workers_url).ok_or_else(|| {
+            Error::peer(
+                system.label(),
+                format!("no ptth:// in workers={workers_url}"),
+            )
+        })?;
+        pothead::add_workers(&mut running, env, layout, connect)?;
+        return Ok(running);
+    }
     let app = if upstream.is_some() {
         "demo-filter"
     } else {
@@ -107,21 +121,46 @@ pool = "bench"
     };
     for i in 0..layout.workers {
         let mut cmd = Command::new(&bin);
-        cmd.args([
-            "worker",
-            "--hub",
-            &workers_url,
-            "--pool",
-            "bench",
-            "--token",
-        ])
-        .arg("bench")
-        .args(["--concurrency", &layout.concurrency.to_string()])
-        .args(["--threads", "1", "--app", app, "--name", &format!("w{i}")])
-        .args((transport == Transport::Shm).then_some("--shm"))
-        .env("PULLMAN_LOG", "warn");
+        cmd.args(["worker", "--hub", &workers_url, "--pool", POOL, "--token"])
+            .arg("bench")
+            .args(["--concurrency", &layout.concurrency.to_string()])
+            .args(["--threads", "1", "--app", app, "--name", &format!("w{i}")])
+            .args((transport == Transport::Shm).then_some("--shm"))
+            .env("PULLMAN_LOG", "warn");
         let log = running.dir.path().join(format!("worker{i}.log"));
         running.add(Proc::spawn("pullman worker", cmd, &log)?);
     }
     Ok(running)
+}
+
+/// The pool every generated config has, and the one route's.
+const POOL: &str = "bench";
+
+/// The `IP:PORT` a POTHEAD worker dials, from the hub's `workers=` list
+/// (`tcp://...,ptth://IP:PORT?pool=NAME`).
+fn ptth_connect(workers: &str) -> Option<&str> {
+    workers
+        .split(',')
+        .find_map(|a| a.strip_prefix("ptth://"))
+        .and_then(|a| a.split('?').next())
+        .filter(|a| !a.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ptth_connect;
+
+    #[test]
+    fn pothead_workers_dial_the_ptth_listener_the_hub_printed() {
+        assert_eq!(
+            ptth_connect("ptth://127.0.0.1:40123?pool=bench"),
+            Some("127.0.0.1:40123")
+        );
+        assert_eq!(
+            ptth_connect("tcp://127.0.0.1:1,ptth://127.0.0.1:2?pool=bench"),
+            Some("127.0.0.1:2")
+        );
+        assert_eq!(ptth_connect("tcp://127.0.0.1:1"), None);
+        assert_eq!(ptth_connect("ptth://?pool=bench"), None);
+    }
 }
