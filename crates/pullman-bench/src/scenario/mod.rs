@@ -1,6 +1,18 @@
 //! The scenarios and what they share: options, the load runtime, measuring a system's CPU
 //! around a load run, records, plots.
 //!
+//! The scenarios, in report order (each file's doc says more):
+//! 1. `overhead`: `/hello` through every system, one worker; the hop's cost.
+//! 2. `expensive`: a seeded open-loop trace of lognormal jobs on k workers of concurrency 1,
+//!    against the simulated central-queue floor.
+//! 3. `hol`: fast requests behind slow ones on one worker.
+//! 4. `bodies`: large downloads and uploads, MB/s and the middle process's memory.
+//! 5. `scale`: a deep queue (memory per queued request) and many workers.
+//! 6. `transport`: TCP, Unix socket and shared memory, with and without HTTP around them.
+//! 7. `filter`: `/hello` through a pass-through filter pool.
+//! 8. `pothead`: POTHEAD's worker processes behind POTHEAD's hub and behind pullman's PTTH
+//!    port, beside pullman's own workers, with the same slots; GETs only.
+//!
 //! Adding a scenario is one new file here (a `scenario()` returning a `Box<dyn Scenario>`)
 //! and its name in the `scenarios!` list below.
 
@@ -25,7 +37,7 @@ macro_rules! scenarios {
     };
 }
 
-scenarios![overhead, expensive, hol, bodies, scale, transport, filter];
+scenarios![overhead, expensive, hol, bodies, scale, transport, filter, pothead];
 
 /// The systems of one round, starting one further along each round: no system is always
 /// measured first or last, so a machine that warms up or gets busier during a round does not
@@ -311,6 +323,14 @@ pub(crate) fn opt(f: Option<f64>, fmt: impl Fn(f64) -> String) -> String {
 mod tests {
     use super::{in_turn, with_baselines};
     use crate::peers::System;
+
+    #[test]
+    fn each_scenario_is_registered_under_the_name_it_writes_its_section_as() {
+        // `run --scenario NAME` selects by `name()` and writes `NAME.md`; the report
+        // assembles `NAMES`: a mismatch would leave the section "Not run yet".
+        let names: Vec<&str> = super::all().iter().map(|s| s.name()).collect();
+        assert_eq!(names, super::NAMES);
+    }
 
     #[test]
     fn each_round_starts_one_system_further_along() {
