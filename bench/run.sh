@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the benchmark suite and writes docs/benchmarks.md and its plots (docs/bench/).
-# Needs the peers installed by bench/setup.sh. The full run takes about 20 minutes on 2 cores.
+# Needs the peers installed by bench/setup.sh. The full run takes about 25 minutes on 2 cores.
 # Usage: bench/run.sh [--quick] [--scenario NAME]... [--rounds N] [other pullman-bench run flags]
 #   --quick            every scenario briefly, one round (a smoke check)
 #   --scenario NAME    only this scenario (repeatable): overhead, expensive, hol, bodies, scale,
