@@ -14,64 +14,18 @@
 use bytes::Bytes;
 use http_body::Body;
 use pullman_link::{Inbound, Stream};
-use pullman_proto::{CancelReason, Frame, HeadView, Mode, Verdict};
-use std::sync::Arc;
+use pullman_proto::{CancelReason, Frame, Verdict};
 use tokio::time::Instant;
 
 use super::in_flight::InFlight;
-use super::pool::{Acquire, Lease, Leased, Pool};
+use super::job::{Job, Payload, Tried};
+use super::pool::{Acquire, Lease, Leased};
 use super::ptth::{try_ptth, PtthBody};
 use super::pump::{Pump, PumpEnd};
-use super::record::Record;
 use crate::error::RequestError;
 use crate::http1::conn::BoxError;
 use crate::metrics::WorkerFault;
 use crate::request::request_id;
-
-/// One request (or one phase of a filtered request) to hand to a worker of `pool`.
-pub(crate) struct Job<'a> {
-    pub(crate) pool: &'a Arc<Pool>,
-    pub(crate) record: &'a Record<'a>,
-    pub(crate) mode: Mode,
-    pub(crate) head: &'a HeadView,
-    pub(crate) peer: &'a str,
-    /// A filter's response phase: the upstream's response head, sent after the REQUEST;
-    /// the body then follows it.
-    pub(crate) response_head: Option<&'a pullman_proto::Response>,
-    /// When the request started to wait: the first try's queue wait counts from here.
-    pub(crate) since: Instant,
-    /// When the worker's answer must have come.
-    pub(crate) deadline: Instant,
-    /// When a request still waiting for a worker gives up.
-    pub(crate) queue_deadline: Instant,
-    /// Whether a request a worker failed after receiving it may go to another worker.
-    pub(crate) retry_failed: bool,
-    /// The most body bytes the worker may be sent.
-    pub(crate) body_limit: u64,
-}
-
-/// The body that follows the REQUEST, as far as the hub still has it.
-pub(crate) enum Payload<B> {
-    /// No body.
-    Empty,
-    /// A body the hub holds in full: it can be sent again to another worker.
-    Kept(Bytes),
-    /// A body streamed as it arrives: once it starts going to a worker, the hub has no copy.
-    Stream(B),
-    /// A streamed body that went (at least in part) to a worker that then failed.
-    Gone,
-}
-
-impl<B> Payload<B> {
-    /// Whether the request can go to another worker body and all.
-    pub(super) fn is_replayable(&self) -> bool {
-        matches!(self, Payload::Empty | Payload::Kept(_))
-    }
-
-    fn is_empty(&self) -> bool {
-        matches!(self, Payload::Empty)
-    }
-}
 
 /// A worker's first answer to a request.
 pub(crate) enum Answer {
@@ -98,17 +52,6 @@ pub(crate) enum First {
 pub(crate) struct Failed<B> {
     pub(crate) error: RequestError,
     pub(crate) body: Payload<B>,
-}
-
-/// How one try at one worker ended.
-// Moved once per try; boxing the answer would cost an allocation per request.
-#[allow(clippy::large_enum_variant)]
-pub(super) enum Tried {
-    Answered(Answer),
-    /// The worker never saw the request, or failed it in a way the rules let another
-    /// worker try: back to the front of the queue.
-    Again,
-    Failed(RequestError),
 }
 
 /// Hands `job` with `body` to a worker of its pool and waits for the worker's first answer,
@@ -161,7 +104,11 @@ where
         job.record
             .queue_wait(leased.saturating_duration_since(queued_since));
         let tried = if lease.is_ptth() {
-            try_ptth(job, lease, &mut body).await
+            match try_ptth(job, lease, &mut body).await {
+                Tried::Answered(response) => Tried::Answered(Answer::Http(response)),
+                Tried::Again => Tried::Again,
+                Tried::Failed(error) => Tried::Failed(error),
+            }
         } else {
             try_link(job, lease, leased, &mut body).await
         };
@@ -180,7 +127,7 @@ async fn try_link<B>(
     mut lease: Lease,
     leased: Instant,
     body: &mut Payload<B>,
-) -> Tried
+) -> Tried<Answer>
 where
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Send,

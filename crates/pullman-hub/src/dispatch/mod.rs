@@ -5,6 +5,7 @@
 //! - `pool`: a pool's queue, its workers' credits, and the dispatcher that pairs the oldest
 //!   waiting request with a worker holding a free credit ([`Pool`], [`Lease`]).
 //! - `queue`: the order waiting requests meet workers in (FIFO, behind a narrow interface).
+//! - `job`: what is handed to a worker ([`Job`], [`Payload`]) and how one try ended.
 //! - `attempt`: [`dispatch`], the request's trip to a worker and back, with the retry rules.
 //! - `ptth`: a try at a PTTH worker: the request as HTTP/1.1 on the connection it dialed.
 //! - `pump`: the task streaming a request body to the worker.
@@ -13,14 +14,16 @@
 
 mod attempt;
 mod in_flight;
+mod job;
 mod pool;
 mod ptth;
 mod pump;
 mod queue;
 mod record;
 
-pub(crate) use attempt::{dispatch, Answer, Failed, First, Job, Payload};
+pub(crate) use attempt::{dispatch, Answer, Failed, First};
 pub(crate) use in_flight::InFlight;
+pub(crate) use job::{Job, Payload};
 pub(crate) use pool::{Pool, PoolStatus, WorkerMeta};
 pub(crate) use ptth::PtthBody;
 pub(crate) use record::Record;

@@ -15,7 +15,7 @@ use bytes::{Bytes, BytesMut};
 use http_body::Body;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 
-use super::attempt::{Answer, Job, Payload, Tried};
+use super::job::{Job, Payload, Tried};
 use super::pool::{Lease, Leased, Pool};
 use crate::error::RequestError;
 use crate::http1::codec::{encode_head_view, CodecError, Framing};
@@ -74,7 +74,11 @@ impl Drop for PtthHome {
 
 /// Writes `job`'s request with `body` on the leased PTTH connection and waits for the
 /// response head, within the job's deadline.
-pub(super) async fn try_ptth<B>(job: &Job<'_>, mut lease: Lease, body: &mut Payload<B>) -> Tried
+pub(super) async fn try_ptth<B>(
+    job: &Job<'_>,
+    mut lease: Lease,
+    body: &mut Payload<B>,
+) -> Tried<http::Response<PtthBody>>
 where
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
@@ -122,7 +126,7 @@ where
     .await;
     drop(timer);
     let failure = match exchanged {
-        Ok(Ok(response)) => return Tried::Answered(Answer::Http(response)),
+        Ok(Ok(response)) => return Tried::Answered(response),
         // The exchange was dropped: its connection is closed, and the worker sees it.
         Err(_) => return Tried::Failed(RequestError::Deadline),
         Ok(Err(failure)) => failure,
