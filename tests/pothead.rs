@@ -43,32 +43,6 @@ fn pothead_python() -> Option<PathBuf> {
     None
 }
 
-/// A hub whose pool `legacy` takes PTTH workers; returns it and the PTTH address.
-fn hub() -> (HubProc, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("hub.toml");
-    let config = format!(
-        "[hub]\nlisten = \"127.0.0.1:0\"\n\
-         workers_listen = [\"tcp://127.0.0.1:0\", \"ptth://127.0.0.1:0?pool=legacy\"]\n\
-         {}{}{}",
-        admin_table(),
-        pool("legacy", "unused", "queue_timeout = \"60s\""),
-        route_all("legacy"),
-    );
-    std::fs::write(&path, config).unwrap();
-    let hub = HubProc::from_config_file(&path);
-    let ptth = hub
-        .worker_addrs
-        .iter()
-        .find_map(|a| a.strip_prefix("ptth://"))
-        .expect("the hub prints its PTTH listener")
-        .split('?')
-        .next()
-        .unwrap()
-        .to_string();
-    (hub, ptth)
-}
-
 /// One `python -m pothead.worker` process with one slot, killed when dropped.
 struct Pothead(Child);
 
@@ -115,7 +89,7 @@ async fn bodies_statuses_and_fields_cross_unchanged() {
     let Some(python) = pothead_python() else {
         return;
     };
-    let (hub, ptth) = hub();
+    let (hub, ptth) = ptth_hub("queue_timeout = \"60s\"");
     let admin = AdminClient::new(&hub);
     let _workers: Vec<Pothead> = (0..2)
         .map(|i| Pothead::start(&python, &ptth, &format!("w{i}"), &[]))
@@ -153,7 +127,7 @@ async fn one_slot_workers_never_run_two_requests_at_once() {
     let Some(python) = pothead_python() else {
         return;
     };
-    let (hub, ptth) = hub();
+    let (hub, ptth) = ptth_hub("queue_timeout = \"60s\"");
     let admin = AdminClient::new(&hub);
     let _workers: Vec<Pothead> = (0..4)
         .map(|i| Pothead::start(&python, &ptth, &format!("w{i}"), &[]))
@@ -182,7 +156,7 @@ async fn a_killed_worker_gets_its_client_a_502_and_the_others_are_served() {
     let Some(python) = pothead_python() else {
         return;
     };
-    let (hub, ptth) = hub();
+    let (hub, ptth) = ptth_hub("queue_timeout = \"60s\"");
     let admin = AdminClient::new(&hub);
     let mut doomed = Pothead::start(&python, &ptth, "doomed", &[]);
     wait_free_slots(&admin, 1).await;
@@ -209,7 +183,7 @@ async fn redirect_mode_303_reaches_the_client_and_its_location_serves_the_body()
     let Some(python) = pothead_python() else {
         return;
     };
-    let (hub, ptth) = hub();
+    let (hub, ptth) = ptth_hub("queue_timeout = \"60s\"");
     let admin = AdminClient::new(&hub);
     // POTHEAD takes a port number for its redirect server, not 0: a port free a moment ago.
     let port = std::net::TcpListener::bind("127.0.0.1:0")

@@ -10,33 +10,6 @@ use support::*;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
-/// A hub with pool `legacy` behind a PTTH listener (and a TCP one for pullman's workers);
-/// `extra` goes into the pool's table.
-fn hub(extra: &str) -> (HubProc, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("hub.toml");
-    let config = format!(
-        "[hub]\nlisten = \"127.0.0.1:0\"\n\
-         workers_listen = [\"tcp://127.0.0.1:0\", \"ptth://127.0.0.1:0?pool=legacy\"]\n\
-         {}{}{}",
-        admin_table(),
-        pool("legacy", "unused", extra),
-        route_all("legacy"),
-    );
-    std::fs::write(&path, config).unwrap();
-    let hub = HubProc::from_config_file(&path);
-    let ptth = hub
-        .worker_addrs
-        .iter()
-        .find_map(|a| a.strip_prefix("ptth://"))
-        .expect("the hub prints its PTTH listener")
-        .split('?')
-        .next()
-        .unwrap()
-        .to_string();
-    (hub, ptth)
-}
-
 /// A request as a PTTH worker reads it.
 #[derive(Debug)]
 struct Received {
@@ -137,7 +110,7 @@ fn post(url: &str, body: impl Into<Bytes>) -> http::Request<Full<Bytes>> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn status_headers_and_bodies_cross_both_ways() {
-    let (hub, ptth) = hub("");
+    let (hub, ptth) = ptth_hub("");
     let admin = AdminClient::new(&hub);
     let c = client();
 
@@ -202,7 +175,7 @@ async fn status_headers_and_bodies_cross_both_ways() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_kept_alive_connection_takes_request_after_request() {
-    let (hub, ptth) = hub("");
+    let (hub, ptth) = ptth_hub("");
     let c = client();
     let mut w = PtthWorker::connect(&ptth).await;
     let worker = tokio::spawn(async move {
@@ -242,7 +215,7 @@ async fn a_kept_alive_connection_takes_request_after_request() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_worker_gone_before_the_request_was_written_costs_the_request_nothing() {
-    let (hub, ptth) = hub("");
+    let (hub, ptth) = ptth_hub("");
     let admin = AdminClient::new(&hub);
     let c = client();
     // A worker connects and goes away while idle.
@@ -266,7 +239,7 @@ async fn a_worker_gone_before_the_request_was_written_costs_the_request_nothing(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_worker_that_dies_mid_request_gets_that_client_a_502_and_others_are_served() {
-    let (hub, ptth) = hub("");
+    let (hub, ptth) = ptth_hub("");
     let c = client();
     let mut dying = PtthWorker::connect(&ptth).await;
     let a = spawn_get(&c, hub.url("/dies"));
@@ -308,7 +281,7 @@ async fn arrived_whole(c: &HttpClient, url: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_body_cut_short_is_an_aborted_response_never_a_short_200() {
-    let (hub, ptth) = hub("");
+    let (hub, ptth) = ptth_hub("");
     let admin = AdminClient::new(&hub);
     let c = client();
     for (answer, what) in [
@@ -345,7 +318,7 @@ async fn a_body_cut_short_is_an_aborted_response_never_a_short_200() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_garbled_answer_is_502() {
-    let (hub, ptth) = hub("");
+    let (hub, ptth) = ptth_hub("");
     let c = client();
     let mut w = PtthWorker::connect(&ptth).await;
     let worker = tokio::spawn(async move {
@@ -358,7 +331,7 @@ async fn a_garbled_answer_is_502() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_deadline_is_504_and_closes_the_workers_connection() {
-    let (hub, ptth) = hub("timeout = \"300ms\"");
+    let (hub, ptth) = ptth_hub("timeout = \"300ms\"");
     let c = client();
     let mut w = PtthWorker::connect(&ptth).await;
     let a = spawn_get(&c, hub.url("/slow"));
@@ -370,7 +343,7 @@ async fn a_deadline_is_504_and_closes_the_workers_connection() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_client_gone_closes_the_workers_connection() {
-    let (hub, ptth) = hub("");
+    let (hub, ptth) = ptth_hub("");
     let mut w = PtthWorker::connect(&ptth).await;
     let mut client = TcpStream::connect(hub.front).await.unwrap();
     client
@@ -384,7 +357,7 @@ async fn a_client_gone_closes_the_workers_connection() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_full_queue_is_503_with_retry_after() {
-    let (hub, _ptth) = hub("queue_limit = 1\nqueue_timeout = \"30s\"");
+    let (hub, _ptth) = ptth_hub("queue_limit = 1\nqueue_timeout = \"30s\"");
     let admin = AdminClient::new(&hub);
     let c = client();
     let waiting = spawn_get(&c, hub.url("/waits"));
@@ -399,7 +372,7 @@ async fn a_full_queue_is_503_with_retry_after() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn http2_clients_reach_ptth_workers_with_a_host_field() {
-    let (hub, ptth) = hub("");
+    let (hub, ptth) = ptth_hub("");
     let c = h2_client();
     let mut w = PtthWorker::connect(&ptth).await;
     let worker = tokio::spawn(async move {

@@ -490,6 +490,33 @@ pub fn admin_table() -> String {
     format!("[admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"{ADMIN_TOKEN}\"\n")
 }
 
+/// A hub with pool `legacy` behind a PTTH listener (and a TCP one for pullman's workers);
+/// `extra` goes into the pool's table.
+pub fn ptth_hub(extra: &str) -> (HubProc, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hub.toml");
+    let config = format!(
+        "[hub]\nlisten = \"127.0.0.1:0\"\n\
+         workers_listen = [\"tcp://127.0.0.1:0\", \"ptth://127.0.0.1:0?pool=legacy\"]\n\
+         {}{}{}",
+        admin_table(),
+        pool("legacy", "unused", extra),
+        route_all("legacy"),
+    );
+    std::fs::write(&path, config).unwrap();
+    let hub = HubProc::from_config_file(&path);
+    let ptth = hub
+        .worker_addrs
+        .iter()
+        .find_map(|a| a.strip_prefix("ptth://"))
+        .expect("the hub prints its PTTH listener")
+        .split('?')
+        .next()
+        .unwrap()
+        .to_string();
+    (hub, ptth)
+}
+
 /// Talks to a hub's admin API.
 pub struct AdminClient {
     pub base: String,
