@@ -144,6 +144,35 @@ impl WorkerBuilder {
     /// The worker; fails if the hub, pool or token is neither set nor in the environment,
     /// concurrency is 0, or shared memory is asked of a hub that is not on a Unix socket.
     pub fn try_build(self) -> Result<Worker, WorkerError> {
+        let Settled {
+            hub,
+            pool,
+            token,
+            concurrency,
+        } = self.settle()?;
+        Ok(Worker {
+            hub,
+            pool,
+            token,
+            concurrency,
+            name: self
+                .name
+                .unwrap_or_else(|| format!("worker-{}", std::process::id())),
+            drain_grace: self.drain_grace.unwrap_or(DEFAULT_DRAIN_GRACE),
+            shm: self.shm,
+            gates: self.gates,
+            redirect: self.redirect,
+        })
+    }
+
+    /// Checks the settings as [`WorkerBuilder::try_build`] does, and keeps the builder: for
+    /// callers (the C API) whose builder must outlive a failed attempt.
+    pub fn check(&self) -> Result<(), WorkerError> {
+        self.settle().map(drop)
+    }
+
+    /// The required settings, from the builder or the environment, checked.
+    fn settle(&self) -> Result<Settled, WorkerError> {
         let from_env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
         let missing = |what: &str, env: &str| {
             WorkerError::Settings(format!("{what} is required (or {env} in the environment)"))
@@ -154,8 +183,8 @@ impl WorkerBuilder {
                 "concurrency must be at least 1".into(),
             ));
         }
-        let hub = match self.hub {
-            Some(hub) => hub,
+        let hub = match &self.hub {
+            Some(hub) => hub.clone(),
             None => from_env(ENV_HUB)
                 .ok_or_else(|| missing("the hub address", ENV_HUB))?
                 .parse()
@@ -169,24 +198,15 @@ impl WorkerBuilder {
                 "shared memory needs a unix:// hub address, not {hub}"
             )));
         }
-        Ok(Worker {
+        Ok(Settled {
             hub,
-            pool: self
-                .pool
+            pool: (self.pool.clone())
                 .or_else(|| from_env(ENV_POOL))
                 .ok_or_else(|| missing("the pool", ENV_POOL))?,
-            token: self
-                .token
+            token: (self.token.clone())
                 .or_else(|| from_env(ENV_TOKEN))
                 .ok_or_else(|| missing("the token", ENV_TOKEN))?,
             concurrency,
-            name: self
-                .name
-                .unwrap_or_else(|| format!("worker-{}", std::process::id())),
-            drain_grace: self.drain_grace.unwrap_or(DEFAULT_DRAIN_GRACE),
-            shm: self.shm,
-            gates: self.gates,
-            redirect: self.redirect,
         })
     }
 
@@ -200,6 +220,14 @@ impl WorkerBuilder {
             Err(e) => panic!("{e}"),
         }
     }
+}
+
+/// The settings a worker cannot do without, as [`WorkerBuilder::settle`] found them.
+struct Settled {
+    hub: HubAddr,
+    pool: String,
+    token: String,
+    concurrency: u32,
 }
 
 /// What the requests of one worker share.
