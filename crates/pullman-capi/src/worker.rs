@@ -1,0 +1,629 @@
+//! `pm_worker`: a worker's settings, then its run on a runtime of its own, handing each
+//! request the SDK receives to whichever C thread asks next.
+
+use std::collections::VecDeque;
+use std::ffi::{c_char, c_void, CStr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+use pullman_worker::{
+    CpuGate, Filter, HubAddr, MemoryGate, RequestBody, RequestInfo, ResponseBody, Verdict, Worker,
+    WorkerBuilder,
+};
+use tokio::sync::{oneshot, watch};
+
+use crate::error::{guard, Fail, PmCode};
+use crate::handle::{REQUESTS, WORKERS};
+use crate::request::{PmRequest, Reply};
+
+/// A worker: settings until `pm_worker_connect`, then a running link to the hub.
+pub struct PmWorker {
+    state: Mutex<State>,
+}
+
+impl std::fmt::Debug for PmWorker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let connected = matches!(&*self.state.lock(), State::Running(_));
+        f.debug_struct("PmWorker")
+            .field("connected", &connected)
+            .finish_non_exhaustive()
+    }
+}
+
+enum State {
+    /// Being set up.
+    Setup {
+        builder: Box<WorkerBuilder>,
+        concurrency: u32,
+    },
+    /// Connected (or dialing): requests come out of `running`.
+    Running(Arc<Running>),
+}
+
+/// The kind of pool a worker serves, given to `pm_worker_connect`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PmMode {
+    /// A respond pool: the worker answers each request.
+    Respond = 0,
+    /// A filter pool: the worker passes each request on to the upstream (possibly
+    /// edited) or answers it instead.
+    Filter = 1,
+}
+
+/// Asked before the worker takes more work; returns whether it may. Called on one of the
+/// library's threads, at most every 200 ms while it says no: it must return quickly and
+/// must not call back into this library.
+pub type PmGateFn = Option<unsafe extern "C" fn(userdata: *mut c_void) -> bool>;
+
+/// Serves one request in `pm_worker_run`. The request belongs to the library: the handler
+/// answers it and returns, and the library frees it then (an unanswered one gets 500).
+pub type PmHandlerFn = Option<unsafe extern "C" fn(request: *mut PmRequest, userdata: *mut c_void)>;
+
+/// A C pointer handed to the library's threads. Whoever passed it promised, in the
+/// function's documentation, that it may be used from them.
+#[derive(Clone, Copy)]
+struct UserData(*mut c_void);
+// SAFETY: see above; the library never dereferences it, only passes it back.
+unsafe impl Send for UserData {}
+// SAFETY: as for Send.
+unsafe impl Sync for UserData {}
+
+impl UserData {
+    /// The pointer. A method, not the field, so that closures capture the whole `UserData`
+    /// (which is Send) rather than the bare pointer (which is not).
+    fn get(self) -> *mut c_void {
+        self.0
+    }
+}
+
+/// What a connected worker's C threads and its runtime share.
+pub(crate) struct Running {
+    pub(crate) runtime: tokio::runtime::Runtime,
+    queue: Arc<Queue>,
+    drain: watch::Sender<bool>,
+    pub(crate) mode: PmMode,
+    concurrency: u32,
+}
+
+/// Requests received and not yet taken by a C thread, and whether more can come.
+#[derive(Default)]
+struct Queue {
+    state: Mutex<QueueState>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct QueueState {
+    waiting: VecDeque<Incoming>,
+    /// Set when the SDK's run ended: `Ok` when it drained, the reason when refused.
+    ended: Option<Result<(), String>>,
+}
+
+/// A request on its way from the SDK to a C thread.
+pub(crate) struct Incoming {
+    pub(crate) info: RequestInfo,
+    pub(crate) body: RequestBody,
+    pub(crate) reply: oneshot::Sender<Reply>,
+}
+
+impl Queue {
+    fn push(&self, incoming: Incoming) {
+        self.state.lock().waiting.push_back(incoming);
+        self.changed.notify_one();
+    }
+
+    fn end(&self, result: Result<(), String>) {
+        self.state.lock().ended = Some(result);
+        self.changed.notify_all();
+    }
+
+    /// The next request; `Err` with `PM_CODE_TIMEOUT`, `PM_CODE_DRAINED` or
+    /// `PM_CODE_REFUSED` when there is none.
+    fn pop(&self, timeout: Option<Duration>) -> Result<Incoming, Fail> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut state = self.state.lock();
+        loop {
+            if let Some(incoming) = state.waiting.pop_front() {
+                return Ok(incoming);
+            }
+            match &state.ended {
+                Some(Ok(())) => return Err(Fail::new(PmCode::Drained, "the worker has drained")),
+                Some(Err(why)) => return Err(Fail::new(PmCode::Refused, why.clone())),
+                None => {}
+            }
+            match deadline {
+                None => self.changed.wait(&mut state),
+                Some(deadline) => {
+                    if self.changed.wait_until(&mut state, deadline).timed_out()
+                        && state.waiting.is_empty()
+                        && state.ended.is_none()
+                    {
+                        return Err(Fail::new(PmCode::Timeout, "no request within the timeout"));
+                    }
+                }
+            }
+        }
+    }
+
+    fn wait_ended(&self) {
+        let mut state = self.state.lock();
+        while state.ended.is_none() {
+            self.changed.wait(&mut state);
+        }
+    }
+}
+
+/// Hands a request to the C side and waits for its answer; a request the C side dropped
+/// without answering gets this status.
+fn hand_over(
+    queue: &Queue,
+    info: Option<RequestInfo>,
+    body: RequestBody,
+) -> Option<oneshot::Receiver<Reply>> {
+    // The SDK puts a RequestInfo in every request it makes; without one there is nothing
+    // the accessors could show.
+    let info = info?;
+    let (reply, answer) = oneshot::channel();
+    queue.push(Incoming { info, body, reply });
+    Some(answer)
+}
+
+fn unanswered() -> http::Response<ResponseBody> {
+    let mut resp = http::Response::new(ResponseBody::from(
+        "the C worker released the request without answering it\n",
+    ));
+    *resp.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
+    resp
+}
+
+/// The filter a filter-mode worker runs: every request goes to a C thread.
+struct CFilter {
+    queue: Arc<Queue>,
+}
+
+impl Filter for CFilter {
+    async fn request(&self, req: &mut http::Request<RequestBody>) -> Verdict {
+        let info = req.extensions().get::<RequestInfo>().cloned();
+        let body = std::mem::replace(req.body_mut(), RequestBody::empty());
+        let Some(answer) = hand_over(&self.queue, info, body) else {
+            return Verdict::respond(unanswered());
+        };
+        match answer.await {
+            Ok(Reply::Respond(resp)) => Verdict::respond(resp),
+            Ok(Reply::Pass(pass, body)) => {
+                // A streamed body the C side left unread flows on to the upstream.
+                if let Some(body) = body {
+                    *req.body_mut() = body;
+                }
+                Verdict::Pass(pass)
+            }
+            Err(_) => Verdict::respond(unanswered()),
+        }
+    }
+}
+
+impl Running {
+    fn start(worker: Worker, mode: PmMode, concurrency: u32) -> Result<Running, Fail> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            // The link's I/O needs one thread; handlers run on the C program's threads.
+            .worker_threads(1)
+            .thread_name("pullman-worker")
+            .enable_all()
+            .build()
+            .map_err(|e| Fail::new(PmCode::InvalidArgument, format!("cannot start: {e}")))?;
+        let queue = Arc::new(Queue::default());
+        let (drain, mut drained) = watch::channel(false);
+        let shutdown = async move {
+            let _ = drained.wait_for(|d| *d).await;
+        };
+        let ended = queue.clone();
+        match mode {
+            PmMode::Respond => {
+                let queue = queue.clone();
+                let handler = move |req: http::Request<RequestBody>| {
+                    let (mut parts, body) = req.into_parts();
+                    let answer = hand_over(&queue, parts.extensions.remove(), body);
+                    async move {
+                        match answer?.await {
+                            Ok(Reply::Respond(resp)) => Some(resp),
+                            Ok(Reply::Pass(..)) | Err(_) => None,
+                        }
+                    }
+                };
+                let handler = move |req| {
+                    let answered = handler(req);
+                    async move { answered.await.unwrap_or_else(unanswered) }
+                };
+                runtime.spawn(async move {
+                    let result = worker.run(handler, shutdown).await;
+                    ended.end(result.map_err(|e| e.to_string()));
+                });
+            }
+            PmMode::Filter => {
+                let filter = CFilter {
+                    queue: queue.clone(),
+                };
+                runtime.spawn(async move {
+                    let result = worker.run_filter(filter, shutdown).await;
+                    ended.end(result.map_err(|e| e.to_string()));
+                });
+            }
+        }
+        Ok(Running {
+            runtime,
+            queue,
+            drain,
+            mode,
+            concurrency,
+        })
+    }
+}
+
+/// A request handle as `pm_worker_next` makes it, on a worker with no link, and the
+/// receiver of its answer: for tests of the request functions.
+#[cfg(test)]
+pub(crate) fn unlinked_request(
+    mode: PmMode,
+    info: RequestInfo,
+    body: RequestBody,
+) -> (*mut PmRequest, oneshot::Receiver<Reply>) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (drain, _) = watch::channel(false);
+    let running = Arc::new(Running {
+        runtime,
+        queue: Arc::default(),
+        drain,
+        mode,
+        concurrency: 1,
+    });
+    let (reply, answer) = oneshot::channel();
+    let incoming = Incoming { info, body, reply };
+    (
+        REQUESTS.insert(PmRequest::new(running, incoming, false)),
+        answer,
+    )
+}
+
+impl PmWorker {
+    fn with_setup(
+        &self,
+        change: impl FnOnce(WorkerBuilder, &mut u32) -> Result<WorkerBuilder, Fail>,
+    ) -> Result<(), Fail> {
+        let mut state = self.state.lock();
+        let State::Setup {
+            builder,
+            concurrency,
+        } = &mut *state
+        else {
+            return Err(Fail::state(
+                "the worker is connected; settings come before pm_worker_connect",
+            ));
+        };
+        let taken = std::mem::take(&mut **builder);
+        **builder = change(taken, concurrency)?;
+        Ok(())
+    }
+
+    fn running(&self) -> Result<Arc<Running>, Fail> {
+        match &*self.state.lock() {
+            State::Running(running) => Ok(running.clone()),
+            State::Setup { .. } => Err(Fail::state(
+                "the worker is not connected; call pm_worker_connect",
+            )),
+        }
+    }
+
+    fn next(&self, timeout: Option<Duration>, in_callback: bool) -> Result<*mut PmRequest, Fail> {
+        let running = self.running()?;
+        let incoming = running.queue.pop(timeout)?;
+        Ok(REQUESTS.insert(PmRequest::new(running, incoming, in_callback)))
+    }
+}
+
+/// A C string argument as `&str`.
+///
+/// # Safety
+/// `s` is null or points to a NUL-terminated string.
+unsafe fn text<'a>(s: *const c_char, what: &str) -> Result<&'a str, Fail> {
+    if s.is_null() {
+        return Err(Fail::null(what));
+    }
+    // SAFETY: non-null, NUL-terminated by the caller's promise.
+    unsafe { CStr::from_ptr(s) }
+        .to_str()
+        .map_err(|_| Fail::invalid(format!("{what} is not UTF-8")))
+}
+
+/// Looks a worker handle up.
+///
+/// # Safety
+/// A live handle is a `PmWorker` this library boxed; the caller frees it only once no
+/// thread uses it.
+unsafe fn worker<'a>(w: *const PmWorker) -> Result<&'a PmWorker, Fail> {
+    WORKERS.check(w)?;
+    // SAFETY: checked live just above.
+    Ok(unsafe { &*w })
+}
+
+/// Makes a worker handle in `*out`, with no settings: those not set before
+/// `pm_worker_connect` come from the environment (`PULLMAN_HUB`, `PULLMAN_POOL`,
+/// `PULLMAN_TOKEN`, which the hub sets for the programs it starts), concurrency is 1.
+/// Free it with `pm_worker_free`.
+#[no_mangle]
+pub unsafe extern "C" fn pm_worker_new(out: *mut *mut PmWorker) -> PmCode {
+    guard(|| {
+        if out.is_null() {
+            return Err(Fail::null("out"));
+        }
+        let w = WORKERS.insert(PmWorker {
+            state: Mutex::new(State::Setup {
+                builder: Box::new(Worker::builder()),
+                concurrency: 1,
+            }),
+        });
+        // SAFETY: checked non-null; the caller gives a place for one pointer.
+        unsafe { *out = w };
+        Ok(())
+    })
+}
+
+/// Sets the hub's worker address: `tcp://HOST:PORT` or `unix:///PATH`. `addr` is a
+/// NUL-terminated string the call copies. Before `pm_worker_connect` only.
+#[no_mangle]
+pub unsafe extern "C" fn pm_worker_set_hub(w: *mut PmWorker, addr: *const c_char) -> PmCode {
+    guard(|| {
+        let w = unsafe { worker(w)? };
+        let addr: HubAddr = unsafe { text(addr, "addr")? }
+            .parse()
+            .map_err(|e| Fail::invalid(format!("{e}")))?;
+        w.with_setup(|b, _| Ok(b.hub(addr)))
+    })
+}
+
+/// Sets the pool this worker serves (copied). Before `pm_worker_connect` only.
+#[no_mangle]
+pub unsafe extern "C" fn pm_worker_set_pool(w: *mut PmWorker, pool: *const c_char) -> PmCode {
+    guard(|| {
+        let w = unsafe { worker(w)? };
+        let pool = unsafe { text(pool, "pool")? }.to_string();
+        w.with_setup(|b, _| Ok(b.pool(pool)))
+    })
+}
+
+/// Sets the pool's token (copied). Before `pm_worker_connect` only.
+#[no_mangle]
+pub unsafe extern "C" fn pm_worker_set_token(w: *mut PmWorker, token: *const c_char) -> PmCode {
+    guard(|| {
+        let w = unsafe { worker(w)? };
+        let token = unsafe { text(token, "token")? }.to_string();
+        w.with_setup(|b, _| Ok(b.token(token)))
+    })
+}
+
+/// Sets the label the hub shows for this worker in its logs (copied). Default
+/// `worker-PID`. Before `pm_worker_connect` only.
+#[no_mangle]
+pub unsafe extern "C" fn pm_worker_set_name(w: *mut PmWorker, name: *const c_char) -> PmCode {
+    guard(|| {
+        let w = unsafe { worker(w)? };
+        let name = unsafe { text(name, "name")? }.to_string();
+        w.with_setup(|b, _| Ok(b.name(name)))
+    })
+}
+
+/// Sets how many requests the worker holds at once (the credits it grants the hub): at
+/// least 1, default 1. `pm_worker_run` serves them on this many threads; a pull loop
+/// should run at least this many threads calling `pm_worker_next`. Before
+/// `pm_worker_connect` only.
+#[no_mangle]
+pub unsafe extern "C" fn pm_worker_set_concurrency(w: *mut PmWorker, n: u32) -> PmCode {
+    guard(|| {
+        let w = unsafe { worker(w)? };
+        if n == 0 {
+            return Err(Fail::invalid("concurrency must be at least 1"));
+        }
+        w.with_setup(|b, c| {
+            *c = n;
+            Ok(b.concurrency(n))
+        })
+    })
+}
+
+/// Asks the hub for the shared-memory transport (a `unix://` hub only): requests are
+/// then read where the hub wrote them, without a copy. A hub that does not grant it keeps
+/// the stream protocol. Before `pm_worker_connect` only.
+#[no_mangle]
+pub unsafe extern "C" fn pm_worker_set_shm(w: *mut PmWorker, on: bool) -> PmCode {
+    guard(|| {
+        let w = unsafe { worker(w)? };
+        w.with_setup(|b, _| Ok(b.shm(on)))
+    })
+}
+
+/// Adds a gate: the worker takes a request only while every gate is open. `gate` is
+/// called with `userdata` on a thread of the library (so `userdata` must be safe to use
+/// from there) whenever the worker has a credit to grant, and every 200 ms while it
+/// returns false; it must be quick and must not call this library. A closed gate never
+/// cancels requests already taken. Before `pm_worker_connect` only.
+#[no_mangle]
+pub unsafe extern "C" fn pm_worker_add_gate(
+    w: *mut PmWorker,
+    gate: PmGateFn,
+    userdata: *mut c_void,
+) -> PmCode {
+    guard(|| {
+        let w = unsafe { worker(w)? };
+        let gate = gate.ok_or_else(|| Fail::null("gate"))?;
+        let userdata = UserData(userdata);
+        w.with_setup(|b, _| {
+            Ok(b.gate(move || {
+                // SAFETY: the caller gave a callable gate and a userdata it may take.
+                let open = unsafe { gate(userdata.get()) };
+                async move { open }
+            }))
+        })
+    })
+}
+
+/// Adds the CPU gate: open while at most `max_busy` (0 < max_busy <= 1) of the CPU this
+/// worker may use (the host's, or its cgroup's quota) is busy. Before `pm_worker_connect`.
+#[no_mangle]
+pub unsafe extern "C" fn pm_worker_add_cpu_gate(w: *mut PmWorker, max_busy: f64) -> PmCode {
+    guard(|| {
+        let w = unsafe { worker(w)? };
+        let gate = CpuGate::new(max_busy).map_err(|e| Fail::invalid(e.to_string()))?;
+        w.with_setup(|b, _| Ok(b.gate(gate)))
+    })
+}
+
+/// Adds the memory gate: open while at least `min_available` bytes of memory are available
+/// (the host's, or below its cgroup's limit). Before `pm_worker_connect`.
+#[no_mangle]
+pub unsafe extern "C" fn pm_worker_add_memory_gate(w: *mut PmWorker, min_available: u64) -> PmCode {
+    guard(|| {
+        let w = unsafe { worker(w)? };
+        let gate = MemoryGate::new(min_available).map_err(|e| Fail::invalid(e.to_string()))?;
+        w.with_setup(|b, _| Ok(b.gate(gate)))
+    })
+}
+
+/// Starts the worker for a pool of kind `mode` (`PM_MODE_RESPOND` or `PM_MODE_FILTER`):
+/// it dials the hub in the background, and keeps dialing, with backoff, while the hub is
+/// away. Fails at once on missing or contradictory settings; a hub that refuses the worker
+/// for good ends it, and `pm_worker_next` then returns `PM_CODE_REFUSED` with the reason.
+#[no_mangle]
+pub unsafe extern "C" fn pm_worker_connect(w: *mut PmWorker, mode: u32) -> PmCode {
+    guard(|| {
+        let w = unsafe { worker(w)? };
+        let mode = match mode {
+            0 => PmMode::Respond,
+            1 => PmMode::Filter,
+            _ => {
+                return Err(Fail::invalid(format!(
+                    "mode {mode} is neither PM_MODE_RESPOND nor PM_MODE_FILTER"
+                )))
+            }
+        };
+        let mut state = w.state.lock();
+        let State::Setup {
+            builder,
+            concurrency,
+        } = &mut *state
+        else {
+            return Err(Fail::state("the worker is connected already"));
+        };
+        let concurrency = *concurrency;
+        // Checked first, so that a refused connect keeps every setting for the next try.
+        builder.check().map_err(|e| Fail::invalid(e.to_string()))?;
+        let worker = std::mem::take(&mut **builder)
+            .try_build()
+            .map_err(|e| Fail::invalid(e.to_string()))?;
+        *state = State::Running(Arc::new(Running::start(worker, mode, concurrency)?));
+        Ok(())
+    })
+}
+
+/// Waits for the next request and puts it in `*out`. `timeout_ms` < 0 waits as long as it
+/// takes. Returns `PM_CODE_TIMEOUT` when the time passed, `PM_CODE_DRAINED` once the
+/// worker has drained (every later call says so too), `PM_CODE_REFUSED` if the hub
+/// refused it. Any number of threads may call it at once.
+///
+/// The request is the caller's until `pm_request_free`: answer it (`pm_request_respond`,
+/// `pm_request_start` .. `pm_request_finish`, or in a filter pool `pm_request_pass`), then
+/// free it. One thread at a time may use a request.
+#[no_mangle]
+pub unsafe extern "C" fn pm_worker_next(
+    w: *mut PmWorker,
+    timeout_ms: i64,
+    out: *mut *mut PmRequest,
+) -> PmCode {
+    guard(|| {
+        let w = unsafe { worker(w)? };
+        if out.is_null() {
+            return Err(Fail::null("out"));
+        }
+        let timeout = u64::try_from(timeout_ms).ok().map(Duration::from_millis);
+        let req = w.next(timeout, false)?;
+        // SAFETY: checked non-null.
+        unsafe { *out = req };
+        Ok(())
+    })
+}
+
+/// Serves requests with `handler` on `concurrency` threads (this one and the rest started
+/// here) until the worker drains; returns `PM_CODE_OK` then, or `PM_CODE_REFUSED`.
+/// `handler` gets each request and `userdata` (used from all those threads at once). The
+/// request is the library's: the handler answers it and must not free it; the library
+/// frees it when the handler returns, and answers 500 for it if the handler did not.
+#[no_mangle]
+pub unsafe extern "C" fn pm_worker_run(
+    w: *mut PmWorker,
+    handler: PmHandlerFn,
+    userdata: *mut c_void,
+) -> PmCode {
+    guard(|| {
+        let w = unsafe { worker(w)? };
+        let handler = handler.ok_or_else(|| Fail::null("handler"))?;
+        let running = w.running()?;
+        let userdata = UserData(userdata);
+        let serve = move || -> Result<(), Fail> {
+            loop {
+                let req = match w.next(None, true) {
+                    Ok(req) => req,
+                    Err(fail) if fail.code() == PmCode::Drained => return Ok(()),
+                    Err(fail) => return Err(fail),
+                };
+                // SAFETY: a live request handle and the caller's handler and userdata.
+                unsafe { handler(req, userdata.get()) };
+                if let Ok(req) = REQUESTS.remove(req) {
+                    drop(req);
+                }
+            }
+        };
+        std::thread::scope(|scope| {
+            let others: Vec<_> = (1..running.concurrency)
+                .map(|_| scope.spawn(serve))
+                .collect();
+            let mut result = serve();
+            for other in others {
+                let joined = other
+                    .join()
+                    .unwrap_or_else(|_| Err(Fail::new(PmCode::Panic, "a serving thread panicked")));
+                result = result.and(joined);
+            }
+            result
+        })
+    })
+}
+
+/// Starts draining: the hub is told to send nothing new, requests already taken finish
+/// (within the drain grace, 30 s), and then `pm_worker_next` returns `PM_CODE_DRAINED`.
+/// Returns at once; safe to call from any thread and more than once (not from a signal
+/// handler: see docs/c-api.md for a SIGTERM thread).
+#[no_mangle]
+pub unsafe extern "C" fn pm_worker_drain(w: *mut PmWorker) -> PmCode {
+    guard(|| {
+        let w = unsafe { worker(w)? };
+        w.running()?.drain.send_replace(true);
+        Ok(())
+    })
+}
+
+/// Frees a worker. A connected one is drained first, and this waits for the drain to end.
+/// No thread may use `w` during or after the call. Requests not yet freed stay valid.
+#[no_mangle]
+pub unsafe extern "C" fn pm_worker_free(w: *mut PmWorker) -> PmCode {
+    guard(|| {
+        let w = WORKERS.remove(w)?;
+        if let State::Running(running) = &*w.state.lock() {
+            running.drain.send_replace(true);
+            running.queue.wait_ended();
+        }
+        Ok(())
+    })
+}
