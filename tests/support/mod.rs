@@ -482,6 +482,20 @@ impl<R: tokio::io::AsyncRead + Unpin> http_body::Body for ReaderBody<R> {
     }
 }
 
+/// `n` bytes of a fixed pseudo-random sequence (xorshift): a body no layer could guess or
+/// compress away.
+pub fn random_bytes(n: usize) -> Bytes {
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    (0..n)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}
+
 /// The admin token the admin tests configure.
 pub const ADMIN_TOKEN: &str = "adm1n-t0ken";
 

@@ -38,6 +38,43 @@ where
     }
 }
 
+/// What a worker runs for each request, taken as the hub sent it: the head read in place
+/// ([`RequestInfo::head`]; no `http::Request` is built) and the body. For bindings to
+/// other languages, which read the head through accessors of their own (the C API).
+pub trait ViewHandler: Send + Sync + 'static {
+    /// Answers one request.
+    fn call(
+        &self,
+        info: RequestInfo,
+        body: RequestBody,
+    ) -> impl Future<Output = RawResponse> + Send;
+}
+
+/// A response as a [`ViewHandler`] gives it: the head as the RESPONSE frame carries it,
+/// with no `http::HeaderMap` in between.
+#[derive(Debug)]
+pub struct RawResponse {
+    /// The status, 100 to 999.
+    pub status: u16,
+    /// Header fields in order: names in lowercase, values free of CR, LF and NUL (the hub
+    /// answers 502 for a response that breaks this). A `content-length` is added when
+    /// there is none and the body knows its size.
+    pub headers: Vec<(Bytes, Bytes)>,
+    /// The body.
+    pub body: ResponseBody,
+}
+
+impl RawResponse {
+    /// A response of `status` with `headers` and `body`.
+    pub fn new(status: u16, headers: Vec<(Bytes, Bytes)>, body: ResponseBody) -> RawResponse {
+        RawResponse {
+            status,
+            headers,
+            body,
+        }
+    }
+}
+
 /// What the hub said about a request besides its head and body; in the request's
 /// extensions.
 #[derive(Debug, Clone)]
@@ -80,6 +117,35 @@ impl<H: Handler> Service for Handled<H> {
     }
 }
 
+/// A view handler as a [`Service`].
+pub(crate) struct Viewed<H>(pub(crate) H);
+
+impl<H: ViewHandler> Service for Viewed<H> {
+    const MODES: pullman_proto::Modes = pullman_proto::Modes::RESPOND;
+
+    async fn serve(self: Arc<Self>, req: pullman_proto::Request, stream: Stream) {
+        let sender = stream.sender();
+        if req.mode != pullman_proto::Mode::Respond {
+            reject(&sender, "this worker runs a handler, not a filter");
+            return;
+        }
+        let length = (req.head.header_value(b"content-length"))
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .and_then(|v| v.parse().ok());
+        let body = request_body(req.end, length, stream);
+        let info = RequestInfo {
+            peer: req.peer,
+            deadline_ms: req.deadline_ms,
+            head: req.head,
+        };
+        let resp = self.0.call(info, body);
+        answer(&sender, async {
+            send_raw_response(&sender, resp.await).await
+        })
+        .await
+    }
+}
+
 /// Builds the handler's request from a REQUEST frame; `None` if the head is not valid HTTP.
 pub(crate) fn to_http_request(
     req: pullman_proto::Request,
@@ -92,12 +158,17 @@ pub(crate) fn to_http_request(
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok());
-    let body = if end {
+    Some(head.map(|()| request_body(end, length, stream)))
+}
+
+/// The body of a request whose REQUEST frame said `end` (no body) or not, and whose head
+/// gave its `length` or not.
+fn request_body(end: bool, length: Option<u64>, stream: Stream) -> RequestBody {
+    if end {
         RecvBody::empty()
     } else {
         RecvBody::new(stream, length)
-    };
-    Some(head.map(|()| body))
+    }
 }
 
 /// The request head of a REQUEST frame, with its [`RequestInfo`]; `None` if it is not
@@ -140,23 +211,27 @@ pub(crate) async fn serve_stream<H: Handler>(
     stream: Stream,
 ) {
     let sender = stream.sender();
-    let id = stream.id();
     let Some(http_req) = to_http_request(req, stream) else {
         reject(&sender, "request head is not valid HTTP");
         return;
     };
+    let resp = handler.call(http_req);
+    answer(&sender, async { send_response(&sender, resp.await).await }).await
+}
+
+/// Runs `sent` (which answers the request on its stream), or REJECTs if the hub cancels
+/// first.
+async fn answer(sender: &StreamSender, sent: impl Future<Output = Result<(), String>>) {
+    let id = sender.id();
     tokio::select! {
-        resp = async {
-            let resp = handler.call(http_req).await;
-            send_response(&sender, resp).await
-        } => {
+        resp = sent => {
             if let Err(why) = resp {
                 tracing::debug!(stream = id, %why, "response not delivered");
             }
         }
         reason = sender.cancelled() => {
             tracing::debug!(stream = id, ?reason, "request cancelled by the hub");
-            reject(&sender, "cancelled");
+            reject(sender, "cancelled");
         }
     }
 }
@@ -174,15 +249,30 @@ pub(crate) async fn send_response(
     resp: http::Response<ResponseBody>,
 ) -> Result<(), String> {
     let (parts, body) = resp.into_parts();
-    let mut headers = Vec::with_capacity(parts.headers.len() + 1);
-    let mut has_length = false;
-    for (name, value) in &parts.headers {
-        has_length |= name == CONTENT_LENGTH;
-        headers.push((
-            Bytes::copy_from_slice(name.as_str().as_bytes()),
-            Bytes::copy_from_slice(value.as_bytes()),
-        ));
-    }
+    let headers = (parts.headers.iter())
+        .map(|(name, value)| {
+            (
+                Bytes::copy_from_slice(name.as_str().as_bytes()),
+                Bytes::copy_from_slice(value.as_bytes()),
+            )
+        })
+        .collect();
+    let status = parts.status.as_u16();
+    send_raw_response(sender, RawResponse::new(status, headers, body)).await
+}
+
+/// Writes `resp` to the stream: its head as a RESPONSE frame (with a `content-length` from
+/// the body when it has none and the body knows its size), then its body.
+pub(crate) async fn send_raw_response(
+    sender: &StreamSender,
+    resp: RawResponse,
+) -> Result<(), String> {
+    let RawResponse {
+        status,
+        mut headers,
+        body,
+    } = resp;
+    let has_length = (headers.iter()).any(|(name, _)| name.eq_ignore_ascii_case(b"content-length"));
     if !has_length {
         if let Some(n) = body.size_hint().exact() {
             headers.push((
@@ -195,7 +285,7 @@ pub(crate) async fn send_response(
     sender.send_frame(Frame::Response(Response {
         stream: sender.id(),
         end,
-        status: parts.status.as_u16(),
+        status,
         headers,
     }));
     if end {

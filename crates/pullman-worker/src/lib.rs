@@ -55,7 +55,7 @@ pub use body::ResponseBody;
 pub use error::WorkerError;
 pub use filter::{Filter, Pass, Verdict};
 pub use gate::{CpuGate, Gate, MemoryGate};
-pub use handler::{Handler, RequestInfo};
+pub use handler::{Handler, RawResponse, RequestInfo, ViewHandler};
 pub use redirect::Redirect;
 pub use worker::{Worker, WorkerBuilder, ENV_HUB, ENV_POOL, ENV_TOKEN};
 

@@ -26,7 +26,7 @@ use crate::addr::HubAddr;
 use crate::error::WorkerError;
 use crate::filter::{Filter, Filtered};
 use crate::gate::{Gate, Gates, GATE_RECHECK};
-use crate::handler::{Handled, Handler, Service};
+use crate::handler::{Handled, Handler, Service, ViewHandler, Viewed};
 use crate::redirect::{Parking, Redirect, Redirecting, Server};
 
 /// First pause before dialing again after a failure; doubles up to [`MAX_BACKOFF`].
@@ -292,6 +292,21 @@ impl Worker {
         };
         self.serve(Arc::new(Handled(handler)), Some(parking), shutdown)
             .await
+    }
+
+    /// Serves `handler`, which takes each request as a head view and a body (see
+    /// [`ViewHandler`]), with the same life as [`Worker::run`]. Redirect mode does not apply.
+    pub async fn run_views<H: ViewHandler>(
+        self,
+        handler: H,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), WorkerError> {
+        if self.redirect.is_some() {
+            return Err(WorkerError::Settings(
+                "redirect mode works with Worker::run, not run_views".into(),
+            ));
+        }
+        self.serve(Arc::new(Viewed(handler)), None, shutdown).await
     }
 
     /// Serves `filter` for a filter pool, with the same life as [`Worker::run`]: the hub
