@@ -19,34 +19,37 @@ struct Programs {
     hello: PathBuf,
     filter: PathBuf,
     hello_cpp: PathBuf,
+    /// hello.c and filter.c linked with a library that allocates with the system
+    /// allocator (no `mimalloc` feature), whose blocks valgrind's memcheck tracks.
+    memcheck_hello: PathBuf,
+    memcheck_filter: PathBuf,
 }
 
-/// Builds pullman-capi's static library (a cargo run of its own: the test binaries do not
-/// depend on it) and compiles the examples against it, with every warning an error.
+/// Builds pullman-capi's static library in both flavours (cargo runs of their own: the
+/// test binaries do not depend on it) and compiles the examples against them, with every
+/// warning an error.
 fn programs() -> &'static Programs {
     static PROGRAMS: OnceLock<Programs> = OnceLock::new();
     PROGRAMS.get_or_init(|| {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let lib = build_static_library(root);
-        let out = lib.parent().unwrap().join("c-examples");
+        let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("c-examples");
         std::fs::create_dir_all(&out).unwrap();
-        let compile = |compiler: &str, std: &str, source: &str, name: &str| {
+        // Each build leaves its library at the same path: copied away before the next.
+        let lib = out.join("libpullman_capi.a");
+        std::fs::copy(build_static_library(root, &[]), &lib).unwrap();
+        let sysalloc = out.join("libpullman_capi-sysalloc.a");
+        let built = build_static_library(root, &["--no-default-features"]);
+        std::fs::copy(built, &sysalloc).unwrap();
+        let compile = |compiler: &str, std: &str, source: &str, lib: &Path, name: &str| {
             let exe = out.join(name);
             let status = Command::new(compiler)
                 .arg(std)
                 .args(["-O2", "-g", "-Wall", "-Wextra", "-Werror", "-I"])
                 .arg(root.join("crates/pullman-capi/include"))
                 .arg(root.join("examples/c").join(source))
-                .arg(&lib)
-                .args([
-                    "-lgcc_s",
-                    "-lutil",
-                    "-lrt",
-                    "-lpthread",
-                    "-lm",
-                    "-ldl",
-                    "-o",
-                ])
+                .arg(lib)
+                .args(LINK_LIBS)
+                .arg("-o")
                 .arg(&exe)
                 .status()
                 .unwrap_or_else(|e| panic!("cannot run {compiler}: {e}"));
@@ -54,16 +57,25 @@ fn programs() -> &'static Programs {
             exe
         };
         Programs {
-            hello: compile("cc", "-std=c11", "hello.c", "hello"),
-            filter: compile("cc", "-std=c11", "filter.c", "filter"),
-            hello_cpp: compile("c++", "-std=c++17", "hello.cpp", "hello_cpp"),
+            hello: compile("cc", "-std=c11", "hello.c", &lib, "hello"),
+            filter: compile("cc", "-std=c11", "filter.c", &lib, "filter"),
+            hello_cpp: compile("c++", "-std=c++17", "hello.cpp", &lib, "hello_cpp"),
+            memcheck_hello: compile("cc", "-std=c11", "hello.c", &sysalloc, "hello-sysalloc"),
+            memcheck_filter: compile("cc", "-std=c11", "filter.c", &sysalloc, "filter-sysalloc"),
         }
     })
 }
 
-fn build_static_library(root: &Path) -> PathBuf {
+/// The system libraries a program linking the static library needs (as `cargo rustc -p
+/// pullman-capi --crate-type staticlib -- --print native-static-libs` lists them), in the
+/// order docs/c-api.md gives them.
+const LINK_LIBS: &[&str] = &["-lgcc_s", "-lutil", "-lrt", "-lpthread", "-lm", "-ldl"];
+
+/// Builds the static library with `flags` and returns where cargo left it.
+fn build_static_library(root: &Path, flags: &[&str]) -> PathBuf {
     let out = Command::new(env!("CARGO"))
         .args(["build", "-p", "pullman-capi", "--message-format=json"])
+        .args(flags)
         .current_dir(root)
         .stderr(Stdio::inherit())
         .output()
@@ -143,18 +155,6 @@ fn respond_pool() -> String {
 
 fn post(url: &str, body: Bytes) -> http::Request<Full<Bytes>> {
     http::Request::post(url).body(Full::new(body)).unwrap()
-}
-
-fn random_bytes(n: usize) -> Bytes {
-    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
-    (0..n)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -365,7 +365,7 @@ async fn hello_c_runs_1000_requests_clean_under_valgrind() {
         return;
     }
     let hub = HubProc::start_exact(Transport::Tcp, "", &respond_pool());
-    let mut worker = CWorker::start_under(MEMCHECK, &programs().hello, &hub, "c", &[]);
+    let mut worker = CWorker::start_under(MEMCHECK, &programs().memcheck_hello, &hub, "c", &[]);
     let c = client();
     wait_ready(&c, &hub.url("/hello")).await;
     let front = hub.url("");
@@ -409,7 +409,7 @@ async fn the_c_filter_runs_1000_requests_clean_under_valgrind() {
         route_all("f")
     );
     let hub = HubProc::start_exact(Transport::Tcp, "", &config);
-    let mut filter = CWorker::start_under(MEMCHECK, &programs().filter, &hub, "f", &[]);
+    let mut filter = CWorker::start_under(MEMCHECK, &programs().memcheck_filter, &hub, "f", &[]);
     let c = client();
     wait_ready(&c, &hub.url("/ready")).await;
     let front = hub.url("");

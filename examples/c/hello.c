@@ -5,8 +5,9 @@
  *   GET  /sleep?ms=N   waits N milliseconds, then answers "slept\n"
  *   anything else      404
  *
- * Every answer carries x-in-flight (how many requests this worker held when it took this
- * one) and x-shm (1 when the request was read in place from shared memory).
+ * Every answer carries x-in-flight (how many requests this worker held unanswered when it
+ * took this one, counting it: never more than its concurrency) and x-shm (1 when the
+ * request was read in place from shared memory).
  *
  * Settings: flags, else the environment the hub gives the programs it starts
  * (PULLMAN_HUB, PULLMAN_POOL, PULLMAN_TOKEN):
@@ -28,7 +29,14 @@
 #define THREADS 4
 
 static pm_worker *worker;
+/* Requests taken and not yet answered. */
 static atomic_int in_flight;
+
+/* Called just before a request's last answering call: once that returns, the hub may
+ * hand this worker its next request. */
+static void answering(void) {
+    atomic_fetch_sub(&in_flight, 1);
+}
 
 static void die(const char *what, pm_code code) {
     fprintf(stderr, "hello: %s: %s: %s\n", what, pm_code_name(code), pm_last_error_message());
@@ -62,8 +70,10 @@ static void echo(pm_request *req) {
             add_header(req, "content-length", value);
         }
     }
-    if (pm_request_start(req, 200) != PM_CODE_OK)
+    if (pm_request_start(req, 200) != PM_CODE_OK) {
+        answering(); /* cancelled: pm_request_free ends it */
         return;
+    }
     for (;;) {
         pm_bytes chunk;
         if (pm_request_read(req, &chunk) != PM_CODE_OK || chunk.len == 0)
@@ -71,6 +81,7 @@ static void echo(pm_request *req) {
         if (pm_request_write(req, chunk.ptr, chunk.len) != PM_CODE_OK)
             break; /* the hub cancelled the request: stop writing */
     }
+    answering();
     pm_request_finish(req);
 }
 
@@ -88,6 +99,7 @@ static void serve(pm_request *req) {
     if (is(path, "/hello")) {
         const char *body = "hello from C\n";
         add_header(req, "content-type", "text/plain");
+        answering();
         pm_request_respond(req, 200, (const uint8_t *)body, strlen(body));
     } else if (is(path, "/echo") && is(method, "POST")) {
         echo(req);
@@ -95,11 +107,12 @@ static void serve(pm_request *req) {
         long ms = query_ms(req);
         struct timespec pause = {ms / 1000, (ms % 1000) * 1000000L};
         nanosleep(&pause, NULL);
+        answering();
         pm_request_respond(req, 200, (const uint8_t *)"slept\n", 6);
     } else {
+        answering();
         pm_request_respond(req, 404, (const uint8_t *)"not found\n", 10);
     }
-    atomic_fetch_sub(&in_flight, 1);
 }
 
 /* One of the pull loops: take a request, serve it, free it, until the worker drains. */

@@ -11,6 +11,7 @@
 //!
 //! # Layout
 //! - [`error`]: [`PmCode`], the panic barrier, `pm_last_error_message`.
+//! - `driven`: the worker's runtime, driven by the C threads that wait on it.
 //! - `handle`: the registries of live handles.
 //! - [`worker`]: `pm_worker_*`: settings, connect, the pull loop (`pm_worker_next`), the
 //!   callback loop (`pm_worker_run`), drain.
@@ -18,12 +19,18 @@
 #![deny(missing_debug_implementations)]
 #![allow(clippy::missing_safety_doc)]
 
+mod driven;
 pub mod error;
 mod handle;
 pub mod request;
 #[cfg(test)]
 mod tests;
 pub mod worker;
+
+/// The library's allocations (not the C program's) go to mimalloc: see Cargo.toml.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 pub use error::PmCode;
 pub use request::{PmBytes, PmEdit, PmRequest};

@@ -5,9 +5,8 @@ use std::ffi::c_char;
 
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue};
-use http::StatusCode;
 use http_body_util::BodyExt;
-use pullman_worker::{Pass, RequestBody, RequestInfo, ResponseBody};
+use pullman_worker::{Pass, RawResponse, RequestBody, RequestInfo, ResponseBody};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{guard, Fail, PmCode};
@@ -15,6 +14,7 @@ use crate::handle::REQUESTS;
 use crate::worker::{Incoming, PmMode, Running};
 
 use std::sync::Arc;
+use std::time::Instant;
 
 /// Chunks of a streamed response the C side may write ahead of the link: enough to keep
 /// the link busy while the writer makes the next one, few enough that a slow client holds
@@ -60,7 +60,7 @@ pub enum PmEdit {
 /// What the C side answered, for the SDK.
 pub(crate) enum Reply {
     /// A response (in a filter pool: instead of the upstream's).
-    Respond(http::Response<ResponseBody>),
+    Respond(RawResponse),
     /// A filter's pass, with the request body if the C side did not read it.
     Pass(Pass, Option<RequestBody>),
 }
@@ -75,13 +75,15 @@ pub struct PmRequest {
     body_touched: bool,
     /// The chunk `pm_request_read` returned last, kept alive for the caller.
     chunk: Bytes,
-    /// The response head being built.
-    response_headers: http::HeaderMap,
+    /// The response head being built, as the RESPONSE frame carries it.
+    response_headers: Vec<(Bytes, Bytes)>,
     /// A filter's pass being built.
     pass: Pass,
     answer: Answer,
     /// Whether `pm_worker_run` owns it (and frees it when the handler returns).
     in_callback: bool,
+    /// When it was handed to C.
+    taken: Instant,
 }
 
 enum Answer {
@@ -110,10 +112,11 @@ impl PmRequest {
             body: Some(incoming.body),
             body_touched: false,
             chunk: Bytes::new(),
-            response_headers: http::HeaderMap::new(),
+            response_headers: Vec::new(),
             pass: Pass::new(),
             answer: Answer::Pending(incoming.reply),
             in_callback,
+            taken: Instant::now(),
         }
     }
 
@@ -121,24 +124,46 @@ impl PmRequest {
         let Answer::Pending(sender) = std::mem::replace(&mut self.answer, Answer::Done) else {
             return Err(Fail::state("the request is answered already"));
         };
-        sender.send(reply).map_err(|_| cancelled())
+        // Sent from inside the runtime, so that the SDK's task it wakes is queued there
+        // rather than woken from outside.
+        let sent = self.running.driven.block_on(async { sender.send(reply) });
+        sent.map_err(|_| cancelled())
     }
 
-    fn response(
-        &mut self,
-        status: u16,
-        body: ResponseBody,
-    ) -> Result<http::Response<ResponseBody>, Fail> {
+    fn response(&mut self, status: u16, body: ResponseBody) -> Result<RawResponse, Fail> {
         if !matches!(self.answer, Answer::Pending(_)) {
             return Err(Fail::state("the request is answered already"));
         }
-        let status = StatusCode::from_u16(status)
-            .map_err(|_| Fail::invalid(format!("status {status} is not in 100..=999")))?;
-        let mut resp = http::Response::new(body);
-        *resp.status_mut() = status;
-        *resp.headers_mut() = std::mem::take(&mut self.response_headers);
-        Ok(resp)
+        if !(100..=999).contains(&status) {
+            return Err(Fail::invalid(format!(
+                "status {status} is not in 100..=999"
+            )));
+        }
+        let headers = std::mem::take(&mut self.response_headers);
+        Ok(RawResponse::new(status, headers, body))
     }
+}
+
+/// A response header field as the RESPONSE frame carries it: the name an HTTP token, in
+/// lowercase; the value free of control characters but tab.
+fn header_field(name: &[u8], value: &[u8]) -> Result<(Bytes, Bytes), Fail> {
+    let token = |b: &u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(b);
+    if name.is_empty() || !name.iter().all(token) {
+        return Err(Fail::invalid(format!(
+            "{:?} is not a header name",
+            String::from_utf8_lossy(name)
+        )));
+    }
+    if (value.iter()).any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f) {
+        return Err(Fail::invalid(format!(
+            "the value for {} is not a header value",
+            String::from_utf8_lossy(name)
+        )));
+    }
+    Ok((
+        Bytes::from(name.to_ascii_lowercase()),
+        Bytes::copy_from_slice(value),
+    ))
 }
 
 impl Drop for PmRequest {
@@ -146,6 +171,7 @@ impl Drop for PmRequest {
         // A pending reply sender dropped here answers 500 on the SDK's side; a streaming
         // body's sender dropped ends the body.
         self.answer = Answer::Done;
+        self.running.driven.freed(self.taken);
     }
 }
 
@@ -352,7 +378,7 @@ pub unsafe extern "C" fn pm_request_read(r: *mut PmRequest, chunk: *mut PmBytes)
         r.chunk = Bytes::new();
         while let Some(body) = r.body.as_mut() {
             r.body_touched = true;
-            match r.running.runtime.block_on(body.frame()) {
+            match r.running.driven.block_on(body.frame()) {
                 None => r.body = None,
                 Some(Err(e)) => {
                     r.body = None;
@@ -392,18 +418,11 @@ pub unsafe extern "C" fn pm_request_add_header(
         let r = unsafe { request(r)? };
         let name = unsafe { bytes_arg(name.cast(), name_len, "name")? };
         let value = unsafe { bytes_arg(value.cast(), value_len, "value")? };
-        let name = HeaderName::from_bytes(name).map_err(|_| {
-            Fail::invalid(format!(
-                "{:?} is not a header name",
-                String::from_utf8_lossy(name)
-            ))
-        })?;
-        let value = HeaderValue::from_bytes(value)
-            .map_err(|_| Fail::invalid(format!("the value for {name} is not a header value")))?;
+        let field = header_field(name, value)?;
         if !matches!(r.answer, Answer::Pending(_)) {
             return Err(Fail::state("the response head is sent already"));
         }
-        r.response_headers.append(name, value);
+        r.response_headers.push(field);
         Ok(())
     })
 }
@@ -460,9 +479,10 @@ pub unsafe extern "C" fn pm_request_write(
         if data.is_empty() {
             return Ok(());
         }
-        sender
-            .blocking_send(Bytes::copy_from_slice(data))
-            .map_err(|_| cancelled())
+        let chunk = Bytes::copy_from_slice(data);
+        // Waiting for room drives the runtime, which is what sends the earlier chunks.
+        let sent = r.running.driven.block_on(sender.send(chunk));
+        sent.map_err(|_| cancelled())
     })
 }
 

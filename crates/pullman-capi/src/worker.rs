@@ -1,18 +1,18 @@
-//! `pm_worker`: a worker's settings, then its run on a runtime of its own, handing each
-//! request the SDK receives to whichever C thread asks next.
+//! `pm_worker`: a worker's settings, then its run on a runtime its C threads drive
+//! (`driven.rs`), handing each request the SDK receives to whichever C thread asks next.
 
-use std::collections::VecDeque;
 use std::ffi::{c_char, c_void, CStr};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use parking_lot::{Condvar, Mutex};
+use parking_lot::Mutex;
 use pullman_worker::{
-    CpuGate, Filter, HubAddr, MemoryGate, RequestBody, RequestInfo, ResponseBody, Verdict, Worker,
-    WorkerBuilder,
+    CpuGate, Filter, HubAddr, MemoryGate, RawResponse, RequestBody, RequestInfo, ResponseBody,
+    Verdict, ViewHandler, Worker, WorkerBuilder,
 };
 use tokio::sync::{oneshot, watch};
 
+use crate::driven::{Driven, Inbox};
 use crate::error::{guard, Fail, PmCode};
 use crate::handle::{REQUESTS, WORKERS};
 use crate::request::{PmRequest, Reply};
@@ -78,27 +78,12 @@ impl UserData {
     }
 }
 
-/// What a connected worker's C threads and its runtime share.
+/// A connected worker: its runtime, which its C threads drive, and its settings.
 pub(crate) struct Running {
-    pub(crate) runtime: tokio::runtime::Runtime,
-    queue: Arc<Queue>,
+    pub(crate) driven: Arc<Driven>,
     drain: watch::Sender<bool>,
     pub(crate) mode: PmMode,
     concurrency: u32,
-}
-
-/// Requests received and not yet taken by a C thread, and whether more can come.
-#[derive(Default)]
-struct Queue {
-    state: Mutex<QueueState>,
-    changed: Condvar,
-}
-
-#[derive(Default)]
-struct QueueState {
-    waiting: VecDeque<Incoming>,
-    /// Set when the SDK's run ended: `Ok` when it drained, the reason when refused.
-    ended: Option<Result<(), String>>,
 }
 
 /// A request on its way from the SDK to a C thread.
@@ -108,57 +93,10 @@ pub(crate) struct Incoming {
     pub(crate) reply: oneshot::Sender<Reply>,
 }
 
-impl Queue {
-    fn push(&self, incoming: Incoming) {
-        self.state.lock().waiting.push_back(incoming);
-        self.changed.notify_one();
-    }
-
-    fn end(&self, result: Result<(), String>) {
-        self.state.lock().ended = Some(result);
-        self.changed.notify_all();
-    }
-
-    /// The next request; `Err` with `PM_CODE_TIMEOUT`, `PM_CODE_DRAINED` or
-    /// `PM_CODE_REFUSED` when there is none.
-    fn pop(&self, timeout: Option<Duration>) -> Result<Incoming, Fail> {
-        let deadline = timeout.map(|t| Instant::now() + t);
-        let mut state = self.state.lock();
-        loop {
-            if let Some(incoming) = state.waiting.pop_front() {
-                return Ok(incoming);
-            }
-            match &state.ended {
-                Some(Ok(())) => return Err(Fail::new(PmCode::Drained, "the worker has drained")),
-                Some(Err(why)) => return Err(Fail::new(PmCode::Refused, why.clone())),
-                None => {}
-            }
-            match deadline {
-                None => self.changed.wait(&mut state),
-                Some(deadline) => {
-                    if self.changed.wait_until(&mut state, deadline).timed_out()
-                        && state.waiting.is_empty()
-                        && state.ended.is_none()
-                    {
-                        return Err(Fail::new(PmCode::Timeout, "no request within the timeout"));
-                    }
-                }
-            }
-        }
-    }
-
-    fn wait_ended(&self) {
-        let mut state = self.state.lock();
-        while state.ended.is_none() {
-            self.changed.wait(&mut state);
-        }
-    }
-}
-
 /// Hands a request to the C side and waits for its answer; a request the C side dropped
 /// without answering gets this status.
 fn hand_over(
-    queue: &Queue,
+    inbox: &Inbox,
     info: Option<RequestInfo>,
     body: RequestBody,
 ) -> Option<oneshot::Receiver<Reply>> {
@@ -166,32 +104,62 @@ fn hand_over(
     // the accessors could show.
     let info = info?;
     let (reply, answer) = oneshot::channel();
-    queue.push(Incoming { info, body, reply });
+    inbox.push(Incoming { info, body, reply });
     Some(answer)
 }
 
-fn unanswered() -> http::Response<ResponseBody> {
-    let mut resp = http::Response::new(ResponseBody::from(
-        "the C worker released the request without answering it\n",
-    ));
-    *resp.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
-    resp
+fn unanswered() -> RawResponse {
+    let body = ResponseBody::from("the C worker released the request without answering it\n");
+    RawResponse::new(500, Vec::new(), body)
+}
+
+/// A response for the filter's verdict. Its fields were checked as they were added, the
+/// same way `http` checks them.
+fn to_http(resp: RawResponse) -> http::Response<ResponseBody> {
+    let mut out = http::Response::new(resp.body);
+    *out.status_mut() =
+        http::StatusCode::from_u16(resp.status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+    for (name, value) in resp.headers {
+        let name = http::HeaderName::from_bytes(&name);
+        let value = http::HeaderValue::from_maybe_shared(value);
+        if let (Ok(name), Ok(value)) = (name, value) {
+            out.headers_mut().append(name, value);
+        }
+    }
+    out
+}
+
+/// The handler a respond-mode worker runs: every request goes to a C thread, which reads
+/// its head in place.
+struct CHandler {
+    inbox: Arc<Inbox>,
+}
+
+impl ViewHandler for CHandler {
+    async fn call(&self, info: RequestInfo, body: RequestBody) -> RawResponse {
+        let (reply, answer) = oneshot::channel();
+        self.inbox.push(Incoming { info, body, reply });
+        match answer.await {
+            Ok(Reply::Respond(resp)) => resp,
+            Ok(Reply::Pass(..)) | Err(_) => unanswered(),
+        }
+    }
 }
 
 /// The filter a filter-mode worker runs: every request goes to a C thread.
 struct CFilter {
-    queue: Arc<Queue>,
+    inbox: Arc<Inbox>,
 }
 
 impl Filter for CFilter {
     async fn request(&self, req: &mut http::Request<RequestBody>) -> Verdict {
         let info = req.extensions().get::<RequestInfo>().cloned();
         let body = std::mem::replace(req.body_mut(), RequestBody::empty());
-        let Some(answer) = hand_over(&self.queue, info, body) else {
-            return Verdict::respond(unanswered());
+        let Some(answer) = hand_over(&self.inbox, info, body) else {
+            return Verdict::respond(to_http(unanswered()));
         };
         match answer.await {
-            Ok(Reply::Respond(resp)) => Verdict::respond(resp),
+            Ok(Reply::Respond(resp)) => Verdict::respond(to_http(resp)),
             Ok(Reply::Pass(pass, body)) => {
                 // A streamed body the C side left unread flows on to the upstream.
                 if let Some(body) = body {
@@ -199,61 +167,41 @@ impl Filter for CFilter {
                 }
                 Verdict::Pass(pass)
             }
-            Err(_) => Verdict::respond(unanswered()),
+            Err(_) => Verdict::respond(to_http(unanswered())),
         }
     }
 }
 
 impl Running {
     fn start(worker: Worker, mode: PmMode, concurrency: u32) -> Result<Running, Fail> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            // The link's I/O needs one thread; handlers run on the C program's threads.
-            .worker_threads(1)
-            .thread_name("pullman-worker")
-            .enable_all()
-            .build()
+        let driven = Driven::start()
             .map_err(|e| Fail::new(PmCode::InvalidArgument, format!("cannot start: {e}")))?;
-        let queue = Arc::new(Queue::default());
+        let inbox = driven.inbox();
         let (drain, mut drained) = watch::channel(false);
         let shutdown = async move {
             let _ = drained.wait_for(|d| *d).await;
         };
-        let ended = queue.clone();
+        let ended = inbox.clone();
         match mode {
             PmMode::Respond => {
-                let queue = queue.clone();
-                let handler = move |req: http::Request<RequestBody>| {
-                    let (mut parts, body) = req.into_parts();
-                    let answer = hand_over(&queue, parts.extensions.remove(), body);
-                    async move {
-                        match answer?.await {
-                            Ok(Reply::Respond(resp)) => Some(resp),
-                            Ok(Reply::Pass(..)) | Err(_) => None,
-                        }
-                    }
+                let handler = CHandler {
+                    inbox: inbox.clone(),
                 };
-                let handler = move |req| {
-                    let answered = handler(req);
-                    async move { answered.await.unwrap_or_else(unanswered) }
-                };
-                runtime.spawn(async move {
-                    let result = worker.run(handler, shutdown).await;
+                driven.spawn(async move {
+                    let result = worker.run_views(handler, shutdown).await;
                     ended.end(result.map_err(|e| e.to_string()));
                 });
             }
             PmMode::Filter => {
-                let filter = CFilter {
-                    queue: queue.clone(),
-                };
-                runtime.spawn(async move {
+                let filter = CFilter { inbox };
+                driven.spawn(async move {
                     let result = worker.run_filter(filter, shutdown).await;
                     ended.end(result.map_err(|e| e.to_string()));
                 });
             }
         }
         Ok(Running {
-            runtime,
-            queue,
+            driven,
             drain,
             mode,
             concurrency,
@@ -269,14 +217,9 @@ pub(crate) fn unlinked_request(
     info: RequestInfo,
     body: RequestBody,
 ) -> (*mut PmRequest, oneshot::Receiver<Reply>) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
     let (drain, _) = watch::channel(false);
     let running = Arc::new(Running {
-        runtime,
-        queue: Arc::default(),
+        driven: Driven::start().unwrap(),
         drain,
         mode,
         concurrency: 1,
@@ -320,7 +263,7 @@ impl PmWorker {
 
     fn next(&self, timeout: Option<Duration>, in_callback: bool) -> Result<*mut PmRequest, Fail> {
         let running = self.running()?;
-        let incoming = running.queue.pop(timeout)?;
+        let incoming = running.driven.next(timeout)?;
         Ok(REQUESTS.insert(PmRequest::new(running, incoming, in_callback)))
     }
 }
@@ -622,7 +565,7 @@ pub unsafe extern "C" fn pm_worker_free(w: *mut PmWorker) -> PmCode {
         let w = WORKERS.remove(w)?;
         if let State::Running(running) = &*w.state.lock() {
             running.drain.send_replace(true);
-            running.queue.wait_ended();
+            running.driven.wait_ended();
         }
         Ok(())
     })

@@ -1,0 +1,307 @@
+//! The worker's runtime, driven by the C threads themselves.
+//!
+//! The SDK's link runs on a single-threaded tokio runtime that has no thread of its own:
+//! a C thread waiting in the library (in `pm_worker_next` for a request, in
+//! `pm_request_read` for a body chunk, ...) runs the link's I/O and the SDK's tasks while it
+//! waits. So a request read from the socket, handed to C, answered and written back
+//! costs no thread switch when one thread does it all, which is what makes a C worker as
+//! fast as a Rust one on short requests.
+//!
+//! Two things keep that from stalling:
+//! - **Hand-off**: one thread at a time waits for requests by driving the runtime (the
+//!   *puller*); the others wait on a condition variable. While requests take long in C
+//!   (the recent average above [`SLOW`]), the puller wakes an idle thread as it leaves
+//!   with a request, so the next request finds a thread at once.
+//! - **The keeper**: a thread of the library that looks every [`TICK`] whether anyone has
+//!   driven the runtime since its last look. If not (every C thread busy in C code, or
+//!   none calling), it wakes an idle C thread to take over, or drives the runtime itself
+//!   until a C thread asks for it, so that PINGs are answered, answers are flushed and
+//!   cancellations are seen however long the C code runs.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex, MutexGuard};
+use tokio::runtime::Runtime;
+use tokio::sync::Notify;
+
+use crate::error::{Fail, PmCode};
+use crate::worker::Incoming;
+
+/// How often the keeper looks whether the runtime is being driven.
+const TICK: Duration = Duration::from_millis(1);
+/// How long the keeper drives at a time when no C thread does (it stops at once when a
+/// C thread wants to).
+const KEEPER_TURN: Duration = Duration::from_millis(50);
+/// Average time in C per request above which the puller wakes an idle thread as it
+/// leaves with a request: below it, the same thread is back before a wake-up would pay.
+const SLOW: Duration = Duration::from_micros(50);
+
+/// A runtime driven by whichever thread waits on it, and the requests it receives.
+pub(crate) struct Driven {
+    runtime: Runtime,
+    inbox: Arc<Inbox>,
+}
+
+/// What the runtime's tasks and the C threads share. Apart from [`Driven`] so that the
+/// tasks on the runtime do not keep their own runtime alive.
+pub(crate) struct Inbox {
+    state: Mutex<State>,
+    /// Idle C threads in `next` wait here.
+    changed: Condvar,
+    /// Wakes the puller when a request arrives or the run ends.
+    arrived: Notify,
+    /// Ends the keeper's turn when a C thread wants to drive.
+    wanted: Notify,
+    /// Threads inside the runtime now.
+    driving: AtomicUsize,
+    /// Counts C threads' visits to the runtime and requests taken: the keeper's sign that
+    /// the C side is alive.
+    progress: AtomicU64,
+    /// Moving average of the time a request spends in C, in nanoseconds.
+    service_ns: AtomicU64,
+}
+
+struct State {
+    waiting: VecDeque<Incoming>,
+    /// Set when the SDK's run ended: `Ok` when it drained, the reason when refused.
+    ended: Option<Result<(), String>>,
+    puller: Puller,
+    /// C threads waiting on `changed`.
+    idle: usize,
+}
+
+/// Who waits for requests by driving the runtime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Puller {
+    Nobody,
+    CThread,
+    Keeper,
+}
+
+impl Driven {
+    /// A runtime for one worker, and its keeper thread.
+    pub(crate) fn start() -> std::io::Result<Arc<Driven>> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let driven = Arc::new(Driven {
+            runtime,
+            inbox: Arc::new(Inbox {
+                state: Mutex::new(State {
+                    waiting: VecDeque::new(),
+                    ended: None,
+                    puller: Puller::Nobody,
+                    idle: 0,
+                }),
+                changed: Condvar::new(),
+                arrived: Notify::new(),
+                wanted: Notify::new(),
+                driving: AtomicUsize::new(0),
+                progress: AtomicU64::new(0),
+                service_ns: AtomicU64::new(0),
+            }),
+        });
+        let weak = Arc::downgrade(&driven);
+        std::thread::Builder::new()
+            .name("pullman-keeper".into())
+            .spawn(move || keep(weak))?;
+        Ok(driven)
+    }
+
+    /// The inbox, for the tasks that put requests in it.
+    pub(crate) fn inbox(&self) -> Arc<Inbox> {
+        self.inbox.clone()
+    }
+
+    /// A request handed to C at `since` was freed.
+    pub(crate) fn freed(&self, since: Instant) {
+        self.inbox.freed(since);
+    }
+
+    /// Starts `task` on the runtime; it runs whenever some thread drives.
+    pub(crate) fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
+        self.runtime.spawn(task);
+    }
+
+    /// Runs `f` to completion on this C thread, driving the runtime meanwhile if no other
+    /// thread does (else waiting for `f` alone).
+    pub(crate) fn block_on<F: Future>(&self, f: F) -> F::Output {
+        let inbox = &self.inbox;
+        inbox.driving.fetch_add(1, Ordering::Relaxed);
+        let out = self.runtime.block_on(f);
+        inbox.driving.fetch_sub(1, Ordering::Relaxed);
+        inbox.progress.fetch_add(1, Ordering::Relaxed);
+        out
+    }
+
+    /// The next request; `Err` with `PM_CODE_TIMEOUT`, `PM_CODE_DRAINED` or
+    /// `PM_CODE_REFUSED` when there is none.
+    pub(crate) fn next(&self, timeout: Option<Duration>) -> Result<Incoming, Fail> {
+        let inbox = &self.inbox;
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut state = inbox.state.lock();
+        loop {
+            if let Some(incoming) = state.waiting.pop_front() {
+                inbox.progress.fetch_add(1, Ordering::Relaxed);
+                if state.idle > 0 && inbox.slow() {
+                    // This thread will be away a while: another one pulls meanwhile.
+                    inbox.changed.notify_one();
+                }
+                return Ok(incoming);
+            }
+            match &state.ended {
+                Some(Ok(())) => return Err(Fail::new(PmCode::Drained, "the worker has drained")),
+                Some(Err(why)) => return Err(Fail::new(PmCode::Refused, why.clone())),
+                None => {}
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(Fail::new(PmCode::Timeout, "no request within the timeout"));
+            }
+            match state.puller {
+                Puller::Nobody => {
+                    state.puller = Puller::CThread;
+                    MutexGuard::unlocked(&mut state, || {
+                        self.block_on(inbox.news(deadline));
+                    });
+                    state.puller = Puller::Nobody;
+                    if state.waiting.is_empty() && state.idle > 0 {
+                        // Left without a request (a timeout): someone else pulls.
+                        inbox.changed.notify_one();
+                    }
+                    continue;
+                }
+                Puller::Keeper => inbox.wanted.notify_one(),
+                Puller::CThread => {}
+            }
+            state.idle += 1;
+            match deadline {
+                None => inbox.changed.wait(&mut state),
+                Some(d) => {
+                    inbox.changed.wait_until(&mut state, d);
+                }
+            }
+            state.idle -= 1;
+        }
+    }
+
+    /// Waits, driving the runtime, until the SDK's run ended.
+    pub(crate) fn wait_ended(&self) {
+        let inbox = &self.inbox;
+        self.block_on(async {
+            loop {
+                let notified = inbox.arrived.notified();
+                if inbox.state.lock().ended.is_some() {
+                    return;
+                }
+                notified.await;
+            }
+        });
+    }
+}
+
+impl Inbox {
+    /// Queues a request for a C thread.
+    pub(crate) fn push(&self, incoming: Incoming) {
+        let mut state = self.state.lock();
+        state.waiting.push_back(incoming);
+        let wake_idle = state.puller != Puller::CThread && state.idle > 0;
+        drop(state);
+        self.arrived.notify_waiters();
+        if wake_idle {
+            // No C thread is pulling (the keeper drives, or a thread reading a body):
+            // an idle one takes the request.
+            self.changed.notify_one();
+        }
+    }
+
+    /// Records that the SDK's run ended; every waiting and later `next` returns.
+    pub(crate) fn end(&self, result: Result<(), String>) {
+        self.state.lock().ended = Some(result);
+        self.arrived.notify_waiters();
+        self.wanted.notify_one();
+        self.changed.notify_all();
+    }
+
+    /// A request handed to C at `since` was freed.
+    fn freed(&self, since: Instant) {
+        let took = u64::try_from(since.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        // An average over roughly the last 8 requests; racing updates lose a sample.
+        let old = self.service_ns.load(Ordering::Relaxed);
+        let new = old - old / 8 + took / 8;
+        self.service_ns.store(new, Ordering::Relaxed);
+    }
+
+    /// Whether requests have recently spent long in C.
+    fn slow(&self) -> bool {
+        Duration::from_nanos(self.service_ns.load(Ordering::Relaxed)) > SLOW
+    }
+
+    /// Completes when a request waits, the run ended, or `deadline` passed.
+    async fn news(&self, deadline: Option<Instant>) {
+        let news = async {
+            loop {
+                let notified = self.arrived.notified();
+                {
+                    let state = self.state.lock();
+                    if !state.waiting.is_empty() || state.ended.is_some() {
+                        return;
+                    }
+                }
+                notified.await;
+            }
+        };
+        match deadline {
+            Some(d) => {
+                let _ = tokio::time::timeout_at(d.into(), news).await;
+            }
+            None => news.await,
+        }
+    }
+}
+
+/// The keeper's loop: every tick, if no C thread drove the runtime or took a request
+/// since the last, get the runtime driven. Ends with the worker's run, or when the worker
+/// is gone.
+fn keep(driven: Weak<Driven>) {
+    let mut seen = u64::MAX;
+    loop {
+        std::thread::sleep(TICK);
+        let Some(driven) = driven.upgrade() else {
+            return;
+        };
+        let inbox = &driven.inbox;
+        let progress = inbox.progress.load(Ordering::Relaxed);
+        let stalled = progress == seen && inbox.driving.load(Ordering::Relaxed) == 0;
+        seen = progress;
+        if !stalled {
+            continue;
+        }
+        let mut state = inbox.state.lock();
+        if state.ended.is_some() {
+            return;
+        }
+        if state.puller != Puller::Nobody {
+            continue;
+        }
+        if state.idle > 0 {
+            inbox.changed.notify_one();
+            continue;
+        }
+        state.puller = Puller::Keeper;
+        drop(state);
+        inbox.driving.fetch_add(1, Ordering::Relaxed);
+        driven.runtime.block_on(async {
+            let _ = tokio::time::timeout(KEEPER_TURN, inbox.wanted.notified()).await;
+        });
+        inbox.driving.fetch_sub(1, Ordering::Relaxed);
+        let mut state = inbox.state.lock();
+        state.puller = Puller::Nobody;
+        if state.idle > 0 {
+            inbox.changed.notify_one();
+        }
+    }
+}
