@@ -4,6 +4,7 @@
 
 mod support;
 
+use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
@@ -19,14 +20,16 @@ struct Programs {
     hello: PathBuf,
     filter: PathBuf,
     hello_cpp: PathBuf,
+    /// hello.c linked with the shared library (found by its rpath).
+    hello_shared: PathBuf,
     /// hello.c and filter.c linked with a library that allocates with the system
     /// allocator (no `mimalloc` feature), whose blocks valgrind's memcheck tracks.
     memcheck_hello: PathBuf,
     memcheck_filter: PathBuf,
 }
 
-/// Builds pullman-capi's static library in both flavours (cargo runs of their own: the
-/// test binaries do not depend on it) and compiles the examples against them, with every
+/// Builds pullman-capi's libraries in both flavours (cargo runs of their own: the test
+/// binaries do not depend on them) and compiles the examples against them, with every
 /// warning an error.
 fn programs() -> &'static Programs {
     static PROGRAMS: OnceLock<Programs> = OnceLock::new();
@@ -34,21 +37,24 @@ fn programs() -> &'static Programs {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("c-examples");
         std::fs::create_dir_all(&out).unwrap();
-        // Each build leaves its library at the same path: copied away before the next.
+        // Each build leaves its libraries at the same paths: copied away before the next.
+        let built = build_libraries(root, &[]);
         let lib = out.join("libpullman_capi.a");
-        std::fs::copy(build_static_library(root, &[]), &lib).unwrap();
+        std::fs::copy(&built.archive, &lib).unwrap();
+        let shared_dir = out.join("shared");
+        std::fs::create_dir_all(&shared_dir).unwrap();
+        std::fs::copy(&built.shared, shared_dir.join("libpullman_capi.so")).unwrap();
         let sysalloc = out.join("libpullman_capi-sysalloc.a");
-        let built = build_static_library(root, &["--no-default-features"]);
-        std::fs::copy(built, &sysalloc).unwrap();
-        let compile = |compiler: &str, std: &str, source: &str, lib: &Path, name: &str| {
+        let built = build_libraries(root, &["--no-default-features"]);
+        std::fs::copy(built.archive, &sysalloc).unwrap();
+        let compile = |compiler: &str, std: &str, source: &str, link: &[&OsStr], name: &str| {
             let exe = out.join(name);
             let status = Command::new(compiler)
                 .arg(std)
                 .args(["-O2", "-g", "-Wall", "-Wextra", "-Werror", "-I"])
                 .arg(root.join("crates/pullman-capi/include"))
                 .arg(root.join("examples/c").join(source))
-                .arg(lib)
-                .args(LINK_LIBS)
+                .args(link)
                 .arg("-o")
                 .arg(&exe)
                 .status()
@@ -56,10 +62,25 @@ fn programs() -> &'static Programs {
             assert!(status.success(), "{compiler} failed on {source}");
             exe
         };
+        let archive = |lib: &Path| -> Vec<OsString> {
+            let mut args = vec![lib.as_os_str().to_owned()];
+            args.extend(LINK_LIBS.iter().map(OsString::from));
+            args
+        };
+        let (lib, sysalloc) = (archive(&lib), archive(&sysalloc));
+        let lib: Vec<&OsStr> = lib.iter().map(OsString::as_os_str).collect();
+        let sysalloc: Vec<&OsStr> = sysalloc.iter().map(OsString::as_os_str).collect();
+        let shared = [
+            OsString::from(format!("-L{}", shared_dir.display())),
+            OsString::from(format!("-Wl,-rpath,{}", shared_dir.display())),
+            OsString::from("-lpullman_capi"),
+        ];
+        let shared: Vec<&OsStr> = shared.iter().map(OsString::as_os_str).collect();
         Programs {
             hello: compile("cc", "-std=c11", "hello.c", &lib, "hello"),
             filter: compile("cc", "-std=c11", "filter.c", &lib, "filter"),
             hello_cpp: compile("c++", "-std=c++17", "hello.cpp", &lib, "hello_cpp"),
+            hello_shared: compile("cc", "-std=c11", "hello.c", &shared, "hello-shared"),
             memcheck_hello: compile("cc", "-std=c11", "hello.c", &sysalloc, "hello-sysalloc"),
             memcheck_filter: compile("cc", "-std=c11", "filter.c", &sysalloc, "filter-sysalloc"),
         }
@@ -71,8 +92,14 @@ fn programs() -> &'static Programs {
 /// order docs/c-api.md gives them.
 const LINK_LIBS: &[&str] = &["-lgcc_s", "-lutil", "-lrt", "-lpthread", "-lm", "-ldl"];
 
-/// Builds the static library with `flags` and returns where cargo left it.
-fn build_static_library(root: &Path, flags: &[&str]) -> PathBuf {
+/// Where a cargo build left the two libraries.
+struct Libraries {
+    archive: PathBuf,
+    shared: PathBuf,
+}
+
+/// Builds the libraries with `flags`.
+fn build_libraries(root: &Path, flags: &[&str]) -> Libraries {
     let out = Command::new(env!("CARGO"))
         .args(["build", "-p", "pullman-capi", "--message-format=json"])
         .args(flags)
@@ -81,14 +108,23 @@ fn build_static_library(root: &Path, flags: &[&str]) -> PathBuf {
         .output()
         .expect("run cargo build -p pullman-capi");
     assert!(out.status.success(), "cargo build -p pullman-capi failed");
-    String::from_utf8_lossy(&out.stdout)
+    let files: Vec<PathBuf> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
         .filter(|m| m["target"]["name"] == "pullman_capi")
         .flat_map(|m| m["filenames"].as_array().cloned().unwrap_or_default())
         .filter_map(|f| f.as_str().map(PathBuf::from))
-        .find(|f| f.extension().is_some_and(|e| e == "a"))
-        .expect("cargo built no libpullman_capi.a")
+        .collect();
+    let with = |ext: &str| {
+        (files.iter())
+            .find(|f| f.extension().is_some_and(|e| e == ext))
+            .unwrap_or_else(|| panic!("cargo built no libpullman_capi.{ext}"))
+            .clone()
+    };
+    Libraries {
+        archive: with("a"),
+        shared: with("so"),
+    }
 }
 
 /// A C worker process; killed if the test ends with it running.
@@ -292,6 +328,18 @@ async fn the_header_serves_a_cpp_worker_built_with_every_warning_an_error() {
     let a = get(&c, &hub.url("/anything")).await;
     assert_eq!(a.status, 200, "{a:?}");
     assert_eq!(a.body, "hello from C++\n");
+    worker.terminate();
+    assert_eq!(worker.wait(), Some(0), "{}", worker.log.text());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hello_c_linked_with_the_shared_library_serves() {
+    let hub = HubProc::start_exact(Transport::Unix, "", &respond_pool());
+    let mut worker = CWorker::start(&programs().hello_shared, &hub, "c", &[]);
+    let c = client();
+    wait_ready(&c, &hub.url("/hello")).await;
+    let a = get(&c, &hub.url("/hello")).await;
+    assert_eq!(a.body, "hello from C\n", "{a:?}");
     worker.terminate();
     assert_eq!(worker.wait(), Some(0), "{}", worker.log.text());
 }

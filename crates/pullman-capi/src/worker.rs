@@ -552,7 +552,11 @@ pub unsafe extern "C" fn pm_worker_run(
 pub unsafe extern "C" fn pm_worker_drain(w: *mut PmWorker) -> PmCode {
     guard(|| {
         let w = unsafe { worker(w)? };
-        w.running()?.drain.send_replace(true);
+        let running = w.running()?;
+        // One turn of the link first: requests the hub sent before the drain, still in the
+        // socket while every C thread was busy, are taken rather than turned back.
+        running.driven.block_on(tokio::task::yield_now());
+        running.drain.send_replace(true);
         Ok(())
     })
 }
