@@ -16,8 +16,11 @@
 //! - `pothead`: POTHEAD's hub (bound to 127.0.0.1 by `bench/pothead_hub.py`) and its WSGI
 //!   worker runner on `bench/pothead_app.py`;
 //! - `pullman-ptth`: pullman's hub with a `ptth://` worker port and the same POTHEAD worker
-//!   processes, each of their connections one slot of the pool.
+//!   processes, each of their connections one slot of the pool;
+//! - `pullman-c`: pullman's hub, as for `pullman-tcp`, and `examples/c/hello.c` processes on
+//!   pullman's C API (compiled by `bench/run.sh` into `target/release/c-examples/hello`).
 
+mod capi;
 mod haproxy;
 mod nginx;
 mod pothead;
@@ -61,6 +64,8 @@ pub enum System {
     Pothead,
     /// pullman's hub in front of POTHEAD's worker processes, on its PTTH port.
     PullmanPtth,
+    /// pullman's hub (as `PullmanTcp`) with workers in C: `examples/c/hello.c` on the C API.
+    PullmanC,
 }
 
 impl System {
@@ -79,6 +84,7 @@ impl System {
             System::PullmanFilterBaseline => "pullman filter (baseline)",
             System::Pothead => "POTHEAD",
             System::PullmanPtth => "pullman (PTTH)",
+            System::PullmanC => "pullman (C worker)",
         }
     }
 
@@ -99,6 +105,12 @@ impl System {
     /// hub, and pullman's PTTH port with POTHEAD's workers.
     pub fn is_pull(self) -> bool {
         self.is_pullman() || matches!(self, System::Pothead | System::PullmanPtth)
+    }
+
+    /// Whether the workers pull their requests but do not name themselves (hello.c answers
+    /// `/sleep` with "slept"), so that readiness means every slot answers at once.
+    pub fn counts_slots(self) -> bool {
+        self == System::PullmanC
     }
 
     /// Whether the system runs the baseline `pullman` binary rather than this build's.
@@ -148,6 +160,7 @@ impl System {
             System::PullmanPtth => {
                 pullman::start(self, env, layout, dir, pullman::Transport::Ptth)?
             }
+            System::PullmanC => pullman::start(self, env, layout, dir, pullman::Transport::Tcp)?,
         };
         running.wait_ready(layout)?;
         Ok(running)
@@ -228,6 +241,11 @@ impl Env {
             .ok_or_else(|| Error::peer(system.label(), "no baseline binary (run --baseline PATH)"))
     }
 
+    /// `examples/c/hello.c` as `bench/run.sh` compiles it, next to `pullman`.
+    pub(crate) fn c_hello_bin(&self) -> PathBuf {
+        self.bin_dir.join("c-examples").join("hello")
+    }
+
     pub(crate) fn python(&self) -> PathBuf {
         self.bench_dir.join(".venv/bin/python")
     }
@@ -294,15 +312,29 @@ impl Running {
         &mut self.procs
     }
 
+    /// The system's processes other than the middle one (its workers; a filter's upstream),
+    /// whose CPU a scenario may measure apart from the middle's.
+    pub fn others(&self) -> Vec<ProcessTree> {
+        let middle = self.middle.map(|m| m.pid);
+        self.procs
+            .iter()
+            .map(Proc::pid)
+            .filter(|&p| Some(p) != middle)
+            .map(ProcessTree::new)
+            .collect()
+    }
+
     /// Waits until `/hello` answers and, for pull systems, until every worker has taken a
     /// request: `workers * concurrency` concurrent `/sleep?ms=` requests must come back from
-    /// `workers` distinct names.
+    /// `workers` distinct names, or, for workers that do not name themselves, all before
+    /// any could have waited for another (`every_slot_serves`).
     fn wait_ready(&mut self, layout: &Layout) -> Result<(), Error> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
         let target = Target::parse(&self.url, Proto::H1)?;
         let pull = self.system.is_pull();
+        let slots = self.system.counts_slots();
         let system = self.system;
         let procs = &mut self.procs;
         rt.block_on(async {
@@ -320,7 +352,10 @@ impl Running {
                         .is_ok_and(|a| a.status.is_success()),
                     Err(_) => false,
                 };
-                if ok && (!pull || distinct_workers(&target, layout).await >= layout.workers) {
+                let ready = ok
+                    && (!pull || distinct_workers(&target, layout).await >= layout.workers)
+                    && (!slots || every_slot_serves(&target, layout).await);
+                if ready {
                     return Ok(());
                 }
                 if Instant::now() > deadline {
@@ -360,6 +395,35 @@ async fn distinct_workers(target: &Target, layout: &Layout) -> usize {
     }
     names.len()
 }
+
+/// Whether `workers * concurrency` concurrent `/sleep` requests of [`SLOT_PROBE`] all
+/// come back in less than twice that: had a slot been missing, one of them would have waited
+/// for another's to end. A slow machine only makes it try again.
+async fn every_slot_serves(target: &Target, layout: &Layout) -> bool {
+    let n = (layout.workers * layout.concurrency).min(PROBE_MAX);
+    let path = format!("/sleep?ms={}", SLOT_PROBE.as_millis());
+    let start = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..n {
+        let target = target.clone();
+        let spec = RequestSpec::get(path.clone());
+        tasks.spawn(async move {
+            let mut conn = Conn::open(&target).await.ok()?;
+            let answer = conn.send(&target, &spec).await.ok()?;
+            answer.status.is_success().then_some(())
+        });
+    }
+    let mut answered = 0;
+    while let Some(r) = tasks.join_next().await {
+        if let Ok(Some(())) = r {
+            answered += 1;
+        }
+    }
+    answered == n && start.elapsed() < 2 * SLOT_PROBE
+}
+
+/// How long each request of `every_slot_serves` holds its slot.
+const SLOT_PROBE: Duration = Duration::from_millis(300);
 
 /// Most probe requests sent at once (512 workers of concurrency 1 in the scale scenario).
 const PROBE_MAX: usize = 1024;
@@ -426,8 +490,29 @@ mod tests {
         for s in [System::PullmanTcp, System::Pothead, System::PullmanPtth] {
             assert!(s.is_pull(), "{s:?}");
         }
-        for s in [System::Direct, System::Nginx, System::PullmanFilter] {
+        for s in [
+            System::Direct,
+            System::Nginx,
+            System::PullmanFilter,
+            System::PullmanC,
+        ] {
             assert!(!s.is_pull(), "{s:?}");
         }
+    }
+
+    #[test]
+    fn the_c_worker_is_awaited_slot_by_slot_and_found_next_to_pullman() {
+        // hello.c pulls but answers `/sleep` without its name.
+        assert!(System::PullmanC.counts_slots());
+        for s in [System::PullmanTcp, System::Pothead, System::Nginx] {
+            assert!(!s.counts_slots(), "{s:?}");
+        }
+        assert_eq!(
+            env(None).c_hello_bin(),
+            PathBuf::from("/build/target/release/c-examples/hello")
+        );
+        // The C worker's hub is this build's, never a baseline's.
+        assert!(!System::PullmanC.is_baseline());
+        assert_eq!(System::PullmanC.baseline_twin(), None);
     }
 }

@@ -5,11 +5,13 @@
 //! A baseline system (`PullmanTcpBaseline`, `PullmanFilterBaseline`) runs the same from the
 //! baseline binary, hub and workers alike. Over PTTH (`PullmanPtth`) the hub's worker port is
 //! `ptth://` and the workers are POTHEAD's (`pothead.rs`), each connection one slot of the pool.
+//! With the C worker (`PullmanC`) the hub is the same as `PullmanTcp`'s and the workers are
+//! `examples/c/hello.c` processes on pullman's C API (`capi.rs`).
 
 use std::process::Command;
 
 use super::process::Proc;
-use super::{pothead, Env, Layout, Running, System};
+use super::{capi, pothead, Env, Layout, Running, System};
 use crate::error::Error;
 
 /// How the workers reach the hub.
@@ -56,6 +58,11 @@ fn start_pool(
     upstream: Option<&str>,
 ) -> Result<Running, Error> {
     let bin = env.pullman_bin_of(system)?;
+    // Checked before the hub starts: a missing C worker skips the system at once.
+    let c_hello = match system {
+        System::PullmanC => Some(capi::hello_bin(system, env)?),
+        _ => None,
+    };
     let workers_listen = match transport {
         Transport::Unix | Transport::Shm => {
             format!("unix://{}", dir.path().join("workers.sock").display())
@@ -75,7 +82,7 @@ workers_listen = ["{workers_listen}"]
 drain_grace = "0s"
 [[pool]]
 name = "{POOL}"
-token = "bench"
+token = "{TOKEN}"
 queue_limit = {queue_limit}
 queue_timeout = "{timeout}s"
 timeout = "{timeout}s"
@@ -114,6 +121,10 @@ pool = "{POOL}"
         pothead::add_workers(&mut running, env, layout, connect)?;
         return Ok(running);
     }
+    if let Some(c_hello) = c_hello {
+        capi::add_workers(&mut running, &c_hello, &workers_url, POOL, TOKEN, layout)?;
+        return Ok(running);
+    }
     let app = if upstream.is_some() {
         "demo-filter"
     } else {
@@ -122,7 +133,7 @@ pool = "{POOL}"
     for i in 0..layout.workers {
         let mut cmd = Command::new(&bin);
         cmd.args(["worker", "--hub", &workers_url, "--pool", POOL, "--token"])
-            .arg("bench")
+            .arg(TOKEN)
             .args(["--concurrency", &layout.concurrency.to_string()])
             .args(["--threads", "1", "--app", app, "--name", &format!("w{i}")])
             .args((transport == Transport::Shm).then_some("--shm"))
@@ -135,6 +146,8 @@ pool = "{POOL}"
 
 /// The pool every generated config has, and the one route's.
 const POOL: &str = "bench";
+/// The pool's token.
+const TOKEN: &str = "bench";
 
 /// The `IP:PORT` a POTHEAD worker dials, from the hub's `workers=` list
 /// (`tcp://...,ptth://IP:PORT?pool=NAME`).
