@@ -12,6 +12,8 @@
 //! 7. `filter`: `/hello` through a pass-through filter pool.
 //! 8. `pothead`: POTHEAD's worker processes behind POTHEAD's hub and behind pullman's PTTH
 //!    port, beside pullman's own workers, with the same slots; GETs only.
+//! 9. `capi`: `/hello` from a worker in C on pullman's C API beside the Rust SDK's
+//!    `pullman worker`, same hub, same slots.
 //!
 //! Adding a scenario is one new file here (a `scenario()` returning a `Box<dyn Scenario>`)
 //! and its name in the `scenarios!` list below.
@@ -37,7 +39,7 @@ macro_rules! scenarios {
     };
 }
 
-scenarios![overhead, expensive, hol, bodies, scale, transport, filter, pothead];
+scenarios![overhead, expensive, hol, bodies, scale, transport, filter, pothead, capi];
 
 /// The systems of one round, starting one further along each round: no system is always
 /// measured first or last, so a machine that warms up or gets busier during a round does not
@@ -255,6 +257,25 @@ pub(crate) fn of<'a>(recs: &'a [Record], system: &str, variant: &str) -> Vec<&'a
         .collect()
 }
 
+/// `f` of `system`'s record over the reference's, round by round (rounds where both ran).
+pub(crate) fn round_ratios(
+    recs: &[Record],
+    system: &str,
+    reference: &str,
+    variant: &str,
+    f: impl Fn(&Record) -> f64,
+) -> Vec<(usize, f64)> {
+    let refs = of(recs, reference, variant);
+    of(recs, system, variant)
+        .into_iter()
+        .filter_map(|r| {
+            let base = refs.iter().find(|b| b.round == r.round)?;
+            let d = f(base);
+            (d > 0.0).then(|| (r.round, f(r) / d))
+        })
+        .collect()
+}
+
 /// Median over rounds of `f` of `system`'s records over the reference's in the same round.
 pub(crate) fn median_ratio(
     recs: &[Record],
@@ -263,14 +284,9 @@ pub(crate) fn median_ratio(
     variant: &str,
     f: impl Fn(&Record) -> f64,
 ) -> Option<f64> {
-    let refs = of(recs, reference, variant);
-    let ratios: Vec<f64> = of(recs, system, variant)
+    let ratios: Vec<f64> = round_ratios(recs, system, reference, variant, f)
         .into_iter()
-        .filter_map(|r| {
-            let base = refs.iter().find(|b| b.round == r.round)?;
-            let d = f(base);
-            (d > 0.0).then(|| f(r) / d)
-        })
+        .map(|(_, x)| x)
         .collect();
     (!ratios.is_empty()).then(|| report::median(ratios))
 }
@@ -321,8 +337,48 @@ pub(crate) fn opt(f: Option<f64>, fmt: impl Fn(f64) -> String) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{in_turn, with_baselines};
+    use super::{in_turn, median_ratio, round_ratios, with_baselines};
     use crate::peers::System;
+    use crate::report::Record;
+
+    fn rec(system: &str, round: usize, req_per_s: f64) -> Record {
+        Record {
+            scenario: "t".into(),
+            system: system.into(),
+            variant: "v".into(),
+            round,
+            req_per_s,
+            p50_ms: 0.0,
+            p90_ms: 0.0,
+            p99_ms: 0.0,
+            p999_ms: 0.0,
+            errors: 0,
+            cpu_us_per_req: None,
+            extra: Default::default(),
+        }
+    }
+
+    #[test]
+    fn ratios_pair_each_round_with_the_references_same_round() {
+        let recs = [
+            rec("c", 2, 90.0),
+            rec("rust", 1, 100.0),
+            rec("c", 1, 80.0),
+            rec("rust", 2, 100.0),
+            // No reference in round 3, and a reference of nothing in round 4.
+            rec("c", 3, 50.0),
+            rec("rust", 4, 0.0),
+            rec("c", 4, 10.0),
+        ];
+        let rps = |r: &Record| r.req_per_s;
+        assert_eq!(
+            round_ratios(&recs, "c", "rust", "v", rps),
+            [(2, 0.9), (1, 0.8)]
+        );
+        let m = median_ratio(&recs, "c", "rust", "v", rps).unwrap();
+        assert!((m - 0.85).abs() < 1e-9, "{m}");
+        assert_eq!(median_ratio(&recs, "c", "rust", "other", rps), None);
+    }
 
     #[test]
     fn each_scenario_is_registered_under_the_name_it_writes_its_section_as() {
