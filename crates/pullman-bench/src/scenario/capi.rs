@@ -228,7 +228,11 @@ table, every round below it.",
                 let Some(x) = median_ratio(&recs, c, reference, &v, |r| r.req_per_s) else {
                     continue;
                 };
-                medians.push((format!("{workers} x {concurrency}, {conns} conns"), x));
+                let connections = if conns == 1 { "connection" } else { "connections" };
+                medians.push((
+                    format!("{workers} x {concurrency}, {conns} {connections}"),
+                    x,
+                ));
                 let rounds: Vec<String> =
                     per_round.iter().map(|(_, r)| format!("{r:.2}")).collect();
                 parts.push(format!("**{x:.2} at {conns}** ({})", rounds.join(", ")));
