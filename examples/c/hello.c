@@ -5,9 +5,9 @@
  *   GET  /sleep?ms=N   waits N milliseconds, then answers "slept\n"
  *   anything else      404
  *
- * Every answer carries x-in-flight (how many requests this worker held unanswered when it
- * took this one, counting it: never more than its concurrency) and x-shm (1 when the
- * request was read in place from shared memory).
+ * Every answer but /hello's (the hop alone, kept minimal) carries x-in-flight (how many
+ * requests this worker held unanswered when it took this one, counting it: never more than
+ * its concurrency) and x-shm (1 when the request was read in place from shared memory).
  *
  * Settings: flags, else the environment the hub gives the programs it starts
  * (PULLMAN_HUB, PULLMAN_POOL, PULLMAN_TOKEN):
@@ -85,14 +85,18 @@ static void echo(pm_request *req) {
     pm_request_finish(req);
 }
 
-static void serve(pm_request *req) {
+/* Adds x-in-flight (`held`) and x-shm to the response. */
+static void mark(pm_request *req, int held) {
     char count[16];
     bool shared = false;
-    snprintf(count, sizeof count, "%d", atomic_fetch_add(&in_flight, 1) + 1);
+    snprintf(count, sizeof count, "%d", held);
     pm_request_in_shared_memory(req, &shared);
     add_header(req, "x-in-flight", count);
     add_header(req, "x-shm", shared ? "1" : "0");
+}
 
+static void serve(pm_request *req) {
+    int held = atomic_fetch_add(&in_flight, 1) + 1;
     pm_bytes method, path;
     pm_request_method(req, &method);
     pm_request_path(req, &path);
@@ -101,7 +105,10 @@ static void serve(pm_request *req) {
         add_header(req, "content-type", "text/plain");
         answering();
         pm_request_respond(req, 200, (const uint8_t *)body, strlen(body));
-    } else if (is(path, "/echo") && is(method, "POST")) {
+        return;
+    }
+    mark(req, held);
+    if (is(path, "/echo") && is(method, "POST")) {
         echo(req);
     } else if (is(path, "/sleep")) {
         long ms = query_ms(req);

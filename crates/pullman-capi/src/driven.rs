@@ -16,11 +16,13 @@
 //!   driven the runtime since its last look. If not (every C thread busy in C code, or
 //!   none calling), it wakes an idle C thread to take over, or drives the runtime itself
 //!   until a C thread asks for it, so that PINGs are answered, answers are flushed and
-//!   cancellations are seen however long the C code runs.
+//!   cancellations are seen however long the C code runs. While the worker is idle (a C
+//!   thread waits on the link, no request is out) it looks less and less often, up to
+//!   [`IDLE_TICK`]; the next request handed out wakes it.
 
 use std::collections::VecDeque;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -31,8 +33,10 @@ use tokio::sync::Notify;
 use crate::error::{Fail, PmCode};
 use crate::worker::Incoming;
 
-/// How often the keeper looks whether the runtime is being driven.
+/// How often the keeper looks whether the runtime is being driven while requests are out.
 const TICK: Duration = Duration::from_millis(1);
+/// How seldom it looks at most while the worker is idle.
+const IDLE_TICK: Duration = Duration::from_millis(64);
 /// How long the keeper drives at a time when no C thread does (it stops at once when a
 /// C thread wants to).
 const KEEPER_TURN: Duration = Duration::from_millis(50);
@@ -63,6 +67,12 @@ pub(crate) struct Inbox {
     progress: AtomicU64,
     /// Moving average of the time a request spends in C, in nanoseconds.
     service_ns: AtomicU64,
+    /// Requests handed to C and not yet freed.
+    in_flight: AtomicUsize,
+    /// Whether the keeper sleeps a long (idle) tick; it waits on `alarm` then.
+    dozing: AtomicBool,
+    alarm: Mutex<()>,
+    wake_keeper: Condvar,
 }
 
 struct State {
@@ -103,6 +113,10 @@ impl Driven {
                 driving: AtomicUsize::new(0),
                 progress: AtomicU64::new(0),
                 service_ns: AtomicU64::new(0),
+                in_flight: AtomicUsize::new(0),
+                dozing: AtomicBool::new(false),
+                alarm: Mutex::new(()),
+                wake_keeper: Condvar::new(),
             }),
         });
         let weak = Arc::downgrade(&driven);
@@ -117,8 +131,20 @@ impl Driven {
         self.inbox.clone()
     }
 
+    /// A request was handed to C. The first after a quiet spell wakes the keeper, which
+    /// watches closely again while requests are out.
+    pub(crate) fn taken(&self) {
+        let inbox = &self.inbox;
+        inbox.in_flight.fetch_add(1, Ordering::SeqCst);
+        if inbox.dozing.load(Ordering::SeqCst) {
+            let _alarm = inbox.alarm.lock();
+            inbox.wake_keeper.notify_one();
+        }
+    }
+
     /// A request handed to C at `since` was freed.
     pub(crate) fn freed(&self, since: Instant) {
+        self.inbox.in_flight.fetch_sub(1, Ordering::Relaxed);
         self.inbox.freed(since);
     }
 
@@ -235,6 +261,17 @@ impl Inbox {
         self.service_ns.store(new, Ordering::Relaxed);
     }
 
+    /// The keeper's sleep of `tick`; a long one ends early when a request is handed out.
+    fn doze(&self, tick: Duration) {
+        let mut alarm = self.alarm.lock();
+        let long = tick > TICK;
+        self.dozing.store(long, Ordering::SeqCst);
+        if !(long && self.in_flight.load(Ordering::SeqCst) > 0) {
+            self.wake_keeper.wait_for(&mut alarm, tick);
+        }
+        self.dozing.store(false, Ordering::SeqCst);
+    }
+
     /// Whether requests have recently spent long in C.
     fn slow(&self) -> bool {
         Duration::from_nanos(self.service_ns.load(Ordering::Relaxed)) > SLOW
@@ -268,15 +305,27 @@ impl Inbox {
 /// is gone.
 fn keep(driven: Weak<Driven>) {
     let mut seen = u64::MAX;
+    let mut tick = TICK;
     loop {
-        std::thread::sleep(TICK);
+        let Some(inbox) = driven.upgrade().map(|d| d.inbox.clone()) else {
+            return;
+        };
+        inbox.doze(tick);
         let Some(driven) = driven.upgrade() else {
             return;
         };
         let inbox = &driven.inbox;
         let progress = inbox.progress.load(Ordering::Relaxed);
-        let stalled = progress == seen && inbox.driving.load(Ordering::Relaxed) == 0;
+        let driving = inbox.driving.load(Ordering::Relaxed) > 0;
+        let stalled = progress == seen && !driving;
         seen = progress;
+        // Idle: a C thread waits on the link and no request is out; nothing to watch.
+        let idle = driving && inbox.in_flight.load(Ordering::SeqCst) == 0;
+        tick = if idle {
+            (tick * 2).min(IDLE_TICK)
+        } else {
+            TICK
+        };
         if !stalled {
             continue;
         }

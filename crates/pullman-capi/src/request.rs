@@ -106,6 +106,7 @@ impl std::fmt::Debug for PmRequest {
 
 impl PmRequest {
     pub(crate) fn new(running: Arc<Running>, incoming: Incoming, in_callback: bool) -> PmRequest {
+        running.driven.taken();
         PmRequest {
             running,
             info: incoming.info,
