@@ -317,10 +317,13 @@ fn keep(driven: Weak<Driven>) {
         let inbox = &driven.inbox;
         let progress = inbox.progress.load(Ordering::Relaxed);
         let driving = inbox.driving.load(Ordering::Relaxed) > 0;
-        let stalled = progress == seen && !driving;
+        let quiet = progress == seen;
+        let stalled = quiet && !driving;
         seen = progress;
-        // Idle: a C thread waits on the link and no request is out; nothing to watch.
-        let idle = driving && inbox.in_flight.load(Ordering::SeqCst) == 0;
+        // Idle: a C thread waits on the link, no request is out and none was taken since
+        // the last look; nothing to watch. (Between two requests of a busy worker none is
+        // out either, but requests were taken.)
+        let idle = quiet && driving && inbox.in_flight.load(Ordering::SeqCst) == 0;
         tick = if idle {
             (tick * 2).min(IDLE_TICK)
         } else {
