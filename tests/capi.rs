@@ -313,7 +313,7 @@ async fn sigterm_drains_the_c_worker_and_loses_nothing_in_flight() {
         assert_eq!(a.body, "slept\n");
     }
     assert_eq!(worker.wait(), Some(0), "{}", worker.log.text());
-    assert!(worker.log.text().contains("hello: drained"));
+    worker.log.wait_for("hello: drained", 1);
     let _next = CWorker::start(&programs().hello, &hub, "c", &[]);
     let a = later.await.unwrap();
     assert_eq!(a.status, 200, "{a:?}");
@@ -349,8 +349,8 @@ async fn a_worker_the_hub_refuses_says_why_and_exits() {
     let hub = HubProc::start_exact(Transport::Tcp, "", &respond_pool());
     let mut worker = CWorker::start(&programs().hello, &hub, "nosuchpool", &[]);
     assert_eq!(worker.wait(), Some(1));
+    worker.log.wait_for("PM_CODE_REFUSED", 1);
     let log = worker.log.text();
-    assert!(log.contains("PM_CODE_REFUSED"), "{log}");
     assert!(log.contains("nosuchpool"), "{log}");
 }
 
