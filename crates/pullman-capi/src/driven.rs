@@ -28,9 +28,10 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex, MutexGuard};
 use tokio::runtime::Runtime;
-use tokio::sync::Notify;
+use tokio::sync::{oneshot, Notify};
 
 use crate::error::{Fail, PmCode};
+use crate::request::Reply;
 use crate::worker::Incoming;
 
 /// How often the keeper looks whether the runtime is being driven while requests are out.
@@ -48,6 +49,10 @@ const SLOW: Duration = Duration::from_micros(50);
 pub(crate) struct Driven {
     runtime: Runtime,
     inbox: Arc<Inbox>,
+    /// Answers given by C threads, for the SDK's tasks waiting on them: handed over by the
+    /// next thread to enter the runtime, from inside it, so that the tasks they wake are
+    /// queued there (no wake-up from outside, no extra entry into the runtime per answer).
+    outbox: Mutex<Vec<(oneshot::Sender<Reply>, Reply)>>,
 }
 
 /// What the runtime's tasks and the C threads share. Apart from [`Driven`] so that the
@@ -100,6 +105,7 @@ impl Driven {
             .build()?;
         let driven = Arc::new(Driven {
             runtime,
+            outbox: Mutex::new(Vec::new()),
             inbox: Arc::new(Inbox {
                 state: Mutex::new(State {
                     waiting: VecDeque::new(),
@@ -157,11 +163,44 @@ impl Driven {
     /// thread does (else waiting for `f` alone).
     pub(crate) fn block_on<F: Future>(&self, f: F) -> F::Output {
         let inbox = &self.inbox;
-        inbox.driving.fetch_add(1, Ordering::Relaxed);
-        let out = self.runtime.block_on(f);
-        inbox.driving.fetch_sub(1, Ordering::Relaxed);
+        inbox.driving.fetch_add(1, Ordering::SeqCst);
+        let out = self.drive(f);
+        inbox.driving.fetch_sub(1, Ordering::SeqCst);
         inbox.progress.fetch_add(1, Ordering::Relaxed);
         out
+    }
+
+    /// Runs `f` on the runtime, handing over the answers waiting in the outbox first. The
+    /// caller counted itself in `driving` already.
+    fn drive<F: Future>(&self, f: F) -> F::Output {
+        self.runtime.block_on(async {
+            let answers = std::mem::take(&mut *self.outbox.lock());
+            for (to, answer) in answers {
+                // A request the hub cancelled meanwhile has no one waiting: nothing to do.
+                let _ = to.send(answer);
+            }
+            f.await
+        })
+    }
+
+    /// Gives the SDK's task waiting on `to` its answer: through the outbox when no thread
+    /// is in the runtime (the next to enter hands it over; this thread's own next call, at
+    /// the latest the keeper's next look), else at once, waking the thread that drives.
+    /// `Err` if the request is cancelled already.
+    pub(crate) fn answer(&self, to: oneshot::Sender<Reply>, answer: Reply) -> Result<(), Fail> {
+        let closed = || Fail::new(PmCode::Closed, "the hub cancelled this request");
+        let mut outbox = self.outbox.lock();
+        // A thread that enters the runtime counts itself before it empties the outbox,
+        // under this lock: an answer left here is always found.
+        if self.inbox.driving.load(Ordering::SeqCst) == 0 {
+            if to.is_closed() {
+                return Err(closed());
+            }
+            outbox.push((to, answer));
+            return Ok(());
+        }
+        drop(outbox);
+        to.send(answer).map_err(|_| closed())
     }
 
     /// The next request; `Err` with `PM_CODE_TIMEOUT`, `PM_CODE_DRAINED` or
@@ -226,6 +265,15 @@ impl Driven {
                 notified.await;
             }
         });
+    }
+}
+
+impl Drop for Driven {
+    fn drop(&mut self) {
+        // Answers no thread entered the runtime to hand over still reach whoever waits.
+        for (to, answer) in std::mem::take(&mut *self.outbox.lock()) {
+            let _ = to.send(answer);
+        }
     }
 }
 
@@ -345,11 +393,11 @@ fn keep(driven: Weak<Driven>) {
         }
         state.puller = Puller::Keeper;
         drop(state);
-        inbox.driving.fetch_add(1, Ordering::Relaxed);
-        driven.runtime.block_on(async {
+        inbox.driving.fetch_add(1, Ordering::SeqCst);
+        driven.drive(async {
             let _ = tokio::time::timeout(KEEPER_TURN, inbox.wanted.notified()).await;
         });
-        inbox.driving.fetch_sub(1, Ordering::Relaxed);
+        inbox.driving.fetch_sub(1, Ordering::SeqCst);
         let mut state = inbox.state.lock();
         state.puller = Puller::Nobody;
         if state.idle > 0 {

@@ -125,10 +125,7 @@ impl PmRequest {
         let Answer::Pending(sender) = std::mem::replace(&mut self.answer, Answer::Done) else {
             return Err(Fail::state("the request is answered already"));
         };
-        // Sent from inside the runtime, so that the SDK's task it wakes is queued there
-        // rather than woken from outside.
-        let sent = self.running.driven.block_on(async { sender.send(reply) });
-        sent.map_err(|_| cancelled())
+        self.running.driven.answer(sender, reply)
     }
 
     fn response(&mut self, status: u16, body: ResponseBody) -> Result<RawResponse, Fail> {
