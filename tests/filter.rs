@@ -280,7 +280,7 @@ async fn the_response_phase_gzips_for_clients_that_accept_it() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_50_mib_upload_streams_through_the_filter_with_bounded_hub_memory() {
+async fn a_100_mib_upload_streams_through_the_filter_with_bounded_hub_memory() {
     let upstream = Upstream::start().await;
     let hub = HubProc::start(
         Transport::Tcp,
@@ -292,7 +292,7 @@ async fn a_50_mib_upload_streams_through_the_filter_with_bounded_hub_memory() {
     let before = peak_rss_kib(hub.child.id());
 
     const MIB: usize = 1 << 20;
-    const TOTAL_MIB: usize = 50;
+    const TOTAL_MIB: usize = 100;
     let chunk: Vec<u8> = (0..MIB).map(|i| (i % 253) as u8).collect();
     let expected = {
         use sha2::Digest;
@@ -334,9 +334,12 @@ async fn a_50_mib_upload_streams_through_the_filter_with_bounded_hub_memory() {
     assert_eq!(summary["body_sha256"], expected.as_str());
     let seen = upstream.seen("/upload").pop().unwrap();
     assert_eq!(seen.headers["x-pullman-filtered"], "1");
+    // A body held whole would grow it by 100 MiB or more; one streamed grows it by the
+    // buffers in flight plus what glibc's per-thread arenas keep: 8 to 18 MiB seen with
+    // the tests side by side, whether 50 or 100 MiB go through (MALLOC_ARENA_MAX=1: less).
     let grown_kib = peak_rss_kib(hub.child.id()) - before;
     assert!(
-        grown_kib < 16 * 1024,
+        grown_kib < 32 * 1024,
         "hub peak RSS grew by {grown_kib} KiB during a {TOTAL_MIB} MiB upload"
     );
 }
