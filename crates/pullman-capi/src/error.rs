@@ -5,6 +5,8 @@ use std::cell::RefCell;
 use std::ffi::{c_char, c_int, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
+use pullman_worker::pull::PullError;
+
 /// What a call came to. Every function returns one; `PM_CODE_OK` is 0, and
 /// `pm_last_error_message` says more about any other.
 #[repr(C)]
@@ -68,6 +70,20 @@ impl Fail {
 
     pub(crate) fn state(message: impl Into<String>) -> Fail {
         Fail::new(PmCode::WrongState, message)
+    }
+}
+
+impl From<PullError> for Fail {
+    fn from(e: PullError) -> Fail {
+        let code = match &e {
+            PullError::Timeout => PmCode::Timeout,
+            PullError::Drained => PmCode::Drained,
+            PullError::Refused(_) => PmCode::Refused,
+            PullError::Closed(_) => PmCode::Closed,
+            PullError::WrongState(_) => PmCode::WrongState,
+            PullError::Invalid(_) => PmCode::InvalidArgument,
+        };
+        Fail::new(code, e.to_string())
     }
 }
 

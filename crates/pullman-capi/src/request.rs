@@ -4,22 +4,11 @@
 use std::ffi::c_char;
 
 use bytes::Bytes;
-use http::header::{HeaderName, HeaderValue};
-use http_body_util::BodyExt;
-use pullman_worker::{Pass, RawResponse, RequestBody, RequestInfo, ResponseBody};
-use tokio::sync::{mpsc, oneshot};
+use pullman_worker::pull::{Edit, Pulled};
+use pullman_worker::RequestInfo;
 
 use crate::error::{guard, Fail, PmCode};
 use crate::handle::REQUESTS;
-use crate::worker::{Incoming, PmMode, Running};
-
-use std::sync::Arc;
-use std::time::Instant;
-
-/// Chunks of a streamed response the C side may write ahead of the link: enough to keep
-/// the link busy while the writer makes the next one, few enough that a slow client holds
-/// back a writer instead of filling memory.
-const WRITE_AHEAD: usize = 4;
 
 /// A view of bytes the library owns: `ptr` to `len` bytes, not NUL-terminated. `ptr` is
 /// null only when `len` is 0.
@@ -57,124 +46,36 @@ pub enum PmEdit {
     Remove = 2,
 }
 
-/// What the C side answered, for the SDK.
-pub(crate) enum Reply {
-    /// A response (in a filter pool: instead of the upstream's).
-    Respond(RawResponse),
-    /// A filter's pass, with the request body if the C side did not read it.
-    Pass(Pass, Option<RequestBody>),
-}
-
 /// A request a C thread holds.
 pub struct PmRequest {
-    running: Arc<Running>,
-    info: RequestInfo,
-    /// `None` once the body ended (or failed).
-    body: Option<RequestBody>,
-    /// Whether any of the body was read: a pass then cannot hand it on.
-    body_touched: bool,
+    pulled: Pulled,
     /// The chunk `pm_request_read` returned last, kept alive for the caller.
     chunk: Bytes,
-    /// The response head being built, as the RESPONSE frame carries it.
-    response_headers: Vec<(Bytes, Bytes)>,
-    /// A filter's pass being built.
-    pass: Pass,
-    answer: Answer,
     /// Whether `pm_worker_run` owns it (and frees it when the handler returns).
     in_callback: bool,
-    /// When it was handed to C.
-    taken: Instant,
-}
-
-enum Answer {
-    /// Nothing sent yet.
-    Pending(oneshot::Sender<Reply>),
-    /// The head went with `pm_request_start`; the body goes through this.
-    Streaming(mpsc::Sender<Bytes>),
-    /// Answered.
-    Done,
 }
 
 impl std::fmt::Debug for PmRequest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PmRequest")
-            .field("target", &String::from_utf8_lossy(self.info.head.target()))
+            .field("pulled", &self.pulled)
             .field("in_callback", &self.in_callback)
             .finish_non_exhaustive()
     }
 }
 
 impl PmRequest {
-    pub(crate) fn new(running: Arc<Running>, incoming: Incoming, in_callback: bool) -> PmRequest {
-        running.driven.taken();
+    pub(crate) fn new(pulled: Pulled, in_callback: bool) -> PmRequest {
         PmRequest {
-            running,
-            info: incoming.info,
-            body: Some(incoming.body),
-            body_touched: false,
+            pulled,
             chunk: Bytes::new(),
-            response_headers: Vec::new(),
-            pass: Pass::new(),
-            answer: Answer::Pending(incoming.reply),
             in_callback,
-            taken: Instant::now(),
         }
     }
 
-    fn reply(&mut self, reply: Reply) -> Result<(), Fail> {
-        let Answer::Pending(sender) = std::mem::replace(&mut self.answer, Answer::Done) else {
-            return Err(Fail::state("the request is answered already"));
-        };
-        self.running.driven.answer(sender, reply)
+    fn info(&self) -> &RequestInfo {
+        self.pulled.info()
     }
-
-    fn response(&mut self, status: u16, body: ResponseBody) -> Result<RawResponse, Fail> {
-        if !matches!(self.answer, Answer::Pending(_)) {
-            return Err(Fail::state("the request is answered already"));
-        }
-        if !(100..=999).contains(&status) {
-            return Err(Fail::invalid(format!(
-                "status {status} is not in 100..=999"
-            )));
-        }
-        let headers = std::mem::take(&mut self.response_headers);
-        Ok(RawResponse::new(status, headers, body))
-    }
-}
-
-/// A response header field as the RESPONSE frame carries it: the name an HTTP token, in
-/// lowercase; the value free of control characters but tab.
-fn header_field(name: &[u8], value: &[u8]) -> Result<(Bytes, Bytes), Fail> {
-    let token = |b: &u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(b);
-    if name.is_empty() || !name.iter().all(token) {
-        return Err(Fail::invalid(format!(
-            "{:?} is not a header name",
-            String::from_utf8_lossy(name)
-        )));
-    }
-    if (value.iter()).any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f) {
-        return Err(Fail::invalid(format!(
-            "the value for {} is not a header value",
-            String::from_utf8_lossy(name)
-        )));
-    }
-    Ok((
-        Bytes::from(name.to_ascii_lowercase()),
-        Bytes::copy_from_slice(value),
-    ))
-}
-
-impl Drop for PmRequest {
-    fn drop(&mut self) {
-        // A pending reply sender dropped here answers 500 on the SDK's side; a streaming
-        // body's sender dropped ends the body.
-        self.answer = Answer::Done;
-        self.running.driven.freed(self.taken);
-    }
-}
-
-fn cancelled() -> Fail {
-    Fail::new(PmCode::Closed, "the hub cancelled this request")
 }
 
 /// Looks a request handle up.
@@ -236,19 +137,19 @@ unsafe fn view(
 /// `pm_request_free`.
 #[no_mangle]
 pub unsafe extern "C" fn pm_request_method(r: *mut PmRequest, out: *mut PmBytes) -> PmCode {
-    unsafe { view(r, out, |r| PmBytes::of(r.info.head.method())) }
+    unsafe { view(r, out, |r| PmBytes::of(r.info().head.method())) }
 }
 
 /// The request target as the client sent it: path and query (`/a/b?x=1`).
 #[no_mangle]
 pub unsafe extern "C" fn pm_request_target(r: *mut PmRequest, out: *mut PmBytes) -> PmCode {
-    unsafe { view(r, out, |r| PmBytes::of(r.info.head.target())) }
+    unsafe { view(r, out, |r| PmBytes::of(r.info().head.target())) }
 }
 
 /// The target up to its first `?`.
 #[no_mangle]
 pub unsafe extern "C" fn pm_request_path(r: *mut PmRequest, out: *mut PmBytes) -> PmCode {
-    unsafe { view(r, out, |r| PmBytes::of(r.info.head.path())) }
+    unsafe { view(r, out, |r| PmBytes::of(r.info().head.path())) }
 }
 
 /// The target after its first `?`; empty (`len` 0) if there is none.
@@ -256,7 +157,7 @@ pub unsafe extern "C" fn pm_request_path(r: *mut PmRequest, out: *mut PmBytes) -
 pub unsafe extern "C" fn pm_request_query(r: *mut PmRequest, out: *mut PmBytes) -> PmCode {
     unsafe {
         view(r, out, |r| {
-            PmBytes::of(r.info.head.query().unwrap_or_default())
+            PmBytes::of(r.info().head.query().unwrap_or_default())
         })
     }
 }
@@ -264,7 +165,7 @@ pub unsafe extern "C" fn pm_request_query(r: *mut PmRequest, out: *mut PmBytes) 
 /// The client's address as the hub saw it (`ip:port`); empty if unknown.
 #[no_mangle]
 pub unsafe extern "C" fn pm_request_peer(r: *mut PmRequest, out: *mut PmBytes) -> PmCode {
-    unsafe { view(r, out, |r| PmBytes::of(r.info.peer.as_bytes())) }
+    unsafe { view(r, out, |r| PmBytes::of(r.info().peer.as_bytes())) }
 }
 
 /// The request's id (its `x-request-id`, which the hub sets on every request).
@@ -273,7 +174,7 @@ pub unsafe extern "C" fn pm_request_id(r: *mut PmRequest, out: *mut PmBytes) -> 
     unsafe {
         view(r, out, |r| {
             PmBytes::of(
-                r.info
+                r.info()
                     .head
                     .header_value(b"x-request-id")
                     .unwrap_or_default(),
@@ -288,7 +189,7 @@ pub unsafe extern "C" fn pm_request_id(r: *mut PmRequest, out: *mut PmBytes) -> 
 pub unsafe extern "C" fn pm_request_deadline_ms(r: *mut PmRequest, out: *mut u32) -> PmCode {
     guard(|| {
         let r = unsafe { request(r)? };
-        unsafe { put(out, r.info.deadline_ms) }
+        unsafe { put(out, r.info().deadline_ms) }
     })
 }
 
@@ -297,7 +198,7 @@ pub unsafe extern "C" fn pm_request_deadline_ms(r: *mut PmRequest, out: *mut u32
 pub unsafe extern "C" fn pm_request_in_shared_memory(r: *mut PmRequest, out: *mut bool) -> PmCode {
     guard(|| {
         let r = unsafe { request(r)? };
-        unsafe { put(out, pullman_worker::is_shared_memory(r.info.head.raw())) }
+        unsafe { put(out, pullman_worker::is_shared_memory(r.info().head.raw())) }
     })
 }
 
@@ -306,7 +207,7 @@ pub unsafe extern "C" fn pm_request_in_shared_memory(r: *mut PmRequest, out: *mu
 pub unsafe extern "C" fn pm_request_header_count(r: *mut PmRequest, out: *mut usize) -> PmCode {
     guard(|| {
         let r = unsafe { request(r)? };
-        unsafe { put(out, r.info.head.header_count()) }
+        unsafe { put(out, r.info().head.header_count()) }
     })
 }
 
@@ -324,7 +225,7 @@ pub unsafe extern "C" fn pm_request_header_at(
         if name.is_null() || value.is_null() {
             return Err(Fail::null("name or value"));
         }
-        let (n, v) = r.info.head.header(index).ok_or_else(|| {
+        let (n, v) = r.info().head.header(index).ok_or_else(|| {
             Fail::new(
                 PmCode::NotFound,
                 format!("the request has no header {index}"),
@@ -349,7 +250,7 @@ pub unsafe extern "C" fn pm_request_header(
     guard(|| {
         let r = unsafe { request(r)? };
         let name = unsafe { bytes_arg(name.cast(), name_len, "name")? };
-        let value = r.info.head.header_value(name).ok_or_else(|| {
+        let value = r.info().head.header_value(name).ok_or_else(|| {
             Fail::new(
                 PmCode::NotFound,
                 format!(
@@ -374,28 +275,7 @@ pub unsafe extern "C" fn pm_request_read(r: *mut PmRequest, chunk: *mut PmBytes)
             return Err(Fail::null("chunk"));
         }
         r.chunk = Bytes::new();
-        while let Some(body) = r.body.as_mut() {
-            r.body_touched = true;
-            match r.running.driven.block_on(body.frame()) {
-                None => r.body = None,
-                Some(Err(e)) => {
-                    r.body = None;
-                    return Err(Fail::new(
-                        PmCode::Closed,
-                        format!("the request body failed: {e}"),
-                    ));
-                }
-                Some(Ok(frame)) => {
-                    // Trailers and empty chunks are skipped: an empty chunk means the end.
-                    if let Ok(data) = frame.into_data() {
-                        if !data.is_empty() {
-                            r.chunk = data;
-                            break;
-                        }
-                    }
-                }
-            }
-        }
+        r.chunk = r.pulled.read()?.unwrap_or_default();
         unsafe { put(chunk, PmBytes::of(&r.chunk)) }
     })
 }
@@ -416,12 +296,7 @@ pub unsafe extern "C" fn pm_request_add_header(
         let r = unsafe { request(r)? };
         let name = unsafe { bytes_arg(name.cast(), name_len, "name")? };
         let value = unsafe { bytes_arg(value.cast(), value_len, "value")? };
-        let field = header_field(name, value)?;
-        if !matches!(r.answer, Answer::Pending(_)) {
-            return Err(Fail::state("the response head is sent already"));
-        }
-        r.response_headers.push(field);
-        Ok(())
+        Ok(r.pulled.add_header(name, value)?)
     })
 }
 
@@ -438,8 +313,7 @@ pub unsafe extern "C" fn pm_request_respond(
     guard(|| {
         let r = unsafe { request(r)? };
         let body = unsafe { bytes_arg(body, len, "body")? };
-        let resp = r.response(status, ResponseBody::from(Bytes::copy_from_slice(body)))?;
-        r.reply(Reply::Respond(resp))
+        Ok(r.pulled.respond(status, Bytes::copy_from_slice(body))?)
     })
 }
 
@@ -449,11 +323,7 @@ pub unsafe extern "C" fn pm_request_respond(
 pub unsafe extern "C" fn pm_request_start(r: *mut PmRequest, status: u16) -> PmCode {
     guard(|| {
         let r = unsafe { request(r)? };
-        let (sender, body) = ResponseBody::channel(WRITE_AHEAD);
-        let resp = r.response(status, body)?;
-        r.reply(Reply::Respond(resp))?;
-        r.answer = Answer::Streaming(sender);
-        Ok(())
+        Ok(r.pulled.start(status)?)
     })
 }
 
@@ -469,18 +339,7 @@ pub unsafe extern "C" fn pm_request_write(
     guard(|| {
         let r = unsafe { request(r)? };
         let data = unsafe { bytes_arg(data, len, "data")? };
-        let Answer::Streaming(sender) = &r.answer else {
-            return Err(Fail::state(
-                "no response body is open; call pm_request_start first",
-            ));
-        };
-        if data.is_empty() {
-            return Ok(());
-        }
-        let chunk = Bytes::copy_from_slice(data);
-        // Waiting for room drives the runtime, which is what sends the earlier chunks.
-        let sent = r.running.driven.block_on(sender.send(chunk));
-        sent.map_err(|_| cancelled())
+        Ok(r.pulled.write(Bytes::copy_from_slice(data))?)
     })
 }
 
@@ -489,15 +348,7 @@ pub unsafe extern "C" fn pm_request_write(
 pub unsafe extern "C" fn pm_request_finish(r: *mut PmRequest) -> PmCode {
     guard(|| {
         let r = unsafe { request(r)? };
-        match std::mem::replace(&mut r.answer, Answer::Done) {
-            Answer::Streaming(_) => Ok(()),
-            other => {
-                r.answer = other;
-                Err(Fail::state(
-                    "no response body is open; call pm_request_start first",
-                ))
-            }
-        }
+        Ok(r.pulled.finish()?)
     })
 }
 
@@ -517,28 +368,14 @@ pub unsafe extern "C" fn pm_request_edit(
     guard(|| {
         let r = unsafe { request(r)? };
         let name = unsafe { bytes_arg(name.cast(), name_len, "name")? };
-        let name = HeaderName::from_bytes(name).map_err(|_| {
-            Fail::invalid(format!(
-                "{:?} is not a header name",
-                String::from_utf8_lossy(name)
-            ))
-        })?;
         let value = unsafe { bytes_arg(value.cast(), value_len, "value")? };
-        let value = || {
-            HeaderValue::from_bytes(value)
-                .map_err(|_| Fail::invalid(format!("the value for {name} is not a header value")))
+        let edit = match op {
+            0 => Edit::Set,
+            1 => Edit::Append,
+            2 => Edit::Remove,
+            _ => return Err(Fail::invalid(format!("edit {op} is not a PM_EDIT_* value"))),
         };
-        let pass = std::mem::take(&mut r.pass);
-        r.pass = match op {
-            0 => pass.set(name.clone(), value()?),
-            1 => pass.append(name.clone(), value()?),
-            2 => pass.remove(name),
-            _ => {
-                r.pass = pass;
-                return Err(Fail::invalid(format!("edit {op} is not a PM_EDIT_* value")));
-            }
-        };
-        Ok(())
+        Ok(r.pulled.edit(edit, name, value)?)
     })
 }
 
@@ -553,15 +390,7 @@ pub unsafe extern "C" fn pm_request_set_target(
     guard(|| {
         let r = unsafe { request(r)? };
         let target = unsafe { bytes_arg(target.cast(), len, "target")? };
-        let target = std::str::from_utf8(target)
-            .ok()
-            .filter(|t| t.starts_with('/') && http::uri::PathAndQuery::try_from(*t).is_ok())
-            .ok_or_else(|| {
-                Fail::invalid("the target must be a path (and query) starting with /")
-            })?;
-        let pass = std::mem::take(&mut r.pass);
-        r.pass = pass.target(target);
-        Ok(())
+        Ok(r.pulled.set_target(target)?)
     })
 }
 
@@ -573,14 +402,7 @@ pub unsafe extern "C" fn pm_request_set_target(
 pub unsafe extern "C" fn pm_request_pass(r: *mut PmRequest) -> PmCode {
     guard(|| {
         let r = unsafe { request(r)? };
-        if r.running.mode != PmMode::Filter {
-            return Err(Fail::state(
-                "a pass verdict is for filter pools; this worker serves a respond pool",
-            ));
-        }
-        let body = if r.body_touched { None } else { r.body.take() };
-        let pass = std::mem::take(&mut r.pass);
-        r.reply(Reply::Pass(pass, body))
+        Ok(r.pulled.pass()?)
     })
 }
 

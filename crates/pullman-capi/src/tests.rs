@@ -7,6 +7,7 @@ use std::ptr::{null, null_mut};
 
 use bytes::Bytes;
 use pullman_proto::{HeadBuilder, Version};
+use pullman_worker::pull::{self, Reply};
 use pullman_worker::{RequestBody, RequestInfo};
 
 use crate::error::{pm_code_name, pm_last_error_message, PmCode};
@@ -277,15 +278,18 @@ fn head(headers: &[(&str, &str)]) -> RequestInfo {
     }
 }
 
+/// A request handle as `pm_worker_next` makes it, on a worker with no link, and the
+/// receiver of its answer.
 fn request(
     mode: PmMode,
     info: RequestInfo,
     body: RequestBody,
-) -> (
-    *mut PmRequest,
-    tokio::sync::oneshot::Receiver<crate::request::Reply>,
-) {
-    unlinked_request(mode, info, body)
+) -> (*mut PmRequest, tokio::sync::oneshot::Receiver<Reply>) {
+    let (pulled, answer) = pull::unlinked(mode.into(), info, body).unwrap();
+    (
+        crate::handle::REQUESTS.insert(PmRequest::new(pulled, false)),
+        answer,
+    )
 }
 
 fn text(b: PmBytes) -> String {
@@ -430,7 +434,7 @@ fn a_live_request_shows_its_head_and_refuses_null_and_bad_arguments() {
         expect(code, PmCode::WrongState, "header after the answer");
         expect(pm_request_free(r), PmCode::Ok, "free");
 
-        let Ok(crate::request::Reply::Respond(resp)) = answer.blocking_recv() else {
+        let Ok(Reply::Respond(resp)) = answer.blocking_recv() else {
             panic!("no response reached the SDK");
         };
         assert_eq!(resp.status, 201);
@@ -479,7 +483,7 @@ fn a_filter_request_passes_with_its_edits_and_target() {
         expect(pm_request_pass(r), PmCode::Ok, "pass");
         expect(pm_request_pass(r), PmCode::WrongState, "pass again");
         expect(pm_request_free(r), PmCode::Ok, "free");
-        let Ok(crate::request::Reply::Pass(pass, body)) = answer.blocking_recv() else {
+        let Ok(Reply::Pass(pass, body)) = answer.blocking_recv() else {
             panic!("no pass reached the SDK");
         };
         let shown = format!("{pass:?}");

@@ -1,21 +1,17 @@
-//! `pm_worker`: a worker's settings, then its run on a runtime its C threads drive
-//! (`driven.rs`), handing each request the SDK receives to whichever C thread asks next.
+//! `pm_worker`: a worker's settings, then the SDK's pulling worker
+//! ([`pullman_worker::pull`]), whose requests C threads take one by one.
 
 use std::ffi::{c_char, c_void, CStr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use pullman_worker::{
-    CpuGate, Filter, HubAddr, MemoryGate, RawResponse, RequestBody, RequestInfo, ResponseBody,
-    Verdict, ViewHandler, Worker, WorkerBuilder,
-};
-use tokio::sync::{oneshot, watch};
+use pullman_worker::pull::{Mode, PullWorker};
+use pullman_worker::{CpuGate, HubAddr, MemoryGate, Worker, WorkerBuilder};
 
-use crate::driven::{Driven, Inbox};
 use crate::error::{guard, Fail, PmCode};
 use crate::handle::{REQUESTS, WORKERS};
-use crate::request::{PmRequest, Reply};
+use crate::request::PmRequest;
 
 /// A worker: settings until `pm_worker_connect`, then a running link to the hub.
 pub struct PmWorker {
@@ -78,158 +74,19 @@ impl UserData {
     }
 }
 
-/// A connected worker: its runtime, which its C threads drive, and its settings.
+/// A connected worker: the SDK's pulling worker, whose requests C threads take.
 pub(crate) struct Running {
-    pub(crate) driven: Arc<Driven>,
-    drain: watch::Sender<bool>,
-    pub(crate) mode: PmMode,
+    pub(crate) pull: PullWorker,
     concurrency: u32,
 }
 
-/// A request on its way from the SDK to a C thread.
-pub(crate) struct Incoming {
-    pub(crate) info: RequestInfo,
-    pub(crate) body: RequestBody,
-    pub(crate) reply: oneshot::Sender<Reply>,
-}
-
-/// Hands a request to the C side and waits for its answer; a request the C side dropped
-/// without answering gets this status.
-fn hand_over(
-    inbox: &Inbox,
-    info: Option<RequestInfo>,
-    body: RequestBody,
-) -> Option<oneshot::Receiver<Reply>> {
-    // The SDK puts a RequestInfo in every request it makes; without one there is nothing
-    // the accessors could show.
-    let info = info?;
-    let (reply, answer) = oneshot::channel();
-    inbox.push(Incoming { info, body, reply });
-    Some(answer)
-}
-
-fn unanswered() -> RawResponse {
-    let body = ResponseBody::from("the C worker released the request without answering it\n");
-    RawResponse::new(500, Vec::new(), body)
-}
-
-/// A response for the filter's verdict. Its fields were checked as they were added, the
-/// same way `http` checks them.
-fn to_http(resp: RawResponse) -> http::Response<ResponseBody> {
-    let mut out = http::Response::new(resp.body);
-    *out.status_mut() =
-        http::StatusCode::from_u16(resp.status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
-    for (name, value) in resp.headers {
-        let name = http::HeaderName::from_bytes(&name);
-        let value = http::HeaderValue::from_maybe_shared(value);
-        if let (Ok(name), Ok(value)) = (name, value) {
-            out.headers_mut().append(name, value);
-        }
-    }
-    out
-}
-
-/// The handler a respond-mode worker runs: every request goes to a C thread, which reads
-/// its head in place.
-struct CHandler {
-    inbox: Arc<Inbox>,
-}
-
-impl ViewHandler for CHandler {
-    async fn call(&self, info: RequestInfo, body: RequestBody) -> RawResponse {
-        let (reply, answer) = oneshot::channel();
-        self.inbox.push(Incoming { info, body, reply });
-        match answer.await {
-            Ok(Reply::Respond(resp)) => resp,
-            Ok(Reply::Pass(..)) | Err(_) => unanswered(),
-        }
-    }
-}
-
-/// The filter a filter-mode worker runs: every request goes to a C thread.
-struct CFilter {
-    inbox: Arc<Inbox>,
-}
-
-impl Filter for CFilter {
-    async fn request(&self, req: &mut http::Request<RequestBody>) -> Verdict {
-        let info = req.extensions().get::<RequestInfo>().cloned();
-        let body = std::mem::replace(req.body_mut(), RequestBody::empty());
-        let Some(answer) = hand_over(&self.inbox, info, body) else {
-            return Verdict::respond(to_http(unanswered()));
-        };
-        match answer.await {
-            Ok(Reply::Respond(resp)) => Verdict::respond(to_http(resp)),
-            Ok(Reply::Pass(pass, body)) => {
-                // A streamed body the C side left unread flows on to the upstream.
-                if let Some(body) = body {
-                    *req.body_mut() = body;
-                }
-                Verdict::Pass(pass)
-            }
-            Err(_) => Verdict::respond(to_http(unanswered())),
-        }
-    }
-}
-
-impl Running {
-    fn start(worker: Worker, mode: PmMode, concurrency: u32) -> Result<Running, Fail> {
-        let driven = Driven::start()
-            .map_err(|e| Fail::new(PmCode::InvalidArgument, format!("cannot start: {e}")))?;
-        let inbox = driven.inbox();
-        let (drain, mut drained) = watch::channel(false);
-        let shutdown = async move {
-            let _ = drained.wait_for(|d| *d).await;
-        };
-        let ended = inbox.clone();
+impl From<PmMode> for Mode {
+    fn from(mode: PmMode) -> Mode {
         match mode {
-            PmMode::Respond => {
-                let handler = CHandler {
-                    inbox: inbox.clone(),
-                };
-                driven.spawn(async move {
-                    let result = worker.run_views(handler, shutdown).await;
-                    ended.end(result.map_err(|e| e.to_string()));
-                });
-            }
-            PmMode::Filter => {
-                let filter = CFilter { inbox };
-                driven.spawn(async move {
-                    let result = worker.run_filter(filter, shutdown).await;
-                    ended.end(result.map_err(|e| e.to_string()));
-                });
-            }
+            PmMode::Respond => Mode::Respond,
+            PmMode::Filter => Mode::Filter,
         }
-        Ok(Running {
-            driven,
-            drain,
-            mode,
-            concurrency,
-        })
     }
-}
-
-/// A request handle as `pm_worker_next` makes it, on a worker with no link, and the
-/// receiver of its answer: for tests of the request functions.
-#[cfg(test)]
-pub(crate) fn unlinked_request(
-    mode: PmMode,
-    info: RequestInfo,
-    body: RequestBody,
-) -> (*mut PmRequest, oneshot::Receiver<Reply>) {
-    let (drain, _) = watch::channel(false);
-    let running = Arc::new(Running {
-        driven: Driven::start().unwrap(),
-        drain,
-        mode,
-        concurrency: 1,
-    });
-    let (reply, answer) = oneshot::channel();
-    let incoming = Incoming { info, body, reply };
-    (
-        REQUESTS.insert(PmRequest::new(running, incoming, false)),
-        answer,
-    )
 }
 
 impl PmWorker {
@@ -262,9 +119,8 @@ impl PmWorker {
     }
 
     fn next(&self, timeout: Option<Duration>, in_callback: bool) -> Result<*mut PmRequest, Fail> {
-        let running = self.running()?;
-        let incoming = running.driven.next(timeout)?;
-        Ok(REQUESTS.insert(PmRequest::new(running, incoming, in_callback)))
+        let pulled = self.running()?.pull.next(timeout)?;
+        Ok(REQUESTS.insert(PmRequest::new(pulled, in_callback)))
     }
 }
 
@@ -466,7 +322,9 @@ pub unsafe extern "C" fn pm_worker_connect(w: *mut PmWorker, mode: u32) -> PmCod
         let worker = std::mem::take(&mut **builder)
             .try_build()
             .map_err(|e| Fail::invalid(e.to_string()))?;
-        *state = State::Running(Arc::new(Running::start(worker, mode, concurrency)?));
+        let pull = PullWorker::start(worker, mode.into())
+            .map_err(|e| Fail::invalid(format!("cannot start: {e}")))?;
+        *state = State::Running(Arc::new(Running { pull, concurrency }));
         Ok(())
     })
 }
@@ -552,11 +410,7 @@ pub unsafe extern "C" fn pm_worker_run(
 pub unsafe extern "C" fn pm_worker_drain(w: *mut PmWorker) -> PmCode {
     guard(|| {
         let w = unsafe { worker(w)? };
-        let running = w.running()?;
-        // One turn of the link first: requests the hub sent before the drain, still in the
-        // socket while every C thread was busy, are taken rather than turned back.
-        running.driven.block_on(tokio::task::yield_now());
-        running.drain.send_replace(true);
+        w.running()?.pull.drain();
         Ok(())
     })
 }
@@ -568,8 +422,7 @@ pub unsafe extern "C" fn pm_worker_free(w: *mut PmWorker) -> PmCode {
     guard(|| {
         let w = WORKERS.remove(w)?;
         if let State::Running(running) = &*w.state.lock() {
-            running.drain.send_replace(true);
-            running.driven.wait_ended();
+            running.pull.close();
         }
         Ok(())
     })

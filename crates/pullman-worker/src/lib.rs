@@ -33,6 +33,8 @@
 //! - [`filter`]: the [`Filter`] trait for filter pools, and its [`Verdict`]s.
 //! - [`gate`]: [`Gate`]s, which hold credits back while the host is busy: [`CpuGate`],
 //!   [`MemoryGate`], or a function of your own.
+//! - [`pull`]: [`PullWorker`](pull::PullWorker), whose requests threads the SDK does not
+//!   own take one by one (the C API and the Python package stand on it).
 //! - [`redirect`]: redirect mode, [`Redirect`]: large responses parked on the worker's own
 //!   HTTP server and answered with `303 See Other` to them.
 //! - [`body`]: [`ResponseBody`]; request bodies are [`RequestBody`].
@@ -47,6 +49,7 @@ pub mod error;
 pub mod filter;
 pub mod gate;
 pub mod handler;
+pub mod pull;
 pub mod redirect;
 pub mod worker;
 

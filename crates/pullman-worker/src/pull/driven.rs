@@ -1,23 +1,23 @@
-//! The worker's runtime, driven by the C threads themselves.
+//! The worker's runtime, driven by the callers' threads themselves.
 //!
 //! The SDK's link runs on a single-threaded tokio runtime that has no thread of its own:
-//! a C thread waiting in the library (in `pm_worker_next` for a request, in
-//! `pm_request_read` for a body chunk, ...) runs the link's I/O and the SDK's tasks while it
-//! waits. So a request read from the socket, handed to C, answered and written back
-//! costs no thread switch when one thread does it all, which is what makes a C worker as
-//! fast as a Rust one on short requests.
+//! a thread waiting in it (in [`PullWorker::next`](super::PullWorker::next) for a request,
+//! in [`Pulled::read`](super::Pulled::read) for a body chunk, ...) runs the link's I/O and
+//! the SDK's tasks while it waits. So a request read from the socket, handed to the
+//! caller, answered and written back costs no thread switch when one thread does it all,
+//! which is what makes a C worker as fast as a Rust one on short requests.
 //!
 //! Two things keep that from stalling:
 //! - **Hand-off**: one thread at a time waits for requests by driving the runtime (the
-//!   *puller*); the others wait on a condition variable. While requests take long in C
+//!   *puller*); the others wait on a condition variable. While requests take long
 //!   (the recent average above [`SLOW`]), the puller wakes an idle thread as it leaves
 //!   with a request, so the next request finds a thread at once.
-//! - **The keeper**: a thread of the library that looks every [`TICK`] whether anyone has
-//!   driven the runtime since its last look. If not (every C thread busy in C code, or
-//!   none calling), it wakes an idle C thread to take over, or drives the runtime itself
-//!   until a C thread asks for it, so that PINGs are answered, answers are flushed and
-//!   cancellations are seen however long the C code runs. While the worker is idle (a C
-//!   thread waits on the link, no request is out) it looks less and less often, up to
+//! - **The keeper**: a thread of the SDK that looks every [`TICK`] whether anyone has
+//!   driven the runtime since its last look. If not (every calling thread busy in its own
+//!   code, or none calling), it wakes an idle one to take over, or drives the runtime
+//!   itself until a caller asks for it, so that PINGs are answered, answers are flushed and
+//!   cancellations are seen however long the caller's code runs. While the worker is idle
+//!   (a thread waits on the link, no request is out) it looks less and less often, up to
 //!   [`IDLE_TICK`]; the next request handed out wakes it.
 
 use std::collections::VecDeque;
@@ -30,18 +30,16 @@ use parking_lot::{Condvar, Mutex, MutexGuard};
 use tokio::runtime::Runtime;
 use tokio::sync::{oneshot, Notify};
 
-use crate::error::{Fail, PmCode};
-use crate::request::Reply;
-use crate::worker::Incoming;
+use super::{Incoming, PullError, Reply};
 
 /// How often the keeper looks whether the runtime is being driven while requests are out.
 const TICK: Duration = Duration::from_millis(1);
 /// How seldom it looks at most while the worker is idle.
 const IDLE_TICK: Duration = Duration::from_millis(64);
-/// How long the keeper drives at a time when no C thread does (it stops at once when a
-/// C thread wants to).
+/// How long the keeper drives at a time when no calling thread does (it stops at once when a
+/// calling thread wants to).
 const KEEPER_TURN: Duration = Duration::from_millis(50);
-/// Average time in C per request above which the puller wakes an idle thread as it
+/// Average time a request spends with its caller above which the puller wakes an idle thread as it
 /// leaves with a request: below it, the same thread is back before a wake-up would pay.
 const SLOW: Duration = Duration::from_micros(50);
 
@@ -49,30 +47,30 @@ const SLOW: Duration = Duration::from_micros(50);
 pub(crate) struct Driven {
     runtime: Runtime,
     inbox: Arc<Inbox>,
-    /// Answers given by C threads, for the SDK's tasks waiting on them: handed over by the
+    /// Answers given by calling threads, for the SDK's tasks waiting on them: handed over by the
     /// next thread to enter the runtime, from inside it, so that the tasks they wake are
     /// queued there (no wake-up from outside, no extra entry into the runtime per answer).
     outbox: Mutex<Vec<(oneshot::Sender<Reply>, Reply)>>,
 }
 
-/// What the runtime's tasks and the C threads share. Apart from [`Driven`] so that the
+/// What the runtime's tasks and the calling threads share. Apart from [`Driven`] so that the
 /// tasks on the runtime do not keep their own runtime alive.
 pub(crate) struct Inbox {
     state: Mutex<State>,
-    /// Idle C threads in `next` wait here.
+    /// Idle calling threads in `next` wait here.
     changed: Condvar,
     /// Wakes the puller when a request arrives or the run ends.
     arrived: Notify,
-    /// Ends the keeper's turn when a C thread wants to drive.
+    /// Ends the keeper's turn when a calling thread wants to drive.
     wanted: Notify,
     /// Threads inside the runtime now.
     driving: AtomicUsize,
-    /// Counts C threads' visits to the runtime and requests taken: the keeper's sign that
-    /// the C side is alive.
+    /// Counts calling threads' visits to the runtime and requests taken: the keeper's sign that
+    /// the callers is alive.
     progress: AtomicU64,
-    /// Moving average of the time a request spends in C, in nanoseconds.
+    /// Moving average of the time a request spends with its caller, in nanoseconds.
     service_ns: AtomicU64,
-    /// Requests handed to C and not yet freed.
+    /// Requests handed out and not yet freed.
     in_flight: AtomicUsize,
     /// Whether the keeper sleeps a long (idle) tick; it waits on `alarm` then.
     dozing: AtomicBool,
@@ -85,7 +83,7 @@ struct State {
     /// Set when the SDK's run ended: `Ok` when it drained, the reason when refused.
     ended: Option<Result<(), String>>,
     puller: Puller,
-    /// C threads waiting on `changed`.
+    /// calling threads waiting on `changed`.
     idle: usize,
 }
 
@@ -93,7 +91,7 @@ struct State {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Puller {
     Nobody,
-    CThread,
+    Caller,
     Keeper,
 }
 
@@ -137,7 +135,7 @@ impl Driven {
         self.inbox.clone()
     }
 
-    /// A request was handed to C. The first after a quiet spell wakes the keeper, which
+    /// A request was handed out. The first after a quiet spell wakes the keeper, which
     /// watches closely again while requests are out.
     pub(crate) fn taken(&self) {
         let inbox = &self.inbox;
@@ -148,7 +146,7 @@ impl Driven {
         }
     }
 
-    /// A request handed to C at `since` was freed.
+    /// A request handed out at `since` was freed.
     pub(crate) fn freed(&self, since: Instant) {
         self.inbox.in_flight.fetch_sub(1, Ordering::Relaxed);
         self.inbox.freed(since);
@@ -159,7 +157,7 @@ impl Driven {
         self.runtime.spawn(task);
     }
 
-    /// Runs `f` to completion on this C thread, driving the runtime meanwhile if no other
+    /// Runs `f` to completion on this calling thread, driving the runtime meanwhile if no other
     /// thread does (else waiting for `f` alone).
     pub(crate) fn block_on<F: Future>(&self, f: F) -> F::Output {
         let inbox = &self.inbox;
@@ -187,8 +185,12 @@ impl Driven {
     /// is in the runtime (the next to enter hands it over; this thread's own next call, at
     /// the latest the keeper's next look), else at once, waking the thread that drives.
     /// `Err` if the request is cancelled already.
-    pub(crate) fn answer(&self, to: oneshot::Sender<Reply>, answer: Reply) -> Result<(), Fail> {
-        let closed = || Fail::new(PmCode::Closed, "the hub cancelled this request");
+    pub(crate) fn answer(
+        &self,
+        to: oneshot::Sender<Reply>,
+        answer: Reply,
+    ) -> Result<(), PullError> {
+        let closed = || PullError::Closed("the hub cancelled this request".into());
         let mut outbox = self.outbox.lock();
         // A thread that enters the runtime counts itself before it empties the outbox,
         // under this lock: an answer left here is always found.
@@ -203,9 +205,9 @@ impl Driven {
         to.send(answer).map_err(|_| closed())
     }
 
-    /// The next request; `Err` with `PM_CODE_TIMEOUT`, `PM_CODE_DRAINED` or
-    /// `PM_CODE_REFUSED` when there is none.
-    pub(crate) fn next(&self, timeout: Option<Duration>) -> Result<Incoming, Fail> {
+    /// The next request; [`PullError::Timeout`], [`PullError::Drained`] or
+    /// [`PullError::Refused`] when there is none.
+    pub(crate) fn next(&self, timeout: Option<Duration>) -> Result<Incoming, PullError> {
         let inbox = &self.inbox;
         let deadline = timeout.map(|t| Instant::now() + t);
         let mut state = inbox.state.lock();
@@ -219,16 +221,16 @@ impl Driven {
                 return Ok(incoming);
             }
             match &state.ended {
-                Some(Ok(())) => return Err(Fail::new(PmCode::Drained, "the worker has drained")),
-                Some(Err(why)) => return Err(Fail::new(PmCode::Refused, why.clone())),
+                Some(Ok(())) => return Err(PullError::Drained),
+                Some(Err(why)) => return Err(PullError::Refused(why.clone())),
                 None => {}
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {
-                return Err(Fail::new(PmCode::Timeout, "no request within the timeout"));
+                return Err(PullError::Timeout);
             }
             match state.puller {
                 Puller::Nobody => {
-                    state.puller = Puller::CThread;
+                    state.puller = Puller::Caller;
                     MutexGuard::unlocked(&mut state, || {
                         self.block_on(inbox.news(deadline));
                     });
@@ -240,7 +242,7 @@ impl Driven {
                     continue;
                 }
                 Puller::Keeper => inbox.wanted.notify_one(),
-                Puller::CThread => {}
+                Puller::Caller => {}
             }
             state.idle += 1;
             match deadline {
@@ -278,15 +280,15 @@ impl Drop for Driven {
 }
 
 impl Inbox {
-    /// Queues a request for a C thread.
+    /// Queues a request for a calling thread.
     pub(crate) fn push(&self, incoming: Incoming) {
         let mut state = self.state.lock();
         state.waiting.push_back(incoming);
-        let wake_idle = state.puller != Puller::CThread && state.idle > 0;
+        let wake_idle = state.puller != Puller::Caller && state.idle > 0;
         drop(state);
         self.arrived.notify_waiters();
         if wake_idle {
-            // No C thread is pulling (the keeper drives, or a thread reading a body):
+            // No calling thread is pulling (the keeper drives, or a thread reading a body):
             // an idle one takes the request.
             self.changed.notify_one();
         }
@@ -300,7 +302,7 @@ impl Inbox {
         self.changed.notify_all();
     }
 
-    /// A request handed to C at `since` was freed.
+    /// A request handed out at `since` was freed.
     fn freed(&self, since: Instant) {
         let took = u64::try_from(since.elapsed().as_nanos()).unwrap_or(u64::MAX);
         // An average over roughly the last 8 requests; racing updates lose a sample.
@@ -320,7 +322,7 @@ impl Inbox {
         self.dozing.store(false, Ordering::SeqCst);
     }
 
-    /// Whether requests have recently spent long in C.
+    /// Whether requests have recently spent long with their callers.
     fn slow(&self) -> bool {
         Duration::from_nanos(self.service_ns.load(Ordering::Relaxed)) > SLOW
     }
@@ -348,7 +350,7 @@ impl Inbox {
     }
 }
 
-/// The keeper's loop: every tick, if no C thread drove the runtime or took a request
+/// The keeper's loop: every tick, if no calling thread drove the runtime or took a request
 /// since the last, get the runtime driven. Ends with the worker's run, or when the worker
 /// is gone.
 fn keep(driven: Weak<Driven>) {
@@ -368,7 +370,7 @@ fn keep(driven: Weak<Driven>) {
         let quiet = progress == seen;
         let stalled = quiet && !driving;
         seen = progress;
-        // Idle: a C thread waits on the link, no request is out and none was taken since
+        // Idle: a calling thread waits on the link, no request is out and none was taken since
         // the last look; nothing to watch. (Between two requests of a busy worker none is
         // out either, but requests were taken.)
         let idle = quiet && driving && inbox.in_flight.load(Ordering::SeqCst) == 0;
