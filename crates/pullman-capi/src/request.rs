@@ -407,7 +407,8 @@ pub unsafe extern "C" fn pm_request_pass(r: *mut PmRequest) -> PmCode {
 }
 
 /// Frees a request from `pm_worker_next`. One not answered is answered 500; a streamed
-/// response not finished is ended. Every view into it dies with it. Not for a request
+/// response not finished (`pm_request_finish`) is aborted: the client's response is cut
+/// short, never passed off as whole. Every view into it dies with it. Not for a request
 /// `pm_worker_run` handed to a handler: the library frees those.
 #[no_mangle]
 pub unsafe extern "C" fn pm_request_free(r: *mut PmRequest) -> PmCode {

@@ -1,15 +1,20 @@
 //! [`Pulled`]: one request a calling thread holds: its head read in place, its body read in
 //! chunks, and its answer (a response, or a filter's pass verdict) sent back to the SDK.
 
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue};
+use http_body::{Body, Frame};
 use http_body_util::BodyExt;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{Incoming, Mode, PullError, Reply, Shared};
+use crate::body::BoxError;
 use crate::{Pass, RawResponse, RequestBody, RequestInfo, ResponseBody};
 
 /// Chunks of a streamed response the caller may write ahead of the link: enough to keep the
@@ -29,7 +34,8 @@ pub enum Edit {
 }
 
 /// A request a calling thread holds, from [`PullWorker::next`](super::PullWorker::next).
-/// Dropped unanswered, it is answered 500; a streamed response not finished is ended.
+/// Dropped unanswered, it is answered 500; dropped before a streamed response was
+/// finished, that response is aborted (the client's is cut short, never passed off as whole).
 pub struct Pulled {
     shared: Arc<Shared>,
     info: RequestInfo,
@@ -49,8 +55,12 @@ pub struct Pulled {
 enum Answer {
     /// Nothing sent yet.
     Pending(oneshot::Sender<Reply>),
-    /// The head went with [`Pulled::start`]; the body goes through this.
-    Streaming(mpsc::Sender<Bytes>),
+    /// The head went with [`Pulled::start`]; the body goes through this, and ends well
+    /// only once `finished` is set.
+    Streaming {
+        chunks: mpsc::Sender<Bytes>,
+        finished: Arc<AtomicBool>,
+    },
     /// Answered.
     Done,
 }
@@ -134,10 +144,15 @@ impl Pulled {
     /// Sends the response head (`status` and the headers added) and opens its body, which
     /// [`write`](Self::write) fills and [`finish`](Self::finish) ends.
     pub fn start(&mut self, status: u16) -> Result<(), PullError> {
-        let (sender, body) = ResponseBody::channel(WRITE_AHEAD);
-        let resp = self.response(status, body)?;
+        let (chunks, receiver) = mpsc::channel(WRITE_AHEAD);
+        let finished = Arc::new(AtomicBool::new(false));
+        let body = Streamed {
+            chunks: receiver,
+            finished: finished.clone(),
+        };
+        let resp = self.response(status, ResponseBody::from_body(body))?;
         self.reply(Reply::Respond(resp))?;
-        self.answer = Answer::Streaming(sender);
+        self.answer = Answer::Streaming { chunks, finished };
         Ok(())
     }
 
@@ -145,7 +160,7 @@ impl Pulled {
     /// the client is slower than the writer. [`PullError::Closed`] if the request was
     /// cancelled: stop writing then.
     pub fn write(&mut self, chunk: Bytes) -> Result<(), PullError> {
-        let Answer::Streaming(sender) = &self.answer else {
+        let Answer::Streaming { chunks, .. } = &self.answer else {
             return Err(PullError::WrongState(
                 "no response body is open; call start first".into(),
             ));
@@ -154,14 +169,17 @@ impl Pulled {
             return Ok(());
         }
         // Waiting for room drives the runtime, which is what sends the earlier chunks.
-        let sent = self.shared.driven.block_on(sender.send(chunk));
+        let sent = self.shared.driven.block_on(chunks.send(chunk));
         sent.map_err(|_| cancelled())
     }
 
     /// Ends the response body opened by [`start`](Self::start).
     pub fn finish(&mut self) -> Result<(), PullError> {
         match std::mem::replace(&mut self.answer, Answer::Done) {
-            Answer::Streaming(_) => Ok(()),
+            Answer::Streaming { finished, .. } => {
+                finished.store(true, Ordering::Release);
+                Ok(())
+            }
             other => {
                 self.answer = other;
                 Err(PullError::WrongState(
@@ -256,9 +274,36 @@ impl Pulled {
 impl Drop for Pulled {
     fn drop(&mut self) {
         // A pending reply sender dropped here answers 500 on the SDK's side; a streaming
-        // body's sender dropped ends the body.
+        // body's sender dropped unfinished aborts the body.
         self.answer = Answer::Done;
         self.shared.driven.freed(self.taken);
+    }
+}
+
+/// The body of a streamed answer: the chunks written, then an end that is clean only if
+/// [`Pulled::finish`] was called; a request dropped mid-body fails it, which aborts the
+/// response on the hub.
+struct Streamed {
+    chunks: mpsc::Receiver<Bytes>,
+    finished: Arc<AtomicBool>,
+}
+
+impl Body for Streamed {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.chunks.poll_recv(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Some(chunk)) => Poll::Ready(Some(Ok(Frame::data(chunk)))),
+            Poll::Ready(None) if self.finished.load(Ordering::Acquire) => Poll::Ready(None),
+            Poll::Ready(None) => Poll::Ready(Some(Err(
+                "the worker released the request before finishing its response".into(),
+            ))),
+        }
     }
 }
 
@@ -333,6 +378,24 @@ mod tests {
         ));
         drop(req);
         assert_eq!(reader.join().unwrap(), "one two three");
+    }
+
+    #[test]
+    fn a_streamed_answer_dropped_unfinished_is_aborted_not_ended() {
+        let (mut req, answer) = unlinked(Mode::Respond, info(), RequestBody::empty()).unwrap();
+        req.start(200).unwrap();
+        let Ok(Reply::Respond(resp)) = answer.blocking_recv() else {
+            panic!("the head did not reach the SDK");
+        };
+        let reader = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
+            rt.block_on(resp.body.collect()).map(|b| b.to_bytes())
+        });
+        req.write(Bytes::from("half")).unwrap();
+        drop(req);
+        assert!(reader.join().unwrap().is_err(), "the body must fail");
     }
 
     #[test]
