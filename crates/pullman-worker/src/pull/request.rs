@@ -48,8 +48,8 @@ pub struct Pulled {
     /// A filter's pass being built.
     pass: Pass,
     answer: Answer,
-    /// When it was handed out.
-    taken: Instant,
+    /// When it was handed out, if it is one of the requests timed.
+    taken: Option<Instant>,
 }
 
 enum Answer {
@@ -75,7 +75,7 @@ impl std::fmt::Debug for Pulled {
 
 impl Pulled {
     pub(super) fn new(shared: Arc<Shared>, incoming: Incoming) -> Pulled {
-        shared.driven.taken();
+        let taken = shared.driven.taken();
         Pulled {
             shared,
             info: incoming.info,
@@ -84,7 +84,7 @@ impl Pulled {
             response_headers: Vec::new(),
             pass: Pass::new(),
             answer: Answer::Pending(incoming.reply),
-            taken: Instant::now(),
+            taken,
         }
     }
 
