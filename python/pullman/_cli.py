@@ -1,0 +1,73 @@
+"""What the runners' command lines share: the worker's flags, logging, the app, the worker."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from typing import Any, Callable, Optional
+
+from . import _app
+from ._interface import Worker
+
+
+def parser(prog: str, description: str) -> argparse.ArgumentParser:
+    """A parser with the flags every runner has. Hub, pool and token default to
+    ``PULLMAN_HUB``, ``PULLMAN_POOL`` and ``PULLMAN_TOKEN`` (a token in the environment stays out
+    of ``ps``)."""
+    p = argparse.ArgumentParser(prog=prog, description=description)
+    env = os.environ.get
+    p.add_argument("app", metavar="MODULE:APP", help="the app, e.g. myproject.wsgi:app or app:create_app()")
+    p.add_argument("--hub", default=env("PULLMAN_HUB"), help="tcp://HOST:PORT or unix:///PATH (PULLMAN_HUB)")
+    p.add_argument("--pool", default=env("PULLMAN_POOL"), help="the hub's pool to serve (PULLMAN_POOL)")
+    p.add_argument("--token", default=env("PULLMAN_TOKEN"), help="the pool's token (PULLMAN_TOKEN)")
+    p.add_argument("--name", help="how the hub shows this worker")
+    p.add_argument("--shm", action="store_true", help="read requests in shared memory (unix:// hubs)")
+    p.add_argument("--cpu-gate", type=float, metavar="SHARE", help="take work only while at most SHARE (0..1] of the CPU is busy")
+    p.add_argument("--memory-gate", type=int, metavar="BYTES", help="take work only while at least BYTES of memory are available")
+    p.add_argument("--ready", metavar="MODULE:CALLABLE", help="take work only while CALLABLE() returns true")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    return p
+
+
+def check(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    for flag in ("hub", "pool", "token"):
+        if not getattr(args, flag):
+            p.error(f"--{flag} (or PULLMAN_{flag.upper()}) is required")
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def load_app(spec: str) -> Any:
+    """The app, or exit 1 with why not."""
+    try:
+        return _app.load(spec)
+    except _app.AppNotFound as error:
+        sys.exit(f"pullman: {error}")
+
+
+def make_worker(args: argparse.Namespace, concurrency: int) -> Worker:
+    """The native worker for these flags, or exit 2 if this build has none."""
+    try:
+        from ._native import Worker as NativeWorker  # type: ignore[attr-defined]
+    except ImportError:
+        sys.exit("pullman: this build of pullman has no native worker (pullman._native.Worker)")
+    ready: Optional[Callable[[], bool]] = load_app(args.ready) if args.ready else None
+    return NativeWorker(
+        args.hub,
+        args.pool,
+        args.token,
+        concurrency=concurrency,
+        shm=args.shm,
+        name=args.name,
+        mode="respond",
+        ready=ready,
+        cpu_gate=args.cpu_gate,
+        memory_gate=args.memory_gate,
+    )
