@@ -1,0 +1,134 @@
+"""The ASGI runner: an event loop on the main thread, puller threads feeding it requests."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Optional, Set
+
+from .._errors import Refused
+from .._interface import Request, Worker
+from .cycle import App, Cycle
+from .lifespan import Lifespan, LifespanFailed
+
+log = logging.getLogger("pullman.asgi")
+
+
+class Runner:
+    """Serves ``app``: lifespan startup, then ``pullers`` threads in ``worker.next()`` hand
+    requests to the loop, at most ``limit`` in flight (the worker's credits); SIGTERM or
+    SIGINT drains; after the last request, lifespan shutdown.
+
+    Body reads and writes wait on an executor of ``limit`` threads, started as needed: a
+    request waits in at most one call at a time, so no request waits for another's."""
+
+    def __init__(self, app: App, worker: Worker, limit: int, pullers: int = 1, lifespan: bool = True) -> None:
+        if limit < 1 or pullers < 1:
+            raise ValueError("limit and pullers must be at least 1")
+        self.app = app
+        self.worker = worker
+        self.limit = limit
+        self.pullers = pullers
+        self.use_lifespan = lifespan
+        self.refused: Optional[Refused] = None
+        self.served = 0
+        self._tasks: Set["asyncio.Task[None]"] = set()
+        self._stopping = False
+
+    def run(self) -> int:
+        """Runs to the end; the exit status: 0 after a drain, 1 if startup failed or the hub
+        refused the worker."""
+        return asyncio.run(self.serve())
+
+    def drain(self) -> None:
+        self._stopping = True
+        self.worker.drain()
+
+    async def serve(self) -> int:
+        loop = asyncio.get_running_loop()
+        installed = []
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(signum, self._on_signal, signum)
+                installed.append(signum)
+        try:
+            return await self._serve(loop)
+        finally:
+            for signum in installed:
+                loop.remove_signal_handler(signum)
+
+    def _on_signal(self, signum: int) -> None:
+        log.info("%s: draining", signal.Signals(signum).name)
+        self.drain()
+
+    async def _serve(self, loop: asyncio.AbstractEventLoop) -> int:
+        lifespan = Lifespan(self.app) if self.use_lifespan else None
+        if lifespan is not None:
+            try:
+                await lifespan.startup()
+            except LifespanFailed as failed:
+                log.error("lifespan startup failed: %s", failed)
+                return 1
+        state = lifespan.state if lifespan is not None and lifespan.is_supported else None
+        if not self._stopping:
+            with ThreadPoolExecutor(self.limit, thread_name_prefix="pullman-asgi-io") as executor:
+                await self._pull(loop, executor, state)
+        status = 0
+        self.worker.close()
+        if lifespan is not None:
+            try:
+                await lifespan.shutdown()
+            except LifespanFailed as failed:
+                log.error("lifespan shutdown failed: %s", failed)
+        if self.refused is not None:
+            log.error("the hub refused the worker: %s", self.refused)
+            status = 1
+        else:
+            log.info("drained after %d requests", self.served)
+        return status
+
+    async def _pull(self, loop: asyncio.AbstractEventLoop, executor: ThreadPoolExecutor, state: Any) -> None:
+        self.worker.connect()
+        pullers_left = self.pullers
+        all_pulled = asyncio.Event()
+
+        def start(request: Request) -> None:
+            cycle = Cycle(request, loop, executor)
+            task = loop.create_task(cycle.run(self.app, state))
+            self._tasks.add(task)
+            task.add_done_callback(self._done)
+
+        def puller_ended() -> None:
+            nonlocal pullers_left
+            pullers_left -= 1
+            if pullers_left == 0:
+                all_pulled.set()
+
+        def pull() -> None:
+            try:
+                while True:
+                    try:
+                        request = self.worker.next()
+                    except Refused as refused:
+                        self.refused = refused
+                        self.worker.drain()
+                        return
+                    if request is None:
+                        return
+                    loop.call_soon_threadsafe(start, request)
+            finally:
+                loop.call_soon_threadsafe(puller_ended)
+
+        threads = [threading.Thread(target=pull, name=f"pullman-asgi-pull-{i}", daemon=True) for i in range(self.pullers)]
+        for thread in threads:
+            thread.start()
+        await all_pulled.wait()
+        while self._tasks:
+            await asyncio.wait(set(self._tasks))
+
+    def _done(self, task: "asyncio.Task[None]") -> None:
+        self._tasks.discard(task)
+        self.served += 1
