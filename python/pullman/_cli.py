@@ -53,7 +53,7 @@ def load_app(spec: str) -> Any:
 
 
 def make_worker(args: argparse.Namespace, concurrency: int) -> Worker:
-    """The native worker for these flags, or exit 2 if this build has none."""
+    """The native worker for these flags, or exit 1 if this build has none."""
     try:
         from ._native import Worker as NativeWorker  # type: ignore[attr-defined]
     except ImportError:
