@@ -7,9 +7,9 @@ link to the hub; this package holds the adapters between its requests and WSGI /
 
 from ._errors import Closed, Refused, WrongState
 
-__all__ = ["Closed", "Refused", "WrongState", "__version__"]
+__all__ = ["Closed", "Refused", "Request", "Worker", "WrongState", "__version__"]
 
 try:
-    from ._native import __version__
+    from ._native import Request, Worker, __version__
 except ImportError:  # the package's sources used without a build, as the adapter tests do
     __version__ = "0+unbuilt"

@@ -1,13 +1,21 @@
 //! pullman's Python binding: the native half of the `pullman` package.
 //!
-//! The runners (`pullman.wsgi`, `pullman.asgi`) and their adapters are pure Python in
-//! `python/pullman/`; this module will give them the worker SDK's pull loop (a request taken by
-//! a Python thread, its head read, its body read and its answer written without the GIL).
-//! `python/pullman/_interface.py` is the contract it must meet.
+//! A thin layer over the worker SDK's pulling worker ([`pullman_worker::pull`]), as the C
+//! API is: a Python thread takes a request with `Worker.next()`, reads its head (decoded
+//! here, latin-1 as PEP 3333 has it), its body in chunks, and answers it. Every call that
+//! waits (for a request, a body chunk, room to write) lets go of the GIL while it waits,
+//! and that wait is what runs the link. `python/pullman/_interface.py` is the contract the
+//! classes meet; the runners (`pullman.wsgi`, `pullman.asgi`) are pure Python over it.
 //!
 //! # Layout
-//! - `_native`: the module; for now only `__version__`.
+//! - `worker.rs`: `Worker`: settings, gates, connect, next, drain, close.
+//! - `request.rs`: `Request`: the head, the body, the answer or the filter's verdict.
+//! - `errors.rs`: how the SDK's errors become the package's exceptions.
 #![deny(missing_docs, missing_debug_implementations)]
+
+mod errors;
+mod request;
+mod worker;
 
 use pyo3::prelude::*;
 
@@ -15,5 +23,7 @@ use pyo3::prelude::*;
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add_class::<worker::Worker>()?;
+    m.add_class::<request::Request>()?;
     Ok(())
 }

@@ -88,6 +88,11 @@ impl Pulled {
         }
     }
 
+    /// The kind of pool the request came from.
+    pub fn mode(&self) -> Mode {
+        self.shared.mode
+    }
+
     /// The request's head (read in place: in shared memory when the link uses it), the
     /// client's address and the deadline.
     pub fn info(&self) -> &RequestInfo {

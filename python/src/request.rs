@@ -1,0 +1,301 @@
+//! `Request`: one request a Python thread holds: its head decoded as PEP 3333 asks
+//! (latin-1), its body read in chunks without the GIL, and its answer (a response, or in a
+//! filter pool a pass verdict).
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use pullman_proto::Version;
+use pullman_worker::pull::{Edit, Mode, Pulled};
+use pyo3::prelude::*;
+use pyo3::pybacked::PyBackedBytes;
+use pyo3::types::PyBytes;
+
+use crate::errors::{invalid, to_py, wrong_state};
+
+/// A request from `Worker.next()`. Answer it with `respond()`, with `start()`, `write()`
+/// and `finish()`, or in a filter pool with `pass_()` or `block()`; `close()` releases it
+/// (one released unanswered is answered 500, as is one the garbage collector takes).
+#[pyclass(frozen, module = "pullman._native")]
+pub struct Request {
+    /// `None` once closed.
+    pulled: Mutex<Option<Pulled>>,
+}
+
+impl std::fmt::Debug for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Request")
+            .field("pulled", &*self.pulled.lock())
+            .finish()
+    }
+}
+
+/// Bytes as a `str`, one character per byte (latin-1), as PEP 3333 has it.
+fn latin1(bytes: &[u8]) -> String {
+    bytes.iter().map(|&b| char::from(b)).collect()
+}
+
+/// A `str` of latin-1 characters back to its bytes.
+fn to_latin1(text: &str, what: &str) -> PyResult<Vec<u8>> {
+    text.chars()
+        .map(|c| u8::try_from(u32::from(c)).ok())
+        .collect::<Option<Vec<u8>>>()
+        .ok_or_else(|| invalid(format!("{what} {text:?} has a character beyond latin-1")))
+}
+
+type Fields = Vec<(String, String)>;
+
+impl Request {
+    pub(crate) fn new(pulled: Pulled) -> Request {
+        Request {
+            pulled: Mutex::new(Some(pulled)),
+        }
+    }
+
+    /// Runs `f` on the open request.
+    fn with<T>(&self, f: impl FnOnce(&mut Pulled) -> PyResult<T>) -> PyResult<T> {
+        match self.pulled.lock().as_mut() {
+            Some(pulled) => f(pulled),
+            None => Err(wrong_state("the request is closed")),
+        }
+    }
+
+    /// A view of the head, decoded.
+    fn head<T>(&self, f: impl FnOnce(&Pulled) -> T) -> PyResult<T> {
+        self.with(|p| Ok(f(p)))
+    }
+
+    /// Adds `headers` to the response; `content-length` too unless `sized` (a whole body,
+    /// whose length the SDK sets).
+    fn add_headers(pulled: &mut Pulled, headers: &[(String, String)], sized: bool) -> PyResult<()> {
+        for (name, value) in headers {
+            if sized && name.eq_ignore_ascii_case("content-length") {
+                continue;
+            }
+            let value = to_latin1(value, "the header value")?;
+            pulled.add_header(name.as_bytes(), &value).map_err(to_py)?;
+        }
+        Ok(())
+    }
+}
+
+#[pymethods]
+impl Request {
+    /// The method, e.g. `"GET"`.
+    #[getter]
+    fn method(&self) -> PyResult<String> {
+        self.head(|p| latin1(p.info().head.method()))
+    }
+
+    /// The target as the client sent it: path and query (`"/a/b?x=1"`).
+    #[getter]
+    fn target(&self) -> PyResult<String> {
+        self.head(|p| latin1(p.info().head.target()))
+    }
+
+    /// The client's HTTP version: `"1.0"`, `"1.1"`, `"2"` or `"3"`.
+    #[getter]
+    fn http_version(&self) -> PyResult<&'static str> {
+        self.head(|p| match p.info().head.version() {
+            Version::Http10 => "1.0",
+            Version::Http11 => "1.1",
+            Version::Http2 => "2",
+            Version::Http3 => "3",
+        })
+    }
+
+    /// The target up to its first `?`, undecoded.
+    #[getter]
+    fn path(&self) -> PyResult<String> {
+        self.head(|p| latin1(p.info().head.path()))
+    }
+
+    /// The target after its first `?`; `""` if there is none.
+    #[getter]
+    fn query(&self) -> PyResult<String> {
+        self.head(|p| latin1(p.info().head.query().unwrap_or_default()))
+    }
+
+    /// The header fields in the order sent, as `(name, value)` pairs (names lowercase for
+    /// HTTP/2, as sent for HTTP/1.1).
+    #[getter]
+    fn headers(&self) -> PyResult<Vec<(String, String)>> {
+        self.head(|p| {
+            let head = &p.info().head;
+            (0..head.header_count())
+                .filter_map(|i| head.header(i))
+                .map(|(name, value)| (latin1(name), latin1(value)))
+                .collect()
+        })
+    }
+
+    /// The value of the first header field named `name` (any case), or `None`.
+    fn header(&self, name: &str) -> PyResult<Option<String>> {
+        self.head(|p| p.info().head.header_value(name.as_bytes()).map(latin1))
+    }
+
+    /// The client's address as the hub saw it (`"ip:port"`); `""` if unknown.
+    #[getter]
+    fn peer(&self) -> PyResult<String> {
+        self.head(|p| p.info().peer.clone())
+    }
+
+    /// The request's id (its `x-request-id`, which the hub sets on every request).
+    #[getter]
+    fn request_id(&self) -> PyResult<String> {
+        self.head(|p| {
+            latin1(
+                p.info()
+                    .head
+                    .header_value(b"x-request-id")
+                    .unwrap_or_default(),
+            )
+        })
+    }
+
+    /// Milliseconds the hub gives this request, from its arrival here; 0 for no deadline.
+    #[getter]
+    fn deadline_ms(&self) -> PyResult<u32> {
+        self.head(|p| p.info().deadline_ms)
+    }
+
+    /// Whether the head lies in memory shared with the hub (read in place, no copy).
+    #[getter]
+    fn in_shared_memory(&self) -> PyResult<bool> {
+        self.head(|p| pullman_worker::is_shared_memory(p.info().head.raw()))
+    }
+
+    /// The next chunk of the body, waiting for it without the GIL; `b""` once it ended.
+    /// Reading is what lets the client send more. Raises `Closed` if the request was
+    /// cancelled.
+    fn read<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        let chunk = py.detach(|| self.with(|p| p.read().map_err(to_py)))?;
+        Ok(PyBytes::new(py, chunk.as_deref().unwrap_or_default()))
+    }
+
+    /// Answers with `status`, `headers` (`(name, value)` pairs) and `body` (bytes or
+    /// bytearray), all at once; `content-length` is set from the body (one in `headers` is
+    /// dropped). In a filter pool, use `block()`.
+    #[pyo3(signature = (status, headers=Vec::new(), body=None))]
+    fn respond(&self, status: u16, headers: Fields, body: Option<PyBackedBytes>) -> PyResult<()> {
+        self.with(|p| {
+            if p.mode() == Mode::Filter {
+                return Err(wrong_state("a filter answers with block() or pass_()"));
+            }
+            answer(p, status, &headers, body)
+        })
+    }
+
+    /// A filter's verdict that answers the client itself (the upstream never sees the
+    /// request), as `respond()` does in a respond pool.
+    #[pyo3(signature = (status, headers=Vec::new(), body=None))]
+    fn block(&self, status: u16, headers: Fields, body: Option<PyBackedBytes>) -> PyResult<()> {
+        self.with(|p| {
+            if p.mode() != Mode::Filter {
+                return Err(wrong_state(
+                    "block() is a filter's verdict; this worker serves a respond pool",
+                ));
+            }
+            answer(p, status, &headers, body)
+        })
+    }
+
+    /// Sends the response head and opens its body, which `write()` fills and `finish()`
+    /// ends. With a `content-length` among `headers` the body must be that long; without,
+    /// it goes chunked.
+    #[pyo3(signature = (status, headers=Vec::new()))]
+    fn start(&self, status: u16, headers: Fields) -> PyResult<()> {
+        self.with(|p| {
+            Self::add_headers(p, &headers, false)?;
+            p.start(status).map_err(to_py)
+        })
+    }
+
+    /// Writes a chunk of the body `start()` opened, waiting without the GIL while the client
+    /// is slower than the writer. Raises `Closed` if the request was cancelled.
+    fn write(&self, py: Python<'_>, data: PyBackedBytes) -> PyResult<()> {
+        let chunk = Bytes::copy_from_slice(&data);
+        py.detach(|| self.with(|p| p.write(chunk).map_err(to_py)))
+    }
+
+    /// Ends the body `start()` opened.
+    fn finish(&self) -> PyResult<()> {
+        self.with(|p| p.finish().map_err(to_py))
+    }
+
+    /// A filter's verdict: pass the request on to the upstream, with these header edits
+    /// (applied in the order remove, set, append) and, if given, another `target` (a path
+    /// and query from `/`).
+    #[pyo3(signature = (set_headers=None, append_headers=None, remove_headers=None, target=None))]
+    fn pass_(
+        &self,
+        set_headers: Option<Fields>,
+        append_headers: Option<Fields>,
+        remove_headers: Option<Vec<String>>,
+        target: Option<&str>,
+    ) -> PyResult<()> {
+        self.with(|p| {
+            for name in remove_headers.unwrap_or_default() {
+                p.edit(Edit::Remove, name.as_bytes(), b"").map_err(to_py)?;
+            }
+            let edits = [(Edit::Set, set_headers), (Edit::Append, append_headers)];
+            for (edit, fields) in edits {
+                for (name, value) in fields.unwrap_or_default() {
+                    let value = to_latin1(&value, "the header value")?;
+                    p.edit(edit, name.as_bytes(), &value).map_err(to_py)?;
+                }
+            }
+            if let Some(target) = target {
+                p.set_target(target.as_bytes()).map_err(to_py)?;
+            }
+            p.pass().map_err(to_py)
+        })
+    }
+
+    /// Releases the request: one unanswered is answered 500, a streamed body not finished
+    /// is aborted (the client sees it cut short, never whole). Closing twice is harmless.
+    fn close(&self) {
+        drop(self.pulled.lock().take());
+    }
+
+    /// Whether `close()` was called.
+    #[getter]
+    fn closed(&self) -> bool {
+        self.pulled.lock().is_none()
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn __exit__(
+        &self,
+        _kind: Option<Py<PyAny>>,
+        _value: Option<Py<PyAny>>,
+        _traceback: Option<Py<PyAny>>,
+    ) {
+        self.close();
+    }
+
+    fn __repr__(&self) -> String {
+        match self.pulled.lock().as_ref() {
+            Some(p) => format!(
+                "<pullman._native.Request {} {}>",
+                latin1(p.info().head.method()),
+                latin1(p.info().head.target())
+            ),
+            None => "<pullman._native.Request closed>".into(),
+        }
+    }
+}
+
+/// A whole answer: `status`, `headers` and `body` at once.
+fn answer(
+    p: &mut Pulled,
+    status: u16,
+    headers: &[(String, String)],
+    body: Option<PyBackedBytes>,
+) -> PyResult<()> {
+    Request::add_headers(p, headers, true)?;
+    let body = body.map_or_else(Bytes::new, |b| Bytes::copy_from_slice(&b));
+    p.respond(status, body).map_err(to_py)
+}

@@ -1,0 +1,263 @@
+//! `Worker`: a worker's settings, then the SDK's pulling worker, whose requests Python
+//! threads take one by one.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use pullman_worker::pull::{Mode, PullError, PullWorker};
+use pullman_worker::{CpuGate, HubAddr, MemoryGate, Worker as SdkWorker, WorkerBuilder};
+use pyo3::prelude::*;
+
+use crate::errors::{invalid, to_py, wrong_state};
+use crate::request::Request;
+
+/// How long a wait in `next()` lasts at most before it looks for signals (Ctrl-C, a
+/// SIGTERM handler) and waits again.
+const SIGNAL_CHECK: Duration = Duration::from_millis(100);
+
+/// A worker of a pullman hub. Settings go to the constructor and the `add_*_gate`
+/// methods; `connect()` starts it; then any number of threads call `next()`.
+#[pyclass(frozen, module = "pullman._native")]
+pub struct Worker {
+    state: Mutex<State>,
+}
+
+enum State {
+    /// Being set up.
+    Setup(Box<WorkerBuilder>, Mode),
+    /// Connected (or dialing).
+    Running(Arc<PullWorker>),
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let connected = matches!(&*self.state.lock(), State::Running(_));
+        f.debug_struct("Worker")
+            .field("connected", &connected)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Worker {
+    fn with_setup(&self, change: impl FnOnce(WorkerBuilder) -> WorkerBuilder) -> PyResult<()> {
+        let mut state = self.state.lock();
+        let State::Setup(builder, _) = &mut *state else {
+            return Err(wrong_state(
+                "the worker is connected; gates come before connect()",
+            ));
+        };
+        let taken = std::mem::take(&mut **builder);
+        **builder = change(taken);
+        Ok(())
+    }
+
+    fn running(&self) -> PyResult<Arc<PullWorker>> {
+        match &*self.state.lock() {
+            State::Running(pull) => Ok(pull.clone()),
+            State::Setup(..) => Err(wrong_state("the worker is not connected; call connect()")),
+        }
+    }
+}
+
+#[pymethods]
+impl Worker {
+    /// Settings left out come from the environment the hub gives the programs it starts
+    /// (`PULLMAN_HUB`, `PULLMAN_POOL`, `PULLMAN_TOKEN`). `hub` is `tcp://HOST:PORT` or
+    /// `unix:///PATH`; `concurrency` is how many requests the worker holds at once (the
+    /// credits it grants); `shm` asks a `unix://` hub for shared memory; `mode` is
+    /// `"respond"` or `"filter"`, the kind of pool it serves. Gates: `ready` (a callable),
+    /// `cpu_gate` (a share of the CPU), `memory_gate` (bytes), as the `add_*` methods.
+    #[new]
+    #[pyo3(signature = (
+        hub=None, pool=None, token=None, concurrency=1, shm=false, name=None,
+        mode="respond", ready=None, cpu_gate=None, memory_gate=None
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        hub: Option<&str>,
+        pool: Option<String>,
+        token: Option<String>,
+        concurrency: u32,
+        shm: bool,
+        name: Option<String>,
+        mode: &str,
+        ready: Option<Py<PyAny>>,
+        cpu_gate: Option<f64>,
+        memory_gate: Option<u64>,
+    ) -> PyResult<Worker> {
+        let mode = match mode {
+            "respond" => Mode::Respond,
+            "filter" => Mode::Filter,
+            other => {
+                return Err(invalid(format!(
+                    "mode {other:?} is neither \"respond\" nor \"filter\""
+                )))
+            }
+        };
+        if concurrency == 0 {
+            return Err(invalid("concurrency must be at least 1"));
+        }
+        let mut builder = SdkWorker::builder().concurrency(concurrency).shm(shm);
+        if let Some(hub) = hub {
+            builder = builder.hub(hub.parse::<HubAddr>().map_err(invalid)?);
+        }
+        if let Some(pool) = pool {
+            builder = builder.pool(pool);
+        }
+        if let Some(token) = token {
+            builder = builder.token(token);
+        }
+        if let Some(name) = name {
+            builder = builder.name(name);
+        }
+        let worker = Worker {
+            state: Mutex::new(State::Setup(Box::new(builder), mode)),
+        };
+        if let Some(ready) = ready {
+            worker.add_gate(ready)?;
+        }
+        if let Some(share) = cpu_gate {
+            worker.add_cpu_gate(share)?;
+        }
+        if let Some(bytes) = memory_gate {
+            worker.add_memory_gate(bytes)?;
+        }
+        Ok(worker)
+    }
+
+    /// Adds a gate: the worker takes a request only while every gate is open. `ready` is
+    /// called with no arguments whenever the worker has a credit to grant, and every 200 ms
+    /// while it returns false; it must be quick. One that raises counts as closed (and its
+    /// exception is printed). A closed gate never cancels requests already taken.
+    fn add_gate(&self, ready: Py<PyAny>) -> PyResult<()> {
+        self.with_setup(|b| {
+            b.gate(move || {
+                let open = Python::attach(|py| match ready.call0(py) {
+                    Ok(answer) => answer.is_truthy(py).unwrap_or(false),
+                    Err(e) => {
+                        e.print(py);
+                        false
+                    }
+                });
+                async move { open }
+            })
+        })
+    }
+
+    /// Adds the CPU gate: open while at most `max_busy` (0 < max_busy <= 1) of the CPU this
+    /// worker may use (the host's, or its cgroup's quota) is busy.
+    fn add_cpu_gate(&self, max_busy: f64) -> PyResult<()> {
+        let gate = CpuGate::new(max_busy).map_err(invalid)?;
+        self.with_setup(|b| b.gate(gate))
+    }
+
+    /// Adds the memory gate: open while at least `min_available` bytes of memory are
+    /// available (the host's, or below its cgroup's limit).
+    fn add_memory_gate(&self, min_available: u64) -> PyResult<()> {
+        let gate = MemoryGate::new(min_available).map_err(invalid)?;
+        self.with_setup(|b| b.gate(gate))
+    }
+
+    /// Starts the worker: it dials the hub in the background, and keeps dialing, with
+    /// backoff, while the hub is away. `ValueError` on missing or contradictory settings;
+    /// a hub that refuses the worker for good ends it, and `next()` raises `Refused`.
+    fn connect(&self) -> PyResult<()> {
+        let mut state = self.state.lock();
+        let State::Setup(builder, mode) = &mut *state else {
+            return Err(wrong_state("the worker is connected already"));
+        };
+        // Checked first, so that a refused connect keeps every setting for the next try.
+        builder.check().map_err(invalid)?;
+        let worker = std::mem::take(&mut **builder)
+            .try_build()
+            .map_err(invalid)?;
+        let pull =
+            PullWorker::start(worker, *mode).map_err(|e| invalid(format!("cannot start: {e}")))?;
+        *state = State::Running(Arc::new(pull));
+        Ok(())
+    }
+
+    /// Waits for the next request, at most `timeout` seconds (`None`: as long as it takes),
+    /// without the GIL, looking for signals every 100 ms (so Ctrl-C and signal handlers
+    /// run). Returns `None` once the worker has drained (and on every later call); raises
+    /// `TimeoutError` when the time passed and `Refused` if the hub refused the worker. Any
+    /// number of threads may call it at once.
+    #[pyo3(signature = (timeout=None))]
+    fn next(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Option<Request>> {
+        let deadline = match timeout {
+            Some(t) if !t.is_finite() || t < 0.0 => {
+                return Err(invalid("the timeout must be a finite number >= 0"))
+            }
+            Some(t) => Some(Instant::now() + Duration::from_secs_f64(t)),
+            None => None,
+        };
+        let pull = self.running()?;
+        loop {
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            let wait = left.map_or(SIGNAL_CHECK, |left| left.min(SIGNAL_CHECK));
+            match py.detach(|| pull.next(Some(wait))) {
+                Ok(pulled) => return Ok(Some(Request::new(pulled))),
+                Err(PullError::Drained) => return Ok(None),
+                Err(PullError::Timeout) if left.is_none_or(|left| left > wait) => {
+                    py.check_signals()?;
+                }
+                Err(e) => return Err(to_py(e)),
+            }
+        }
+    }
+
+    /// The requests, one `next()` after another, until the worker has drained.
+    fn requests(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn __iter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn __next__(&self, py: Python<'_>) -> PyResult<Option<Request>> {
+        self.next(py, None)
+    }
+
+    /// Starts draining: the hub sends nothing new, requests already taken finish (within
+    /// the drain grace, 30 s), then `next()` returns `None`. Returns at once; safe from any
+    /// thread, in a signal handler and more than once; nothing to do before `connect()`.
+    fn drain(&self, py: Python<'_>) {
+        if let Ok(pull) = self.running() {
+            py.detach(|| pull.drain());
+        }
+    }
+
+    /// Drains, and waits (without the GIL) until the worker's run has ended. A worker never
+    /// connected has nothing to close. Closing twice is harmless.
+    fn close(&self, py: Python<'_>) {
+        if let Ok(pull) = self.running() {
+            py.detach(|| pull.close());
+        }
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn __exit__(
+        &self,
+        py: Python<'_>,
+        _kind: Option<Py<PyAny>>,
+        _value: Option<Py<PyAny>>,
+        _traceback: Option<Py<PyAny>>,
+    ) {
+        self.close(py);
+    }
+
+    /// Whether `connect()` was called.
+    #[getter]
+    fn connected(&self) -> bool {
+        matches!(&*self.state.lock(), State::Running(_))
+    }
+
+    fn __repr__(&self) -> String {
+        format!("<pullman._native.Worker connected={}>", self.connected())
+    }
+}
