@@ -3,7 +3,7 @@
 //! filter pool a pass verdict).
 
 use bytes::Bytes;
-use parking_lot::Mutex;
+use parking_lot::{Mutex, MutexGuard};
 use pullman_proto::Version;
 use pullman_worker::pull::{Edit, Mode, Pulled};
 use pyo3::prelude::*;
@@ -51,17 +51,29 @@ impl Request {
         }
     }
 
+    /// The request's lock. A thread that must wait for it (another thread is using the
+    /// request) waits without the GIL, so that the thread inside, which may need the GIL
+    /// (to raise, or to run a callback), is never stuck behind it.
+    fn lock(&self, py: Python<'_>) -> MutexGuard<'_, Option<Pulled>> {
+        loop {
+            if let Some(guard) = self.pulled.try_lock() {
+                return guard;
+            }
+            py.detach(|| drop(self.pulled.lock()));
+        }
+    }
+
     /// Runs `f` on the open request.
-    fn with<T>(&self, f: impl FnOnce(&mut Pulled) -> PyResult<T>) -> PyResult<T> {
-        match self.pulled.lock().as_mut() {
+    fn with<T>(&self, py: Python<'_>, f: impl FnOnce(&mut Pulled) -> PyResult<T>) -> PyResult<T> {
+        match self.lock(py).as_mut() {
             Some(pulled) => f(pulled),
             None => Err(wrong_state("the request is closed")),
         }
     }
 
     /// A view of the head, decoded.
-    fn head<T>(&self, f: impl FnOnce(&Pulled) -> T) -> PyResult<T> {
-        self.with(|p| Ok(f(p)))
+    fn head<T>(&self, py: Python<'_>, f: impl FnOnce(&Pulled) -> T) -> PyResult<T> {
+        self.with(py, |p| Ok(f(p)))
     }
 
     /// Adds `headers` to the response; `content-length` too unless `sized` (a whole body,
@@ -82,20 +94,20 @@ impl Request {
 impl Request {
     /// The method, e.g. `"GET"`.
     #[getter]
-    fn method(&self) -> PyResult<String> {
-        self.head(|p| latin1(p.info().head.method()))
+    fn method(&self, py: Python<'_>) -> PyResult<String> {
+        self.head(py, |p| latin1(p.info().head.method()))
     }
 
     /// The target as the client sent it: path and query (`"/a/b?x=1"`).
     #[getter]
-    fn target(&self) -> PyResult<String> {
-        self.head(|p| latin1(p.info().head.target()))
+    fn target(&self, py: Python<'_>) -> PyResult<String> {
+        self.head(py, |p| latin1(p.info().head.target()))
     }
 
     /// The client's HTTP version: `"1.0"`, `"1.1"`, `"2"` or `"3"`.
     #[getter]
-    fn http_version(&self) -> PyResult<&'static str> {
-        self.head(|p| match p.info().head.version() {
+    fn http_version(&self, py: Python<'_>) -> PyResult<&'static str> {
+        self.head(py, |p| match p.info().head.version() {
             Version::Http10 => "1.0",
             Version::Http11 => "1.1",
             Version::Http2 => "2",
@@ -105,21 +117,21 @@ impl Request {
 
     /// The target up to its first `?`, undecoded.
     #[getter]
-    fn path(&self) -> PyResult<String> {
-        self.head(|p| latin1(p.info().head.path()))
+    fn path(&self, py: Python<'_>) -> PyResult<String> {
+        self.head(py, |p| latin1(p.info().head.path()))
     }
 
     /// The target after its first `?`; `""` if there is none.
     #[getter]
-    fn query(&self) -> PyResult<String> {
-        self.head(|p| latin1(p.info().head.query().unwrap_or_default()))
+    fn query(&self, py: Python<'_>) -> PyResult<String> {
+        self.head(py, |p| latin1(p.info().head.query().unwrap_or_default()))
     }
 
     /// The header fields in the order sent, as `(name, value)` pairs (names lowercase for
     /// HTTP/2, as sent for HTTP/1.1).
     #[getter]
-    fn headers(&self) -> PyResult<Vec<(String, String)>> {
-        self.head(|p| {
+    fn headers(&self, py: Python<'_>) -> PyResult<Vec<(String, String)>> {
+        self.head(py, |p| {
             let head = &p.info().head;
             (0..head.header_count())
                 .filter_map(|i| head.header(i))
@@ -129,20 +141,22 @@ impl Request {
     }
 
     /// The value of the first header field named `name` (any case), or `None`.
-    fn header(&self, name: &str) -> PyResult<Option<String>> {
-        self.head(|p| p.info().head.header_value(name.as_bytes()).map(latin1))
+    fn header(&self, py: Python<'_>, name: &str) -> PyResult<Option<String>> {
+        self.head(py, |p| {
+            p.info().head.header_value(name.as_bytes()).map(latin1)
+        })
     }
 
     /// The client's address as the hub saw it (`"ip:port"`); `""` if unknown.
     #[getter]
-    fn peer(&self) -> PyResult<String> {
-        self.head(|p| p.info().peer.clone())
+    fn peer(&self, py: Python<'_>) -> PyResult<String> {
+        self.head(py, |p| p.info().peer.clone())
     }
 
     /// The request's id (its `x-request-id`, which the hub sets on every request).
     #[getter]
-    fn request_id(&self) -> PyResult<String> {
-        self.head(|p| {
+    fn request_id(&self, py: Python<'_>) -> PyResult<String> {
+        self.head(py, |p| {
             latin1(
                 p.info()
                     .head
@@ -154,30 +168,40 @@ impl Request {
 
     /// Milliseconds the hub gives this request, from its arrival here; 0 for no deadline.
     #[getter]
-    fn deadline_ms(&self) -> PyResult<u32> {
-        self.head(|p| p.info().deadline_ms)
+    fn deadline_ms(&self, py: Python<'_>) -> PyResult<u32> {
+        self.head(py, |p| p.info().deadline_ms)
     }
 
     /// Whether the head lies in memory shared with the hub (read in place, no copy).
     #[getter]
-    fn in_shared_memory(&self) -> PyResult<bool> {
-        self.head(|p| pullman_worker::is_shared_memory(p.info().head.raw()))
+    fn in_shared_memory(&self, py: Python<'_>) -> PyResult<bool> {
+        self.head(py, |p| {
+            pullman_worker::is_shared_memory(p.info().head.raw())
+        })
     }
 
     /// The next chunk of the body, waiting for it without the GIL; `b""` once it ended.
     /// Reading is what lets the client send more. Raises `Closed` if the request was
     /// cancelled.
     fn read<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
-        let chunk = py.detach(|| self.with(|p| p.read().map_err(to_py)))?;
-        Ok(PyBytes::new(py, chunk.as_deref().unwrap_or_default()))
+        self.with(py, |p| {
+            let chunk = py.detach(|| p.read()).map_err(to_py)?;
+            Ok(PyBytes::new(py, chunk.as_deref().unwrap_or_default()))
+        })
     }
 
     /// Answers with `status`, `headers` (`(name, value)` pairs) and `body` (bytes or
     /// bytearray), all at once; `content-length` is set from the body (one in `headers` is
     /// dropped). In a filter pool, use `block()`.
     #[pyo3(signature = (status, headers=Vec::new(), body=None))]
-    fn respond(&self, status: u16, headers: Fields, body: Option<PyBackedBytes>) -> PyResult<()> {
-        self.with(|p| {
+    fn respond(
+        &self,
+        py: Python<'_>,
+        status: u16,
+        headers: Fields,
+        body: Option<PyBackedBytes>,
+    ) -> PyResult<()> {
+        self.with(py, |p| {
             if p.mode() == Mode::Filter {
                 return Err(wrong_state("a filter answers with block() or pass_()"));
             }
@@ -188,8 +212,14 @@ impl Request {
     /// A filter's verdict that answers the client itself (the upstream never sees the
     /// request), as `respond()` does in a respond pool.
     #[pyo3(signature = (status, headers=Vec::new(), body=None))]
-    fn block(&self, status: u16, headers: Fields, body: Option<PyBackedBytes>) -> PyResult<()> {
-        self.with(|p| {
+    fn block(
+        &self,
+        py: Python<'_>,
+        status: u16,
+        headers: Fields,
+        body: Option<PyBackedBytes>,
+    ) -> PyResult<()> {
+        self.with(py, |p| {
             if p.mode() != Mode::Filter {
                 return Err(wrong_state(
                     "block() is a filter's verdict; this worker serves a respond pool",
@@ -203,8 +233,8 @@ impl Request {
     /// ends. With a `content-length` among `headers` the body must be that long; without,
     /// it goes chunked.
     #[pyo3(signature = (status, headers=Vec::new()))]
-    fn start(&self, status: u16, headers: Fields) -> PyResult<()> {
-        self.with(|p| {
+    fn start(&self, py: Python<'_>, status: u16, headers: Fields) -> PyResult<()> {
+        self.with(py, |p| {
             Self::add_headers(p, &headers, false)?;
             p.start(status).map_err(to_py)
         })
@@ -214,12 +244,12 @@ impl Request {
     /// is slower than the writer. Raises `Closed` if the request was cancelled.
     fn write(&self, py: Python<'_>, data: PyBackedBytes) -> PyResult<()> {
         let chunk = Bytes::copy_from_slice(&data);
-        py.detach(|| self.with(|p| p.write(chunk).map_err(to_py)))
+        self.with(py, |p| py.detach(|| p.write(chunk)).map_err(to_py))
     }
 
     /// Ends the body `start()` opened.
-    fn finish(&self) -> PyResult<()> {
-        self.with(|p| p.finish().map_err(to_py))
+    fn finish(&self, py: Python<'_>) -> PyResult<()> {
+        self.with(py, |p| p.finish().map_err(to_py))
     }
 
     /// A filter's verdict: pass the request on to the upstream, with these header edits
@@ -228,12 +258,13 @@ impl Request {
     #[pyo3(signature = (set_headers=None, append_headers=None, remove_headers=None, target=None))]
     fn pass_(
         &self,
+        py: Python<'_>,
         set_headers: Option<Fields>,
         append_headers: Option<Fields>,
         remove_headers: Option<Vec<String>>,
         target: Option<&str>,
     ) -> PyResult<()> {
-        self.with(|p| {
+        self.with(py, |p| {
             for name in remove_headers.unwrap_or_default() {
                 p.edit(Edit::Remove, name.as_bytes(), b"").map_err(to_py)?;
             }
@@ -251,16 +282,34 @@ impl Request {
         })
     }
 
+    /// Calls `callback()` once, with the GIL, if the request goes away before `close()`:
+    /// the hub cancelled it (its client left, its deadline passed) or the link broke before
+    /// its answer was sent whole. It runs on a thread of the library (at once, on this
+    /// thread, if the request is gone already) and must be quick; an exception it raises is
+    /// printed. Never after `close()`; on a closed request, nothing happens.
+    fn on_close(&self, py: Python<'_>, callback: Py<PyAny>) {
+        if let Some(p) = self.lock(py).as_ref() {
+            p.on_gone(move || {
+                Python::attach(|py| {
+                    if let Err(e) = callback.call0(py) {
+                        e.print(py);
+                    }
+                })
+            });
+        }
+    }
+
     /// Releases the request: one unanswered is answered 500, a streamed body not finished
     /// is aborted (the client sees it cut short, never whole). Closing twice is harmless.
-    fn close(&self) {
-        drop(self.pulled.lock().take());
+    fn close(&self, py: Python<'_>) {
+        let pulled = self.lock(py).take();
+        drop(pulled);
     }
 
     /// Whether `close()` was called.
     #[getter]
-    fn closed(&self) -> bool {
-        self.pulled.lock().is_none()
+    fn closed(&self, py: Python<'_>) -> bool {
+        self.lock(py).is_none()
     }
 
     fn __enter__(slf: Py<Self>) -> Py<Self> {
@@ -269,15 +318,16 @@ impl Request {
 
     fn __exit__(
         &self,
+        py: Python<'_>,
         _kind: Option<Py<PyAny>>,
         _value: Option<Py<PyAny>>,
         _traceback: Option<Py<PyAny>>,
     ) {
-        self.close();
+        self.close(py);
     }
 
-    fn __repr__(&self) -> String {
-        match self.pulled.lock().as_ref() {
+    fn __repr__(&self, py: Python<'_>) -> String {
+        match self.lock(py).as_ref() {
             Some(p) => format!(
                 "<pullman._native.Request {} {}>",
                 latin1(p.info().head.method()),

@@ -27,6 +27,7 @@
 //! ```
 
 mod driven;
+mod gone;
 mod request;
 
 use std::sync::Arc;
@@ -38,6 +39,7 @@ use crate::{
     Filter, Pass, RawResponse, RequestBody, RequestInfo, ResponseBody, Verdict, ViewHandler, Worker,
 };
 use driven::{Driven, Inbox};
+use gone::{FireOnDrop, Gone};
 
 pub use request::{Edit, Pulled};
 
@@ -104,6 +106,7 @@ struct Incoming {
     info: RequestInfo,
     body: RequestBody,
     reply: oneshot::Sender<Reply>,
+    gone: Arc<Gone>,
 }
 
 /// What the calling thread answered, for the SDK.
@@ -189,11 +192,25 @@ struct ToCaller {
 }
 
 impl ToCaller {
-    /// Queues a request for the callers; its answer arrives through the receiver (an
-    /// error if the caller dropped it unanswered).
-    fn hand_over(&self, info: RequestInfo, body: RequestBody) -> oneshot::Receiver<Reply> {
+    /// Queues a request for the callers and waits for its answer (an error if the caller
+    /// dropped it unanswered). If this wait is dropped first (the hub cancelled the
+    /// request), the caller hears of it through [`Pulled::on_gone`].
+    async fn hand_over(
+        &self,
+        info: RequestInfo,
+        body: RequestBody,
+    ) -> Result<Reply, oneshot::error::RecvError> {
         let (reply, answer) = oneshot::channel();
-        self.inbox.push(Incoming { info, body, reply });
+        let gone = Arc::new(Gone::default());
+        let mut watch = FireOnDrop::new(gone.clone());
+        self.inbox.push(Incoming {
+            info,
+            body,
+            reply,
+            gone,
+        });
+        let answer = answer.await;
+        watch.defuse();
         answer
     }
 }
@@ -263,5 +280,11 @@ pub fn unlinked(
         mode,
     });
     let (reply, answer) = oneshot::channel();
-    Ok((Pulled::new(shared, Incoming { info, body, reply }), answer))
+    let incoming = Incoming {
+        info,
+        body,
+        reply,
+        gone: Arc::default(),
+    };
+    Ok((Pulled::new(shared, incoming), answer))
 }

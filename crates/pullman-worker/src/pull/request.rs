@@ -13,6 +13,7 @@ use http_body::{Body, Frame};
 use http_body_util::BodyExt;
 use tokio::sync::{mpsc, oneshot};
 
+use super::gone::{FireOnDrop, Gone, OnGone};
 use super::{Incoming, Mode, PullError, Reply, Shared};
 use crate::body::BoxError;
 use crate::{Pass, RawResponse, RequestBody, RequestInfo, ResponseBody};
@@ -48,6 +49,8 @@ pub struct Pulled {
     /// A filter's pass being built.
     pass: Pass,
     answer: Answer,
+    /// Whether the request went away while held, and who wants to hear of it.
+    gone: Arc<Gone>,
     /// When it was handed out, if it is one of the requests timed.
     taken: Option<Instant>,
 }
@@ -84,6 +87,7 @@ impl Pulled {
             response_headers: Vec::new(),
             pass: Pass::new(),
             answer: Answer::Pending(incoming.reply),
+            gone: incoming.gone,
             taken,
         }
     }
@@ -154,6 +158,7 @@ impl Pulled {
         let body = Streamed {
             chunks: receiver,
             finished: finished.clone(),
+            gone: FireOnDrop::new(self.gone.clone()),
         };
         let resp = self.response(status, ResponseBody::from_body(body))?;
         self.reply(Reply::Respond(resp))?;
@@ -251,6 +256,15 @@ impl Pulled {
         self.reply(Reply::Pass(pass, body))
     }
 
+    /// Runs `callback` once if the request goes away while held: the hub cancelled it (its
+    /// client left, its deadline passed) or the link broke, before its answer was sent
+    /// whole. It runs on a thread driving the worker's runtime (at once, on this thread, if
+    /// the request is gone already), so it must be quick and must not wait for this
+    /// request; never after the request is dropped. A second call replaces the first.
+    pub fn on_gone(&self, callback: impl FnOnce() + Send + 'static) {
+        self.gone.on_gone(Box::new(callback) as OnGone);
+    }
+
     fn reply(&mut self, reply: Reply) -> Result<(), PullError> {
         let Answer::Pending(sender) = std::mem::replace(&mut self.answer, Answer::Done) else {
             return Err(PullError::WrongState(
@@ -281,6 +295,7 @@ impl Drop for Pulled {
         // A pending reply sender dropped here answers 500 on the SDK's side; a streaming
         // body's sender dropped unfinished aborts the body.
         self.answer = Answer::Done;
+        self.gone.release();
         self.shared.driven.freed(self.taken);
     }
 }
@@ -291,6 +306,9 @@ impl Drop for Pulled {
 struct Streamed {
     chunks: mpsc::Receiver<Bytes>,
     finished: Arc<AtomicBool>,
+    /// Tells the caller the request is gone if the SDK drops the body before its end (the
+    /// hub cancelled the request).
+    gone: FireOnDrop,
 }
 
 impl Body for Streamed {
@@ -304,10 +322,16 @@ impl Body for Streamed {
         match self.chunks.poll_recv(cx) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Some(chunk)) => Poll::Ready(Some(Ok(Frame::data(chunk)))),
-            Poll::Ready(None) if self.finished.load(Ordering::Acquire) => Poll::Ready(None),
-            Poll::Ready(None) => Poll::Ready(Some(Err(
-                "the worker released the request before finishing its response".into(),
-            ))),
+            Poll::Ready(None) if self.finished.load(Ordering::Acquire) => {
+                self.gone.defuse();
+                Poll::Ready(None)
+            }
+            Poll::Ready(None) => {
+                self.gone.defuse();
+                Poll::Ready(Some(Err(
+                    "the worker released the request before finishing its response".into(),
+                )))
+            }
         }
     }
 }
