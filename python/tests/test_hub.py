@@ -323,6 +323,15 @@ async def forever(request):
 
 app = Starlette(routes=[Route("/hello", hello), Route("/echo", echo, methods=["POST"]),
                         Route("/forever", forever)], lifespan=lifespan)
+
+
+async def waiting(scope, receive, send):
+    # A plain ASGI app that reads the request, then waits for the client to leave.
+    if scope["type"] != "http":
+        return
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    pathlib.Path("disconnected.txt").write_text("seen")
 """
 
 
@@ -355,3 +364,27 @@ def test_a_starlette_app_streams_both_ways_sees_its_client_leave_and_its_lifespa
 
     assert stop(worker) == 0
     assert (tmp_path / "shutdown.txt").read_text() == "done", "lifespan shutdown ran"
+
+
+def test_an_asgi_app_waiting_in_receive_hears_its_client_leave(hub: Hub, tmp_path: Path) -> None:
+    (tmp_path / "star_app.py").write_text(STARLETTE_APP)
+    worker = start(
+        tmp_path,
+        ["-m", "pullman.asgi", "--hub", hub.workers, "--pool", "py", "--token", TOKEN, "star_app:waiting"],
+    )
+    try:
+        # The app answers nothing; a client that gives up gets the hub's 504 meanwhile.
+        host, port = hub.front.rsplit(":", 1)
+        deadline = time.monotonic() + HANG_GUARD
+        while not (tmp_path / "disconnected.txt").exists() and time.monotonic() < deadline:
+            conn = http.client.HTTPConnection(host, int(port), timeout=0.5)
+            conn.request("POST", "/wait", body=b"x" * 10)
+            try:
+                conn.getresponse()
+            except OSError:
+                pass  # gave up: the client leaves
+            conn.close()
+            time.sleep(0.2)
+        assert (tmp_path / "disconnected.txt").exists(), "http.disconnect never reached receive()"
+    finally:
+        assert stop(worker) == 0
