@@ -29,6 +29,10 @@ const HIST_DIGITS: u8 = 3;
 /// How long the open loop waits, after the last intended send, for answers still out,
 /// before counting them as errors: a hang guard, far above any scenario's latencies.
 const OPEN_LOOP_DRAIN: Duration = Duration::from_secs(120);
+/// How long the closed loop waits for a connection's requests once its I/O has ended (they
+/// end at once, failed or answered; a hang guard).
+const CLOSED_GRACE: Duration = Duration::from_secs(1);
+
 /// Lead time between opening the connections and the trace's time zero.
 const OPEN_LOOP_LEAD: Duration = Duration::from_millis(20);
 
@@ -175,14 +179,23 @@ pub async fn closed_loop(
                 });
                 let all = futures_util::future::join_all(loops);
                 futures_util::pin_mut!(all);
-                match futures_util::future::select(driver, all).await {
-                    futures_util::future::Either::Right((parts, _)) => {
-                        for p in parts {
-                            merge(&mut result, p);
+                let parts = match futures_util::future::select(driver, all).await {
+                    futures_util::future::Either::Right((parts, _)) => parts,
+                    // The connection ended, as a server that closes after each answer ends
+                    // it as soon as the answer is out: the loops see it closed and stop, an
+                    // answer that came before counts, a request in flight fails.
+                    futures_util::future::Either::Left(((), all)) => {
+                        match tokio::time::timeout(CLOSED_GRACE, all).await {
+                            Ok(parts) => parts,
+                            Err(_) => {
+                                result.errors += 1;
+                                Vec::new()
+                            }
                         }
                     }
-                    // The connection ended with requests in flight: they failed.
-                    futures_util::future::Either::Left(((), _)) => result.errors += 1,
+                };
+                for p in parts {
+                    merge(&mut result, p);
                 }
             }
             result

@@ -146,3 +146,43 @@ async fn open_loop_shows_a_stall_that_closed_loop_hides() {
         r.quantile_ms(0.9)
     );
 }
+
+/// A server that answers one request per connection and closes it, as gunicorn's sync
+/// workers do (`Connection: close`).
+async fn closing_server() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        loop {
+            let (sock, _) = listener.accept().await.unwrap();
+            tokio::spawn(async move {
+                let service = service_fn(|_req| async {
+                    Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from_static(b"ok"))))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .keep_alive(false)
+                    .serve_connection(TokioIo::new(sock), service)
+                    .await;
+            });
+        }
+    });
+    url
+}
+
+#[tokio::test]
+async fn closed_loop_counts_the_answers_of_a_server_that_closes_after_each() {
+    let target = Target::parse(&closing_server().await, Proto::H1).unwrap();
+    let r = closed_loop(
+        &target,
+        4,
+        1,
+        Duration::from_millis(300),
+        Arc::new(|_| RequestSpec::get("/")),
+        "test",
+    )
+    .await
+    .unwrap();
+    // Every connection carries one answer, which counts; none is an error.
+    assert!(r.ok > 20, "ok {} errors {}", r.ok, r.errors);
+    assert_eq!(r.errors, 0, "ok {}", r.ok);
+}
