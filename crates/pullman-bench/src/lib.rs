@@ -13,10 +13,11 @@
 //!   real worker process, apart from HTTP.
 //! - `procstat`: CPU time and peak RSS of the process in the middle, from `/proc`.
 //! - `peers`: starting and stopping each system with generated configs on loopback (among
-//!   them pullman's hub on its PTTH port with POTHEAD's worker processes, and with workers
-//!   in C on pullman's C API).
+//!   them pullman's hub on its PTTH port with POTHEAD's worker processes, with workers in C
+//!   on pullman's C API, and with the Python package's runners; and granian, gunicorn and
+//!   uvicorn serving a Python app directly).
 //! - `scenario`: the scenarios (overhead, expensive, hol, bodies, scale, transport, filter,
-//!   pothead, capi); one file each. With `run --baseline PATH` (a `pullman` binary from an older commit),
+//!   pothead, capi, python); one file each. With `run --baseline PATH` (a `pullman` binary from an older commit),
 //!   overhead and filter also run pullman from that binary beside this build, in the same
 //!   rounds, so a refactor shows "no speed lost" in one run.
 //! - `report`: results as JSON records, markdown tables and hand-written SVG plots.

@@ -18,7 +18,12 @@
 //! - `pullman-ptth`: pullman's hub with a `ptth://` worker port and the same POTHEAD worker
 //!   processes, each of their connections one slot of the pool;
 //! - `pullman-c`: pullman's hub, as for `pullman-tcp`, and `examples/c/hello.c` processes on
-//!   pullman's C API (compiled by `bench/run.sh` into `target/release/c-examples/hello`).
+//!   pullman's C API (compiled by `bench/run.sh` into `target/release/c-examples/hello`);
+//! - `pullman-wsgi`, `pullman-asgi`: pullman's hub, as for `pullman-tcp`, and the Python
+//!   package's runners (`python -m pullman.wsgi`, `python -m pullman.asgi`) on
+//!   `bench/python_app.py`;
+//! - `granian`, `gunicorn`, `uvicorn`: the same Python app served directly by those servers
+//!   (no middle process).
 
 mod capi;
 mod haproxy;
@@ -26,6 +31,7 @@ mod nginx;
 mod pothead;
 pub(crate) mod process;
 mod pullman;
+mod python;
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -66,6 +72,18 @@ pub enum System {
     PullmanPtth,
     /// pullman's hub (as `PullmanTcp`) with workers in C: `examples/c/hello.c` on the C API.
     PullmanC,
+    /// pullman's hub (as `PullmanTcp`) with `python -m pullman.wsgi` workers on
+    /// `bench/python_app.py`.
+    PullmanWsgi,
+    /// pullman's hub (as `PullmanTcp`) with `python -m pullman.asgi` workers on
+    /// `bench/python_app.py`.
+    PullmanAsgi,
+    /// granian serving `bench/python_app.py`'s WSGI app directly.
+    Granian,
+    /// gunicorn's sync workers serving `bench/python_app.py`'s WSGI app directly.
+    Gunicorn,
+    /// uvicorn (`--http httptools`) serving `bench/python_app.py`'s ASGI app directly.
+    Uvicorn,
 }
 
 impl System {
@@ -85,6 +103,11 @@ impl System {
             System::Pothead => "POTHEAD",
             System::PullmanPtth => "pullman (PTTH)",
             System::PullmanC => "pullman (C worker)",
+            System::PullmanWsgi => "pullman + pullman.wsgi",
+            System::PullmanAsgi => "pullman + pullman.asgi",
+            System::Granian => "granian WSGI",
+            System::Gunicorn => "gunicorn sync",
+            System::Uvicorn => "uvicorn httptools",
         }
     }
 
@@ -102,9 +125,14 @@ impl System {
 
     /// Whether the workers pull their requests and name themselves in `/sleep` answers, so
     /// that readiness means every worker has taken one: pullman in respond mode, POTHEAD's
-    /// hub, and pullman's PTTH port with POTHEAD's workers.
+    /// hub, pullman's PTTH port with POTHEAD's workers, and pullman's Python runners (the
+    /// Python app names its worker too).
     pub fn is_pull(self) -> bool {
-        self.is_pullman() || matches!(self, System::Pothead | System::PullmanPtth)
+        self.is_pullman()
+            || matches!(
+                self,
+                System::Pothead | System::PullmanPtth | System::PullmanWsgi | System::PullmanAsgi
+            )
     }
 
     /// Whether the workers pull their requests but do not name themselves (hello.c answers
@@ -160,7 +188,12 @@ impl System {
             System::PullmanPtth => {
                 pullman::start(self, env, layout, dir, pullman::Transport::Ptth)?
             }
-            System::PullmanC => pullman::start(self, env, layout, dir, pullman::Transport::Tcp)?,
+            System::PullmanC | System::PullmanWsgi | System::PullmanAsgi => {
+                pullman::start(self, env, layout, dir, pullman::Transport::Tcp)?
+            }
+            System::Granian | System::Gunicorn | System::Uvicorn => {
+                python::start_server(self, env, layout, dir)?
+            }
         };
         running.wait_ready(layout)?;
         Ok(running)
@@ -487,7 +520,13 @@ mod tests {
 
     #[test]
     fn systems_whose_workers_pull_are_ready_only_when_every_worker_has_answered() {
-        for s in [System::PullmanTcp, System::Pothead, System::PullmanPtth] {
+        for s in [
+            System::PullmanTcp,
+            System::Pothead,
+            System::PullmanPtth,
+            System::PullmanWsgi,
+            System::PullmanAsgi,
+        ] {
             assert!(s.is_pull(), "{s:?}");
         }
         for s in [
@@ -495,6 +534,9 @@ mod tests {
             System::Nginx,
             System::PullmanFilter,
             System::PullmanC,
+            System::Granian,
+            System::Gunicorn,
+            System::Uvicorn,
         ] {
             assert!(!s.is_pull(), "{s:?}");
         }

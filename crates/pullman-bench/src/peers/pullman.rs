@@ -6,12 +6,14 @@
 //! baseline binary, hub and workers alike. Over PTTH (`PullmanPtth`) the hub's worker port is
 //! `ptth://` and the workers are POTHEAD's (`pothead.rs`), each connection one slot of the pool.
 //! With the C worker (`PullmanC`) the hub is the same as `PullmanTcp`'s and the workers are
-//! `examples/c/hello.c` processes on pullman's C API (`capi.rs`).
+//! `examples/c/hello.c` processes on pullman's C API (`capi.rs`). With the Python runners
+//! (`PullmanWsgi`, `PullmanAsgi`) the workers are `python -m pullman.wsgi` or `pullman.asgi`
+//! processes on `bench/python_app.py` (`python.rs`).
 
 use std::process::Command;
 
 use super::process::Proc;
-use super::{capi, pothead, Env, Layout, Running, System};
+use super::{capi, pothead, python, Env, Layout, Running, System};
 use crate::error::Error;
 
 /// How the workers reach the hub.
@@ -58,11 +60,13 @@ fn start_pool(
     upstream: Option<&str>,
 ) -> Result<Running, Error> {
     let bin = env.pullman_bin_of(system)?;
-    // Checked before the hub starts: a missing C worker skips the system at once.
+    // Checked before the hub starts: a missing C worker or Python package skips the system
+    // at once.
     let c_hello = match system {
         System::PullmanC => Some(capi::hello_bin(system, env)?),
         _ => None,
     };
+    let python_runner = python::RunnerCmd::of(system, env)?;
     let workers_listen = match transport {
         Transport::Unix | Transport::Shm => {
             format!("unix://{}", dir.path().join("workers.sock").display())
@@ -123,6 +127,18 @@ pool = "{POOL}"
     }
     if let Some(c_hello) = c_hello {
         capi::add_workers(&mut running, &c_hello, &workers_url, POOL, TOKEN, layout)?;
+        return Ok(running);
+    }
+    if let Some(runner) = python_runner {
+        python::add_runners(
+            &mut running,
+            &runner,
+            env,
+            &workers_url,
+            POOL,
+            TOKEN,
+            layout,
+        )?;
         return Ok(running);
     }
     let app = if upstream.is_some() {

@@ -14,6 +14,8 @@
 //!    port, beside pullman's own workers, with the same slots; GETs only.
 //! 9. `capi`: `/hello` from a worker in C on pullman's C API beside the Rust SDK's
 //!    `pullman worker`, same hub, same slots.
+//! 10. `python`: a WSGI and an ASGI `/hello` through pullman's Python runners beside
+//!     granian, gunicorn and uvicorn serving the same app directly, and POTHEAD.
 //!
 //! Adding a scenario is one new file here (a `scenario()` returning a `Box<dyn Scenario>`)
 //! and its name in the `scenarios!` list below.
@@ -39,7 +41,7 @@ macro_rules! scenarios {
     };
 }
 
-scenarios![overhead, expensive, hol, bodies, scale, transport, filter, pothead, capi];
+scenarios![overhead, expensive, hol, bodies, scale, transport, filter, pothead, capi, python];
 
 /// The systems of one round, starting one further along each round: no system is always
 /// measured first or last, so a machine that warms up or gets busier during a round does not
