@@ -7,11 +7,12 @@
 
 use std::sync::Arc;
 
-use super::{median_of, median_ratio, opt, round_ratios, start_all, Ctx, Scenario};
+use super::{
+    cpu_us, extra_f64, median_of, median_ratio, opt, round_ratios, start_all, Ctx, Scenario,
+};
 use crate::error::Error;
 use crate::load::{self, Proto, RequestSpec, Target};
 use crate::peers::{Layout, System};
-use crate::procstat::ProcessTree;
 use crate::report::{self, ms, thousands};
 
 const NAME: &str = "capi";
@@ -44,15 +45,6 @@ fn variant(workers: usize, concurrency: usize, conns: usize) -> String {
     format!("{} conns={conns}", layout_name(workers, concurrency))
 }
 
-/// CPU time of `procs` together, µs.
-fn cpu_us(procs: &[ProcessTree]) -> u64 {
-    procs.iter().map(|p| p.cpu().micros).sum()
-}
-
-/// A figure in a record's `extra`.
-fn extra_f64(r: &report::Record, key: &str) -> Option<f64> {
-    r.extra.get(key).and_then(|v| v.as_f64())
-}
 
 impl Scenario for Capi {
     fn name(&self) -> &'static str {
@@ -105,20 +97,14 @@ impl Scenario for Capi {
                     for s in super::in_turn(&systems, round) {
                         let target = Target::parse(&s.url, Proto::H1)?;
                         let label = format!("{} /hello c{conns}", s.system.label());
-                        let others = s.others();
-                        let before = cpu_us(&others);
                         let m = ctx.measure(
                             s,
                             load::closed_loop(&target, conns, 1, secs, spec.clone(), &label),
-                        )?;
-                        let spent = cpu_us(&others).saturating_sub(before);
-                        let mut extra = serde_json::Map::new();
-                        if m.result.ok > 0 {
-                            extra.insert(
-                                "workers_cpu_us_per_req".into(),
-                                (spent as f64 / m.result.ok as f64).into(),
-                            );
-                        }
+                       )?;
+                       let mut extra = serde_json::Map::new();
+                       if let Some(cpu) = m.others_cpu_us_per_req {
+                           extra.insert("workers_cpu_us_per_req".into(), cpu.into());
+                       }
                         if let Some(&(_, x)) = at_rest.iter().find(|(a, _)| *a == s.system) {
                             extra.insert("workers_cpu_ms_per_s_at_rest".into(), x.into());
                         }

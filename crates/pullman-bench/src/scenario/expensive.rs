@@ -78,6 +78,7 @@ impl Scenario for Expensive {
                 let m = super::Measured {
                     result: load::LoadResult::from_histogram(h.clone(), duration),
                     cpu_us_per_req: None,
+                    others_cpu_us_per_req: None,
                 };
                 ctx.record(NAME, policy.label(), "trace", round, &m, Default::default());
             }
@@ -103,6 +104,7 @@ impl Scenario for Expensive {
             let m = super::Measured {
                 result: load::LoadResult::from_histogram(h.clone(), duration),
                 cpu_us_per_req: None,
+                others_cpu_us_per_req: None,
             };
             ctx.record(NAME, FLOOR_PLUS_1MS, "trace", round, &m, Default::default());
         }

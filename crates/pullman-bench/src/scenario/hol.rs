@@ -63,6 +63,7 @@ impl Scenario for Hol {
                     let mut fm = super::Measured {
                         result: load::LoadResult::from_histogram(fast, secs),
                         cpu_us_per_req: m.cpu_us_per_req,
+                        others_cpu_us_per_req: m.others_cpu_us_per_req,
                     };
                     fm.result.errors = m.result.errors;
                     ctx.record(NAME, s.system.label(), variant, round, &fm, Default::default());

@@ -27,6 +27,7 @@ use std::time::Duration;
 use crate::error::Error;
 use crate::load::LoadResult;
 use crate::peers::{Env, Layout, Running, System};
+use crate::procstat::ProcessTree;
 use crate::report::{self, Record};
 
 macro_rules! scenarios {
@@ -122,6 +123,9 @@ pub struct Ctx {
 pub struct Measured {
     pub result: LoadResult,
     pub cpu_us_per_req: Option<f64>,
+    /// The CPU per answered request of the system's other processes together (its workers),
+    /// µs; `None` when nothing was answered.
+    pub others_cpu_us_per_req: Option<f64>,
 }
 
 impl Ctx {
@@ -172,13 +176,18 @@ impl Ctx {
         self.rt.block_on(f)
     }
 
-    /// Runs `load` against `running` and measures the middle process's CPU meanwhile.
+    /// Runs `load` against `running` and measures the middle process's CPU meanwhile, and
+    /// that of the others together.
     pub fn measure<F>(&self, running: &Running, load: F) -> Result<Measured, Error>
     where
         F: Future<Output = Result<LoadResult, Error>>,
     {
+        let others = running.others();
+        let others_before = cpu_us(&others);
         let before = running.middle.map(|m| m.cpu());
         let result = self.rt.block_on(load)?;
+        let others_spent = cpu_us(&others).saturating_sub(others_before);
+        let others_cpu_us_per_req = (result.ok > 0).then(|| others_spent as f64 / result.ok as f64);
         let cpu_us_per_req = match (running.middle, before) {
             (Some(m), Some(b)) if result.ok > 0 => {
                 Some((m.cpu().micros - b.micros) as f64 / result.ok as f64)
@@ -188,6 +197,7 @@ impl Ctx {
         Ok(Measured {
             result,
             cpu_us_per_req,
+            others_cpu_us_per_req,
         })
     }
 
@@ -335,6 +345,16 @@ pub(crate) fn start_all(
 /// `f` formatted with `fmt`, or "-" when absent.
 pub(crate) fn opt(f: Option<f64>, fmt: impl Fn(f64) -> String) -> String {
     f.map(fmt).unwrap_or_else(|| "-".into())
+}
+
+/// CPU time of `procs` together, µs.
+pub(crate) fn cpu_us(procs: &[ProcessTree]) -> u64 {
+    procs.iter().map(|p| p.cpu().micros).sum()
+}
+
+/// A figure in a record's `extra`.
+pub(crate) fn extra_f64(r: &Record, key: &str) -> Option<f64> {
+    r.extra.get(key).and_then(|v| v.as_f64())
 }
 
 #[cfg(test)]

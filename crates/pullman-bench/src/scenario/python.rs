@@ -11,11 +11,12 @@
 
 use std::sync::Arc;
 
-use super::{median_of, median_ratio, opt, round_ratios, start_all, Ctx, Scenario};
+use super::{
+    extra_f64, median_of, median_ratio, opt, round_ratios, start_all, Ctx, Scenario,
+};
 use crate::error::Error;
 use crate::load::{self, Proto, RequestSpec, Target};
 use crate::peers::{Layout, System};
-use crate::procstat::ProcessTree;
 use crate::report::{self, ms, thousands};
 
 const NAME: &str = "python";
@@ -76,15 +77,6 @@ fn variant(conns: usize) -> String {
     format!("/hello conns={conns}")
 }
 
-/// CPU time of `procs` together, µs.
-fn cpu_us(procs: &[ProcessTree]) -> u64 {
-    procs.iter().map(|p| p.cpu().micros).sum()
-}
-
-/// A figure in a record's `extra`.
-fn extra_f64(r: &report::Record, key: &str) -> Option<f64> {
-    r.extra.get(key).and_then(|v| v.as_f64())
-}
 
 /// The Python process's CPU per request, in a record's `extra`.
 const PYTHON_CPU: &str = "python_cpu_us_per_req";
@@ -121,20 +113,14 @@ impl Scenario for Python {
                 for s in super::in_turn(&systems, round) {
                     let target = Target::parse(&s.url, Proto::H1)?;
                     let label = format!("{} /hello c{conns}", s.system.label());
-                    let python = s.others();
-                    let before = cpu_us(&python);
                     let m = ctx.measure(
                         s,
                         load::closed_loop(&target, conns, 1, secs, spec.clone(), &label),
-                    )?;
-                    let spent = cpu_us(&python).saturating_sub(before);
-                    let mut extra = serde_json::Map::new();
-                    if m.result.ok > 0 {
-                        extra.insert(
-                            PYTHON_CPU.into(),
-                            (spent as f64 / m.result.ok as f64).into(),
-                        );
-                    }
+                   )?;
+                   let mut extra = serde_json::Map::new();
+                   if let Some(cpu) = m.others_cpu_us_per_req {
+                       extra.insert(PYTHON_CPU.into(), cpu.into());
+                   }
                     ctx.record(NAME, s.system.label(), &variant(conns), round, &m, extra);
                 }
             }

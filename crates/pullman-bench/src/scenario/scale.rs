@@ -106,6 +106,7 @@ impl Scenario for Scale {
         let m = super::Measured {
             result: load::LoadResult::from_histogram(load::new_histogram(), 1.0),
             cpu_us_per_req: None,
+            others_cpu_us_per_req: None,
         };
         ctx.record(NAME, System::PullmanTcp.label(), "queued", 1, &m, extra);
 

@@ -78,6 +78,7 @@ impl Scenario for Transport {
                     let m = Measured {
                         result,
                         cpu_us_per_req,
+                        others_cpu_us_per_req: None,
                     };
                     ctx.record(NAME, &link_label(*t), name, round, &m, Default::default());
                 }
