@@ -17,11 +17,32 @@ mod errors;
 mod request;
 mod worker;
 
+use std::sync::OnceLock;
+use std::thread::ThreadId;
+
 use pyo3::prelude::*;
+
+/// Python's main thread, the one its signal handlers run on, if the module was imported
+/// there (as it nearly always is); `None` if not known.
+static MAIN_THREAD: OnceLock<Option<ThreadId>> = OnceLock::new();
+
+/// Whether this may be the thread Python runs signal handlers on: the only one whose waits
+/// need to look for signals.
+pub(crate) fn may_handle_signals() -> bool {
+    match MAIN_THREAD.get() {
+        Some(Some(main)) => *main == std::thread::current().id(),
+        _ => true,
+    }
+}
 
 /// The native module, imported as `pullman._native`.
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let threading = m.py().import("threading")?;
+    let on_main = threading
+        .call_method0("current_thread")?
+        .is(&threading.call_method0("main_thread")?);
+    let _ = MAIN_THREAD.set(on_main.then(|| std::thread::current().id()));
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_class::<worker::Worker>()?;
     m.add_class::<request::Request>()?;

@@ -2,6 +2,8 @@
 //! (latin-1), its body read in chunks without the GIL, and its answer (a response, or in a
 //! filter pool a pass verdict).
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
 use parking_lot::{Mutex, MutexGuard};
 use pullman_proto::Version;
@@ -35,10 +37,16 @@ fn latin1(bytes: &[u8]) -> String {
 }
 
 /// A `str` of latin-1 characters back to its bytes.
-fn to_latin1(text: &str, what: &str) -> PyResult<Vec<u8>> {
+/// A `str` of latin-1 characters back to its bytes: itself when ASCII (the usual case, no
+/// copy), else one byte per character.
+fn to_latin1<'a>(text: &'a str, what: &str) -> PyResult<Cow<'a, [u8]>> {
+    if text.is_ascii() {
+        return Ok(Cow::Borrowed(text.as_bytes()));
+    }
     text.chars()
         .map(|c| u8::try_from(u32::from(c)).ok())
         .collect::<Option<Vec<u8>>>()
+        .map(Cow::Owned)
         .ok_or_else(|| invalid(format!("{what} {text:?} has a character beyond latin-1")))
 }
 
@@ -74,6 +82,28 @@ impl Request {
     /// A view of the head, decoded.
     fn head<T>(&self, py: Python<'_>, f: impl FnOnce(&Pulled) -> T) -> PyResult<T> {
         self.with(py, |p| Ok(f(p)))
+    }
+
+    /// A whole answer, `status`, `headers` and `body` at once, from a pool of kind `mode`
+    /// (else `WrongState(misuse)`).
+    fn answer(
+        &self,
+        py: Python<'_>,
+        mode: Mode,
+        misuse: &str,
+        status: u16,
+        headers: &[(String, String)],
+        body: Option<PyBackedBytes>,
+    ) -> PyResult<()> {
+        self.with(py, |p| {
+            if p.mode() != mode {
+                return Err(wrong_state(misuse));
+            }
+            Self::add_headers(p, headers, true)?;
+            // The Python object itself goes to the link, no copy.
+            let body = body.map_or_else(Bytes::new, Bytes::from_owner);
+            p.respond(status, body).map_err(to_py)
+        })
     }
 
     /// Adds `headers` to the response; `content-length` too unless `sized` (a whole body,
@@ -201,12 +231,8 @@ impl Request {
         headers: Fields,
         body: Option<PyBackedBytes>,
     ) -> PyResult<()> {
-        self.with(py, |p| {
-            if p.mode() == Mode::Filter {
-                return Err(wrong_state("a filter answers with block() or pass_()"));
-            }
-            answer(p, status, &headers, body)
-        })
+        let misuse = "a filter answers with block() or pass_()";
+        self.answer(py, Mode::Respond, misuse, status, &headers, body)
     }
 
     /// A filter's verdict that answers the client itself (the upstream never sees the
@@ -219,14 +245,8 @@ impl Request {
         headers: Fields,
         body: Option<PyBackedBytes>,
     ) -> PyResult<()> {
-        self.with(py, |p| {
-            if p.mode() != Mode::Filter {
-                return Err(wrong_state(
-                    "block() is a filter's verdict; this worker serves a respond pool",
-                ));
-            }
-            answer(p, status, &headers, body)
-        })
+        let misuse = "block() is a filter's verdict; this worker serves a respond pool";
+        self.answer(py, Mode::Filter, misuse, status, &headers, body)
     }
 
     /// Sends the response head and opens its body, which `write()` fills and `finish()`
@@ -243,7 +263,8 @@ impl Request {
     /// Writes a chunk of the body `start()` opened, waiting without the GIL while the client
     /// is slower than the writer. Raises `Closed` if the request was cancelled.
     fn write(&self, py: Python<'_>, data: PyBackedBytes) -> PyResult<()> {
-        let chunk = Bytes::copy_from_slice(&data);
+        // The Python object itself goes to the link, no copy.
+        let chunk = Bytes::from_owner(data);
         self.with(py, |p| py.detach(|| p.write(chunk)).map_err(to_py))
     }
 
@@ -336,16 +357,4 @@ impl Request {
             None => "<pullman._native.Request closed>".into(),
         }
     }
-}
-
-/// A whole answer: `status`, `headers` and `body` at once.
-fn answer(
-    p: &mut Pulled,
-    status: u16,
-    headers: &[(String, String)],
-    body: Option<PyBackedBytes>,
-) -> PyResult<()> {
-    Request::add_headers(p, headers, true)?;
-    let body = body.map_or_else(Bytes::new, |b| Bytes::copy_from_slice(&b));
-    p.respond(status, body).map_err(to_py)
 }

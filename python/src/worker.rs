@@ -179,8 +179,8 @@ impl Worker {
     }
 
     /// Waits for the next request, at most `timeout` seconds (`None`: as long as it takes),
-    /// without the GIL, looking for signals every 100 ms (so Ctrl-C and signal handlers
-    /// run). Returns `None` once the worker has drained (and on every later call); raises
+    /// without the GIL; on Python's main thread it looks for signals every 100 ms (so Ctrl-C
+    /// and signal handlers run). Returns `None` once the worker has drained (and on every later call); raises
     /// `TimeoutError` when the time passed and `Refused` if the hub refused the worker. Any
     /// number of threads may call it at once.
     #[pyo3(signature = (timeout=None))]
@@ -193,6 +193,15 @@ impl Worker {
             None => None,
         };
         let pull = self.running()?;
+        if !crate::may_handle_signals() {
+            // No signal handler runs on this thread: one wait, with no timer unless asked.
+            let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            return match py.detach(|| pull.next(timeout)) {
+                Ok(pulled) => Ok(Some(Request::new(pulled))),
+                Err(PullError::Drained) => Ok(None),
+                Err(e) => Err(to_py(e)),
+            };
+        }
         loop {
             let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
             let wait = left.map_or(SIGNAL_CHECK, |left| left.min(SIGNAL_CHECK));
