@@ -19,7 +19,7 @@ string that does not encode to latin-1), ``Refused`` when the hub refused the wo
 
 from __future__ import annotations
 
-from typing import Callable, Iterator, Literal, Optional, Protocol, Sequence, Tuple, runtime_checkable
+from typing import Any, Callable, Dict, Iterator, Literal, Optional, Protocol, Sequence, Tuple, runtime_checkable
 
 Header = Tuple[str, str]
 """A header field: name and value, latin-1 text (the bytes as sent, one character each)."""
@@ -56,6 +56,27 @@ class Request(Protocol):
     """Milliseconds left before the hub gives up on the request, when taken; 0 = none."""
     in_shared_memory: bool
     """Whether the head was read in place in shared memory (a ``--shm`` link)."""
+    body_size: Optional[int]
+    """The body's length when the head tells it: its ``content-length``, or 0 for an HTTP/1
+    request with neither ``content-length`` nor ``transfer-encoding``; ``None`` when only its
+    end will tell (chunked, HTTP/2 without a length)."""
+
+    def wsgi_environ(self, base: Dict[str, Any]) -> Dict[str, Any]:
+        """The PEP 3333 environ: a copy of ``base`` (the keys the same for every request)
+        plus this request's: ``REQUEST_METHOD``, ``PATH_INFO`` (percent-decoded, one
+        character per byte), ``QUERY_STRING``, ``SERVER_NAME``/``PORT``/``PROTOCOL``,
+        ``REMOTE_ADDR``/``PORT``, ``CONTENT_TYPE``, ``CONTENT_LENGTH``, ``HTTP_*`` per header
+        (repeated fields joined with ``", "``, names with ``_`` dropped), ``wsgi.url_scheme``
+        (``https`` when ``x-forwarded-proto`` says so), ``pullman.request_id`` and
+        ``pullman.deadline_ms``. ``wsgi.input`` is the caller's to add."""
+        ...
+
+    def asgi_scope(self, state: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+        """The ASGI 3 ``http`` scope (spec 2.4): header names lowercase, ``path``
+        percent-decoded as UTF-8, ``raw_path`` and ``query_string`` as sent, ``client`` and
+        ``server`` as (host, port), the request id, deadline and shared-memory flag under
+        ``extensions["pullman"]``, and a copy of ``state`` if given."""
+        ...
 
     def read(self) -> bytes:
         """The next chunk of the body; ``b""`` once the body has ended (and on every call

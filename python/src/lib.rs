@@ -5,17 +5,23 @@
 //! here, latin-1 as PEP 3333 has it), its body in chunks, and answers it. Every call that
 //! waits (for a request, a body chunk, room to write) lets go of the GIL while it waits,
 //! and that wait is what runs the link. `python/pullman/_interface.py` is the contract the
-//! classes meet; the runners (`pullman.wsgi`, `pullman.asgi`) are pure Python over it.
+//! classes meet; the runners (`pullman.wsgi`, `pullman.asgi`) are Python over it.
 //!
 //! # Layout
 //! - `worker.rs`: `Worker`: settings, gates, connect, next, drain, close.
 //! - `request.rs`: `Request`: the head, the body, the answer or the filter's verdict.
+//! - `wsgi.rs`, `asgi.rs`: a request's PEP 3333 environ and ASGI scope, built here (most
+//!   of what a runner would spend in Python on a short request); `head.rs` what both read
+//!   from the head.
 //! - `errors.rs`: how the SDK's errors become the package's exceptions.
 #![deny(missing_docs, missing_debug_implementations)]
 
+mod asgi;
 mod errors;
+mod head;
 mod request;
 mod worker;
+mod wsgi;
 
 use std::sync::OnceLock;
 use std::thread::ThreadId;

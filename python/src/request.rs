@@ -6,13 +6,16 @@ use std::borrow::Cow;
 
 use bytes::Bytes;
 use parking_lot::{Mutex, MutexGuard};
-use pullman_proto::Version;
-use pullman_worker::pull::{Edit, Mode, Pulled};
+use pullman_proto::{HeadBuilder, Version};
+use pullman_worker::pull::{self, Edit, Mode, Pulled};
+use pullman_worker::{RequestBody, RequestInfo};
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedBytes;
-use pyo3::types::PyBytes;
+use pyo3::types::{PyBytes, PyDict};
 
 use crate::errors::{invalid, to_py, wrong_state};
+use crate::head::{body_size, latin1, version_name};
+use crate::{asgi, wsgi};
 
 /// A request from `Worker.next()`. Answer it with `respond()`, with `start()`, `write()`
 /// and `finish()`, or in a filter pool with `pass_()` or `block()`; `close()` releases it
@@ -31,12 +34,6 @@ impl std::fmt::Debug for Request {
     }
 }
 
-/// Bytes as a `str`, one character per byte (latin-1), as PEP 3333 has it.
-fn latin1(bytes: &[u8]) -> String {
-    bytes.iter().map(|&b| char::from(b)).collect()
-}
-
-/// A `str` of latin-1 characters back to its bytes.
 /// A `str` of latin-1 characters back to its bytes: itself when ASCII (the usual case, no
 /// copy), else one byte per character.
 fn to_latin1<'a>(text: &'a str, what: &str) -> PyResult<Cow<'a, [u8]>> {
@@ -137,12 +134,7 @@ impl Request {
     /// The client's HTTP version: `"1.0"`, `"1.1"`, `"2"` or `"3"`.
     #[getter]
     fn http_version(&self, py: Python<'_>) -> PyResult<&'static str> {
-        self.head(py, |p| match p.info().head.version() {
-            Version::Http10 => "1.0",
-            Version::Http11 => "1.1",
-            Version::Http2 => "2",
-            Version::Http3 => "3",
-        })
+        self.head(py, |p| version_name(p.info().head.version()))
     }
 
     /// The target up to its first `?`, undecoded.
@@ -208,6 +200,90 @@ impl Request {
         self.head(py, |p| {
             pullman_worker::is_shared_memory(p.info().head.raw())
         })
+    }
+
+    /// The body's length when the head tells it (its `content-length`, or 0 for an HTTP/1
+    /// request with neither `content-length` nor `transfer-encoding`); `None` when only its
+    /// end will tell.
+    #[getter]
+    fn body_size(&self, py: Python<'_>) -> PyResult<Option<u64>> {
+        self.head(py, |p| body_size(&p.info().head))
+    }
+
+    /// The PEP 3333 environ: `base` (the keys the same for every request) plus this
+    /// request's (CGI variables, `wsgi.url_scheme`, `HTTP_*` headers, `pullman.request_id`,
+    /// `pullman.deadline_ms`). `wsgi.input` is the caller's to add.
+    fn wsgi_environ<'py>(
+        &self,
+        py: Python<'py>,
+        base: &Bound<'py, PyDict>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        self.with(py, |p| wsgi::environ(py, p.info(), base))
+    }
+
+    /// The ASGI 3 `http` scope, with a copy of `state` (what lifespan startup left) if
+    /// given.
+    #[pyo3(signature = (state=None))]
+    fn asgi_scope<'py>(
+        &self,
+        py: Python<'py>,
+        state: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        self.with(py, |p| {
+            let shared = pullman_worker::is_shared_memory(p.info().head.raw());
+            asgi::scope(py, p.info(), shared, state)
+        })
+    }
+
+    /// A request from no hub, with this head and an empty body, whose answer goes nowhere:
+    /// for tests of code that reads requests (the package's own fake uses it, so that its
+    /// environ and scope are the real ones). `x-request-id` is added to the headers when
+    /// `request_id` is given and they have none.
+    #[staticmethod]
+    #[pyo3(signature = (
+        method="GET", target="/", headers=Vec::new(), peer=String::new(), http_version="1.1",
+        deadline_ms=0, request_id=None
+    ))]
+    fn detached(
+        method: &str,
+        target: &str,
+        mut headers: Fields,
+        peer: String,
+        http_version: &str,
+        deadline_ms: u32,
+        request_id: Option<&str>,
+    ) -> PyResult<Request> {
+        let version = match http_version {
+            "1.0" => Version::Http10,
+            "1.1" => Version::Http11,
+            "2" => Version::Http2,
+            "3" => Version::Http3,
+            other => return Err(invalid(format!("no HTTP version {other:?}"))),
+        };
+        if let Some(id) = request_id {
+            if !headers
+                .iter()
+                .any(|(n, _)| n.eq_ignore_ascii_case("x-request-id"))
+            {
+                headers.push(("x-request-id".into(), id.into()));
+            }
+        }
+        let method = to_latin1(method, "the method")?;
+        let target = to_latin1(target, "the target")?;
+        let mut head = HeadBuilder::new(version, &method, &target, headers.len());
+        for (name, value) in &headers {
+            let name = to_latin1(name, "the header name")?;
+            let value = to_latin1(value, "the header value")?;
+            head.header(&name, &value).map_err(invalid)?;
+        }
+        let info = RequestInfo {
+            peer,
+            deadline_ms,
+            head: head.finish(),
+        };
+        let (pulled, _nowhere) = pull::unlinked(Mode::Respond, info, RequestBody::empty())
+            .map_err(|e| invalid(format!("cannot start: {e}")))?;
+        Ok(Request::new(pulled))
     }
 
     /// The next chunk of the body, waiting for it without the GIL; `b""` once it ended.

@@ -1,4 +1,7 @@
-"""An in-memory worker and requests that satisfy pullman._interface, for the adapters' tests."""
+"""An in-memory worker and requests that satisfy pullman._interface, for the adapters' tests.
+
+A request's answer and body are the fake's own; its head's derived views (the WSGI environ,
+the ASGI scope, the body's size) are the native module's, from a detached native request."""
 
 from __future__ import annotations
 
@@ -66,6 +69,24 @@ class FakeRequest:
         return None
 
     # -- the interface
+    def _head(self):
+        """A native request with this head: the environ and the scope come from the real code."""
+        from pullman._native import Request
+
+        return Request.detached(
+            self.method, self.target, self.headers, self.peer, self.http_version, self.deadline_ms, self.request_id
+        )
+
+    @property
+    def body_size(self) -> Optional[int]:
+        return self._head().body_size
+
+    def wsgi_environ(self, base: dict) -> dict:
+        return self._head().wsgi_environ(base)
+
+    def asgi_scope(self, state: Optional[dict] = None) -> dict:
+        return self._head().asgi_scope(state)
+
     def _check_open(self) -> None:
         if self.cancelled:
             raise Closed("cancelled")

@@ -46,7 +46,12 @@ def test_scope():
     assert scope["raw_path"] == b"/a%20b/%C3%A9"
     assert scope["query_string"] == b"x=1&y=%2F"
     assert scope["root_path"] == ""
-    assert scope["headers"] == [(b"host", b"example.com:8080"), (b"x-custom", b"V"), (b"x-forwarded-proto", b"https")]
+    assert scope["headers"] == [
+        (b"host", b"example.com:8080"),
+        (b"x-custom", b"V"),
+        (b"x-forwarded-proto", b"https"),
+        (b"x-request-id", b"rid-7"),
+    ]
     assert scope["client"] == ("10.0.0.1", 1234)
     assert scope["server"] == ("example.com", 8080)
     assert scope["state"] == {"db": "x"}

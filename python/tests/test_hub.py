@@ -243,7 +243,9 @@ def test_sigterm_drains_the_wsgi_runner_without_losing_a_request(hub: Hub, tmp_p
     (tmp_path / "flask_app.py").write_text(FLASK_APP)
     worker = start(
         tmp_path,
-        ["-m", "pullman.wsgi", "--hub", hub.workers, "--pool", "py", "--token", TOKEN, "--threads", "4", "flask_app:app"],
+        # Two run, two wait in the process (prefetched): those must be served too.
+        ["-m", "pullman.wsgi", "--hub", hub.workers, "--pool", "py", "--token", TOKEN]
+        + ["--threads", "2", "--prefetch", "2", "flask_app:app"],
     )
     hub.wait_served("/hello")
     with ThreadPoolExecutor(4) as pool:

@@ -12,7 +12,6 @@ import logging
 from concurrent.futures import Executor
 from typing import Any, Awaitable, Callable, Dict, List, Optional
 
-from .. import _head
 from .._errors import Closed
 from .._interface import Header, Request
 from .scope import build_scope, is_body_empty
@@ -42,7 +41,7 @@ class Cycle:
         self.is_body_done = is_body_empty(request)
         # The app gets one http.request even for a body known empty.
         self._is_request_told = False
-        self.body_left = _content_length(request)
+        self.body_left = request.body_size
         self.status: Optional[int] = None
         self.headers: List[Header] = []
         self.is_head_sent = False
@@ -167,9 +166,3 @@ class Cycle:
             self._end()
             request.close()
 
-
-def _content_length(request: Request) -> Optional[int]:
-    length = _head.header_value(request.headers, "content-length")
-    if length is not None and length.strip().isdigit():
-        return int(length)
-    return None
