@@ -11,6 +11,8 @@ class Input:
     """A read-only binary file over :meth:`Request.read`. Nothing is read before the app asks,
     and at most one chunk beyond what it asked for is held."""
 
+    __slots__ = ("_request", "_buffer", "_ended")
+
     def __init__(self, request: Request) -> None:
         self._request = request
         # bytearray: deleting from its front is O(1) amortized, so small reads out of a large

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from .._errors import Closed
 from .._interface import Header, Request
@@ -20,8 +20,11 @@ App = Callable[[Dict[str, Any], Callable[..., Any]], Any]
 class _Answer:
     """The answer of one request: what ``start_response`` set and how far it has gone."""
 
-    def __init__(self, request: Request) -> None:
+    __slots__ = ("request", "is_head", "status", "headers", "is_head_sent", "is_done")
+
+    def __init__(self, request: Request, is_head: bool) -> None:
         self.request = request
+        self.is_head = is_head
         self.status: Optional[int] = None
         self.headers: List[Header] = []
         self.is_head_sent = False
@@ -39,7 +42,8 @@ class _Answer:
         elif self.status is not None:
             raise RuntimeError("start_response called a second time without exc_info")
         self.status = parse_status(status)
-        self.headers = [check_header(header) for header in headers]
+        # The names and values are checked (str, latin-1, valid fields) when they are sent.
+        self.headers = list(headers)
         return self.write
 
     def content_length(self) -> Optional[int]:
@@ -65,7 +69,7 @@ class _Answer:
         """The whole answer at once (``HEAD``: the head only, keeping the app's length)."""
         if self.status is None:
             raise RuntimeError("the app returned without calling start_response")
-        if self.request.method == "HEAD":
+        if self.is_head:
             self.send_head()
             self.request.finish()
         else:
@@ -82,18 +86,9 @@ class _Answer:
 
 def parse_status(status: str) -> int:
     """The code of a WSGI status line such as ``"200 OK"``."""
-    if not isinstance(status, str) or len(status) < 3 or not status[:3].isdigit():
-        raise ValueError(f"a WSGI status is a str like '200 OK', not {status!r}")
-    if len(status) > 3 and status[3] != " ":
+    if type(status) is not str or not status[:3].isdigit() or status[3:4] not in (" ", ""):
         raise ValueError(f"a WSGI status is a str like '200 OK', not {status!r}")
     return int(status[:3])
-
-
-def check_header(header: Sequence[str]) -> Header:
-    name, value = header
-    if not isinstance(name, str) or not isinstance(value, str):
-        raise TypeError(f"WSGI header names and values are str, not {header!r}")
-    return name, value
 
 
 def handle(app: App, request: Request, base: Dict[str, Any]) -> None:
@@ -106,22 +101,27 @@ def handle(app: App, request: Request, base: Dict[str, Any]) -> None:
     so the client sees a truncated body rather than a complete wrong one. A request the hub
     cancelled ends quietly.
     """
-    answer = _Answer(request)
+    answer: Optional[_Answer] = None
     try:
         environ = build_environ(request, base)
+        answer = _Answer(request, environ["REQUEST_METHOD"] == "HEAD")
         result = app(environ, answer.start_response)
-        try:
-            _send(answer, result)
-        finally:
-            close = getattr(result, "close", None)
-            if close is not None:
-                close()
+        if type(result) is list and answer.status is not None and not answer.is_head_sent:
+            # The usual case: one respond.
+            answer.respond(b"".join(result))
+        else:
+            try:
+                _send(answer, result)
+            finally:
+                close = getattr(result, "close", None)
+                if close is not None:
+                    close()
         if not answer.is_done:
             answer.finish()
     except Closed:
         log.debug("request %s: cancelled by the hub", request.request_id)
     except Exception:
-        if answer.is_head_sent:
+        if answer is not None and answer.is_head_sent:
             log.exception("request %s: app failed after the head was sent", request.request_id)
         else:
             log.exception("request %s: app failed", request.request_id)
