@@ -7,7 +7,7 @@ import logging
 import signal
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Optional, Set
+from typing import Any, List, Optional, Set
 
 from .._errors import Refused
 from .._interface import Request, Worker
@@ -15,6 +15,10 @@ from .cycle import App, Cycle
 from .lifespan import Lifespan, LifespanFailed
 
 log = logging.getLogger("pullman.asgi")
+
+BATCH_MAX = 64
+"""Most requests a puller hands the event loop at once: those already waiting when it takes
+one, so that a busy worker wakes the loop once per batch, not once per request."""
 
 
 class Runner:
@@ -95,11 +99,12 @@ class Runner:
         pullers_left = self.pullers
         all_pulled = asyncio.Event()
 
-        def start(request: Request) -> None:
-            cycle = Cycle(request, loop, executor)
-            task = loop.create_task(cycle.run(self.app, state))
-            self._tasks.add(task)
-            task.add_done_callback(self._done)
+        def start(requests: List[Request]) -> None:
+            for request in requests:
+                cycle = Cycle(request, loop, executor)
+                task = loop.create_task(cycle.run(self.app, state))
+                self._tasks.add(task)
+                task.add_done_callback(self._done)
 
         def puller_ended() -> None:
             nonlocal pullers_left
@@ -118,7 +123,17 @@ class Runner:
                         return
                     if request is None:
                         return
-                    loop.call_soon_threadsafe(start, request)
+                    # The requests that came with it go to the loop in the same wake-up.
+                    batch = [request]
+                    while len(batch) < BATCH_MAX:
+                        try:
+                            request = self.worker.next(0)
+                        except TimeoutError:
+                            break
+                        if request is None:
+                            break
+                        batch.append(request)
+                    loop.call_soon_threadsafe(start, batch)
             finally:
                 loop.call_soon_threadsafe(puller_ended)
 

@@ -31,7 +31,7 @@ mod nginx;
 mod pothead;
 pub(crate) mod process;
 mod pullman;
-mod python;
+pub(crate) mod python;
 
 use std::collections::HashSet;
 use std::path::PathBuf;

@@ -1,7 +1,7 @@
 //! Python servers on `bench/python_app.py`, all run by the venv's Python (`bench/.venv`,
 //! installed by `bench/setup.sh`) in `bench/`, so that they import the same app module:
 //! - pullman's runners, one process per worker dialling the hub over TCP (`PullmanWsgi`:
-//!   `python -m pullman.wsgi --threads C python_app:wsgi`; `PullmanAsgi`: `python -m
+//!   `python -m pullman.wsgi --threads C --prefetch 8 python_app:wsgi`; `PullmanAsgi`: `python -m
 //!   pullman.asgi --limit C python_app:asgi`), started from `pullman.rs` where `PullmanTcp`
 //!   starts `pullman worker --app demo`;
 //! - servers that the clients reach directly, with no hub: granian (`Granian`: `--interface
@@ -96,6 +96,11 @@ pub(super) fn python(system: System, env: &Env) -> Result<PathBuf, Error> {
     Ok(python)
 }
 
+/// Requests the WSGI runner reads ahead of its threads (`--prefetch`): a thread that frees
+/// finds the next request in the process, as granian's finds it in granian's own queue,
+/// instead of waiting a round trip to the hub for it.
+pub(crate) const WSGI_PREFETCH: usize = 8;
+
 /// A runner's command line: one worker of `layout.concurrency` on `pool` at `hub`.
 pub(super) fn runner_command(
     cmd: &RunnerCmd,
@@ -109,13 +114,18 @@ pub(super) fn runner_command(
         Runner::Wsgi => ("pullman.wsgi", "wsgi", "--threads"),
         Runner::Asgi => ("pullman.asgi", "asgi", "--limit"),
     };
-    let mut cmd = Command::new(&cmd.python);
-    cmd.current_dir(&env.bench_dir)
+    let mut command = Command::new(&cmd.python);
+    command
+        .current_dir(&env.bench_dir)
         .args(["-m", module, "--hub", hub, "--pool", pool, "--token", token])
-        .args([credits, &layout.concurrency.to_string()])
+        .args([credits, &layout.concurrency.to_string()]);
+    if cmd.runner == Runner::Wsgi {
+        command.args(["--prefetch", &WSGI_PREFETCH.to_string()]);
+    }
+    command
         .args(["--log-level", "warning"])
         .arg(format!("{APP_MODULE}:{app}"));
-    cmd
+    command
 }
 
 /// Starts `layout.workers` runner processes dialling `hub`, named `w0`, `w1`, ... in their
@@ -306,7 +316,7 @@ mod tests {
         let a = line(&wsgi);
         assert!(a.starts_with(" -m pullman.wsgi "), "{a:?}");
         assert!(a.contains(" --hub tcp://127.0.0.1:4 --pool bench --token t "));
-        assert!(a.contains(" --threads 4 "), "{a:?}");
+        assert!(a.contains(" --threads 4 --prefetch 8 "), "{a:?}");
         assert!(a.ends_with(" python_app:wsgi "), "{a:?}");
         let a = line(&cmd(Runner::Asgi));
         assert!(a.starts_with(" -m pullman.asgi "), "{a:?}");

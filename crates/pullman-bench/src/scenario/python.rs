@@ -1,7 +1,7 @@
 //! The python scenario: one Python app (`bench/python_app.py`, no framework) served by
 //! pullman's Python runners behind pullman's hub and by the Python servers people run it
 //! with today, side by side in the same rounds. WSGI, one process running one request at a
-//! time: `python -m pullman.wsgi --threads 1` behind the hub, granian (`--interface wsgi
+//! time: `python -m pullman.wsgi --threads 1 --prefetch 8` behind the hub, granian (`--interface wsgi
 //! --blocking-threads 1`, one worker) and gunicorn (one sync worker) serving it directly, and
 //! POTHEAD's worker (`--workers 1`) behind POTHEAD's hub. ASGI, one process:
 //! `python -m pullman.asgi` behind the hub, and uvicorn (`--http httptools`) directly.
@@ -16,6 +16,7 @@ use super::{
 };
 use crate::error::Error;
 use crate::load::{self, Proto, RequestSpec, Target};
+use crate::peers::python::WSGI_PREFETCH;
 use crate::peers::{Layout, System};
 use crate::report::{self, ms, thousands};
 
@@ -134,8 +135,10 @@ impl Scenario for Python {
                 "One app, `bench/python_app.py` (no framework: `/hello` answers a fixed 18-byte \
 text body with its length), as WSGI and as ASGI, in the venv of `bench/setup.sh`. WSGI, one \
 process running one request at a time: `{pw}` is pullman's hub (the configuration of `pullman \
-(TCP)` in the other sections) with `python -m pullman.wsgi --threads 1 python_app:wsgi` dialling \
-it over TCP; `{g}` is `granian --interface wsgi --workers 1 --blocking-threads 1`, `{gu}` is \
+(TCP)` in the other sections) with `python -m pullman.wsgi --threads 1 --prefetch \
+{WSGI_PREFETCH} python_app:wsgi` dialling it over TCP (one thread runs the app; up to \
+{WSGI_PREFETCH} more requests wait in the process, read ahead, as requests wait in granian's \
+own queue); `{g}` is `granian --interface wsgi --workers 1 --blocking-threads 1`, `{gu}` is \
 `gunicorn --workers 1 --worker-class sync` (which closes each connection after its answer), \
 both serving the app directly; `{p}` is POTHEAD 0.10.6's hub with one `python -m \
 pothead.worker --workers 1` process on `bench/pothead_app.py` (whose `/hello` is the same few \
