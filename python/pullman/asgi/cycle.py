@@ -14,7 +14,7 @@ from typing import Any, Awaitable, Callable, Dict, List, Optional
 
 from .._errors import Closed
 from .._interface import Header, Request
-from .scope import build_scope, is_body_empty
+from .scope import build_scope
 
 log = logging.getLogger("pullman.asgi")
 
@@ -38,10 +38,11 @@ class Cycle:
         self.request = request
         self.loop = loop
         self.executor = executor
-        self.is_body_done = is_body_empty(request)
-        # The app gets one http.request even for a body known empty.
-        self._is_request_told = False
         self.body_left = request.body_size
+        # A body known empty needs no read (nor a thread to wait in it); the app still gets
+        # one http.request.
+        self.is_body_done = self.body_left == 0
+        self._is_request_told = False
         self.status: Optional[int] = None
         self.headers: List[Header] = []
         self.is_head_sent = False

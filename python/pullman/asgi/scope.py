@@ -18,8 +18,3 @@ def build_scope(request: Request, state: Optional[Dict[str, Any]] = None) -> Dic
     copied, one copy per request, as the spec asks."""
     return request.asgi_scope(state)
 
-
-def is_body_empty(request: Request) -> bool:
-    """Whether the request has no body, known from its head alone. Then no read is needed
-    (nor a thread to wait in it)."""
-    return request.body_size == 0

@@ -94,7 +94,7 @@ def parse_status(status: str) -> int:
 def handle(app: App, request: Request, base: Dict[str, Any]) -> None:
     """Runs ``app`` for ``request`` and answers it, then closes the request.
 
-    A body that is a list or tuple, or whose first block is as long as its
+    A body that is a plain list or tuple, or whose first block is as long as its
     ``content-length``, goes in one :meth:`Request.respond`; any other is streamed, each block
     sent as it comes (PEP 3333 forbids holding one back). The iterable's ``close`` is always
     called. An exception before the head is sent answers 500; after, the answer is aborted,
@@ -106,8 +106,8 @@ def handle(app: App, request: Request, base: Dict[str, Any]) -> None:
         environ = build_environ(request, base)
         answer = _Answer(request, environ["REQUEST_METHOD"] == "HEAD")
         result = app(environ, answer.start_response)
-        if type(result) is list and answer.status is not None and not answer.is_head_sent:
-            # The usual case: one respond.
+        if type(result) in (list, tuple) and not answer.is_head_sent:
+            # The usual case, one respond; a plain list or tuple has no close() to call.
             answer.respond(b"".join(result))
         else:
             try:
@@ -134,9 +134,6 @@ def handle(app: App, request: Request, base: Dict[str, Any]) -> None:
 
 
 def _send(answer: _Answer, result: Any) -> None:
-    if isinstance(result, (list, tuple)) and not answer.is_head_sent:
-        answer.respond(b"".join(result))
-        return
     for block in result:
         if answer.is_done:
             if block:
