@@ -27,6 +27,16 @@ def parser(prog: str, description: str) -> argparse.ArgumentParser:
     p.add_argument("--cpu-gate", type=float, metavar="SHARE", help="take work only while at most SHARE (0..1] of the CPU is busy")
     p.add_argument("--memory-gate", type=int, metavar="BYTES", help="take work only while at least BYTES of memory are available")
     p.add_argument("--ready", metavar="MODULE:CALLABLE", help="take work only while CALLABLE() returns true")
+    p.add_argument(
+        "--redirect-response",
+        type=int,
+        metavar="PORT",
+        help="redirect mode: answer a large 200 with 303 to this worker's own HTTP server on PORT (0: any free port), "
+        "which serves the body to the client without the hub",
+    )
+    p.add_argument("--redirect-min-bytes", type=int, default=64 * 1024, metavar="BYTES", help="the smallest body redirected (default 65536; 0: every 200)")
+    p.add_argument("--redirect-expiry", type=float, default=20.0, metavar="SECONDS", help="how long a redirected response waits for its client (default 20)")
+    p.add_argument("--redirect-host", metavar="HOST", help="the host in Location (default: this worker's address on its link to the hub)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return p
 
@@ -35,6 +45,13 @@ def check(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     for flag in ("hub", "pool", "token"):
         if not getattr(args, flag):
             p.error(f"--{flag} (or PULLMAN_{flag.upper()}) is required")
+    if args.redirect_response is None:
+        if args.redirect_host is not None:
+            p.error("--redirect-host needs --redirect-response")
+    elif not 0 <= args.redirect_response <= 65535:
+        p.error("--redirect-response must be a port, 0 to 65535")
+    elif args.redirect_min_bytes < 0:
+        p.error("--redirect-min-bytes must be at least 0")
 
 
 def setup_logging(level: str) -> None:
@@ -59,15 +76,27 @@ def make_worker(args: argparse.Namespace, concurrency: int) -> Worker:
     except ImportError:
         sys.exit("pullman: this build of pullman has no native worker (pullman._native.Worker)")
     ready: Optional[Callable[[], bool]] = load_app(args.ready) if args.ready else None
-    return NativeWorker(
-        args.hub,
-        args.pool,
-        args.token,
-        concurrency=concurrency,
-        shm=args.shm,
-        name=args.name,
-        mode="respond",
-        ready=ready,
-        cpu_gate=args.cpu_gate,
-        memory_gate=args.memory_gate,
-    )
+    try:
+        worker = NativeWorker(
+            args.hub,
+            args.pool,
+            args.token,
+            concurrency=concurrency,
+            shm=args.shm,
+            name=args.name,
+            mode="respond",
+            ready=ready,
+            cpu_gate=args.cpu_gate,
+            memory_gate=args.memory_gate,
+        )
+        if args.redirect_response is not None:
+            worker.redirect(
+                args.redirect_response,
+                host=args.redirect_host,
+                min_bytes=args.redirect_min_bytes,
+                expiry=args.redirect_expiry,
+            )
+        worker.check()
+    except ValueError as error:
+        sys.exit(f"pullman: {error}")
+    return worker

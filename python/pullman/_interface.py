@@ -150,6 +150,22 @@ class Worker(Protocol):
     """A worker of one pool; after :meth:`connect` it keeps itself connected (redialing with
     backoff while the hub is away) until it is drained or closed."""
 
+    def redirect(
+        self, port: int, host: Optional[str] = None, min_bytes: int = 65536, expiry: float = 20.0
+    ) -> None:
+        """Redirect mode (respond pools, before :meth:`connect`): a ``200`` whose body is at
+        least ``min_bytes`` long is answered ``303 See Other`` to ``http://HOST:PORT/KEY`` on
+        the worker's own HTTP server on ``port`` (0: any free port), which serves it once to
+        the client that follows; the body does not pass through the hub. ``host`` defaults to
+        the worker's address on its TCP link to the hub (required with a ``unix://`` hub); a
+        response nobody fetches is dropped after ``expiry`` seconds (at most 3600)."""
+        ...
+
+    def check(self) -> None:
+        """Checks the settings as :meth:`connect` will, without connecting: ``ValueError``
+        if one is missing or they contradict each other."""
+        ...
+
     def connect(self) -> None:
         """Starts dialing the hub in the background; returns at once. ``ValueError`` for
         contradictory settings (``shm`` on a ``tcp://`` hub); ``WrongState`` if called

@@ -1,12 +1,13 @@
 //! `Worker`: a worker's settings, then the SDK's pulling worker, whose requests Python
 //! threads take one by one.
 
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use pullman_worker::pull::{Mode, PullError, PullWorker};
-use pullman_worker::{CpuGate, HubAddr, MemoryGate, Worker as SdkWorker, WorkerBuilder};
+use pullman_worker::{CpuGate, HubAddr, MemoryGate, Redirect, Worker as SdkWorker, WorkerBuilder};
 use pyo3::prelude::*;
 
 use crate::errors::{invalid, to_py, wrong_state};
@@ -44,7 +45,7 @@ impl Worker {
         let mut state = self.state.lock();
         let State::Setup(builder, _) = &mut *state else {
             return Err(wrong_state(
-                "the worker is connected; gates come before connect()",
+                "the worker is connected; settings come before connect()",
             ));
         };
         let taken = std::mem::take(&mut **builder);
@@ -157,6 +158,48 @@ impl Worker {
     fn add_memory_gate(&self, min_available: u64) -> PyResult<()> {
         let gate = MemoryGate::new(min_available).map_err(invalid)?;
         self.with_setup(|b| b.gate(gate))
+    }
+
+    /// Redirect mode (respond pools): a `200` whose body is at least `min_bytes` long is
+    /// answered `303 See Other` to `http://HOST:PORT/KEY` on the worker's own HTTP server on
+    /// `port` (0: any free port), which serves it once to the client that follows, so that
+    /// the body does not pass through the hub. `host` defaults to the worker's address on
+    /// its TCP link to the hub; an unfetched response is dropped after `expiry` seconds.
+    #[pyo3(signature = (port, host=None, min_bytes=pullman_worker::redirect::DEFAULT_MIN_BYTES, expiry=20.0))]
+    fn redirect(
+        &self,
+        port: u16,
+        host: Option<String>,
+        min_bytes: u64,
+        expiry: f64,
+    ) -> PyResult<()> {
+        let expiry = Duration::try_from_secs_f64(expiry)
+            .ok()
+            .filter(|e| !e.is_zero())
+            .ok_or_else(|| {
+                invalid(format!(
+                    "the redirect expiry must be seconds, more than 0 and at most 3600, not {expiry}"
+                ))
+            })?;
+        if let State::Setup(_, Mode::Filter) = &*self.state.lock() {
+            return Err(invalid("redirect mode is for respond pools, not filters"));
+        }
+        let redirect = Redirect {
+            listen: SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)),
+            host,
+            min_bytes,
+            expiry,
+        };
+        self.with_setup(|b| b.redirect(redirect))
+    }
+
+    /// Checks the settings as `connect()` will (`ValueError` if one is missing or they
+    /// contradict each other), without connecting.
+    fn check(&self) -> PyResult<()> {
+        match &*self.state.lock() {
+            State::Setup(builder, _) => builder.check().map_err(invalid),
+            State::Running(_) => Ok(()),
+        }
     }
 
     /// Starts the worker: it dials the hub in the background, and keeps dialing, with

@@ -191,6 +191,12 @@ class FakeWorker:
         self._queue.put(request)
         return request
 
+    def redirect(self, port: int, host: Optional[str] = None, min_bytes: int = 65536, expiry: float = 20.0) -> None:
+        raise NotImplementedError("the fake has no link: redirect mode is tested against the real hub")
+
+    def check(self) -> None:
+        pass
+
     def connect(self) -> None:
         if self.connected:
             raise WrongState("connected twice")

@@ -196,6 +196,11 @@ def upload():
 def stream():
     return Response((f"part {i}\\n" for i in range(100)), mimetype="text/plain")
 
+@app.get("/big")
+def big():
+    # Streamed: the runner learns its length only by reading it.
+    return Response((bytes([i]) * 4096 for i in range(64)), mimetype="application/octet-stream")
+
 @app.get("/sleep")
 def sleep():
     time.sleep(float(request.args["s"]))
@@ -255,6 +260,63 @@ def test_sigterm_drains_the_wsgi_runner_without_losing_a_request(hub: Hub, tmp_p
         results = [a.result(timeout=HANG_GUARD) for a in answers]
     assert [(status, body) for status, _, body in results] == [(200, b"slept\n")] * 4
     assert worker.wait(timeout=HANG_GUARD) == 0
+
+
+BIG = b"".join(bytes([i]) * 4096 for i in range(64))
+
+
+def fetch(url: str):
+    """GET an absolute http:// URL: status and body."""
+    host_port, _, path = url.removeprefix("http://").partition("/")
+    host, port = host_port.rsplit(":", 1)
+    conn = http.client.HTTPConnection(host, int(port), timeout=HANG_GUARD)
+    conn.request("GET", "/" + path)
+    resp = conn.getresponse()
+    data = resp.read()
+    conn.close()
+    return resp.status, data
+
+
+@pytest.mark.parametrize("runner", ["wsgi", "asgi"])
+def test_a_runner_in_redirect_mode_sends_large_bodies_past_the_hub(runner: str, hub: Hub, tmp_path: Path) -> None:
+    (tmp_path / "flask_app.py").write_text(FLASK_APP)
+    (tmp_path / "star_app.py").write_text(STARLETTE_APP)
+    app = {"wsgi": "flask_app:app", "asgi": "star_app:app"}[runner]
+    worker = start(
+        tmp_path,
+        ["-m", f"pullman.{runner}", "--hub", hub.workers, "--pool", "py", "--token", TOKEN]
+        + ["--redirect-response", "0", "--redirect-min-bytes", "65536", app],
+    )
+    try:
+        hub.wait_served("/hello")
+        status, _, body = hub.request("GET", "/hello")
+        assert status == 200 and body.startswith(b"hello from flask" if runner == "wsgi" else b"started"), (
+            "a small body comes through the hub"
+        )
+
+        status, headers, body = hub.request("GET", "/big")
+        assert (status, body) == (303, b"")
+        location = headers["location"]
+        assert location.startswith("http://127.0.0.1:")
+        assert fetch(location) == (200, BIG)
+        assert fetch(location)[0] == 404, "a parked response is served once"
+
+        status, _, body = hub.request("HEAD", "/big")
+        assert status == 200, "HEAD is answered directly"
+    finally:
+        assert stop(worker) == 0
+
+
+def test_a_runner_refuses_contradictory_redirect_settings(hub: Hub, tmp_path: Path) -> None:
+    (tmp_path / "flask_app.py").write_text(FLASK_APP)
+    # A unix:// hub gives no address of the worker to send clients to.
+    worker = start(
+        tmp_path,
+        ["-m", "pullman.wsgi", "--hub", "unix:///nowhere.sock", "--pool", "py", "--token", TOKEN]
+        + ["--redirect-response", "0", "flask_app:app"],
+    )
+    assert worker.wait(timeout=HANG_GUARD) == 1
+    assert "redirect host" in (tmp_path / "worker.log").read_text()
 
 
 FILTER = """
@@ -323,8 +385,14 @@ async def forever(request):
             pathlib.Path("gone.txt").write_text("client left")
     return StreamingResponse(ticks())
 
+async def big(request):
+    async def parts():
+        for i in range(64):
+            yield bytes([i]) * 4096
+    return StreamingResponse(parts(), media_type="application/octet-stream")
+
 app = Starlette(routes=[Route("/hello", hello), Route("/echo", echo, methods=["POST"]),
-                        Route("/forever", forever)], lifespan=lifespan)
+                        Route("/forever", forever), Route("/big", big)], lifespan=lifespan)
 
 
 async def waiting(scope, receive, send):

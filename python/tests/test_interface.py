@@ -2,6 +2,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from fake import FakeRequest, FakeWorker
 
 import pullman
@@ -28,3 +30,24 @@ def test_the_installed_package_has_its_native_module(tmp_path):
     ).stdout.split()
     assert out[0] == "True"
     assert out[1][0].isdigit()
+
+
+def test_the_native_worker_checks_its_redirect_settings():
+    from pullman._native import Worker
+
+    with pytest.raises(ValueError, match="respond pools"):
+        Worker("tcp://127.0.0.1:1", "p", "t", mode="filter").redirect(0)
+    for expiry in (0, -1, float("nan"), 1e300):
+        with pytest.raises(ValueError, match="expiry"):
+            Worker("tcp://127.0.0.1:1", "p", "t").redirect(0, expiry=expiry)
+    over_an_hour = Worker("tcp://127.0.0.1:1", "p", "t")
+    over_an_hour.redirect(0, expiry=7200)
+    with pytest.raises(ValueError, match="expiry"):
+        over_an_hour.check()
+    no_host = Worker("unix:///tmp/nowhere.sock", "p", "t")
+    no_host.redirect(0)
+    with pytest.raises(ValueError, match="redirect host"):
+        no_host.check()
+    with_host = Worker("unix:///tmp/nowhere.sock", "p", "t")
+    with_host.redirect(0, host="worker-3.example")
+    with_host.check()

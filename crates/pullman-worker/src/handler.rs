@@ -75,6 +75,39 @@ impl RawResponse {
     }
 }
 
+impl From<http::Response<ResponseBody>> for RawResponse {
+    fn from(resp: http::Response<ResponseBody>) -> RawResponse {
+        let (parts, body) = resp.into_parts();
+        let headers = (parts.headers.iter())
+            .map(|(name, value)| {
+                (
+                    Bytes::copy_from_slice(name.as_str().as_bytes()),
+                    Bytes::copy_from_slice(value.as_bytes()),
+                )
+            })
+            .collect();
+        RawResponse::new(parts.status.as_u16(), headers, body)
+    }
+}
+
+impl From<RawResponse> for http::Response<ResponseBody> {
+    /// The fields of a `RawResponse` were checked as they were added (the pull API checks
+    /// them the way `http` does); one that is not valid anyway is left out.
+    fn from(resp: RawResponse) -> http::Response<ResponseBody> {
+        let mut out = http::Response::new(resp.body);
+        *out.status_mut() = http::StatusCode::from_u16(resp.status)
+            .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+        for (name, value) in resp.headers {
+            let name = HeaderName::from_bytes(&name);
+            let value = HeaderValue::from_maybe_shared(value);
+            if let (Ok(name), Ok(value)) = (name, value) {
+                out.headers_mut().append(name, value);
+            }
+        }
+        out
+    }
+}
+
 /// What the hub said about a request besides its head and body; in the request's
 /// extensions.
 #[derive(Debug, Clone)]
@@ -248,17 +281,7 @@ pub(crate) async fn send_response(
     sender: &StreamSender,
     resp: http::Response<ResponseBody>,
 ) -> Result<(), String> {
-    let (parts, body) = resp.into_parts();
-    let headers = (parts.headers.iter())
-        .map(|(name, value)| {
-            (
-                Bytes::copy_from_slice(name.as_str().as_bytes()),
-                Bytes::copy_from_slice(value.as_bytes()),
-            )
-        })
-        .collect();
-    let status = parts.status.as_u16();
-    send_raw_response(sender, RawResponse::new(status, headers, body)).await
+    send_raw_response(sender, resp.into()).await
 }
 
 /// Writes `resp` to the stream: its head as a RESPONSE frame (with a `content-length` from

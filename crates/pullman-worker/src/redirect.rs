@@ -38,7 +38,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use crate::addr::HubAddr;
 use crate::body::{BoxError, ResponseBody};
 use crate::error::WorkerError;
-use crate::handler::Handler;
+use crate::handler::{Handler, RawResponse, RequestInfo, ViewHandler};
 use crate::RequestBody;
 
 /// Default [`Redirect::min_bytes`]: 64 KiB. Below that, a second round trip from the client
@@ -229,15 +229,12 @@ impl Parking {
             .get(CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
-        let body = match declared.or(body.size_hint().exact()) {
-            Some(n) if n < self.min_bytes => return http::Response::from_parts(parts, body),
-            Some(_) => body,
-            None => match peek(body, self.min_bytes).await {
-                (body, false) => return http::Response::from_parts(parts, body),
-                (body, true) => body,
-            },
-        };
-        match self.park(http::Response::from_parts(parts, body)) {
+        let (body, long) = self.long_enough(declared, body).await;
+        let resp = http::Response::from_parts(parts, body);
+        if !long {
+            return resp;
+        }
+        match self.park(resp) {
             Ok(location) => {
                 let mut see_other = http::Response::new(ResponseBody::empty());
                 *see_other.status_mut() = StatusCode::SEE_OTHER;
@@ -247,6 +244,36 @@ impl Parking {
                 see_other
             }
             Err(resp) => *resp,
+        }
+    }
+
+    /// [`offer`](Self::offer) for a view handler's response.
+    async fn offer_raw(self: &Arc<Self>, resp: RawResponse) -> RawResponse {
+        let declared = (resp.headers.iter())
+            .find(|(name, _)| name.eq_ignore_ascii_case(CONTENT_LENGTH.as_str().as_bytes()))
+            .and_then(|(_, v)| std::str::from_utf8(v).ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        let (body, long) = self.long_enough(declared, resp.body).await;
+        let resp = RawResponse { body, ..resp };
+        if !long {
+            return resp;
+        }
+        match self.park(resp.into()) {
+            Ok(location) => {
+                let location = (Bytes::from_static(b"location"), Bytes::from(location));
+                RawResponse::new(303, vec![location], ResponseBody::empty())
+            }
+            Err(resp) => (*resp).into(),
+        }
+    }
+
+    /// Whether a body of `declared` length (or else its exact size hint, or else what
+    /// reading it shows) is at least `min_bytes` long, and the body to send: any bytes read
+    /// to decide are put back in front.
+    async fn long_enough(&self, declared: Option<u64>, body: ResponseBody) -> (ResponseBody, bool) {
+        match declared.or(body.size_hint().exact()) {
+            Some(n) => (body, n >= self.min_bytes),
+            None => peek(body, self.min_bytes).await,
         }
     }
 
@@ -463,6 +490,17 @@ impl<H: Handler> Handler for Redirecting<H> {
     }
 }
 
+impl<H: ViewHandler> ViewHandler for Redirecting<H> {
+    async fn call(&self, info: RequestInfo, body: RequestBody) -> RawResponse {
+        let head = info.head.method() == b"HEAD";
+        let resp = self.handler.call(info, body).await;
+        if head || resp.status != 200 {
+            return resp;
+        }
+        self.parking.offer_raw(resp).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -542,6 +580,40 @@ mod tests {
         let key = key_of(&redirected);
         assert_eq!(body_of(p.take(&key).unwrap()).await, "abcd");
         assert!(p.take(&key).is_none());
+    }
+
+    #[tokio::test]
+    async fn a_view_handlers_response_is_parked_the_same_way() {
+        let p = parking(4);
+        let declared = |n: &'static str| {
+            let length = (
+                Bytes::from_static(b"Content-Length"),
+                Bytes::from_static(n.as_bytes()),
+            );
+            RawResponse::new(200, vec![length], ResponseBody::from("abcdef"))
+        };
+        assert_eq!(p.offer_raw(declared("3")).await.status, 200);
+        let redirected = p.offer_raw(declared("6")).await;
+        assert_eq!(redirected.status, 303);
+        let (name, location) = &redirected.headers[0];
+        assert_eq!(&name[..], b"location");
+        let redirected: http::Response<ResponseBody> = RawResponse::new(
+            303,
+            vec![(name.clone(), location.clone())],
+            ResponseBody::empty(),
+        )
+        .into();
+        let parked = p.take(&key_of(&redirected)).unwrap();
+        assert_eq!(parked.headers()[CONTENT_LENGTH], "6");
+        assert_eq!(body_of(parked).await, "abcdef");
+
+        // Of unknown length and short: answered directly, every byte kept.
+        let (tx, body) = ResponseBody::channel(1);
+        tx.try_send(Bytes::from_static(b"abc")).unwrap();
+        drop(tx);
+        let direct = p.offer_raw(RawResponse::new(200, Vec::new(), body)).await;
+        assert_eq!(direct.status, 200);
+        assert_eq!(direct.body.collect().await.unwrap().to_bytes(), "abc");
     }
 
     #[tokio::test]

@@ -135,7 +135,8 @@ impl WorkerBuilder {
     /// Redirect mode: large `200` responses are parked on a server of the worker's own and
     /// answered with `303 See Other` to them, so that their bodies go to the client without
     /// passing through the hub (see [`redirect`](crate::redirect)). For
-    /// [`Worker::run`]'s handler; filters are not redirected. Default off.
+    /// the handlers of [`Worker::run`] and [`Worker::run_views`]; filters are not
+    /// redirected. Default off.
     pub fn redirect(mut self, redirect: Redirect) -> Self {
         self.redirect = Some(redirect);
         self
@@ -295,18 +296,23 @@ impl Worker {
     }
 
     /// Serves `handler`, which takes each request as a head view and a body (see
-    /// [`ViewHandler`]), with the same life as [`Worker::run`]. Redirect mode does not apply.
+    /// [`ViewHandler`]), with the same life as [`Worker::run`], redirect mode included.
     pub async fn run_views<H: ViewHandler>(
         self,
         handler: H,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), WorkerError> {
-        if self.redirect.is_some() {
-            return Err(WorkerError::Settings(
-                "redirect mode works with Worker::run, not run_views".into(),
-            ));
-        }
-        self.serve(Arc::new(Viewed(handler)), None, shutdown).await
+        let Some(redirect) = self.redirect.clone() else {
+            return self.serve(Arc::new(Viewed(handler)), None, shutdown).await;
+        };
+        let server = Server::start(redirect).await?;
+        let parking = server.parking();
+        let handler = Redirecting {
+            handler,
+            parking: parking.clone(),
+        };
+        self.serve(Arc::new(Viewed(handler)), Some(parking), shutdown)
+            .await
     }
 
     /// Serves `filter` for a filter pool, with the same life as [`Worker::run`]: the hub

@@ -88,7 +88,7 @@ class Runner:
             except LifespanFailed as failed:
                 log.error("lifespan shutdown failed: %s", failed)
         if self.refused is not None:
-            log.error("the hub refused the worker: %s", self.refused)
+            log.error("the worker stopped: %s", self.refused)
             status = 1
         else:
             log.info("drained after %d requests", self.served)

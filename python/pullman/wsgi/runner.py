@@ -48,7 +48,7 @@ class Runner:
 
     def run(self) -> int:
         """Connects, serves until drained, closes the worker; the exit status: 0 after a
-        drain, 1 if the hub refused the worker."""
+        drain, 1 if the worker stopped for good (the hub refused it, its redirect port was taken)."""
         with SignalDrain(self.worker.drain):
             self.worker.connect()
             pullers: List[threading.Thread] = [
@@ -64,7 +64,7 @@ class Runner:
                     thread.join(SIGNAL_POLL)
         self.worker.close()
         if self.refused is not None:
-            log.error("the hub refused the worker: %s", self.refused)
+            log.error("the worker stopped: %s", self.refused)
             return 1
         log.info("drained after %d requests", self.served)
         return 0

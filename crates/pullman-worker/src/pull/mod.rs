@@ -234,11 +234,11 @@ impl Filter for ToCaller {
     async fn request(&self, req: &mut http::Request<RequestBody>) -> Verdict {
         // The SDK puts a RequestInfo in every request it makes.
         let Some(info) = req.extensions().get::<RequestInfo>().cloned() else {
-            return Verdict::respond(to_http(unanswered()));
+            return Verdict::respond(unanswered().into());
         };
         let body = std::mem::replace(req.body_mut(), RequestBody::empty());
         match self.hand_over(info, body).await {
-            Ok(Reply::Respond(resp)) => Verdict::respond(to_http(resp)),
+            Ok(Reply::Respond(resp)) => Verdict::respond(resp.into()),
             Ok(Reply::Pass(pass, body)) => {
                 // A streamed body the caller left unread flows on to the upstream.
                 if let Some(body) = body {
@@ -246,25 +246,9 @@ impl Filter for ToCaller {
                 }
                 Verdict::Pass(pass)
             }
-            Err(_) => Verdict::respond(to_http(unanswered())),
+            Err(_) => Verdict::respond(unanswered().into()),
         }
     }
-}
-
-/// A response for a filter's verdict. Its fields were checked as they were added, the
-/// same way `http` checks them.
-fn to_http(resp: RawResponse) -> http::Response<ResponseBody> {
-    let mut out = http::Response::new(resp.body);
-    *out.status_mut() =
-        http::StatusCode::from_u16(resp.status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
-    for (name, value) in resp.headers {
-        let name = http::HeaderName::from_bytes(&name);
-        let value = http::HeaderValue::from_maybe_shared(value);
-        if let (Ok(name), Ok(value)) = (name, value) {
-            out.headers_mut().append(name, value);
-        }
-    }
-    out
 }
 
 /// A request as [`PullWorker::next`] makes it, on a worker with no link, and the receiver
