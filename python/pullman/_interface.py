@@ -19,10 +19,14 @@ string that does not encode to latin-1), ``Refused`` when the hub refused the wo
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Iterator, Literal, Optional, Protocol, Sequence, Tuple, runtime_checkable
+from typing import Any, Callable, Dict, Iterator, List, Literal, Optional, Protocol, Sequence, Tuple, Union, runtime_checkable
 
 Header = Tuple[str, str]
 """A header field: name and value, latin-1 text (the bytes as sent, one character each)."""
+
+OutHeader = Union[Tuple[str, str], Tuple[bytes, bytes]]
+"""A header field of an answer: latin-1 text as :data:`Header`, or bytes as ASGI has them
+(a list of two works as the tuple does)."""
 
 Mode = Literal["respond", "filter"]
 
@@ -84,14 +88,14 @@ class Request(Protocol):
         gone."""
         ...
 
-    def respond(self, status: int, headers: Sequence[Header] = (), body: bytes = b"") -> None:
+    def respond(self, status: int, headers: Sequence[OutHeader] = (), body: bytes = b"") -> None:
         """Answers at once: status, headers and the whole body (any bytes-like object).
         ``content-length`` is set from the body (one in ``headers`` is replaced). Raises
         ``WrongState`` if the request was answered already (or is a filter's), ``Closed`` if it
         is gone."""
         ...
 
-    def start(self, status: int, headers: Sequence[Header] = ()) -> None:
+    def start(self, status: int, headers: Sequence[OutHeader] = ()) -> None:
         """Starts a streamed answer: sends the status and the headers. With a
         ``content-length`` in ``headers`` the body must be that long; without one it is sent
         chunked (or as HTTP/2 data frames). ``WrongState`` if already answered."""
@@ -109,8 +113,8 @@ class Request(Protocol):
 
     def pass_(
         self,
-        set_headers: Optional[Sequence[Header]] = None,
-        append_headers: Optional[Sequence[Header]] = None,
+        set_headers: Optional[Sequence[OutHeader]] = None,
+        append_headers: Optional[Sequence[OutHeader]] = None,
         remove_headers: Optional[Sequence[str]] = None,
         target: Optional[str] = None,
     ) -> None:
@@ -119,7 +123,7 @@ class Request(Protocol):
         ``WrongState`` in a respond pool or if already answered."""
         ...
 
-    def block(self, status: int, headers: Sequence[Header] = (), body: bytes = b"") -> None:
+    def block(self, status: int, headers: Sequence[OutHeader] = (), body: bytes = b"") -> None:
         """Filter pools only: answers the client directly (the upstream never sees the
         request), as :meth:`respond` would. ``WrongState`` in a respond pool or if already
         answered."""
@@ -142,6 +146,14 @@ class Request(Protocol):
 
     def __exit__(self, *exc_info: object) -> None:
         """Calls :meth:`close`."""
+        ...
+
+
+class Watch(Protocol):
+    """An fd :meth:`Worker.next_batch` waits on."""
+
+    def close(self) -> None:
+        """Stops watching. Idempotent."""
         ...
 
 
@@ -178,6 +190,19 @@ class Worker(Protocol):
         Raises ``TimeoutError`` when the timeout passes, ``Refused`` if the hub refused the
         worker, ``WrongState`` before :meth:`connect`. A wait on the main thread checks for
         signals, so a signal handler runs (and may raise) while it waits."""
+        ...
+
+    def next_batch(self, max: int, timeout: Optional[float] = None, watch: Optional[Watch] = None) -> Optional[List[Request]]:
+        """For the thread of an event loop, where the loop would wait for its events: waits
+        (without the GIL, running the link on this thread) until a request came, ``watch``'s
+        fd is readable, or ``timeout`` seconds passed; returns the requests waiting, at most
+        ``max``, possibly none, and sends on the answers this thread gave since its last
+        call. ``None`` once the worker is drained; raises as :meth:`next`."""
+        ...
+
+    def watch(self, fd: int) -> Watch:
+        """Registers ``fd`` (an event loop's poller) for :meth:`next_batch`; the worker keeps
+        a duplicate of it until the watch is closed."""
         ...
 
     def drain(self) -> None:

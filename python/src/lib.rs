@@ -52,5 +52,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_class::<worker::Worker>()?;
     m.add_class::<request::Request>()?;
+    m.add_class::<worker::Watch>()?;
     Ok(())
 }

@@ -11,7 +11,7 @@ use pullman_worker::pull::{self, Edit, Mode, Pulled};
 use pullman_worker::{RequestBody, RequestInfo};
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedBytes;
-use pyo3::types::{PyBytes, PyDict};
+use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 
 use crate::errors::{invalid, to_py, wrong_state};
 use crate::head::{body_size, latin1, version_name};
@@ -47,7 +47,56 @@ fn to_latin1<'a>(text: &'a str, what: &str) -> PyResult<Cow<'a, [u8]>> {
         .ok_or_else(|| invalid(format!("{what} {text:?} has a character beyond latin-1")))
 }
 
-type Fields = Vec<(String, String)>;
+/// Header fields as Python gives them: `(name, value)` pairs (tuples or lists), each a
+/// `str` (WSGI's latin-1) or `bytes` (ASGI's), taken as they are.
+type Fields = Vec<Field>;
+
+/// One header field; see [`Fields`].
+pub(crate) struct Field {
+    name: Text,
+    value: Text,
+}
+
+/// A header's name or value: `str` of latin-1 characters, or `bytes`.
+#[derive(FromPyObject)]
+enum Text {
+    Str(String),
+    Bytes(PyBackedBytes),
+}
+
+impl Text {
+    fn bytes(&self, what: &str) -> PyResult<Cow<'_, [u8]>> {
+        match self {
+            Text::Str(text) => to_latin1(text, what),
+            Text::Bytes(bytes) => Ok(Cow::Borrowed(bytes)),
+        }
+    }
+}
+
+impl<'a, 'py> FromPyObject<'a, 'py> for Field {
+    type Error = PyErr;
+
+    fn extract(obj: pyo3::Borrowed<'a, 'py, PyAny>) -> PyResult<Field> {
+        let pair = || invalid("a header is a (name, value) pair of str or bytes");
+        let (name, value) = if let Ok(tuple) = obj.cast::<PyTuple>() {
+            if tuple.len() != 2 {
+                return Err(pair());
+            }
+            (tuple.get_item(0)?, tuple.get_item(1)?)
+        } else if let Ok(list) = obj.cast::<PyList>() {
+            if list.len() != 2 {
+                return Err(pair());
+            }
+            (list.get_item(0)?, list.get_item(1)?)
+        } else {
+            return Err(pair());
+        };
+        Ok(Field {
+            name: name.extract().map_err(|_: PyErr| pair())?,
+            value: value.extract().map_err(|_: PyErr| pair())?,
+        })
+    }
+}
 
 impl Request {
     pub(crate) fn new(pulled: Pulled) -> Request {
@@ -89,7 +138,7 @@ impl Request {
         mode: Mode,
         misuse: &str,
         status: u16,
-        headers: &[(String, String)],
+        headers: &[Field],
         body: Option<PyBackedBytes>,
     ) -> PyResult<()> {
         self.with(py, |p| {
@@ -105,13 +154,14 @@ impl Request {
 
     /// Adds `headers` to the response; `content-length` too unless `sized` (a whole body,
     /// whose length the SDK sets).
-    fn add_headers(pulled: &mut Pulled, headers: &[(String, String)], sized: bool) -> PyResult<()> {
-        for (name, value) in headers {
-            if sized && name.eq_ignore_ascii_case("content-length") {
+    fn add_headers(pulled: &mut Pulled, headers: &[Field], sized: bool) -> PyResult<()> {
+        for field in headers {
+            let name = field.name.bytes("the header name")?;
+            if sized && name.eq_ignore_ascii_case(b"content-length") {
                 continue;
             }
-            let value = to_latin1(value, "the header value")?;
-            pulled.add_header(name.as_bytes(), &value).map_err(to_py)?;
+            let value = field.value.bytes("the header value")?;
+            pulled.add_header(&name, &value).map_err(to_py)?;
         }
         Ok(())
     }
@@ -261,19 +311,26 @@ impl Request {
             other => return Err(invalid(format!("no HTTP version {other:?}"))),
         };
         if let Some(id) = request_id {
-            if !headers
-                .iter()
-                .any(|(n, _)| n.eq_ignore_ascii_case("x-request-id"))
-            {
-                headers.push(("x-request-id".into(), id.into()));
+            let mut has_id = false;
+            for field in &headers {
+                has_id |= field
+                    .name
+                    .bytes("the header name")?
+                    .eq_ignore_ascii_case(b"x-request-id");
+            }
+            if !has_id {
+                headers.push(Field {
+                    name: Text::Str("x-request-id".into()),
+                    value: Text::Str(id.into()),
+                });
             }
         }
         let method = to_latin1(method, "the method")?;
         let target = to_latin1(target, "the target")?;
         let mut head = HeadBuilder::new(version, &method, &target, headers.len());
-        for (name, value) in &headers {
-            let name = to_latin1(name, "the header name")?;
-            let value = to_latin1(value, "the header value")?;
+        for field in &headers {
+            let name = field.name.bytes("the header name")?;
+            let value = field.value.bytes("the header value")?;
             head.header(&name, &value).map_err(invalid)?;
         }
         let info = RequestInfo {
@@ -367,9 +424,10 @@ impl Request {
             }
             let edits = [(Edit::Set, set_headers), (Edit::Append, append_headers)];
             for (edit, fields) in edits {
-                for (name, value) in fields.unwrap_or_default() {
-                    let value = to_latin1(&value, "the header value")?;
-                    p.edit(edit, name.as_bytes(), &value).map_err(to_py)?;
+                for field in fields.unwrap_or_default() {
+                    let name = field.name.bytes("the header name")?;
+                    let value = field.value.bytes("the header value")?;
+                    p.edit(edit, &name, &value).map_err(to_py)?;
                 }
             }
             if let Some(target) = target {

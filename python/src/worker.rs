@@ -2,6 +2,7 @@
 //! threads take one by one.
 
 use std::net::{Ipv4Addr, SocketAddr};
+use std::os::fd::BorrowedFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -259,6 +260,79 @@ impl Worker {
         }
     }
 
+    /// For the thread of an event loop, where the loop would wait for its events (an
+    /// asyncio selector's `select`): waits without the GIL, running the worker's link on
+    /// this thread, until a request waits, `watch`'s fd is readable (the loop has events of
+    /// its own), or `timeout` seconds passed (`None`: no limit); then returns the requests
+    /// waiting, at most `max`, possibly none. Every call also sends on the answers this
+    /// thread gave since the last. `None` once the worker has drained; raises `Refused` as
+    /// `next()` does. Without a watch, a wait on the main thread looks for signals every
+    /// 100 ms.
+    #[pyo3(signature = (max, timeout=None, watch=None))]
+    fn next_batch(
+        &self,
+        py: Python<'_>,
+        max: usize,
+        timeout: Option<f64>,
+        watch: Option<PyRef<'_, Watch>>,
+    ) -> PyResult<Option<Vec<Request>>> {
+        if max == 0 {
+            return Err(invalid("max must be at least 1"));
+        }
+        let deadline = match timeout {
+            Some(t) if !t.is_finite() || t < 0.0 => {
+                return Err(invalid("the timeout must be a finite number >= 0"))
+            }
+            Some(t) => Some(Instant::now() + Duration::from_secs_f64(t)),
+            None => None,
+        };
+        let pull = self.running()?;
+        // A clone, not the lock, held while waiting: a close() from another thread,
+        // which holds the GIL, must not wait for this wait.
+        let also = match &watch {
+            Some(w) => {
+                Some((w.inner.lock().clone()).ok_or_else(|| wrong_state("the watch is closed"))?)
+            }
+            None => None,
+        };
+        let also = also.as_deref();
+        // Signals wake a loop through its own fd; with none, look for them in slices.
+        let slices = also.is_none() && crate::may_handle_signals();
+        loop {
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            let wait = match (slices, left) {
+                (true, left) => Some(left.map_or(SIGNAL_CHECK, |l| l.min(SIGNAL_CHECK))),
+                (false, left) => left,
+            };
+            match py.detach(|| pull.next_batch(max, wait, also)) {
+                Ok(batch)
+                    if batch.is_empty() && slices && left.is_none_or(|l| l > SIGNAL_CHECK) =>
+                {
+                    py.check_signals()?;
+                }
+                Ok(batch) => return Ok(Some(batch.into_iter().map(Request::new).collect())),
+                Err(PullError::Drained) => return Ok(None),
+                Err(e) => return Err(to_py(e)),
+            }
+        }
+    }
+
+    /// Registers `fd` (an event loop's poller) for `next_batch` to wait on; the worker
+    /// watches a duplicate, until the `Watch` is closed.
+    fn watch(&self, fd: i32) -> PyResult<Watch> {
+        if fd < 0 {
+            return Err(invalid(format!("{fd} is not a file descriptor")));
+        }
+        let pull = self.running()?;
+        // SAFETY: the fd is only duplicated, within this call, during which the caller
+        // keeps it open (a number that is not an open fd fails the duplication, EBADF).
+        let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+        let watch = pull.watch(fd).map_err(to_py)?;
+        Ok(Watch {
+            inner: Mutex::new(Some(Arc::new(watch))),
+        })
+    }
+
     /// The requests, one `next()` after another, until the worker has drained.
     fn requests(slf: Py<Self>) -> Py<Self> {
         slf
@@ -311,5 +385,25 @@ impl Worker {
 
     fn __repr__(&self) -> String {
         format!("<pullman._native.Worker connected={}>", self.connected())
+    }
+}
+
+/// An event loop's fd that `Worker.next_batch` waits on; see `Worker.watch`.
+#[pyclass(frozen, module = "pullman._native")]
+pub struct Watch {
+    inner: Mutex<Option<Arc<pullman_worker::pull::Watch>>>,
+}
+
+impl std::fmt::Debug for Watch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Watch").finish_non_exhaustive()
+    }
+}
+
+#[pymethods]
+impl Watch {
+    /// Stops watching (the worker closes its duplicate of the fd). Idempotent.
+    fn close(&self) {
+        self.inner.lock().take();
     }
 }

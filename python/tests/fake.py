@@ -5,7 +5,9 @@ the ASGI scope, the body's size) are the native module's, from a detached native
 
 from __future__ import annotations
 
+import os
 import queue
+import select
 import threading
 from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
@@ -116,11 +118,17 @@ class FakeRequest:
             raise WrongState(f"already {self.state}")
         if not 100 <= status <= 999:
             raise ValueError(f"bad status {status}")
-        for name, value in headers:
+        fields: List[Header] = []
+        for field in headers:
+            # As the native one: (name, value) pairs, tuples or lists, of str or bytes.
+            if not isinstance(field, (tuple, list)) or len(field) != 2:
+                raise ValueError(f"bad header {field!r}")
+            name, value = (bytes(x).decode("latin-1") if isinstance(x, (bytes, bytearray)) else x for x in field)
             if not isinstance(name, str) or not isinstance(value, str) or not name:
-                raise ValueError(f"bad header {(name, value)!r}")
+                raise ValueError(f"bad header {field!r}")
+            fields.append((name, value))
         self.status = status
-        self.response_headers = list(headers)
+        self.response_headers = fields
 
     def write(self, data: bytes) -> None:
         self._check_open()
@@ -175,6 +183,14 @@ class FakeRequest:
 _DRAINED = object()
 
 
+class FakeWatch:
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def close(self) -> None:
+        pass
+
+
 class FakeWorker:
     """Hands out the requests ``submit`` queued; after ``drain``, ``None`` forever (requests
     not taken yet stay with the hub, which would give them to another worker)."""
@@ -186,9 +202,14 @@ class FakeWorker:
         self.is_closed = False
         self._refuse = refuse
         self._lock = threading.Lock()
+        # Written when a request or the drain is queued: what next_batch waits on.
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
 
     def submit(self, request: FakeRequest) -> FakeRequest:
         self._queue.put(request)
+        os.write(self._wake_w, b"r")
         return request
 
     def redirect(self, port: int, host: Optional[str] = None, min_bytes: int = 65536, expiry: float = 20.0) -> None:
@@ -218,11 +239,50 @@ class FakeWorker:
             return None
         return item  # type: ignore[return-value]
 
+
+    def next_batch(
+        self, max: int, timeout: Optional[float] = None, watch: Optional["FakeWatch"] = None
+    ) -> Optional[List[FakeRequest]]:
+        """As the native one: waits until a request is queued, ``watch``'s fd is readable, or
+        the timeout passed; then the requests queued, at most ``max`` (``None`` once
+        drained)."""
+        if not self.connected:
+            raise WrongState("next_batch before connect")
+        if self._refuse is not None:
+            raise Refused(self._refuse)
+        fds = [self._wake_r] + ([watch.fd] if watch is not None else [])
+        select.select(fds, [], [], timeout)
+        batch: List[FakeRequest] = []
+        while len(batch) < max:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is _DRAINED:
+                self._queue.put(item)
+                if not batch:
+                    return None
+                break
+            batch.append(item)  # type: ignore[arg-type]
+        try:
+            os.read(self._wake_r, 4096)
+        except BlockingIOError:
+            pass
+        return batch
+
+    def watch(self, fd: int) -> "FakeWatch":
+        return FakeWatch(fd)
+
+    def __del__(self) -> None:
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+
     def drain(self) -> None:
         with self._lock:
             if not self.is_drained:
                 self.is_drained = True
                 self._queue.put(_DRAINED)
+                os.write(self._wake_w, b"d")
 
     def close(self) -> None:
         self.drain()

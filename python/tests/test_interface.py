@@ -51,3 +51,13 @@ def test_the_native_worker_checks_its_redirect_settings():
     with_host = Worker("unix:///tmp/nowhere.sock", "p", "t")
     with_host.redirect(0, host="worker-3.example")
     with_host.check()
+
+
+def test_header_fields_are_str_or_bytes_pairs():
+    from pullman._native import Request
+
+    request = Request.detached(headers=[(b"host", b"h\xe9"), ["x-a", "b"], ("x-c", b"d")])
+    assert request.headers == [("host", "h\u00e9"), ("x-a", "b"), ("x-c", "d")]
+    for bad in ([("x", "y", "z")], [("x", 1)], ["xy"], [b"xy"], [("x", "\u0100")]):
+        with pytest.raises(ValueError):
+            Request.detached(headers=bad)

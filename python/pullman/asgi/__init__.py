@@ -4,7 +4,8 @@
 - ``scope``: the ``http`` scope of a request.
 - ``cycle``: one request through the app (``receive``, ``send``, the answer).
 - ``lifespan``: startup and shutdown.
-- ``runner``: the event loop, the puller threads, the drain.
+- ``selector``: the loop's selector, which waits in the worker: the loop's thread runs the link.
+- ``runner``: the event loop, the drain.
 - ``__main__``: the command line.
 """
 

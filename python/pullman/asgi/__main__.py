@@ -12,16 +12,15 @@ from .runner import Runner
 def main(argv: Optional[List[str]] = None) -> int:
     p = _cli.parser("python -m pullman.asgi", "Serve an ASGI 3 app as a worker of a pullman hub.")
     p.add_argument("--limit", type=int, default=100, help="requests in flight at once (the worker's credits)")
-    p.add_argument("--pullers", type=int, default=1, help="threads taking requests from the hub for the event loop")
     p.add_argument("--lifespan", choices=["auto", "off"], default="auto", help="run the lifespan protocol (auto: if the app supports it)")
     args = p.parse_args(argv)
     _cli.check(p, args)
-    if args.limit < 1 or args.pullers < 1:
-        p.error("--limit and --pullers must be at least 1")
+    if args.limit < 1:
+        p.error("--limit must be at least 1")
     _cli.setup_logging(args.log_level)
     app = _cli.load_app(args.app)
     worker = _cli.make_worker(args, concurrency=args.limit)
-    return Runner(app, worker, args.limit, args.pullers, lifespan=args.lifespan == "auto").run()
+    return Runner(app, worker, args.limit, lifespan=args.lifespan == "auto").run()
 
 
 if __name__ == "__main__":

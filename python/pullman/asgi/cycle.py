@@ -10,10 +10,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from concurrent.futures import Executor
-from typing import Any, Awaitable, Callable, Dict, List, Optional
+from typing import Any, Awaitable, Callable, Dict, Optional, Sequence
 
 from .._errors import Closed
-from .._interface import Header, Request
+from .._interface import OutHeader, Request
 from .scope import build_scope
 
 log = logging.getLogger("pullman.asgi")
@@ -44,7 +44,7 @@ class Cycle:
         self.is_body_done = self.body_left == 0
         self._is_request_told = False
         self.status: Optional[int] = None
-        self.headers: List[Header] = []
+        self.headers: Sequence[OutHeader] = []
         self.is_head_sent = False
         self.is_done = False
         self.is_disconnected = False
@@ -95,10 +95,9 @@ class Cycle:
             if self.status is not None:
                 raise RuntimeError("http.response.start sent twice")
             self.status = int(message["status"])
-            self.headers = [
-                (bytes(name).decode("latin-1"), bytes(value).decode("latin-1"))
-                for name, value in message.get("headers", ())
-            ]
+            # Pairs of bytes, which the native answer takes as they are.
+            headers = message.get("headers", ())
+            self.headers = headers if isinstance(headers, (list, tuple)) else list(headers)
             return
         if kind != "http.response.body":
             raise ValueError(f"unexpected ASGI message {kind!r} on an http connection")

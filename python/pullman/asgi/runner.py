@@ -1,4 +1,5 @@
-"""The ASGI runner: an event loop on the main thread, puller threads feeding it requests."""
+"""The ASGI runner: an event loop on the main thread, which takes requests from the hub where
+it waits for its events (``selector.py``)."""
 
 from __future__ import annotations
 
@@ -13,29 +14,24 @@ from .._errors import Refused
 from .._interface import Request, Worker
 from .cycle import App, Cycle
 from .lifespan import Lifespan, LifespanFailed
+from .selector import WorkerSelector
 
 log = logging.getLogger("pullman.asgi")
 
-BATCH_MAX = 64
-"""Most requests a puller hands the event loop at once: those already waiting when it takes
-one, so that a busy worker wakes the loop once per batch, not once per request."""
-
-
 class Runner:
-    """Serves ``app``: lifespan startup, then ``pullers`` threads in ``worker.next()`` hand
-    requests to the loop, at most ``limit`` in flight (the worker's credits); SIGTERM or
+    """Serves ``app``: lifespan startup, then the requests the loop takes from the worker where
+    it waits for its events, at most ``limit`` in flight (the worker's credits); SIGTERM or
     SIGINT drains; after the last request, lifespan shutdown.
 
     Body reads and writes wait on an executor of ``limit`` threads, started as needed: a
     request waits in at most one call at a time, so no request waits for another's."""
 
-    def __init__(self, app: App, worker: Worker, limit: int, pullers: int = 1, lifespan: bool = True) -> None:
-        if limit < 1 or pullers < 1:
-            raise ValueError("limit and pullers must be at least 1")
+    def __init__(self, app: App, worker: Worker, limit: int, lifespan: bool = True) -> None:
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
         self.app = app
         self.worker = worker
         self.limit = limit
-        self.pullers = pullers
         self.use_lifespan = lifespan
         self.refused: Optional[Refused] = None
         self.served = 0
@@ -45,13 +41,25 @@ class Runner:
     def run(self) -> int:
         """Runs to the end; the exit status: 0 after a drain, 1 if startup failed or the hub
         refused the worker."""
-        return asyncio.run(self.serve())
+        selector = WorkerSelector()
+        loop = asyncio.SelectorEventLoop(selector)
+        asyncio.set_event_loop(loop)
+        try:
+            return loop.run_until_complete(self.serve(selector))
+        finally:
+            try:
+                loop.run_until_complete(loop.shutdown_asyncgens())
+                loop.run_until_complete(loop.shutdown_default_executor())
+            finally:
+                asyncio.set_event_loop(None)
+                loop.close()
 
     def drain(self) -> None:
         self._stopping = True
         self.worker.drain()
 
-    async def serve(self) -> int:
+    async def serve(self, selector: WorkerSelector) -> int:
+        """Runs on a loop whose selector is ``selector``."""
         loop = asyncio.get_running_loop()
         installed = []
         if threading.current_thread() is threading.main_thread():
@@ -59,7 +67,7 @@ class Runner:
                 loop.add_signal_handler(signum, self._on_signal, signum)
                 installed.append(signum)
         try:
-            return await self._serve(loop)
+            return await self._serve(loop, selector)
         finally:
             for signum in installed:
                 loop.remove_signal_handler(signum)
@@ -68,7 +76,7 @@ class Runner:
         log.info("%s: draining", signal.Signals(signum).name)
         self.drain()
 
-    async def _serve(self, loop: asyncio.AbstractEventLoop) -> int:
+    async def _serve(self, loop: asyncio.AbstractEventLoop, selector: WorkerSelector) -> int:
         lifespan = Lifespan(self.app) if self.use_lifespan else None
         if lifespan is not None:
             try:
@@ -79,7 +87,7 @@ class Runner:
         state = lifespan.state if lifespan is not None and lifespan.is_supported else None
         if not self._stopping:
             with ThreadPoolExecutor(self.limit, thread_name_prefix="pullman-asgi-io") as executor:
-                await self._pull(loop, executor, state)
+                await self._pull(loop, executor, state, selector)
         status = 0
         self.worker.close()
         if lifespan is not None:
@@ -94,10 +102,11 @@ class Runner:
             log.info("drained after %d requests", self.served)
         return status
 
-    async def _pull(self, loop: asyncio.AbstractEventLoop, executor: ThreadPoolExecutor, state: Any) -> None:
+    async def _pull(
+        self, loop: asyncio.AbstractEventLoop, executor: ThreadPoolExecutor, state: Any, selector: WorkerSelector
+    ) -> None:
         self.worker.connect()
-        pullers_left = self.pullers
-        all_pulled = asyncio.Event()
+        ended = asyncio.Event()
 
         def start(requests: List[Request]) -> None:
             for request in requests:
@@ -106,41 +115,13 @@ class Runner:
                 self._tasks.add(task)
                 task.add_done_callback(self._done)
 
-        def puller_ended() -> None:
-            nonlocal pullers_left
-            pullers_left -= 1
-            if pullers_left == 0:
-                all_pulled.set()
+        def end(refused: Optional[Refused]) -> None:
+            if refused is not None:
+                self.refused = refused
+            ended.set()
 
-        def pull() -> None:
-            try:
-                while True:
-                    try:
-                        request = self.worker.next()
-                    except Refused as refused:
-                        self.refused = refused
-                        self.worker.drain()
-                        return
-                    if request is None:
-                        return
-                    # The requests that came with it go to the loop in the same wake-up.
-                    batch = [request]
-                    while len(batch) < BATCH_MAX:
-                        try:
-                            request = self.worker.next(0)
-                        except TimeoutError:
-                            break
-                        if request is None:
-                            break
-                        batch.append(request)
-                    loop.call_soon_threadsafe(start, batch)
-            finally:
-                loop.call_soon_threadsafe(puller_ended)
-
-        threads = [threading.Thread(target=pull, name=f"pullman-asgi-pull-{i}", daemon=True) for i in range(self.pullers)]
-        for thread in threads:
-            thread.start()
-        await all_pulled.wait()
+        selector.attach(self.worker, start, end)
+        await ended.wait()
         while self._tasks:
             await asyncio.wait(set(self._tasks))
 

@@ -22,11 +22,15 @@
 
 use std::collections::VecDeque;
 use std::future::Future;
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex, MutexGuard};
+use rustix::event::{poll, PollFd, PollFlags, Timespec};
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
 use tokio::runtime::Runtime;
 use tokio::sync::{oneshot, Notify};
 
@@ -267,6 +271,90 @@ impl Driven {
         }
     }
 
+    /// Requests for a thread that runs an event loop of its own (Python's asyncio, a C
+    /// program's epoll loop) and calls this where it would wait for events: it drives the
+    /// runtime on this thread until a request waits, `also` (the loop's own poller, if
+    /// given) is readable, or `timeout` passed, then takes the requests waiting, at most
+    /// `max`, possibly none. It drives at least one turn even when requests wait already,
+    /// so that the answers this thread gave since its last call go out now. Once the run
+    /// ended and nothing waits, [`PullError::Drained`] or [`PullError::Refused`].
+    pub(crate) fn next_batch(
+        &self,
+        max: usize,
+        timeout: Option<Duration>,
+        also: Option<&Watched>,
+    ) -> Result<Vec<Incoming>, PullError> {
+        let inbox = &self.inbox;
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut state = inbox.state.lock();
+        loop {
+            match state.puller {
+                Puller::Nobody => break,
+                Puller::Keeper => inbox.wanted.notify_one(),
+                Puller::Caller => {}
+            }
+            // Another thread drives: wait for it to leave (or for the deadline).
+            state.idle += 1;
+            let timed_out = match deadline {
+                None => {
+                    inbox.changed.wait(&mut state);
+                    false
+                }
+                Some(d) => inbox.changed.wait_until(&mut state, d).timed_out(),
+            };
+            state.idle -= 1;
+            if timed_out {
+                break;
+            }
+        }
+        if state.puller == Puller::Nobody {
+            state.puller = Puller::Caller;
+            MutexGuard::unlocked(&mut state, || {
+                self.block_on(async {
+                    // One turn of the runtime first: the answers just handed over are
+                    // written even when the wait below ends at once.
+                    tokio::task::yield_now().await;
+                    let readable = async {
+                        match also {
+                            Some(fd) => readable(fd).await,
+                            None => std::future::pending().await,
+                        }
+                    };
+                    tokio::select! {
+                        () = inbox.news(deadline) => {}
+                        () = readable => {}
+                    }
+                });
+            });
+            state.puller = Puller::Nobody;
+            if state.idle > 0 {
+                inbox.changed.notify_one();
+            }
+        }
+        let n = state.waiting.len().min(max);
+        if n == 0 {
+            match &state.ended {
+                Some(Ok(())) => return Err(PullError::Drained),
+                Some(Err(why)) => return Err(PullError::Refused(why.clone())),
+                None => {}
+            }
+        }
+        inbox.progress.fetch_add(1, Ordering::Relaxed);
+        Ok(state.waiting.drain(..n).collect())
+    }
+
+    /// `fd` registered with the runtime, through a duplicate of it, so that its owner may
+    /// close it whenever it likes.
+    pub(crate) fn watch(&self, fd: BorrowedFd<'_>) -> std::io::Result<Watched> {
+        let dup = fd.try_clone_to_owned()?;
+        let _entered = self.runtime.enter();
+        // The safe constructor is deprecated because a borrowed raw fd may close under it;
+        // an OwnedFd, which this one owns, cannot.
+        #[allow(deprecated)]
+        let fd = AsyncFd::with_interest(dup, Interest::READABLE)?;
+        Ok(Watched { fd })
+    }
+
     /// Waits, driving the runtime, until the SDK's run ended.
     pub(crate) fn wait_ended(&self) {
         let inbox = &self.inbox;
@@ -279,6 +367,29 @@ impl Driven {
                 notified.await;
             }
         });
+    }
+}
+
+/// A file descriptor of the caller's that [`Driven::next_batch`] waits on, registered with
+/// the runtime (through a duplicate) until dropped.
+pub(crate) struct Watched {
+    fd: AsyncFd<OwnedFd>,
+}
+
+/// Completes once `watched` is readable. The runtime's readiness is edge-triggered and
+/// outlives what the caller reads, so a readiness the fd no longer has (its events were
+/// taken since) is cleared and waited for again.
+async fn readable(watched: &Watched) {
+    loop {
+        let Ok(mut guard) = watched.fd.readable().await else {
+            // The runtime cannot watch it: do not spin on it.
+            return std::future::pending().await;
+        };
+        let mut fds = [PollFd::new(&watched.fd, PollFlags::IN)];
+        if poll(&mut fds, Some(&Timespec::default())).is_ok_and(|n| n > 0) {
+            return;
+        }
+        guard.clear_ready();
     }
 }
 
@@ -418,5 +529,85 @@ fn keep(driven: Weak<Driven>) {
         if state.idle > 0 {
             inbox.changed.notify_one();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::os::fd::AsFd;
+    use std::os::unix::net::UnixStream;
+
+    use pullman_proto::{HeadBuilder, Version};
+
+    use super::*;
+    use crate::{RequestBody, RequestInfo};
+
+    fn incoming() -> (Incoming, oneshot::Receiver<Reply>) {
+        let (reply, answer) = oneshot::channel();
+        let info = RequestInfo {
+            peer: String::new(),
+            deadline_ms: 0,
+            head: HeadBuilder::new(Version::Http11, b"GET", b"/", 0).finish(),
+        };
+        let body = RequestBody::empty();
+        let gone = Arc::default();
+        let incoming = Incoming {
+            info,
+            body,
+            reply,
+            gone,
+        };
+        (incoming, answer)
+    }
+
+    /// Runs `f` on a thread; its result, or a failure if it has not returned within a
+    /// minute (a wait that should have ended did not).
+    fn within_a_minute<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || tx.send(f()));
+        rx.recv_timeout(Duration::from_secs(60))
+            .expect("the wait did not end")
+    }
+
+    #[test]
+    fn a_batch_wait_ends_with_requests_with_the_watched_fd_readable_or_at_the_end() {
+        let driven = Driven::start().unwrap();
+        let (mut loop_side, mut poller) = UnixStream::pair().unwrap();
+        let watched = Arc::new(driven.watch(poller.as_fd()).unwrap());
+
+        // Nothing: the timeout ends the wait.
+        let got = driven.next_batch(8, Some(Duration::from_millis(1)), Some(&watched));
+        assert_eq!(got.map(|b| b.len()), Ok(0));
+
+        // The fd readable: the wait ends with no request, and again while it stays readable.
+        loop_side.write_all(b"x").unwrap();
+        for _ in 0..2 {
+            let (d, w) = (driven.clone(), watched.clone());
+            let got = within_a_minute(move || d.next_batch(8, None, Some(&w)).map(|b| b.len()));
+            assert_eq!(got, Ok(0));
+        }
+        poller.read_exact(&mut [0]).unwrap();
+
+        // Requests waiting: at most `max` of them, the rest for the next call.
+        let answers: Vec<_> = (0..3)
+            .map(|_| {
+                let (incoming, answer) = incoming();
+                driven.inbox.push(incoming);
+                answer
+            })
+            .collect();
+        let (d, w) = (driven.clone(), watched.clone());
+        let got = within_a_minute(move || d.next_batch(2, None, Some(&w)).map(|b| b.len()));
+        assert_eq!(got, Ok(2));
+        assert_eq!(driven.next_batch(2, None, None).map(|b| b.len()), Ok(1));
+
+        // The end: drained, once nothing waits.
+        driven.inbox.end(Ok(()));
+        assert_eq!(
+            driven.next_batch(2, None, Some(&watched)).map(|b| b.len()),
+            Err(PullError::Drained)
+        );
+        drop(answers);
     }
 }

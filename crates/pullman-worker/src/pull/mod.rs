@@ -30,6 +30,7 @@ mod driven;
 mod gone;
 mod request;
 
+use std::os::fd::BorrowedFd;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -168,6 +169,36 @@ impl PullWorker {
         Ok(Pulled::new(self.shared.clone(), incoming))
     }
 
+    /// For a thread that runs an event loop of its own (Python's asyncio, a C program's
+    /// epoll loop) and calls this where it would wait for its events, so that it needs no
+    /// second thread to wait for requests: drives the worker's link on this thread until a
+    /// request waits, `also` (the loop's own poller, see [`watch`](Self::watch)) is
+    /// readable, or `timeout` passed (`None`: no limit), then returns the requests waiting,
+    /// at most `max`, possibly none. It always runs the link one turn, so that the answers
+    /// this thread gave since its last call go out. Errors as [`next`](Self::next) once
+    /// nothing waits.
+    pub fn next_batch(
+        &self,
+        max: usize,
+        timeout: Option<Duration>,
+        also: Option<&Watch>,
+    ) -> Result<Vec<Pulled>, PullError> {
+        let batch = (self.shared.driven).next_batch(max, timeout, also.map(|w| &w.0))?;
+        Ok(batch
+            .into_iter()
+            .map(|incoming| Pulled::new(self.shared.clone(), incoming))
+            .collect())
+    }
+
+    /// Registers `fd` (an epoll fd, a pipe, a socket) for [`next_batch`](Self::next_batch)
+    /// to wait on besides requests, until the returned `Watch` is dropped. The worker
+    /// watches a duplicate of it, so `fd` may be closed at any time (close the `Watch` too).
+    pub fn watch(&self, fd: BorrowedFd<'_>) -> Result<Watch, PullError> {
+        (self.shared.driven.watch(fd))
+            .map(Watch)
+            .map_err(|e| PullError::Invalid(format!("cannot watch this fd: {e}")))
+    }
+
     /// Starts draining: the hub is told to send nothing new, requests already taken finish
     /// (within the drain grace), and then [`next`](Self::next) says
     /// [`PullError::Drained`]. Returns at once; any thread may call it, more than once.
@@ -182,6 +213,15 @@ impl PullWorker {
     pub fn close(&self) {
         self.drain.send_replace(true);
         self.shared.driven.wait_ended();
+    }
+}
+
+/// A file descriptor [`PullWorker::next_batch`] waits on; see [`PullWorker::watch`].
+pub struct Watch(driven::Watched);
+
+impl std::fmt::Debug for Watch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Watch").finish_non_exhaustive()
     }
 }
 
