@@ -7,7 +7,7 @@
 #![forbid(unsafe_code)]
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -51,11 +51,12 @@ enum Command {
         /// Also write every record of this run here as JSON.
         #[arg(long)]
         json: Option<PathBuf>,
-        /// The report to (re)assemble.
-        #[arg(long, default_value = "docs/benchmarks.md")]
-        report: PathBuf,
+        /// The report to (re)assemble [default: docs/benchmarks.md with the default
+        /// --out-dir, else OUT_DIR/benchmarks.md].
+        #[arg(long)]
+        report: Option<PathBuf>,
         /// Where sections, per-scenario records and plots go.
-        #[arg(long, default_value = "docs/bench")]
+        #[arg(long, default_value = DEFAULT_OUT_DIR)]
         out_dir: PathBuf,
         /// Threads of the load generator.
         #[arg(long, default_value_t = 1)]
@@ -71,9 +72,12 @@ enum Command {
     /// Reassemble the report from the sections already in the out dir (after editing
     /// `findings.md`, say), without running anything.
     Report {
-        #[arg(long, default_value = "docs/benchmarks.md")]
-        report: PathBuf,
-        #[arg(long, default_value = "docs/bench")]
+        /// The report [default: docs/benchmarks.md with the default --out-dir, else
+        /// OUT_DIR/benchmarks.md].
+        #[arg(long)]
+        report: Option<PathBuf>,
+        /// Where the sections are.
+        #[arg(long, default_value = DEFAULT_OUT_DIR)]
         out_dir: PathBuf,
     },
     /// Load one URL: closed loop (default) or open loop at a Poisson rate.
@@ -142,6 +146,21 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:0")]
         listen: SocketAddr,
     },
+}
+
+/// Where `run` writes sections, records and plots unless told otherwise.
+const DEFAULT_OUT_DIR: &str = "docs/bench";
+
+/// The report assembled from `out_dir` when `--report` is not given: the committed
+/// `docs/benchmarks.md` for the default out dir, else a `benchmarks.md` in the out dir
+/// itself, so that a run into a scratch dir never rewrites the committed report from the
+/// few sections that dir holds.
+fn default_report(out_dir: &Path) -> PathBuf {
+    if out_dir == Path::new(DEFAULT_OUT_DIR) {
+        PathBuf::from("docs/benchmarks.md")
+    } else {
+        out_dir.join("benchmarks.md")
+    }
 }
 
 fn main() -> anyhow::Result<()> {
@@ -220,6 +239,7 @@ fn main() -> anyhow::Result<()> {
                 std::fs::write(&path, serde_json::to_string_pretty(&ctx.records)?)
                     .with_context(|| format!("writing {}", path.display()))?;
             }
+            let report_path = report_path.unwrap_or_else(|| default_report(&out_dir));
             report::assemble(&report_path, &out_dir, scenario::NAMES)
                 .with_context(|| format!("writing {}", report_path.display()))?;
             eprintln!("report: {}", report_path.display());
@@ -229,8 +249,11 @@ fn main() -> anyhow::Result<()> {
         Command::Report {
             report: report_path,
             out_dir,
-        } => report::assemble(&report_path, &out_dir, scenario::NAMES)
-            .with_context(|| format!("writing {}", report_path.display())),
+        } => {
+            let report_path = report_path.unwrap_or_else(|| default_report(&out_dir));
+            report::assemble(&report_path, &out_dir, scenario::NAMES)
+                .with_context(|| format!("writing {}", report_path.display()))
+        }
         Command::Load {
             url,
             path,
