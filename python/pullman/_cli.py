@@ -37,6 +37,13 @@ def parser(prog: str, description: str) -> argparse.ArgumentParser:
     p.add_argument("--redirect-min-bytes", type=int, default=64 * 1024, metavar="BYTES", help="the smallest body redirected (default 65536; 0: every 200)")
     p.add_argument("--redirect-expiry", type=float, default=20.0, metavar="SECONDS", help="how long a redirected response waits for its client (default 20)")
     p.add_argument("--redirect-host", metavar="HOST", help="the host in Location (default: this worker's address on its link to the hub)")
+    p.add_argument(
+        "--forwarded-allow-ips",
+        default=env("FORWARDED_ALLOW_IPS", "127.0.0.1,::1"),
+        metavar="IPS",
+        help="clients (proxies in front of the hub) whose X-Forwarded-Proto sets the scheme: addresses separated "
+        "by commas, or * (FORWARDED_ALLOW_IPS; default 127.0.0.1,::1)",
+    )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return p
 
@@ -67,6 +74,16 @@ def load_app(spec: str) -> Any:
         return _app.load(spec)
     except _app.AppNotFound as error:
         sys.exit(f"pullman: {error}")
+
+
+def make_proxies(args: argparse.Namespace) -> Any:
+    """The native ``Proxies`` of ``--forwarded-allow-ips``, or exit 1 with why not."""
+    from ._native import Proxies  # type: ignore[attr-defined]
+
+    try:
+        return Proxies(args.forwarded_allow_ips)
+    except ValueError as error:
+        sys.exit(f"pullman: --forwarded-allow-ips: {error}")
 
 
 def make_worker(args: argparse.Namespace, concurrency: int) -> Worker:

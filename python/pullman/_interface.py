@@ -65,21 +65,23 @@ class Request(Protocol):
     request with neither ``content-length`` nor ``transfer-encoding``; ``None`` when only its
     end will tell (chunked, HTTP/2 without a length)."""
 
-    def wsgi_environ(self, base: Dict[str, Any]) -> Dict[str, Any]:
+    def wsgi_environ(self, base: Dict[str, Any], proxies: Any = None) -> Dict[str, Any]:
         """The PEP 3333 environ: a copy of ``base`` (the keys the same for every request)
         plus this request's: ``REQUEST_METHOD``, ``PATH_INFO`` (percent-decoded, one
         character per byte), ``QUERY_STRING``, ``SERVER_NAME``/``PORT``/``PROTOCOL``,
         ``REMOTE_ADDR``/``PORT``, ``CONTENT_TYPE``, ``CONTENT_LENGTH``, ``HTTP_*`` per header
         (repeated fields joined with ``", "``, names with ``_`` dropped), ``wsgi.url_scheme``
-        (``https`` when ``x-forwarded-proto`` says so), ``pullman.request_id`` and
+        (``https`` when ``x-forwarded-proto`` says so and the client is one of ``proxies``, a
+        ``pullman._native.Proxies``; never without), ``pullman.request_id`` and
         ``pullman.deadline_ms``. ``wsgi.input`` is the caller's to add."""
         ...
 
-    def asgi_scope(self, state: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    def asgi_scope(self, state: Optional[Dict[str, Any]] = None, proxies: Any = None) -> Dict[str, Any]:
         """The ASGI 3 ``http`` scope (spec 2.4): header names lowercase, ``path``
         percent-decoded as UTF-8, ``raw_path`` and ``query_string`` as sent, ``client`` and
         ``server`` as (host, port), the request id, deadline and shared-memory flag under
-        ``extensions["pullman"]``, and a copy of ``state`` if given."""
+        ``extensions["pullman"]``, and a copy of ``state`` if given; ``scheme`` as
+        :meth:`wsgi_environ`'s ``wsgi.url_scheme``."""
         ...
 
     def read(self) -> bytes:

@@ -6,6 +6,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 
 use crate::head::{is_https, peer_address, percent_decoded, server_address, text, version_name};
+use crate::proxies::Proxies;
 
 /// The scope of the request: header names lowercase, `path` percent-decoded as UTF-8
 /// (an invalid sequence becomes U+FFFD), `raw_path` and `query_string` as sent; `state`
@@ -16,9 +17,10 @@ pub(crate) fn scope<'py>(
     info: &RequestInfo,
     in_shared_memory: bool,
     state: Option<&Bound<'py, PyDict>>,
+    proxies: Option<&Proxies>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let head = &info.head;
-    let https = is_https(head);
+    let https = is_https(info, proxies);
     let scope = PyDict::new(py);
     scope.set_item(intern!(py, "type"), intern!(py, "http"))?;
     let asgi = PyDict::new(py);

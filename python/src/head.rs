@@ -5,8 +5,11 @@
 use std::borrow::Cow;
 
 use pullman_proto::{HeadView, Version};
+use pullman_worker::RequestInfo;
 use pyo3::prelude::*;
 use pyo3::types::PyString;
+
+use crate::proxies::Proxies;
 
 /// Bytes as a `str`, one character per byte (latin-1), as PEP 3333 has it.
 pub(crate) fn latin1(bytes: &[u8]) -> String {
@@ -32,9 +35,14 @@ pub(crate) fn version_name(version: Version) -> &'static str {
     }
 }
 
-/// Whether the hub says the client used TLS: `x-forwarded-proto`'s first value is `https`.
-pub(crate) fn is_https(head: &HeadView) -> bool {
-    head.header_value(b"x-forwarded-proto")
+/// Whether the client came over TLS: a trusted proxy's `x-forwarded-proto` (its first
+/// value) says `https`. The hub takes plain HTTP only, so without a proxy it is never so.
+pub(crate) fn is_https(info: &RequestInfo, proxies: Option<&Proxies>) -> bool {
+    if !proxies.is_some_and(|p| p.trusts(&info.peer)) {
+        return false;
+    }
+    info.head
+        .header_value(b"x-forwarded-proto")
         .is_some_and(|proto| {
             let first = proto.split(|&b| b == b',').next().unwrap_or_default();
             first.trim_ascii().eq_ignore_ascii_case(b"https")

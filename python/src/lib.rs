@@ -13,12 +13,14 @@
 //! - `wsgi.rs`, `asgi.rs`: a request's PEP 3333 environ and ASGI scope, built here (most
 //!   of what a runner would spend in Python on a short request); `head.rs` what both read
 //!   from the head.
+//! - `proxies.rs`: `Proxies`, whose `x-forwarded-proto` the environ and scope believe.
 //! - `errors.rs`: how the SDK's errors become the package's exceptions.
 #![deny(missing_docs, missing_debug_implementations)]
 
 mod asgi;
 mod errors;
 mod head;
+mod proxies;
 mod request;
 mod worker;
 mod wsgi;
@@ -53,5 +55,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<worker::Worker>()?;
     m.add_class::<request::Request>()?;
     m.add_class::<worker::Watch>()?;
+    m.add_class::<proxies::Proxies>()?;
     Ok(())
 }

@@ -15,6 +15,7 @@ use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 
 use crate::errors::{invalid, to_py, wrong_state};
 use crate::head::{body_size, latin1, version_name};
+use crate::proxies::Proxies;
 use crate::{asgi, wsgi};
 
 /// A request from `Worker.next()`. Answer it with `respond()`, with `start()`, `write()`
@@ -262,26 +263,32 @@ impl Request {
 
     /// The PEP 3333 environ: `base` (the keys the same for every request) plus this
     /// request's (CGI variables, `wsgi.url_scheme`, `HTTP_*` headers, `pullman.request_id`,
-    /// `pullman.deadline_ms`). `wsgi.input` is the caller's to add.
+    /// `pullman.deadline_ms`). `wsgi.input` is the caller's to add. `wsgi.url_scheme` is
+    /// `https` only on the word of one of `proxies`.
+    #[pyo3(signature = (base, proxies=None))]
     fn wsgi_environ<'py>(
         &self,
         py: Python<'py>,
         base: &Bound<'py, PyDict>,
+        proxies: Option<PyRef<'py, Proxies>>,
     ) -> PyResult<Bound<'py, PyDict>> {
-        self.with(py, |p| wsgi::environ(py, p.info(), base))
+        self.with(py, |p| {
+            wsgi::environ(py, p.info(), base, proxies.as_deref())
+        })
     }
 
     /// The ASGI 3 `http` scope, with a copy of `state` (what lifespan startup left) if
-    /// given.
-    #[pyo3(signature = (state=None))]
+    /// given; `scheme` is `https` only on the word of one of `proxies`.
+    #[pyo3(signature = (state=None, proxies=None))]
     fn asgi_scope<'py>(
         &self,
         py: Python<'py>,
         state: Option<&Bound<'py, PyDict>>,
+        proxies: Option<PyRef<'py, Proxies>>,
     ) -> PyResult<Bound<'py, PyDict>> {
         self.with(py, |p| {
             let shared = pullman_worker::is_shared_memory(p.info().head.raw());
-            asgi::scope(py, p.info(), shared, state)
+            asgi::scope(py, p.info(), shared, state, proxies.as_deref())
         })
     }
 

@@ -7,9 +7,10 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
 
 use crate::head::{is_https, peer_address, percent_decoded, server_address, text, version_name};
+use crate::proxies::Proxies;
 
 /// `base` (the keys the same for every request) plus this request's: the CGI variables,
-/// `wsgi.url_scheme`, a `HTTP_*` key per header (repeated fields joined with `", "`; names
+/// `wsgi.url_scheme` (`https` only on a trusted proxy's word, see [`Proxies`]), a `HTTP_*` key per header (repeated fields joined with `", "`; names
 /// with `_` dropped, as gunicorn and nginx drop them, since `X-Forwarded_For` would pose as
 /// `X-Forwarded-For`), `pullman.request_id` and `pullman.deadline_ms`. `PATH_INFO` is the
 /// path percent-decoded, one character per byte. `wsgi.input` is the caller's to add.
@@ -17,10 +18,11 @@ pub(crate) fn environ<'py>(
     py: Python<'py>,
     info: &RequestInfo,
     base: &Bound<'py, PyDict>,
+    proxies: Option<&Proxies>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let env = base.copy()?;
     let head = &info.head;
-    let https = is_https(head);
+    let https = is_https(info, proxies);
     let (server_name, server_port) = server_address(head, https);
     let request_id = head.header_value(b"x-request-id").unwrap_or_default();
     env.set_item(intern!(py, "REQUEST_METHOD"), text(py, head.method()))?;

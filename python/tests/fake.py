@@ -83,11 +83,11 @@ class FakeRequest:
     def body_size(self) -> Optional[int]:
         return self._head().body_size
 
-    def wsgi_environ(self, base: dict) -> dict:
-        return self._head().wsgi_environ(base)
+    def wsgi_environ(self, base: dict, proxies: object = None) -> dict:
+        return self._head().wsgi_environ(base, proxies)
 
-    def asgi_scope(self, state: Optional[dict] = None) -> dict:
-        return self._head().asgi_scope(state)
+    def asgi_scope(self, state: Optional[dict] = None, proxies: object = None) -> dict:
+        return self._head().asgi_scope(state, proxies)
 
     def _check_open(self) -> None:
         if self.cancelled:

@@ -7,6 +7,7 @@ import time
 import pytest
 from fake import FakeRequest, FakeWorker
 
+from pullman._native import Proxies
 from pullman.asgi import Cycle, Runner, build_scope
 from pullman.asgi.lifespan import Lifespan, LifespanFailed
 
@@ -36,7 +37,7 @@ def test_scope():
         request_id="rid-7",
         http_version="2",
     )
-    scope = build_scope(request, {"db": "x"})
+    scope = build_scope(request, {"db": "x"}, Proxies("10.0.0.1"))
     assert scope["type"] == "http"
     assert scope["asgi"] == {"version": "3.0", "spec_version": "2.4"}
     assert scope["http_version"] == "2"
@@ -57,6 +58,9 @@ def test_scope():
     assert scope["state"] == {"db": "x"}
     assert scope["extensions"]["pullman"]["request_id"] == "rid-7"
     assert build_scope(FakeRequest(peer=""))["client"] is None
+    # The same header from a client that is no trusted proxy is its own claim.
+    assert build_scope(request, None, Proxies("10.0.0.2"))["scheme"] == "http"
+    assert build_scope(request)["scheme"] == "http"
     assert "state" not in build_scope(FakeRequest())
 
 

@@ -61,3 +61,16 @@ def test_header_fields_are_str_or_bytes_pairs():
     for bad in ([("x", "y", "z")], [("x", 1)], ["xy"], [b"xy"], [("x", "\u0100")]):
         with pytest.raises(ValueError):
             Request.detached(headers=bad)
+
+
+def test_proxies_name_addresses_or_every_client():
+    from pullman._native import Proxies
+
+    local = Proxies("127.0.0.1, ::1")
+    assert local.trusts("127.0.0.1:5000") and local.trusts("[::1]:80") and local.trusts("::1")
+    assert local.trusts("[::ffff:127.0.0.1]:80"), "an IPv4 client on a dual-stack socket"
+    assert not local.trusts("10.0.0.1:80") and not local.trusts("") and not local.trusts("nonsense")
+    assert Proxies("*").trusts("203.0.113.9:1")
+    assert not Proxies("").trusts("127.0.0.1:1")
+    with pytest.raises(ValueError, match="not an IP address"):
+        Proxies("10.0.0.0/8")

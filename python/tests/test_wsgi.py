@@ -9,6 +9,7 @@ import time
 import pytest
 from fake import FakeRequest, FakeWorker
 
+from pullman._native import Proxies
 from pullman.wsgi import FileWrapper, Runner, base_environ, build_environ, handle
 from pullman.wsgi.input import Input
 
@@ -78,8 +79,13 @@ def test_environ_has_every_pep_3333_key():
 
 def test_environ_defaults_and_forwarded_scheme():
     request = FakeRequest(target="/", headers=[("x-forwarded-proto", "https"), ("x-request-id", "hub-id")], peer="[::1]:9", http_version="2")
-    env = build_environ(request, BASE)
+    env = build_environ(request, BASE, Proxies("127.0.0.1, ::1"))
     assert env["wsgi.url_scheme"] == "https"
+    # From a client that is no trusted proxy, the header is the client's own claim.
+    for proxies in (None, Proxies(""), Proxies("10.0.0.1")):
+        assert build_environ(request, BASE, proxies)["wsgi.url_scheme"] == "http"
+        assert build_environ(request, BASE, proxies)["SERVER_PORT"] == "80"
+    assert build_environ(request, BASE, Proxies("*"))["wsgi.url_scheme"] == "https"
     assert (env["SERVER_NAME"], env["SERVER_PORT"]) == ("localhost", "443")
     assert (env["REMOTE_ADDR"], env["REMOTE_PORT"]) == ("::1", "9")
     assert env["SERVER_PROTOCOL"] == "HTTP/2"

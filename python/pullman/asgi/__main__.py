@@ -18,9 +18,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.limit < 1:
         p.error("--limit must be at least 1")
     _cli.setup_logging(args.log_level)
+    proxies = _cli.make_proxies(args)
     app = _cli.load_app(args.app)
     worker = _cli.make_worker(args, concurrency=args.limit)
-    return Runner(app, worker, args.limit, lifespan=args.lifespan == "auto").run()
+    return Runner(
+        app, worker, args.limit, lifespan=args.lifespan == "auto", proxies=proxies
+    ).run()
 
 
 if __name__ == "__main__":

@@ -34,8 +34,11 @@ class Cycle:
     """The state of one request: how much body was read, how far the answer went, whether the
     request is gone."""
 
-    def __init__(self, request: Request, loop: asyncio.AbstractEventLoop, executor: Optional[Executor]) -> None:
+    def __init__(
+        self, request: Request, loop: asyncio.AbstractEventLoop, executor: Optional[Executor], proxies: Any = None
+    ) -> None:
         self.request = request
+        self.proxies = proxies
         self.loop = loop
         self.executor = executor
         self.body_left = request.body_size
@@ -144,7 +147,7 @@ class Cycle:
         the answer."""
         request = self.request
         try:
-            await app(build_scope(request, state), self.receive, self.send)
+            await app(build_scope(request, state, self.proxies), self.receive, self.send)
         except Closed:
             log.debug("request %s: gone before the app finished", request.request_id)
         except Exception:

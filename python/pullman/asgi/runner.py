@@ -26,13 +26,14 @@ class Runner:
     Body reads and writes wait on an executor of ``limit`` threads, started as needed: a
     request waits in at most one call at a time, so no request waits for another's."""
 
-    def __init__(self, app: App, worker: Worker, limit: int, lifespan: bool = True) -> None:
+    def __init__(self, app: App, worker: Worker, limit: int, lifespan: bool = True, proxies: Any = None) -> None:
         if limit < 1:
             raise ValueError("limit must be at least 1")
         self.app = app
         self.worker = worker
         self.limit = limit
         self.use_lifespan = lifespan
+        self.proxies = proxies
         self.refused: Optional[Refused] = None
         self.served = 0
         self._tasks: Set["asyncio.Task[None]"] = set()
@@ -110,7 +111,7 @@ class Runner:
 
         def start(requests: List[Request]) -> None:
             for request in requests:
-                cycle = Cycle(request, loop, executor)
+                cycle = Cycle(request, loop, executor, self.proxies)
                 task = loop.create_task(cycle.run(self.app, state))
                 self._tasks.add(task)
                 task.add_done_callback(self._done)

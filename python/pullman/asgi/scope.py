@@ -13,8 +13,9 @@ Starlette's streaming responses also listen for a disconnect with a ``receive()`
 which takes body chunks from under an app still reading the body."""
 
 
-def build_scope(request: Request, state: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+def build_scope(request: Request, state: Optional[Dict[str, Any]] = None, proxies: Any = None) -> Dict[str, Any]:
     """The scope (:meth:`Request.asgi_scope`); ``state`` (what lifespan startup left) is
-    copied, one copy per request, as the spec asks."""
-    return request.asgi_scope(state)
+    copied, one copy per request, as the spec asks; ``scheme`` is ``https`` only on the word
+    of one of ``proxies`` (a native ``Proxies``)."""
+    return request.asgi_scope(state, proxies)
 

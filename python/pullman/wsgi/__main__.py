@@ -28,9 +28,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.prefetch < 0:
         p.error("--prefetch must be at least 0")
     _cli.setup_logging(args.log_level)
+    proxies = _cli.make_proxies(args)
     app = _cli.load_app(args.app)
     worker = _cli.make_worker(args, concurrency=args.threads + args.prefetch)
-    return Runner(app, worker, args.threads, args.max_requests, args.max_requests_jitter).run()
+    return Runner(app, worker, args.threads, args.max_requests, args.max_requests_jitter, proxies).run()
 
 
 if __name__ == "__main__":

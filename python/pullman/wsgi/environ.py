@@ -24,10 +24,11 @@ def base_environ(*, multithread: bool, multiprocess: bool = False) -> Dict[str, 
     }
 
 
-def build_environ(request: Request, base: Dict[str, Any]) -> Dict[str, Any]:
+def build_environ(request: Request, base: Dict[str, Any], proxies: Any = None) -> Dict[str, Any]:
     """``base`` plus what this request says (:meth:`Request.wsgi_environ`: the CGI variables,
     ``HTTP_*`` headers, ``wsgi.url_scheme``, ``pullman.request_id``...), and ``wsgi.input``
-    over its body."""
-    environ = request.wsgi_environ(base)
+    over its body. ``wsgi.url_scheme`` is ``https`` only on the word of one of ``proxies``
+    (a native ``Proxies``), the runner's ``--forwarded-allow-ips``."""
+    environ = request.wsgi_environ(base, proxies)
     environ["wsgi.input"] = Input(request)
     return environ

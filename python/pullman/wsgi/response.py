@@ -91,7 +91,7 @@ def parse_status(status: str) -> int:
     return int(status[:3])
 
 
-def handle(app: App, request: Request, base: Dict[str, Any]) -> None:
+def handle(app: App, request: Request, base: Dict[str, Any], proxies: Any = None) -> None:
     """Runs ``app`` for ``request`` and answers it, then closes the request.
 
     A body that is a plain list or tuple, or whose first block is as long as its
@@ -103,7 +103,7 @@ def handle(app: App, request: Request, base: Dict[str, Any]) -> None:
     """
     answer: Optional[_Answer] = None
     try:
-        environ = build_environ(request, base)
+        environ = build_environ(request, base, proxies)
         answer = _Answer(request, environ["REQUEST_METHOD"] == "HEAD")
         result = app(environ, answer.start_response)
         if type(result) in (list, tuple) and not answer.is_head_sent:

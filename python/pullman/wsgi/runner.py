@@ -32,12 +32,14 @@ class Runner:
         threads: int,
         max_requests: int = 0,
         max_requests_jitter: int = 0,
+        proxies: Any = None,
     ) -> None:
         if threads < 1:
             raise ValueError("threads must be at least 1")
         self.app = app
         self.worker = worker
         self.threads = threads
+        self.proxies = proxies
         self.request_limit = (
             max_requests + random.randint(0, max(0, max_requests_jitter)) if max_requests > 0 else 0
         )
@@ -79,7 +81,7 @@ class Runner:
                 return
             if request is None:
                 return
-            handle(self.app, request, self._base)
+            handle(self.app, request, self._base, self.proxies)
             self._count()
 
     def _count(self) -> None:
