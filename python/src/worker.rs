@@ -18,6 +18,23 @@ use crate::request::Request;
 /// SIGTERM handler) and waits again.
 const SIGNAL_CHECK: Duration = Duration::from_millis(100);
 
+/// When a wait of `timeout` seconds from now ends (`None`: never); `ValueError` for a
+/// timeout that is negative, not a number, or too large to count.
+fn deadline(timeout: Option<f64>) -> PyResult<Option<Instant>> {
+    let Some(t) = timeout else {
+        return Ok(None);
+    };
+    Duration::try_from_secs_f64(t)
+        .ok()
+        .and_then(|t| Instant::now().checked_add(t))
+        .map(Some)
+        .ok_or_else(|| {
+            invalid(format!(
+                "the timeout must be a number of seconds >= 0, not {t}"
+            ))
+        })
+}
+
 /// A worker of a pullman hub. Settings go to the constructor and the `add_*_gate`
 /// methods; `connect()` starts it; then any number of threads call `next()`.
 #[pyclass(frozen, module = "pullman._native")]
@@ -229,13 +246,7 @@ impl Worker {
     /// number of threads may call it at once.
     #[pyo3(signature = (timeout=None))]
     fn next(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Option<Request>> {
-        let deadline = match timeout {
-            Some(t) if !t.is_finite() || t < 0.0 => {
-                return Err(invalid("the timeout must be a finite number >= 0"))
-            }
-            Some(t) => Some(Instant::now() + Duration::from_secs_f64(t)),
-            None => None,
-        };
+        let deadline = deadline(timeout)?;
         let pull = self.running()?;
         if !crate::may_handle_signals() {
             // No signal handler runs on this thread: one wait, with no timer unless asked.
@@ -279,13 +290,7 @@ impl Worker {
         if max == 0 {
             return Err(invalid("max must be at least 1"));
         }
-        let deadline = match timeout {
-            Some(t) if !t.is_finite() || t < 0.0 => {
-                return Err(invalid("the timeout must be a finite number >= 0"))
-            }
-            Some(t) => Some(Instant::now() + Duration::from_secs_f64(t)),
-            None => None,
-        };
+        let deadline = deadline(timeout)?;
         let pull = self.running()?;
         // A clone, not the lock, held while waiting: a close() from another thread,
         // which holds the GIL, must not wait for this wait.

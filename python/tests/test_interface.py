@@ -74,3 +74,17 @@ def test_proxies_name_addresses_or_every_client():
     assert not Proxies("").trusts("127.0.0.1:1")
     with pytest.raises(ValueError, match="not an IP address"):
         Proxies("10.0.0.0/8")
+
+
+def test_a_timeout_that_cannot_be_waited_is_refused():
+    from pullman import WrongState
+    from pullman._native import Worker
+
+    worker = Worker("tcp://127.0.0.1:1", "p", "t")
+    for timeout in (-1, float("nan"), float("inf"), 1e300):
+        with pytest.raises(ValueError, match="timeout"):
+            worker.next(timeout)
+        with pytest.raises(ValueError, match="timeout"):
+            worker.next_batch(4, timeout)
+    with pytest.raises(WrongState):
+        worker.next(0)
