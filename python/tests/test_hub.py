@@ -10,6 +10,7 @@ The hub binary is ``$PULLMAN_BIN``, else the workspace's ``target/debug/pullman`
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import http.client
 import json
 import os
@@ -434,6 +435,66 @@ def test_a_starlette_app_streams_both_ways_sees_its_client_leave_and_its_lifespa
 
     assert stop(worker) == 0
     assert (tmp_path / "shutdown.txt").read_text() == "done", "lifespan shutdown ran"
+
+
+FASTAPI_APP = """
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel
+
+app = FastAPI()
+
+class Item(BaseModel):
+    name: str
+    price: float
+
+@app.get("/items/{item_id}")
+async def read(item_id: int, q: str = "", request: Request = None):
+    if item_id == 0:
+        raise HTTPException(status_code=404, detail="no item 0")
+    return {"id": item_id, "q": q, "scheme": request.url.scheme, "rid": request.headers["x-request-id"]}
+
+@app.post("/items", status_code=201)
+async def create(item: Item):
+    return {"name": item.name.upper(), "price": item.price * 2}
+
+@app.get("/count")
+async def count():
+    async def numbers():
+        for i in range(1000):
+            yield f"{i}\\n".encode()
+    return StreamingResponse(numbers(), media_type="text/plain")
+"""
+
+
+def test_a_fastapi_app_is_served_through_the_hub(hub: Hub, tmp_path: Path) -> None:
+    if importlib.util.find_spec("fastapi") is None:
+        cannot_run("fastapi is not installed (.ci/run installs it)")
+    (tmp_path / "fast_app.py").write_text(FASTAPI_APP)
+    worker = start(
+        tmp_path,
+        ["-m", "pullman.asgi", "--hub", hub.workers, "--pool", "py", "--token", TOKEN, "--limit", "8", "fast_app:app"],
+    )
+    try:
+        hub.wait_served("/items/1")
+        status, headers, body = hub.request("GET", "/items/7?q=x", headers={"x-forwarded-proto": "https"})
+        assert status == 200
+        # The client is 127.0.0.1, a trusted proxy by default: its word on the scheme counts.
+        assert json.loads(body) == {"id": 7, "q": "x", "scheme": "https", "rid": headers["x-request-id"]}
+
+        status, _, body = hub.request("GET", "/items/0")
+        assert (status, json.loads(body)) == (404, {"detail": "no item 0"})
+        status, _, _ = hub.request("GET", "/items/seven")
+        assert status == 422, "FastAPI's own validation answers"
+
+        item = json.dumps({"name": "pull", "price": 1.5}).encode()
+        status, _, body = hub.request("POST", "/items", item, {"content-type": "application/json"})
+        assert (status, json.loads(body)) == (201, {"name": "PULL", "price": 3.0})
+
+        status, _, body = hub.request("GET", "/count")
+        assert (status, body) == (200, "".join(f"{i}\n" for i in range(1000)).encode())
+    finally:
+        assert stop(worker) == 0
 
 
 def test_an_asgi_app_waiting_in_receive_hears_its_client_leave(hub: Hub, tmp_path: Path) -> None:
