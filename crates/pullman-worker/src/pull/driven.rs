@@ -284,6 +284,11 @@ impl Driven {
         timeout: Option<Duration>,
         also: Option<&Watched>,
     ) -> Result<Vec<Incoming>, PullError> {
+        if also.is_some_and(|w| w.owner != self.address()) {
+            return Err(PullError::Invalid(
+                "this watch was made by another worker".into(),
+            ));
+        }
         let inbox = &self.inbox;
         let deadline = timeout.map(|t| Instant::now() + t);
         let mut state = inbox.state.lock();
@@ -343,6 +348,11 @@ impl Driven {
         Ok(state.waiting.drain(..n).collect())
     }
 
+    /// What tells this worker's [`Watched`] from another's.
+    fn address(&self) -> usize {
+        std::ptr::from_ref(self) as usize
+    }
+
     /// `fd` registered with the runtime, through a duplicate of it, so that its owner may
     /// close it whenever it likes.
     pub(crate) fn watch(&self, fd: BorrowedFd<'_>) -> std::io::Result<Watched> {
@@ -352,7 +362,10 @@ impl Driven {
         // an OwnedFd, which this one owns, cannot.
         #[allow(deprecated)]
         let fd = AsyncFd::with_interest(dup, Interest::READABLE)?;
-        Ok(Watched { fd })
+        Ok(Watched {
+            fd,
+            owner: self.address(),
+        })
     }
 
     /// Waits, driving the runtime, until the SDK's run ended.
@@ -374,6 +387,9 @@ impl Driven {
 /// the runtime (through a duplicate) until dropped.
 pub(crate) struct Watched {
     fd: AsyncFd<OwnedFd>,
+    /// The address of the [`Driven`] whose runtime watches it: only that one's
+    /// [`Driven::next_batch`] may wait on it (another's would never see it ready).
+    owner: usize,
 }
 
 /// Completes once `watched` is readable. The runtime's readiness is edge-triggered and
@@ -601,6 +617,14 @@ mod tests {
         let got = within_a_minute(move || d.next_batch(2, None, Some(&w)).map(|b| b.len()));
         assert_eq!(got, Ok(2));
         assert_eq!(driven.next_batch(2, None, None).map(|b| b.len()), Ok(1));
+
+        // Another worker's watch is refused, not waited on for ever.
+        let other = Driven::start().unwrap();
+        let foreign = other.watch(poller.as_fd()).unwrap();
+        assert!(matches!(
+            driven.next_batch(2, None, Some(&foreign)),
+            Err(PullError::Invalid(_))
+        ));
 
         // The end: drained, once nothing waits.
         driven.inbox.end(Ok(()));

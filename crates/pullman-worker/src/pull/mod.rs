@@ -176,7 +176,7 @@ impl PullWorker {
     /// readable, or `timeout` passed (`None`: no limit), then returns the requests waiting,
     /// at most `max`, possibly none. It always runs the link one turn, so that the answers
     /// this thread gave since its last call go out. Errors as [`next`](Self::next) once
-    /// nothing waits.
+    /// nothing waits; [`PullError::Invalid`] for a watch another worker made.
     pub fn next_batch(
         &self,
         max: usize,
