@@ -352,6 +352,18 @@ pm_code pm_worker_add_cpu_gate(pm_worker *w, double max_busy);
 pm_code pm_worker_add_memory_gate(pm_worker *w, uint64_t min_available);
 
 /**
+ * Turns on redirect mode (respond pools): a `200` whose body is at least `min_bytes` long
+ * is answered `303 See Other` to `http://HOST:PORT/KEY` on the worker's own HTTP server on
+ * `port` (0: any free port), which serves it once to the client that follows, so that the
+ * body does not pass through the hub. `host` (a NUL-terminated string the call copies)
+ * is what clients are sent to; null: the worker's address on its TCP link to the hub
+ * (required with a `unix://` hub). A response nobody fetches is dropped after
+ * `expiry_ms` (1 to 3,600,000). Before `pm_worker_connect`; a filter worker with it is
+ * refused (`pm_worker_next` says `PM_CODE_REFUSED`).
+ */
+pm_code pm_worker_set_redirect(pm_worker *w, uint16_t port, const char *host, uint64_t min_bytes, uint32_t expiry_ms);
+
+/**
  * Starts the worker for a pool of kind `mode` (`PM_MODE_RESPOND` or `PM_MODE_FILTER`):
  * it dials the hub in the background, and keeps dialing, with backoff, while the hub is
  * away. Fails at once on missing or contradictory settings; a hub that refuses the worker

@@ -38,7 +38,7 @@ unsafe extern "C" fn no_handler(_: *mut PmRequest, _: *mut c_void) {}
 unsafe fn every_worker_call(w: *mut PmWorker, want: PmCode) {
     let s = c"x".as_ptr();
     let mut req = null_mut();
-    let calls: [(&str, PmCode); 14] = unsafe {
+    let calls: [(&str, PmCode); 15] = unsafe {
         [
             (
                 "set_hub",
@@ -55,6 +55,10 @@ unsafe fn every_worker_call(w: *mut PmWorker, want: PmCode) {
             ),
             ("add_cpu_gate", pm_worker_add_cpu_gate(w, 0.5)),
             ("add_memory_gate", pm_worker_add_memory_gate(w, 1)),
+            (
+                "set_redirect",
+                pm_worker_set_redirect(w, 0, null(), 0, 1000),
+            ),
             ("connect", pm_worker_connect(w, PmMode::Respond as u32)),
             ("next", pm_worker_next(w, 0, &mut req)),
             ("run", pm_worker_run(w, Some(no_handler), null_mut())),
@@ -215,6 +219,40 @@ fn a_live_worker_refuses_null_and_bad_arguments() {
             "run",
         );
         expect(pm_worker_drain(w), PmCode::WrongState, "drain");
+
+        // Redirect mode's settings are checked at connect, on a worker of their own.
+        let mut r = null_mut();
+        expect(pm_worker_new(&mut r), PmCode::Ok, "new");
+        expect(
+            pm_worker_set_hub(r, c"unix:///tmp/pullman-none.sock".as_ptr()),
+            PmCode::Ok,
+            "hub",
+        );
+        expect(
+            pm_worker_set_redirect(r, 0, null(), 0, 20_000),
+            PmCode::Ok,
+            "redirect",
+        );
+        expect(
+            pm_worker_connect(r, 0),
+            PmCode::InvalidArgument,
+            "a unix hub gives no host",
+        );
+        assert!(last_error().contains("redirect host"), "{}", last_error());
+        let host = c"worker.example".as_ptr();
+        expect(
+            pm_worker_set_redirect(r, 0, host, 0, 0),
+            PmCode::Ok,
+            "redirect",
+        );
+        expect(pm_worker_connect(r, 0), PmCode::InvalidArgument, "expiry 0");
+        assert!(last_error().contains("expiry"), "{}", last_error());
+        expect(
+            pm_worker_set_redirect(r, 0, not_utf8.as_ptr().cast(), 0, 1),
+            PmCode::InvalidArgument,
+            "host not UTF-8",
+        );
+        expect(pm_worker_free(r), PmCode::Ok, "free");
 
         // Shared memory needs a Unix hub: refused at connect, and the worker stays usable.
         expect(

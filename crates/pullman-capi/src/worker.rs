@@ -2,12 +2,13 @@
 //! ([`pullman_worker::pull`]), whose requests C threads take one by one.
 
 use std::ffi::{c_char, c_void, CStr};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
 use pullman_worker::pull::{Mode, PullWorker};
-use pullman_worker::{CpuGate, HubAddr, MemoryGate, Worker, WorkerBuilder};
+use pullman_worker::{CpuGate, HubAddr, MemoryGate, Redirect, Worker, WorkerBuilder};
 
 use crate::error::{guard, Fail, PmCode};
 use crate::handle::{REQUESTS, WORKERS};
@@ -288,6 +289,39 @@ pub unsafe extern "C" fn pm_worker_add_memory_gate(w: *mut PmWorker, min_availab
         let w = unsafe { worker(w)? };
         let gate = MemoryGate::new(min_available).map_err(|e| Fail::invalid(e.to_string()))?;
         w.with_setup(|b, _| Ok(b.gate(gate)))
+    })
+}
+
+/// Turns on redirect mode (respond pools): a `200` whose body is at least `min_bytes` long
+/// is answered `303 See Other` to `http://HOST:PORT/KEY` on the worker's own HTTP server on
+/// `port` (0: any free port), which serves it once to the client that follows, so that the
+/// body does not pass through the hub. `host` (a NUL-terminated string the call copies)
+/// is what clients are sent to; null: the worker's address on its TCP link to the hub
+/// (required with a `unix://` hub). A response nobody fetches is dropped after
+/// `expiry_ms` (1 to 3,600,000). Before `pm_worker_connect`; a filter worker with it is
+/// refused (`pm_worker_next` says `PM_CODE_REFUSED`).
+#[no_mangle]
+pub unsafe extern "C" fn pm_worker_set_redirect(
+    w: *mut PmWorker,
+    port: u16,
+    host: *const c_char,
+    min_bytes: u64,
+    expiry_ms: u32,
+) -> PmCode {
+    guard(|| {
+        let w = unsafe { worker(w)? };
+        let host = if host.is_null() {
+            None
+        } else {
+            Some(unsafe { text(host, "host")? }.to_string())
+        };
+        let redirect = Redirect {
+            listen: SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)),
+            host,
+            min_bytes,
+            expiry: Duration::from_millis(expiry_ms.into()),
+        };
+        w.with_setup(|b, _| Ok(b.redirect(redirect)))
     })
 }
 

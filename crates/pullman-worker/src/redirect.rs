@@ -643,6 +643,27 @@ mod tests {
             .unwrap();
     }
 
+    #[tokio::test]
+    async fn a_filter_worker_refuses_redirect_mode() {
+        struct PassAll;
+        impl crate::Filter for PassAll {
+            async fn request(&self, _: &mut http::Request<RequestBody>) -> crate::Verdict {
+                crate::Verdict::Pass(crate::Pass::new())
+            }
+        }
+        let worker = crate::Worker::builder()
+            .hub("tcp://127.0.0.1:1".parse().unwrap())
+            .pool("p")
+            .token("t")
+            .redirect(Redirect::default())
+            .build();
+        let refused = worker.run_filter(PassAll, std::future::pending()).await;
+        let Err(WorkerError::Settings(why)) = refused else {
+            panic!("{refused:?}");
+        };
+        assert!(why.contains("respond pools"), "{why}");
+    }
+
     #[test]
     fn settings_are_checked() {
         let tcp: HubAddr = "tcp://127.0.0.1:7070".parse().unwrap();

@@ -135,8 +135,8 @@ impl WorkerBuilder {
     /// Redirect mode: large `200` responses are parked on a server of the worker's own and
     /// answered with `303 See Other` to them, so that their bodies go to the client without
     /// passing through the hub (see [`redirect`](crate::redirect)). For
-    /// the handlers of [`Worker::run`] and [`Worker::run_views`]; filters are not
-    /// redirected. Default off.
+    /// the handlers of [`Worker::run`] and [`Worker::run_views`]; [`Worker::run_filter`]
+    /// refuses it. Default off.
     pub fn redirect(mut self, redirect: Redirect) -> Self {
         self.redirect = Some(redirect);
         self
@@ -323,6 +323,11 @@ impl Worker {
         filter: F,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), WorkerError> {
+        if self.redirect.is_some() {
+            return Err(WorkerError::Settings(
+                "redirect mode is for respond pools: a filter's answers are not redirected".into(),
+            ));
+        }
         self.serve(Arc::new(Filtered(filter)), None, shutdown).await
     }
 
