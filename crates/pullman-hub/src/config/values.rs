@@ -166,9 +166,77 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// Largest secret file read: a token or a key password is a line, not a document.
+pub const MAX_SECRET_FILE_BYTES: u64 = 64 * 1024;
+
+/// `{ file = "/abs/path" }` or `{ env = "NAME" }`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SecretRef {
+    file: Option<String>,
+    env: Option<String>,
+}
+
+impl SecretRef {
+    /// The secret it points to, read now (so a reload reads a rotated file again).
+    fn read(self) -> Result<String, String> {
+        match (self.file, self.env) {
+            (Some(path), None) => {
+                if !std::path::Path::new(&path).is_absolute() {
+                    return Err(format!("the secret file {path:?} must be an absolute path"));
+                }
+                let mut text = String::new();
+                std::fs::File::open(&path)
+                    .and_then(|f| {
+                        use std::io::Read;
+                        f.take(MAX_SECRET_FILE_BYTES + 1).read_to_string(&mut text)
+                    })
+                    .map_err(|e| format!("reading the secret file {path:?}: {e}"))?;
+                if text.len() as u64 > MAX_SECRET_FILE_BYTES {
+                    return Err(format!(
+                        "the secret file {path:?} is larger than {MAX_SECRET_FILE_BYTES} bytes"
+                    ));
+                }
+                // A file written by `echo` or an editor ends with a line break that is no
+                // part of the secret.
+                let line = text.strip_suffix('\n').unwrap_or(&text);
+                Ok(line.strip_suffix('\r').unwrap_or(line).to_string())
+            }
+            (None, Some(name)) => std::env::var(&name).map_err(|_| {
+                format!("the environment variable {name:?} of a secret is not set (or not UTF-8)")
+            }),
+            _ => Err(
+                "a secret read from elsewhere is { file = \"/path\" } or { env = \"NAME\" }".into(),
+            ),
+        }
+    }
+}
+
 impl<'de> Deserialize<'de> for Secret {
+    /// A string, or `{ file = "/abs/path" }` (the file's text, without its final line
+    /// break) or `{ env = "NAME" }` (the environment variable's value). Never empty.
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Secret, D::Error> {
-        let secret = String::deserialize(deserializer)?;
+        struct SecretVisitor;
+
+        impl<'de> Visitor<'de> for SecretVisitor {
+            type Value = String;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a secret: a string, { file = \"/path\" } or { env = \"NAME\" }")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, secret: &str) -> Result<String, E> {
+                Ok(secret.to_string())
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<String, A::Error> {
+                let source =
+                    SecretRef::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                source.read().map_err(A::Error::custom)
+            }
+        }
+
+        let secret = deserializer.deserialize_any(SecretVisitor)?;
         if secret.is_empty() {
             return Err(D::Error::custom("the token must not be empty"));
         }
@@ -179,7 +247,53 @@ impl<'de> Deserialize<'de> for Secret {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::tests::{parse, HUB, POOL};
+    use crate::config::tests::{parse, refuse, HUB, POOL};
+
+    /// The token of the one pool of a config whose pool token is `token` (TOML).
+    fn pool_token(token: &str) -> String {
+        let config = parse(&format!("{HUB}[[pool]]\nname = \"p\"\ntoken = {token}\n")).unwrap();
+        config.pools[0].token.expose().to_string()
+    }
+
+    #[test]
+    fn a_secret_is_read_from_a_file_or_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("token");
+        std::fs::write(&file, "from-a-file\n").unwrap();
+        let path = file.display().to_string();
+        assert_eq!(pool_token(&format!("{{ file = {path:?} }}")), "from-a-file");
+        std::fs::write(&file, "rotated\r\n").unwrap();
+        assert_eq!(
+            pool_token(&format!("{{ file = {path:?} }}")),
+            "rotated",
+            "read again at each load, so a reload sees a rotated file"
+        );
+        // A name no other test sets.
+        std::env::set_var("PULLMAN_TEST_SECRET_7F3A", "from-the-env");
+        assert_eq!(
+            pool_token("{ env = \"PULLMAN_TEST_SECRET_7F3A\" }"),
+            "from-the-env"
+        );
+
+        let refused = |token: &str| {
+            let text = format!("{HUB}[[pool]]\nname = \"p\"\ntoken = {token}\n");
+            let (location, message) = refuse(&text);
+            let key = location.key.unwrap_or_default();
+            assert!(key.starts_with("pool[0].token"), "{key}: {message}");
+            message
+        };
+        assert!(refused("{ file = \"relative/token\" }").contains("absolute"));
+        let missing = dir.path().join("missing").display().to_string();
+        assert!(refused(&format!("{{ file = {missing:?} }}")).contains(&missing));
+        std::fs::write(&file, "\n").unwrap();
+        assert!(refused(&format!("{{ file = {path:?} }}")).contains("empty"));
+        std::fs::write(&file, vec![b'x'; MAX_SECRET_FILE_BYTES as usize + 1]).unwrap();
+        assert!(refused(&format!("{{ file = {path:?} }}")).contains("larger"));
+        assert!(refused("{ env = \"PULLMAN_TEST_SECRET_NEVER_SET\" }").contains("not set"));
+        assert!(refused("{ path = \"/x\" }").contains("unknown field `path`"));
+        assert!(refused("{ file = \"/x\", env = \"X\" }").contains("{ file = "));
+        assert!(refused("7").contains("a secret: a string"));
+    }
 
     #[test]
     fn durations() {
