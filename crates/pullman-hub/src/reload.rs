@@ -210,6 +210,14 @@ fn fixed_settings_unchanged(old: &Config, new: &Config) -> Result<(), ChangeErro
         ("hub.idle_timeout", a.idle_timeout != b.idle_timeout),
         ("hub.drain_grace", a.drain_grace != b.drain_grace),
         ("hub.ping_interval", a.ping_interval != b.ping_interval),
+        (
+            "hub.max_connections",
+            a.max_connections != b.max_connections,
+        ),
+        (
+            "hub.max_connections_per_ip",
+            a.max_connections_per_ip != b.max_connections_per_ip,
+        ),
     ]
     .into_iter()
     .filter_map(|(key, differs)| differs.then_some(key))

@@ -35,6 +35,11 @@ pub const DEFAULT_DRAIN_GRACE: Duration = Duration::from_secs(30);
 /// one small frame per link per interval.
 pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(5);
 
+/// Default `hub.max_connections`: 10,000 open client connections, far more than a hub in
+/// front of a few pools of workers serves at once, and well below what the hub's memory and
+/// descriptors can hold.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+
 /// The `[hub]` table: where the hub listens and its per-connection limits.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -67,6 +72,16 @@ pub struct HubConfig {
     /// Time requests in flight get to finish after a drain starts; zero stops at once.
     #[serde(default = "default_drain_grace", deserialize_with = "de_duration")]
     pub drain_grace: Duration,
+    /// Most client connections open at once; past it, a new one is answered 503 and closed.
+    #[serde(
+        default = "default_max_connections",
+        deserialize_with = "de_max_connections"
+    )]
+    pub max_connections: usize,
+    /// Most client connections open at once from one IP address, the same way; 0 (the
+    /// default) sets none, since behind a proxy every client has the proxy's address.
+    #[serde(default)]
+    pub max_connections_per_ip: usize,
     /// Interval between the hub's pings on each worker link.
     #[serde(
         default = "default_ping_interval",
@@ -188,6 +203,18 @@ fn de_max_header_bytes<'de, D: Deserializer<'de>>(deserializer: D) -> Result<usi
         )));
     }
     Ok(bytes)
+}
+
+fn de_max_connections<'de, D: Deserializer<'de>>(deserializer: D) -> Result<usize, D::Error> {
+    let limit = usize::deserialize(deserializer)?;
+    if limit == 0 {
+        return Err(D::Error::custom("max_connections must be at least 1"));
+    }
+    Ok(limit)
+}
+
+fn default_max_connections() -> usize {
+    DEFAULT_MAX_CONNECTIONS
 }
 
 fn default_max_header_bytes() -> usize {

@@ -16,7 +16,7 @@ mod watched;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,6 +44,9 @@ pub(crate) struct Front {
     max_header_bytes: usize,
     idle_timeout: Duration,
     header_read_timeout: Duration,
+    max_connections: usize,
+    /// 0: none.
+    max_connections_per_ip: usize,
 }
 
 impl Front {
@@ -55,6 +58,8 @@ impl Front {
             max_header_bytes: hub.max_header_bytes,
             idle_timeout: hub.idle_timeout,
             header_read_timeout: hub.header_read_timeout,
+            max_connections: hub.max_connections,
+            max_connections_per_ip: hub.max_connections_per_ip,
         })
     }
 }
@@ -97,8 +102,12 @@ pub(crate) async fn run(
                 Ok((sock, peer)) => {
                     let _ = sock.set_nodelay(true);
                     // Registered before its task runs, so a shutdown cannot miss it.
-                    let open = connections.open();
-                    tokio::spawn(serve_connection(sock, peer, front.clone(), open, alive.clone()));
+                    match connections.admit(peer.ip(), &front) {
+                        Ok(open) => {
+                            tokio::spawn(serve_connection(sock, peer, front.clone(), open, alive.clone()));
+                        }
+                        Err(why) => refuse(&sock, peer, why),
+                    }
                 }
                 Err(e) => crate::accept::pause_after(e, "client").await,
             },
@@ -111,11 +120,25 @@ pub(crate) async fn run(
     }
 }
 
+/// Answers a client refused at accept 503 with the reason, in a few bytes the socket takes
+/// at once, and closes it.
+fn refuse(sock: &TcpStream, peer: SocketAddr, why: &str) {
+    let response = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\n\
+         content-length: {}\r\nretry-after: 1\r\nconnection: close\r\n\r\n{why}\n",
+        why.len() + 1
+    );
+    let _ = sock.try_write(response.as_bytes());
+    tracing::debug!(%peer, why, "client connection refused");
+}
+
 /// The open client connections, and the clock their activity is noted by.
 struct Connections {
     epoch: Instant,
     next_id: AtomicU64,
     open: Mutex<HashMap<u64, Arc<Activity>>>,
+    /// Open connections per client address, while `max_connections_per_ip` is set.
+    per_ip: Mutex<HashMap<IpAddr, usize>>,
 }
 
 impl Connections {
@@ -124,7 +147,32 @@ impl Connections {
             epoch: Instant::now(),
             next_id: AtomicU64::new(0),
             open: Mutex::new(HashMap::new()),
+            per_ip: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// A place for a new connection from `ip`, or why there is none: the hub's
+    /// `max_connections` or the address's `max_connections_per_ip` is reached.
+    fn admit(self: &Arc<Self>, ip: IpAddr, front: &Front) -> Result<Open, &'static str> {
+        if self.open.lock().len() >= front.max_connections {
+            return Err(
+                "the hub has as many client connections open as it takes (max_connections)",
+            );
+        }
+        let counted = if front.max_connections_per_ip > 0 {
+            let mut per_ip = self.per_ip.lock();
+            let n = per_ip.entry(ip.to_canonical()).or_default();
+            if *n >= front.max_connections_per_ip {
+                return Err("too many connections from this address (max_connections_per_ip)");
+            }
+            *n += 1;
+            Some(ip.to_canonical())
+        } else {
+            None
+        };
+        let mut open = self.open();
+        open.counted = counted;
+        Ok(open)
     }
 
     fn open(self: &Arc<Self>) -> Open {
@@ -142,6 +190,7 @@ impl Connections {
             connections: self.clone(),
             id,
             activity,
+            counted: None,
         }
     }
 
@@ -177,11 +226,22 @@ struct Open {
     connections: Arc<Connections>,
     id: u64,
     activity: Arc<Activity>,
+    /// The address it counts against, under `max_connections_per_ip`.
+    counted: Option<IpAddr>,
 }
 
 impl Drop for Open {
     fn drop(&mut self) {
         self.connections.open.lock().remove(&self.id);
+        if let Some(ip) = self.counted {
+            let mut per_ip = self.connections.per_ip.lock();
+            if let Some(n) = per_ip.get_mut(&ip) {
+                *n -= 1;
+                if *n == 0 {
+                    per_ip.remove(&ip);
+                }
+            }
+        }
     }
 }
 
