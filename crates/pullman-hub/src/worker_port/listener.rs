@@ -9,12 +9,13 @@
 use std::net::SocketAddr;
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::sync::watch;
 
-use super::WorkerPort;
+use super::{Handshaking, WorkerPort, MAX_HANDSHAKING};
 use crate::config::WorkerListen;
 use crate::error::HubError;
 
@@ -180,20 +181,33 @@ pub(crate) async fn accept_workers(
     if let BoundWorkerListener::Ptth(listener, _, pool) = listener {
         return super::ptth::accept_ptth_workers(listener, pool, port, stop).await;
     }
+    let handshaking = Arc::new(AtomicUsize::new(0));
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             _ = stop.changed() => return,
         };
-        match accepted {
-            Ok(WorkerConn::Tcp(sock, peer)) => {
+        let conn = match accepted {
+            Ok(conn) => conn,
+            Err(e) => {
+                crate::accept::pause_after(e, "worker").await;
+                continue;
+            }
+        };
+        let Some(slot) = Handshaking::take(&handshaking) else {
+            tracing::debug!(
+                "{MAX_HANDSHAKING} worker connections are in their handshake: closing a new one"
+            );
+            continue;
+        };
+        match conn {
+            WorkerConn::Tcp(sock, peer) => {
                 let _ = sock.set_nodelay(true);
-                tokio::spawn(port.clone().accept(sock, peer.to_string()));
+                tokio::spawn(port.clone().accept(sock, peer.to_string(), slot));
             }
-            Ok(WorkerConn::Unix(sock)) => {
-                tokio::spawn(port.clone().accept_unix(sock));
+            WorkerConn::Unix(sock) => {
+                tokio::spawn(port.clone().accept_unix(sock, slot));
             }
-            Err(e) => crate::accept::pause_after(e, "worker").await,
         }
     }
 }

@@ -17,7 +17,7 @@ pub(crate) use listener::{
     accept_workers, check_socket_path, program_hub_url, BoundWorkerListener,
 };
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -42,6 +42,34 @@ use control::join;
 /// How long a new connection has to complete its HELLO. Long enough for a loaded worker
 /// host, short enough that idle strangers do not pile up.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Most connections of one worker listener in their handshake at once; past it, a new one is
+/// closed unanswered. With [`HANDSHAKE_TIMEOUT`], this bounds what strangers that connect and
+/// never send HELLO can hold: this many sockets, each for a few seconds. Workers already
+/// connected are not affected; a new worker that finds the bound reached redials.
+pub(crate) const MAX_HANDSHAKING: usize = 1024;
+
+/// A connection's place among those of its listener in their handshake, given up when
+/// dropped (once the handshake ends, well or not).
+pub(crate) struct Handshaking(Arc<AtomicUsize>);
+
+impl Handshaking {
+    /// A place among the `count` in their handshake, unless [`MAX_HANDSHAKING`] hold one.
+    pub(crate) fn take(count: &Arc<AtomicUsize>) -> Option<Handshaking> {
+        count
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < MAX_HANDSHAKING).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Handshaking(count.clone()))
+    }
+}
+
+impl Drop for Handshaking {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
 
 /// Smallest frame a worker may say it accepts: a REQUEST carries the whole request head in
 /// one frame, and the front admits heads up to 64 KiB by default.
@@ -77,19 +105,23 @@ impl Greeted {
 
 impl WorkerPort {
     /// Runs the handshake on a new TCP connection and, if it succeeds, starts its link.
-    pub(crate) async fn accept<S>(self: Arc<Self>, mut io: S, peer: String)
+    pub(crate) async fn accept<S>(self: Arc<Self>, mut io: S, peer: String, slot: Handshaking)
     where
         S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     {
-        if let Some(greeted) = self.greet(&mut io, &peer).await {
+        let greeted = self.greet(&mut io, &peer).await;
+        drop(slot);
+        if let Some(greeted) = greeted {
             self.start_stream(io, peer, greeted).await;
         }
     }
 
     /// Same for a Unix-socket connection, where a worker may ask for shared memory.
-    pub(crate) async fn accept_unix(self: Arc<Self>, mut io: UnixStream) {
+    pub(crate) async fn accept_unix(self: Arc<Self>, mut io: UnixStream, slot: Handshaking) {
         let peer = "unix".to_string();
-        let Some(greeted) = self.greet(&mut io, &peer).await else {
+        let greeted = self.greet(&mut io, &peer).await;
+        drop(slot);
+        let Some(greeted) = greeted else {
             return;
         };
         if greeted.hello.features & FEATURE_SHM != 0 {
@@ -334,4 +366,22 @@ where
         send_frame(io, &Frame::Close { code, reason }),
     )
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn at_most_the_bound_are_in_their_handshake_and_a_place_comes_back_when_dropped() {
+        let count = Arc::new(AtomicUsize::new(0));
+        let mut held: Vec<Handshaking> = (0..MAX_HANDSHAKING)
+            .map(|_| Handshaking::take(&count).expect("under the bound"))
+            .collect();
+        assert!(Handshaking::take(&count).is_none(), "past the bound");
+        held.pop();
+        assert!(Handshaking::take(&count).is_some(), "a place given back");
+        drop(held);
+        assert_eq!(count.load(Ordering::Acquire), 0);
+    }
 }
