@@ -14,7 +14,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use pullman_hub::{Config, Hub};
-use pullman_worker::{CpuGate, HubAddr, MemoryGate, Redirect, Worker};
+use pullman_worker::{CpuGate, HubAddr, MemoryGate, Redirect, TlsSettings, Worker};
 use tokio::signal::unix::{signal, SignalKind};
 use worker_flags::GateFlag;
 
@@ -51,7 +51,8 @@ enum Command {
     },
     /// Run a worker that dials a hub.
     Worker {
-        /// The hub's worker address: tcp://HOST:PORT or unix:///PATH [default: $PULLMAN_HUB].
+        /// The hub's worker address: tcp://HOST:PORT, tls://HOST:PORT or unix:///PATH
+        /// [default: $PULLMAN_HUB].
         #[arg(long)]
         hub: Option<String>,
         /// The pool to serve [default: $PULLMAN_POOL].
@@ -99,6 +100,17 @@ enum Command {
         /// The host in Location [default: this worker's address on its link to the hub].
         #[arg(long, value_name = "HOST", requires = "redirect_response")]
         redirect_host: Option<String>,
+        /// For a tls:// hub: a PEM file of the authorities that sign the hub's certificate
+        /// [default: the system's roots].
+        #[arg(long, value_name = "FILE")]
+        tls_ca: Option<PathBuf>,
+        /// For a tls:// hub whose pool names its workers (allowed_workers): this worker's
+        /// certificate, a PEM chain, leaf first.
+        #[arg(long, value_name = "FILE", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The private key of --tls-cert, as PEM.
+        #[arg(long, value_name = "FILE", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
     },
     /// Run the hub on its embedded default config with demo workers.
     Demo {
@@ -216,6 +228,9 @@ fn run() -> anyhow::Result<()> {
                 redirect_min_bytes,
                 redirect_expiry,
                 redirect_host,
+                tls_ca,
+                tls_cert,
+                tls_key,
                 ..
             } => {
                 let name = name.unwrap_or_else(|| format!("worker-{}", std::process::id()));
@@ -249,6 +264,16 @@ fn run() -> anyhow::Result<()> {
                         min_bytes: redirect_min_bytes,
                         expiry: redirect_expiry,
                     });
+                }
+                if tls_ca.is_some() || tls_cert.is_some() {
+                    let mut tls = TlsSettings::default();
+                    if let Some(ca) = tls_ca {
+                        tls = tls.ca(ca);
+                    }
+                    if let (Some(cert), Some(key)) = (tls_cert, tls_key) {
+                        tls = tls.identity(cert, key);
+                    }
+                    builder = builder.tls(tls);
                 }
                 let worker = builder
                     .concurrency(concurrency)
@@ -338,8 +363,12 @@ fn announce(hub: &Hub) {
         .admin_addr()
         .map(|a| format!(" admin=http://{a}"))
         .unwrap_or_default();
+    let tls = hub
+        .tls_addr()
+        .map(|a| format!(" tls=https://{a}"))
+        .unwrap_or_default();
     println!(
-        "pullman listening front=http://{}{admin} workers={}",
+        "pullman listening front=http://{}{tls}{admin} workers={}",
         hub.front_addr(),
         workers.join(",")
     );

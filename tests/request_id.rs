@@ -128,15 +128,8 @@ async fn the_hubs_own_errors_carry_the_id_and_its_log_names_it() {
     let unserved = send(&c, req).await;
     assert_eq!(unserved.status, 503);
     assert_eq!(unserved.header("x-request-id"), Some("waited-1"));
-    hub.log.wait_for("waited-1", 1);
-    assert!(
-        hub.log
-            .text()
-            .lines()
-            .any(|l| l.contains("waited-1") && l.contains("queue_timeout")),
-        "{}",
-        hub.log.text()
-    );
+    // The answer can reach the client before the hub's log line is written.
+    hub.log.wait_for_line(&["waited-1", "queue_timeout"]);
 
     let h2 = h2_client();
     let fresh = get(&h2, &hub.url("/in")).await;

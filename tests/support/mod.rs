@@ -74,6 +74,23 @@ impl Log {
         self.0.lock().unwrap().join("\n")
     }
 
+    /// Waits until one line holds every one of `needles`.
+    pub fn wait_for_line(&self, needles: &[&str]) {
+        let start = Instant::now();
+        let seen = || {
+            let lines = self.0.lock().unwrap();
+            lines.iter().any(|l| needles.iter().all(|n| l.contains(n)))
+        };
+        while !seen() {
+            assert!(
+                start.elapsed() < HANG_GUARD,
+                "never saw a line with {needles:?} in:\n{}",
+                self.text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Waits until `needle` has appeared `n` times.
     pub fn wait_for(&self, needle: &str, n: usize) {
         let start = Instant::now();
@@ -98,6 +115,8 @@ pub struct HubProc {
     pub worker_addrs: Vec<String>,
     /// The admin API's address, when the config has an `[admin]` table.
     pub admin: Option<SocketAddr>,
+    /// The TLS listener's address, when the config has a `[hub.tls]` table.
+    pub tls: Option<SocketAddr>,
     /// How this hub's workers connect (after any `PULLMAN_E2E_TRANSPORT` override).
     pub transport: Transport,
     pub log: Log,
@@ -163,7 +182,7 @@ impl HubProc {
         let line = rx
             .recv_timeout(HANG_GUARD)
             .unwrap_or_else(|_| panic!("hub did not start:\n{}", log.text()));
-        // pullman listening front=http://ADDR workers=URL
+        // pullman listening front=http://ADDR [tls=https://ADDR] [admin=http://ADDR] workers=URL
         let front = line
             .split("front=http://")
             .nth(1)
@@ -184,11 +203,14 @@ impl HubProc {
             .map(str::to_string)
             .collect();
         let worker_addr = worker_addrs[0].clone();
-        let admin = line
-            .split(" admin=http://")
-            .nth(1)
-            .and_then(|rest| rest.split(' ').next())
-            .map(|addr| addr.parse().unwrap());
+        let named = |key: &str| -> Option<SocketAddr> {
+            line.split(key)
+                .nth(1)
+                .and_then(|rest| rest.split(' ').next())
+                .map(|addr| addr.parse().unwrap())
+        };
+        let admin = named(" admin=http://");
+        let tls = named(" tls=https://");
         let transport = if worker_addr.starts_with("tcp://") {
             Transport::Tcp
         } else if env_transport() == Some(Transport::Shm) {
@@ -202,6 +224,7 @@ impl HubProc {
             worker_addr,
             worker_addrs,
             admin,
+            tls,
             transport,
             log,
             dir,

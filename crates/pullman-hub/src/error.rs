@@ -209,6 +209,10 @@ pub enum HubError {
     /// The OS gave no random bytes for the prefix that makes this hub's request ids unique.
     #[error("cannot read random bytes for request ids from the OS: {0}")]
     Entropy(getrandom::Error),
+    /// A TLS listener's certificates could not be read, or a key does not go with its
+    /// certificate.
+    #[error("TLS: {0}")]
+    Tls(String),
     /// A reload was refused; the hub kept its configuration.
     #[error("reload refused: {0}")]
     Reload(String),

@@ -12,10 +12,11 @@ use tokio::sync::{mpsc, watch};
 
 use crate::config::{Config, WorkerListen};
 use crate::error::HubError;
-use crate::front::Front;
+use crate::front::{ClientListener, Front};
 use crate::programs::Supervisor;
 use crate::reload::{ChangeError, Reconfig};
 use crate::state::HubState;
+use crate::tls::HubTls;
 use crate::worker_port::{
     accept_workers, check_socket_path, program_hub_url, BoundWorkerListener, WorkerPort,
 };
@@ -47,8 +48,9 @@ impl ReloadHandle {
 pub struct Hub {
     state: Arc<HubState>,
     front: Arc<Front>,
-    front_listener: TcpListener,
+    front_listeners: Vec<ClientListener>,
     front_addr: SocketAddr,
+    tls_addr: Option<SocketAddr>,
     worker_listeners: Vec<BoundWorkerListener>,
     worker_port: Arc<WorkerPort>,
     drain_grace: Duration,
@@ -72,10 +74,30 @@ impl Hub {
         let front_addr = front_listener
             .local_addr()
             .map_err(listen_err(hub.listen.to_string()))?;
+        let mut front_listeners = vec![ClientListener {
+            listener: front_listener,
+            tls: None,
+        }];
+        let tls = HubTls::new(hub).map_err(HubError::Tls)?;
+        let mut tls_addr = None;
+        if let (Some(settings), Some(tls)) = (&tls.clients, &hub.tls) {
+            let listener = TcpListener::bind(tls.listen)
+                .await
+                .map_err(listen_err(tls.listen.to_string()))?;
+            tls_addr = Some(
+                listener
+                    .local_addr()
+                    .map_err(listen_err(tls.listen.to_string()))?,
+            );
+            front_listeners.push(ClientListener {
+                listener,
+                tls: Some(settings.clone()),
+            });
+        }
         // Should a later listener fail, those bound so far go, socket files and all.
         let mut worker_listeners = Vec::new();
         for addr in &hub.workers_listen {
-            worker_listeners.push(BoundWorkerListener::bind(addr).await?);
+            worker_listeners.push(BoundWorkerListener::bind(addr, tls.workers.as_ref()).await?);
         }
         let admin = match &config.admin {
             Some(admin) => {
@@ -96,10 +118,16 @@ impl Hub {
         let drain_grace = hub.drain_grace;
         Ok(Hub {
             front: Arc::new(Front::new(state.clone(), hub)?),
-            reconfig: Arc::new(Reconfig::new(state.clone(), config, supervisor.clone())),
+            reconfig: Arc::new(Reconfig::new(
+                state.clone(),
+                config,
+                supervisor.clone(),
+                tls,
+            )),
             state,
-            front_listener,
+            front_listeners,
             front_addr,
+            tls_addr,
             worker_listeners,
             worker_port,
             drain_grace,
@@ -109,9 +137,11 @@ impl Hub {
     }
 
     /// Checks what [`Hub::bind`] would refuse that the config alone cannot tell, without
-    /// binding anything: that each Unix worker listener's path is free, or a stale socket
-    /// (`check-config` runs this).
+    /// binding anything: that each Unix worker listener's path is free, or a stale socket,
+    /// and that the TLS certificates and keys can be read and go together (`check-config`
+    /// runs this).
     pub fn check(config: &Config) -> Result<(), HubError> {
+        HubTls::new(&config.hub).map_err(HubError::Tls)?;
         for addr in &config.hub.workers_listen {
             if let WorkerListen::Unix(path) = addr {
                 check_socket_path(path)?;
@@ -141,6 +171,11 @@ impl Hub {
         self.front_addr
     }
 
+    /// Where clients connect over TLS, if `[hub.tls]` is set.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls_addr
+    }
+
     /// Where workers connect, with any port 0 resolved.
     pub fn worker_addrs(&self) -> Vec<WorkerListen> {
         self.worker_listeners.iter().map(|l| l.addr()).collect()
@@ -159,7 +194,7 @@ impl Hub {
         let (stop_tx, stop_rx) = watch::channel(false);
         let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
         let front = tokio::spawn(crate::front::run(
-            self.front_listener,
+            self.front_listeners,
             self.front,
             stop_rx.clone(),
             alive_tx,

@@ -8,7 +8,8 @@
 //! The folders are the stages a request passes, in order; the modules beside them are what
 //! they share and the planes around them. Imports point down this list, never up (a test,
 //! `tests/layers.rs`, checks that the module graph has no cycle).
-//! - `front`: the client listener (hyper), connection limits, each request's start and end.
+//! - `front`: the client listeners (hyper; plain and TLS), connection limits, each request's
+//!   start and end.
 //! - [`routing`]: ordered rules from requests to pools.
 //! - `respond` and `filter`: what a pool's mode does with a request: a worker's response,
 //!   or a filter's verdict, then the upstream (filter mode).
@@ -19,7 +20,8 @@
 //!
 //! Shared by the stages: `state` (routes and pools, swapped whole at run time), `request`
 //! (a client request on its way), [`body`] (the response body the front serves), `hop`
-//! (hop-by-hop header fields), `accept` (accept failures), [`error`].
+//! (hop-by-hop header fields), `accept` (accept failures), `tls` (certificates, and a TLS
+//! listener's settings), [`error`].
 //!
 //! The planes: [`hub`] (binding, running, draining), `reload` (changing a running hub, all
 //! or nothing), `admin` (the admin API and `/metrics`), [`programs`] (the supervisor),
@@ -45,6 +47,7 @@ mod request;
 mod respond;
 pub mod routing;
 mod state;
+mod tls;
 mod upstream;
 mod worker_port;
 

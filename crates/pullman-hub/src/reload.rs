@@ -25,6 +25,7 @@ use crate::dispatch::Pool;
 use crate::programs::Supervisor;
 use crate::routing::Router;
 use crate::state::{HubState, PoolTable, RouteTable};
+use crate::tls::HubTls;
 
 /// How often a removed pool is checked for being empty. Short enough that its workers are
 /// released soon after their last answer; the check is one lock of that pool.
@@ -64,6 +65,8 @@ pub(crate) struct Reconfig {
     file: OnceLock<PathBuf>,
     /// Runs the config's programs; told of every change.
     supervisor: Arc<Supervisor>,
+    /// The TLS listeners' settings, whose certificates every change reads again.
+    tls: HubTls,
 }
 
 impl Reconfig {
@@ -71,12 +74,14 @@ impl Reconfig {
         state: Arc<HubState>,
         config: Config,
         supervisor: Arc<Supervisor>,
+        tls: HubTls,
     ) -> Reconfig {
         Reconfig {
             state,
             current: Mutex::new(config),
             file: OnceLock::new(),
             supervisor,
+            tls,
         }
     }
 
@@ -141,6 +146,12 @@ impl Reconfig {
     /// live state: check first, then apply.
     fn apply(&self, current: &mut Config, new: Config) -> Result<(), ChangeError> {
         fixed_settings_unchanged(current, &new)?;
+        // Read before anything changes, so that a certificate that cannot be read refuses
+        // the whole change.
+        let certificates = self
+            .tls
+            .renew(&new.hub)
+            .map_err(|why| ChangeError::Invalid(format!("TLS certificates: {why}")))?;
         for warning in new.warnings() {
             tracing::warn!("{warning}");
         }
@@ -180,6 +191,7 @@ impl Reconfig {
         self.state
             .recording
             .store(new.metrics.enabled, Ordering::Relaxed);
+        certificates.serve();
         // Programs last: a new program's pool exists by now, and applying cannot fail.
         self.supervisor.apply(&new);
         tracing::info!(
@@ -218,11 +230,31 @@ fn fixed_settings_unchanged(old: &Config, new: &Config) -> Result<(), ChangeErro
             "hub.max_connections_per_ip",
             a.max_connections_per_ip != b.max_connections_per_ip,
         ),
+        (
+            "hub.tls.listen",
+            a.tls.as_ref().map(|t| t.listen) != b.tls.as_ref().map(|t| t.listen),
+        ),
+        (
+            "hub.worker_tls.client_ca",
+            a.worker_tls.as_ref().map(|t| &t.client_ca)
+                != b.worker_tls.as_ref().map(|t| &t.client_ca),
+        ),
     ]
     .into_iter()
     .filter_map(|(key, differs)| differs.then_some(key))
     .collect();
-    if changed.is_empty() && a != b {
+    // The certificates may change: they are read again at every change.
+    let certificates_aside = |hub: &crate::config::HubConfig| {
+        let mut hub = hub.clone();
+        if let Some(tls) = &mut hub.tls {
+            tls.certificates.clear();
+        }
+        if let Some(tls) = &mut hub.worker_tls {
+            tls.certificates.clear();
+        }
+        hub
+    };
+    if changed.is_empty() && certificates_aside(a) != certificates_aside(b) {
         changed.push("hub");
     }
     match (&old.admin, &new.admin) {

@@ -27,6 +27,10 @@ pub enum WorkerError {
          (workers dial an address of the hub's workers_listen)"
     )]
     NotWorkerPort(String),
+    /// TLS to the hub could not be set up (a file), or its handshake failed for a reason
+    /// retrying will not fix (a certificate).
+    #[error("TLS: {0}")]
+    Tls(String),
     /// A setting is missing or out of range.
     #[error("worker settings: {0}")]
     Settings(String),

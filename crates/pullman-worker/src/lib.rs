@@ -51,6 +51,7 @@ pub mod gate;
 pub mod handler;
 pub mod pull;
 pub mod redirect;
+pub mod tls;
 pub mod worker;
 
 pub use addr::HubAddr;
@@ -60,6 +61,7 @@ pub use filter::{Filter, Pass, Verdict};
 pub use gate::{CpuGate, Gate, MemoryGate};
 pub use handler::{Handler, RawResponse, RequestInfo, ViewHandler};
 pub use redirect::Redirect;
+pub use tls::TlsSettings;
 pub use worker::{Worker, WorkerBuilder, ENV_HUB, ENV_POOL, ENV_TOKEN};
 
 /// Whether `bytes` lie in memory shared with the hub: on a shared-memory link, the request

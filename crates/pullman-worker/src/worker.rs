@@ -28,6 +28,7 @@ use crate::filter::{Filter, Filtered};
 use crate::gate::{Gate, Gates, GATE_RECHECK};
 use crate::handler::{Handled, Handler, Service, ViewHandler, Viewed};
 use crate::redirect::{Parking, Redirect, Redirecting, Server};
+use crate::tls::{HubTls, TlsSettings};
 
 /// First pause before dialing again after a failure; doubles up to [`MAX_BACKOFF`].
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
@@ -59,6 +60,8 @@ pub struct Worker {
     shm: bool,
     gates: Gates,
     redirect: Option<Redirect>,
+    /// For a `tls://` hub.
+    tls: Option<HubTls>,
 }
 
 /// Builds a [`Worker`].
@@ -73,6 +76,7 @@ pub struct WorkerBuilder {
     shm: bool,
     gates: Gates,
     redirect: Option<Redirect>,
+    tls: Option<TlsSettings>,
 }
 
 impl WorkerBuilder {
@@ -142,6 +146,14 @@ impl WorkerBuilder {
         self
     }
 
+    /// How to reach a `tls://` hub: the authority that signs its certificate and this
+    /// worker's own certificate, if its pool asks for one. Default, for a `tls://` hub: the
+    /// system's roots and no client certificate. Only for a `tls://` hub.
+    pub fn tls(mut self, tls: TlsSettings) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
     /// The worker; fails if the hub, pool or token is neither set nor in the environment,
     /// concurrency is 0, or shared memory is asked of a hub that is not on a Unix socket.
     pub fn try_build(self) -> Result<Worker, WorkerError> {
@@ -150,8 +162,10 @@ impl WorkerBuilder {
             pool,
             token,
             concurrency,
+            tls,
         } = self.settle()?;
         Ok(Worker {
+            tls,
             hub,
             pool,
             token,
@@ -194,6 +208,18 @@ impl WorkerBuilder {
         if let Some(redirect) = &self.redirect {
             redirect.validate(&hub)?;
         }
+        let tls = match (&hub, &self.tls) {
+            (HubAddr::Tls(_), settings) => {
+                let host = hub.host().unwrap_or_default();
+                Some(settings.clone().unwrap_or_default().connector(host)?)
+            }
+            (_, Some(_)) => {
+                return Err(WorkerError::Settings(format!(
+                    "TLS settings need a tls:// hub address, not {hub}"
+                )))
+            }
+            (_, None) => None,
+        };
         if self.shm && !matches!(hub, HubAddr::Unix(_)) {
             return Err(WorkerError::Settings(format!(
                 "shared memory needs a unix:// hub address, not {hub}"
@@ -208,6 +234,7 @@ impl WorkerBuilder {
                 .or_else(|| from_env(ENV_TOKEN))
                 .ok_or_else(|| missing("the token", ENV_TOKEN))?,
             concurrency,
+            tls,
         })
     }
 
@@ -229,6 +256,7 @@ struct Settled {
     pool: String,
     token: String,
     concurrency: u32,
+    tls: Option<HubTls>,
 }
 
 /// What the requests of one worker share.
@@ -439,6 +467,24 @@ impl Worker {
                 }
                 self.handshake(sock, control).await
             }
+            HubAddr::Tls(addr) => {
+                let sock = TcpStream::connect(addr)
+                    .await
+                    .map_err(|e| DialError::Retry(e.to_string()))?;
+                let _ = sock.set_nodelay(true);
+                if let (Some(parking), Ok(local)) = (&control.shared.parking, sock.local_addr()) {
+                    parking.set_link_ip(local.ip());
+                }
+                // `settle` makes one for every tls:// hub.
+                let tls = self.tls.as_ref().ok_or_else(|| {
+                    DialError::Fatal(WorkerError::Settings("no TLS settings".into()))
+                })?;
+                let io = tls.connect(sock).await.map_err(|e| match e {
+                    Ok(fatal) => DialError::Fatal(fatal),
+                    Err(other) => DialError::Retry(other),
+                })?;
+                self.handshake(io, control).await
+            }
             HubAddr::Unix(path) => {
                 let sock = UnixStream::connect(path)
                     .await
@@ -478,6 +524,12 @@ impl Worker {
     /// Why the hub's answer was no frame: an HTTP response means the address is wrong, which
     /// retrying will not fix; anything else may pass.
     fn no_welcome(&self, e: LinkError, read: &[u8]) -> DialError {
+        if let Some(fatal) = match &e {
+            LinkError::Io(io) => crate::tls::fatal(io),
+            _ => None,
+        } {
+            return DialError::Fatal(fatal);
+        }
         if is_http_response(read) {
             DialError::Fatal(WorkerError::NotWorkerPort(self.hub.to_string()))
         } else {

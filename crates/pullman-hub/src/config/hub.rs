@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::de::{Deserializer, Error as _};
 use serde::Deserialize;
 
+use super::tls::{TlsListen, WorkerTls};
 use super::values::{de_duration, de_positive_duration, de_socket_addr};
 
 /// Default `hub.max_header_bytes`: 64 KiB holds the headers of any ordinary request (large
@@ -47,9 +48,15 @@ pub struct HubConfig {
     /// Address for clients. Port 0 picks a free port.
     #[serde(deserialize_with = "de_socket_addr")]
     pub listen: SocketAddr,
+    /// A second listener, for clients over TLS (`[hub.tls]`).
+    #[serde(default)]
+    pub tls: Option<TlsListen>,
     /// Where workers dial in; at least one, no repeats.
     #[serde(deserialize_with = "de_workers_listen")]
     pub workers_listen: Vec<WorkerListen>,
+    /// What the `tls://` worker listeners serve (`[hub.worker_tls]`).
+    #[serde(default)]
+    pub worker_tls: Option<WorkerTls>,
     /// Largest request head (request line and headers) accepted; beyond it the client gets
     /// 431.
     #[serde(
@@ -97,6 +104,9 @@ pub struct HubConfig {
 pub enum WorkerListen {
     /// A TCP socket address. Port 0 picks a free port.
     Tcp(SocketAddr),
+    /// A TCP socket address whose workers speak TLS first (`[hub.worker_tls]`). Port 0
+    /// picks a free port.
+    Tls(SocketAddr),
     /// A Unix socket path.
     Unix(PathBuf),
     /// A TCP socket address for reverse-HTTP (PTTH) workers, such as POTHEAD's, of one
@@ -114,7 +124,9 @@ impl WorkerListen {
     /// The socket address, for the TCP kinds.
     pub fn tcp_addr(&self) -> Option<SocketAddr> {
         match self {
-            WorkerListen::Tcp(addr) | WorkerListen::Ptth { addr, .. } => Some(*addr),
+            WorkerListen::Tcp(addr) | WorkerListen::Tls(addr) | WorkerListen::Ptth { addr, .. } => {
+                Some(*addr)
+            }
             WorkerListen::Unix(_) => None,
         }
     }
@@ -127,6 +139,11 @@ impl FromStr for WorkerListen {
         if let Some(addr) = text.strip_prefix("tcp://") {
             return addr.parse().map(WorkerListen::Tcp).map_err(|_| {
                 format!("invalid address {text:?}: expected tcp://IP:PORT, as in \"tcp://127.0.0.1:7070\"")
+            });
+        }
+        if let Some(addr) = text.strip_prefix("tls://") {
+            return addr.parse().map(WorkerListen::Tls).map_err(|_| {
+                format!("invalid address {text:?}: expected tls://IP:PORT, as in \"tls://0.0.0.0:7443\"")
             });
         }
         if let Some(rest) = text.strip_prefix("ptth://") {
@@ -156,7 +173,7 @@ impl FromStr for WorkerListen {
             return Ok(WorkerListen::Unix(PathBuf::from(path)));
         }
         Err(format!(
-            "invalid address {text:?}: expected tcp://IP:PORT, unix:///PATH or \
+            "invalid address {text:?}: expected tcp://IP:PORT, tls://IP:PORT, unix:///PATH or \
              ptth://IP:PORT?pool=NAME, as in \"tcp://127.0.0.1:7070\" or \
              \"unix:///run/pullman/workers.sock\""
         ))
@@ -167,6 +184,7 @@ impl fmt::Display for WorkerListen {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             WorkerListen::Tcp(addr) => write!(f, "tcp://{addr}"),
+            WorkerListen::Tls(addr) => write!(f, "tls://{addr}"),
             WorkerListen::Unix(path) => write!(f, "unix://{}", path.display()),
             WorkerListen::Ptth { addr, pool } => write!(f, "ptth://{addr}?pool={pool}"),
         }
@@ -247,6 +265,7 @@ mod tests {
             "unix://relative.sock",
             "ptth://127.0.0.1:4040?pool=legacy",
             "ptth://[::1]:0?pool=a-b",
+            "tls://0.0.0.0:7443",
         ] {
             let addr: WorkerListen = text.parse().unwrap();
             assert_eq!(addr.to_string(), text);
@@ -256,7 +275,7 @@ mod tests {
             "tcp://localhost:7070",
             "tcp://1.2.3.4",
             "unix://",
-            "tls://1.2.3.4:1",
+            "tls://localhost:1",
             "ptth://127.0.0.1:4040",
             "ptth://127.0.0.1:4040?pool=",
             "ptth://127.0.0.1:4040?name=a",
@@ -284,7 +303,7 @@ mod tests {
             (
                 "listen = \"127.0.0.1:80\"\nworkers_listen = [\"127.0.0.1:1\"]",
                 "hub.workers_listen",
-                "expected tcp://IP:PORT, unix:///PATH or ptth://IP:PORT?pool=NAME",
+                "expected tcp://IP:PORT, tls://IP:PORT, unix:///PATH or ptth://IP:PORT?pool=NAME",
             ),
             (
                 "listen = \"127.0.0.1:80\"\nworkers_listen = [\"tcp://127.0.0.1:1\", \"tcp://127.0.0.1:1\"]",

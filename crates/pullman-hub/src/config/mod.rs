@@ -35,6 +35,7 @@ mod hub;
 mod metrics;
 mod pool;
 mod program;
+mod tls;
 mod validate;
 mod values;
 
@@ -60,6 +61,7 @@ pub use self::program::{
     Backoff, ProgramConfig, RestartPolicy, DEFAULT_BACKOFF, DEFAULT_INSTANCES,
     DEFAULT_MAX_RESTARTS, DEFAULT_RESTART_WINDOW, DEFAULT_STOP_GRACE, MAX_INSTANCES,
 };
+pub use self::tls::{CertFiles, TlsListen, WorkerTls};
 pub use self::values::{format_duration, Secret, MAX_DURATION, MAX_NAME_LEN};
 pub use crate::routing::RouteConfig;
 

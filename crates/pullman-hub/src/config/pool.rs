@@ -49,6 +49,12 @@ pub struct PoolConfig {
     pub name: String,
     /// The token a worker presents to serve this pool.
     pub token: Secret,
+    /// When set, a worker serves this pool only over a `tls://` link with a client
+    /// certificate (checked against `hub.worker_tls.client_ca`) that names one of these: a
+    /// URI (`spiffe://...`) or DNS name among its subject alternative names. The token is
+    /// checked as well.
+    #[serde(default)]
+    pub allowed_workers: Vec<String>,
     /// Most requests waiting in the queue; when full, new requests get 503 with
     /// `Retry-After`.
     #[serde(default = "default_queue_limit", deserialize_with = "de_queue_limit")]

@@ -109,7 +109,49 @@ impl ConfigToml {
             routes.push(built);
         }
 
-        for listen in &self.hub.get_ref().workers_listen {
+        let hub = self.hub.get_ref();
+        let tls_listener = hub
+            .workers_listen
+            .iter()
+            .find(|l| matches!(l, WorkerListen::Tls(_)));
+        match (tls_listener, &hub.worker_tls) {
+            (Some(listen), None) => {
+                return Err(Problem::at(
+                    self.hub.span(),
+                    format!(
+                        "workers_listen {listen} needs [hub.worker_tls] with the hub's \
+                         certificates"
+                    ),
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(Problem::at(
+                    self.hub.span(),
+                    "[hub.worker_tls] is set but no workers_listen address is tls://IP:PORT",
+                ))
+            }
+            _ => {}
+        }
+        let client_ca = hub.worker_tls.as_ref().and_then(|t| t.client_ca.as_ref());
+        if let Some(pool) = self
+            .pool
+            .iter()
+            .find(|p| !p.get_ref().allowed_workers.is_empty())
+        {
+            if client_ca.is_none() {
+                return Err(Problem::at(
+                    pool.span(),
+                    format!(
+                        "pool {:?} sets allowed_workers, which workers prove with a client \
+                         certificate: set hub.worker_tls.client_ca to the authority that \
+                         issues them",
+                        pool.get_ref().name
+                    ),
+                ));
+            }
+        }
+
+        for listen in &hub.workers_listen {
             let WorkerListen::Ptth { pool, .. } = listen else {
                 continue;
             };

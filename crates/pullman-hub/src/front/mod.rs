@@ -1,8 +1,9 @@
-//! The front: the listener clients connect to, HTTP/1.1 and HTTP/2 (prior knowledge), the
-//! limits on their connections, and each request's start and end.
+//! The front: the listeners clients connect to, plain and TLS, HTTP/1.1 and HTTP/2 (prior
+//! knowledge, or ALPN over TLS), the limits on their connections, and each request's start
+//! and end.
 //!
 //! # Layout
-//! - this file: the accept loop, the open connections and the sweep that closes idle ones
+//! - this file: the accept loops, the TLS handshake, the open connections and the sweep that closes idle ones
 //!   and those whose head is too slow.
 //! - `watched`: the client socket that notes when a request head starts to arrive.
 //! - `request`: one request: route, hand to the pool's mode, exactly one response.
@@ -25,6 +26,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use parking_lot::Mutex;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::time::{Instant, MissedTickBehavior};
@@ -35,6 +37,7 @@ use watched::Watched;
 use crate::config::HubConfig;
 use crate::error::HubError;
 use crate::state::HubState;
+use crate::tls::ServerTls;
 
 /// What every client connection and request shares.
 pub(crate) struct Front {
@@ -83,40 +86,94 @@ fn http_builder(max_header_bytes: usize) -> auto::Builder<TokioExecutor> {
     builder
 }
 
-/// Accepts clients until `shutdown` flips, then asks every open connection to close. Each
-/// connection task holds a clone of `alive`; when all have ended, its receiver sees the
-/// channel close. One timer here checks all connections for idleness and slow heads.
+/// A listener for clients: plain, or TLS with its settings.
+pub(crate) struct ClientListener {
+    pub(crate) listener: TcpListener,
+    pub(crate) tls: Option<Arc<ServerTls>>,
+}
+
+/// Accepts clients on every listener until `shutdown` flips, then asks every open
+/// connection to close. Each connection task holds a clone of `alive`; when all have ended,
+/// its receiver sees the channel close. The connection limits count the listeners'
+/// connections together, and one timer here checks them all for idleness and slow heads.
 pub(crate) async fn run(
-    listener: TcpListener,
+    listeners: Vec<ClientListener>,
     front: Arc<Front>,
     mut shutdown: watch::Receiver<bool>,
     alive: mpsc::Sender<()>,
 ) {
     let connections = Arc::new(Connections::new());
+    let accepting: Vec<_> = listeners
+        .into_iter()
+        .map(|l| tokio::spawn(accept(l, front.clone(), connections.clone(), alive.clone())))
+        .collect();
+    drop(alive);
     let (idle, head) = (front.idle_timeout, front.header_read_timeout);
     let mut check = tokio::time::interval(idle.min(head).max(Duration::from_millis(10)) / 2);
     check.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((sock, peer)) => {
-                    let _ = sock.set_nodelay(true);
-                    // Registered before its task runs, so a shutdown cannot miss it.
-                    match connections.admit(peer.ip(), &front) {
-                        Ok(open) => {
-                            tokio::spawn(serve_connection(sock, peer, front.clone(), open, alive.clone()));
-                        }
-                        Err(why) => refuse(&sock, peer, why),
-                    }
-                }
-                Err(e) => crate::accept::pause_after(e, "client").await,
-            },
             _ = check.tick() => connections.sweep(idle, head),
             _ = shutdown.changed() => {
+                // Each accepted connection is registered before its task runs, so once the
+                // accept loops are gone none can miss this.
+                for task in &accepting {
+                    task.abort();
+                }
+                for task in accepting {
+                    let _ = task.await;
+                }
                 connections.close_all();
                 return;
             }
         }
+    }
+}
+
+/// Accepts clients on one listener, each admitted one in a task of its own.
+async fn accept(
+    ClientListener { listener, tls }: ClientListener,
+    front: Arc<Front>,
+    connections: Arc<Connections>,
+    alive: mpsc::Sender<()>,
+) {
+    loop {
+        match listener.accept().await {
+            Ok((sock, peer)) => {
+                let _ = sock.set_nodelay(true);
+                match connections.admit(peer.ip(), &front) {
+                    Ok(open) => {
+                        let (front, tls, alive) = (front.clone(), tls.clone(), alive.clone());
+                        tokio::spawn(async move {
+                            match tls {
+                                None => serve_connection(sock, peer, front, open).await,
+                                Some(tls) => serve_tls(sock, peer, &tls, front, open).await,
+                            }
+                            drop(alive);
+                        });
+                    }
+                    Err(why) => refuse(&sock, peer, why),
+                }
+            }
+            Err(e) => crate::accept::pause_after(e, "client").await,
+        }
+    }
+}
+
+/// Completes the TLS handshake, within `header_read_timeout`, then serves the connection.
+/// A handshake that fails or stalls costs that connection alone.
+async fn serve_tls(
+    sock: TcpStream,
+    peer: SocketAddr,
+    tls: &ServerTls,
+    front: Arc<Front>,
+    open: Open,
+) {
+    let handshake = tls.acceptor().accept(sock);
+    match tokio::time::timeout(front.header_read_timeout, handshake).await {
+        Ok(Ok(stream)) => serve_connection(stream, peer, front, open).await,
+        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+        Err(_) => tracing::debug!(%peer, "TLS handshake not done within header_read_timeout"),
     }
 }
 
@@ -287,13 +344,10 @@ impl Activity {
 /// Serves one client connection until it ends, closing it gracefully (a response being
 /// written finishes first) when asked. The task waits on the connection and on its own close
 /// signal only: it wakes several times per request, and each wake-up polls both.
-async fn serve_connection(
-    sock: TcpStream,
-    peer: SocketAddr,
-    front: Arc<Front>,
-    open: Open,
-    _alive: mpsc::Sender<()>,
-) {
+async fn serve_connection<S>(sock: S, peer: SocketAddr, front: Arc<Front>, open: Open)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let activity = open.activity.clone();
     // Formatted once per connection, not per request.
     let peer_text: Arc<str> = peer.to_string().into();

@@ -7,17 +7,17 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 
 use super::Activity;
 
-/// A client's socket that notes when the first bytes of a new HTTP/1 request head arrive:
+/// A client's stream (its socket, or the TLS session over it, whose plain text is what
+/// counts) that notes when the first bytes of a new HTTP/1 request head arrive:
 /// bytes read while no request is in progress. HTTP/2 connections (their preface first) are
 /// left alone: between requests their bytes are control frames, not heads. A write (a
 /// response going out) clears the mark: bytes that came in meanwhile are a pipelined head,
 /// not a slow one.
-pub(super) struct Watched {
-    sock: TcpStream,
+pub(super) struct Watched<S> {
+    sock: S,
     activity: Arc<Activity>,
     protocol: Protocol,
 }
@@ -56,7 +56,7 @@ impl Protocol {
     }
 }
 
-impl AsyncRead for Watched {
+impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -80,7 +80,7 @@ impl AsyncRead for Watched {
     }
 }
 
-impl AsyncWrite for Watched {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -116,8 +116,8 @@ impl AsyncWrite for Watched {
     }
 }
 
-impl Watched {
-    pub(super) fn new(sock: TcpStream, activity: Arc<Activity>) -> Watched {
+impl<S> Watched<S> {
+    pub(super) fn new(sock: S, activity: Arc<Activity>) -> Watched<S> {
         Watched {
             sock,
             activity,

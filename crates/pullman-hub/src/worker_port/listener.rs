@@ -18,10 +18,13 @@ use tokio::sync::watch;
 use super::{Handshaking, WorkerPort, MAX_HANDSHAKING};
 use crate::config::WorkerListen;
 use crate::error::HubError;
+use crate::tls::ServerTls;
 
 /// A listener for workers, bound.
 pub(crate) enum BoundWorkerListener {
     Tcp(TcpListener, SocketAddr),
+    /// Workers that speak TLS first.
+    Tls(TcpListener, SocketAddr, Arc<ServerTls>),
     Unix(UnixListener, SocketFile),
     /// PTTH workers of the pool named.
     Ptth(TcpListener, SocketAddr, String),
@@ -44,8 +47,12 @@ impl Drop for SocketFile {
 }
 
 impl BoundWorkerListener {
-    /// Binds `addr`; for a Unix socket, after checking its path is the hub's to take.
-    pub(crate) async fn bind(addr: &WorkerListen) -> Result<BoundWorkerListener, HubError> {
+    /// Binds `addr`; for a Unix socket, after checking its path is the hub's to take; a
+    /// `tls://` address serves with `tls` (the config makes sure there is one).
+    pub(crate) async fn bind(
+        addr: &WorkerListen,
+        tls: Option<&Arc<ServerTls>>,
+    ) -> Result<BoundWorkerListener, HubError> {
         let listen_err = |error| HubError::Listen {
             addr: addr.to_string(),
             error,
@@ -55,6 +62,13 @@ impl BoundWorkerListener {
                 let l = TcpListener::bind(a).await.map_err(listen_err)?;
                 let local = l.local_addr().map_err(listen_err)?;
                 Ok(BoundWorkerListener::Tcp(l, local))
+            }
+            WorkerListen::Tls(a) => {
+                let tls =
+                    tls.ok_or_else(|| HubError::Tls(format!("{addr} needs [hub.worker_tls]")))?;
+                let l = TcpListener::bind(a).await.map_err(listen_err)?;
+                let local = l.local_addr().map_err(listen_err)?;
+                Ok(BoundWorkerListener::Tls(l, local, tls.clone()))
             }
             WorkerListen::Ptth { addr: a, pool } => {
                 let l = TcpListener::bind(a).await.map_err(listen_err)?;
@@ -76,6 +90,7 @@ impl BoundWorkerListener {
     pub(crate) fn addr(&self) -> WorkerListen {
         match self {
             BoundWorkerListener::Tcp(_, a) => WorkerListen::Tcp(*a),
+            BoundWorkerListener::Tls(_, a, _) => WorkerListen::Tls(*a),
             BoundWorkerListener::Unix(_, file) => WorkerListen::Unix(file.path().to_owned()),
             BoundWorkerListener::Ptth(_, a, pool) => WorkerListen::Ptth {
                 addr: *a,
@@ -89,6 +104,10 @@ impl BoundWorkerListener {
             BoundWorkerListener::Tcp(l, _) | BoundWorkerListener::Ptth(l, ..) => {
                 l.accept().await.map(|(s, peer)| WorkerConn::Tcp(s, peer))
             }
+            BoundWorkerListener::Tls(l, _, tls) => l
+                .accept()
+                .await
+                .map(|(s, peer)| WorkerConn::Tls(s, peer, tls.clone())),
             BoundWorkerListener::Unix(l, _) => l.accept().await.map(|(s, _)| WorkerConn::Unix(s)),
         }
     }
@@ -150,7 +169,9 @@ pub(crate) fn check_socket_path(path: &Path) -> Result<SocketPath, HubError> {
 pub(crate) fn program_hub_url(listeners: &[BoundWorkerListener]) -> String {
     let unix = listeners.iter().find_map(|l| match l {
         BoundWorkerListener::Unix(..) => Some(l.addr()),
-        BoundWorkerListener::Tcp(..) | BoundWorkerListener::Ptth(..) => None,
+        BoundWorkerListener::Tcp(..)
+        | BoundWorkerListener::Tls(..)
+        | BoundWorkerListener::Ptth(..) => None,
     });
     let tcp = || {
         listeners.iter().find_map(|l| match l {
@@ -164,7 +185,9 @@ pub(crate) fn program_hub_url(listeners: &[BoundWorkerListener]) -> String {
                 }
                 Some(WorkerListen::Tcp(addr))
             }
-            BoundWorkerListener::Unix(..) | BoundWorkerListener::Ptth(..) => None,
+            BoundWorkerListener::Unix(..)
+            | BoundWorkerListener::Tls(..)
+            | BoundWorkerListener::Ptth(..) => None,
         })
     };
     unix.or_else(tcp).map(|l| l.to_string()).unwrap_or_default()
@@ -203,7 +226,11 @@ pub(crate) async fn accept_workers(
         match conn {
             WorkerConn::Tcp(sock, peer) => {
                 let _ = sock.set_nodelay(true);
-                tokio::spawn(port.clone().accept(sock, peer.to_string(), slot));
+                tokio::spawn(port.clone().accept(sock, peer.to_string(), None, slot));
+            }
+            WorkerConn::Tls(sock, peer, tls) => {
+                let _ = sock.set_nodelay(true);
+                tokio::spawn(port.clone().accept_tls(sock, peer.to_string(), tls, slot));
             }
             WorkerConn::Unix(sock) => {
                 tokio::spawn(port.clone().accept_unix(sock, slot));
@@ -215,6 +242,7 @@ pub(crate) async fn accept_workers(
 /// A new worker connection, before its handshake.
 enum WorkerConn {
     Tcp(TcpStream, SocketAddr),
+    Tls(TcpStream, SocketAddr, Arc<ServerTls>),
     Unix(UnixStream),
 }
 

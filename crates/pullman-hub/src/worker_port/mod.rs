@@ -31,12 +31,13 @@ use pullman_proto::{
     DEFAULT_MAX_FRAME, FEATURE_SHM, HANDSHAKE_MAX_FRAME, PROTOCOL_VERSION,
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::UnixStream;
-use tokio::time::{timeout_at, Instant};
+use tokio::net::{TcpStream, UnixStream};
+use tokio::time::{timeout, timeout_at, Instant};
 
 use crate::config::{FilterBody, PoolConfig, PoolMode};
 use crate::dispatch::{Pool, WorkerMeta};
 use crate::state::HubState;
+use crate::tls::{AltNames, ServerTls};
 use control::join;
 
 /// How long a new connection has to complete its HELLO. Long enough for a loaded worker
@@ -104,22 +105,61 @@ impl Greeted {
 }
 
 impl WorkerPort {
-    /// Runs the handshake on a new TCP connection and, if it succeeds, starts its link.
-    pub(crate) async fn accept<S>(self: Arc<Self>, mut io: S, peer: String, slot: Handshaking)
-    where
+    /// Runs the handshake on a new TCP connection (or TLS session, whose client
+    /// certificate's names are `certificate`) and, if it succeeds, starts its link.
+    pub(crate) async fn accept<S>(
+        self: Arc<Self>,
+        mut io: S,
+        peer: String,
+        certificate: Option<AltNames>,
+        slot: Handshaking,
+    ) where
         S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     {
-        let greeted = self.greet(&mut io, &peer).await;
+        let greeted = self.greet(&mut io, &peer, certificate.as_ref()).await;
         drop(slot);
         if let Some(greeted) = greeted {
             self.start_stream(io, peer, greeted).await;
         }
     }
 
+    /// The TLS handshake on a new connection, within the handshake's time, then the same.
+    pub(crate) async fn accept_tls(
+        self: Arc<Self>,
+        sock: TcpStream,
+        peer: String,
+        tls: Arc<ServerTls>,
+        slot: Handshaking,
+    ) {
+        let io = match timeout(HANDSHAKE_TIMEOUT, tls.acceptor().accept(sock)).await {
+            Ok(Ok(io)) => io,
+            Ok(Err(e)) => {
+                tracing::warn!(%peer, error = %e, "worker refused: TLS handshake failed");
+                return;
+            }
+            Err(_) => {
+                tracing::info!(%peer, "worker connection closed: no TLS handshake in time");
+                return;
+            }
+        };
+        let certificate = match io.get_ref().1.peer_certificates() {
+            None => None,
+            // Verified against hub.worker_tls.client_ca by the handshake.
+            Some(chain) => match crate::tls::alt_names(&chain[0]) {
+                Ok(names) => Some(names),
+                Err(why) => {
+                    tracing::warn!(%peer, %why, "worker refused: its client certificate");
+                    return;
+                }
+            },
+        };
+        self.accept(io, peer, certificate, slot).await;
+    }
+
     /// Same for a Unix-socket connection, where a worker may ask for shared memory.
     pub(crate) async fn accept_unix(self: Arc<Self>, mut io: UnixStream, slot: Handshaking) {
         let peer = "unix".to_string();
-        let greeted = self.greet(&mut io, &peer).await;
+        let greeted = self.greet(&mut io, &peer, None).await;
         drop(slot);
         let Some(greeted) = greeted else {
             return;
@@ -131,8 +171,14 @@ impl WorkerPort {
         }
     }
 
-    /// Reads and checks HELLO; refuses the worker (and returns `None`) if it fails.
-    async fn greet<S>(&self, io: &mut S, peer: &str) -> Option<Greeted>
+    /// Reads and checks HELLO, and the client certificate's names against the pool's
+    /// `allowed_workers`; refuses the worker (and returns `None`) if it fails.
+    async fn greet<S>(
+        &self,
+        io: &mut S,
+        peer: &str,
+        certificate: Option<&AltNames>,
+    ) -> Option<Greeted>
     where
         S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     {
@@ -198,6 +244,11 @@ impl WorkerPort {
         ) {
             tracing::warn!(%peer, pool = %hello.pool, worker = %hello.name, "worker refused: wrong token");
             let why = format!("wrong token for pool {:?}", hello.pool);
+            refuse(io, peer, CloseCode::AuthFailed, why).await;
+            return None;
+        }
+        if let Err(why) = allowed(&pool.config(), certificate) {
+            tracing::warn!(%peer, pool = %hello.pool, worker = %hello.name, %why, "worker refused");
             refuse(io, peer, CloseCode::AuthFailed, why).await;
             return None;
         }
@@ -294,6 +345,29 @@ impl WorkerPort {
             Link::spawn_on(transport, settings, control).0
         });
     }
+}
+
+/// Whether a worker whose client certificate has these names (none: it came without one)
+/// may serve a pool with this config, and if not, why.
+fn allowed(config: &PoolConfig, certificate: Option<&AltNames>) -> Result<(), String> {
+    if config.allowed_workers.is_empty() {
+        return Ok(());
+    }
+    let Some(names) = certificate else {
+        return Err(format!(
+            "pool {:?} takes only workers with a client certificate over tls:// (allowed_workers); \
+             this worker presented none",
+            config.name
+        ));
+    };
+    if config.allowed_workers.iter().any(|a| names.contains(a)) {
+        return Ok(());
+    }
+    Err(format!(
+        "the client certificate's names {:?} are not among pool {:?}'s allowed_workers",
+        names.all(),
+        config.name
+    ))
 }
 
 /// The REQUEST modes the hub sends a worker of a pool with this config.

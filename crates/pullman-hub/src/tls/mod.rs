@@ -1,0 +1,213 @@
+//! TLS: certificate chains and keys read from PEM files, and the server side of the hub's
+//! TLS listeners.
+//!
+//! # Layout
+//! - this file: reading a certificate chain and its key, and the DNS names it is for.
+//! - `server`: a TLS listener's settings (TLS 1.2 and 1.3, ALPN) and its certificates,
+//!   chosen by the name a client asks for (SNI) and replaced whole at a reload.
+
+mod server;
+
+pub(crate) use server::{load, ServerTls};
+
+use std::fmt;
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::sign::CertifiedKey;
+use x509_parser::extensions::GeneralName;
+
+use crate::config::{CertFiles, HubConfig};
+
+/// The hub's TLS listeners' settings: the client listener's and the worker listeners'.
+/// Every change of config reads their certificate files again.
+#[derive(Default)]
+pub(crate) struct HubTls {
+    pub(crate) clients: Option<Arc<ServerTls>>,
+    pub(crate) workers: Option<Arc<ServerTls>>,
+}
+
+impl HubTls {
+    /// Builds the settings `hub` asks for, reading every file they name.
+    pub(crate) fn new(hub: &HubConfig) -> Result<HubTls, String> {
+        let clients = match &hub.tls {
+            Some(tls) => Some(Arc::new(ServerTls::for_clients(&tls.certificates)?)),
+            None => None,
+        };
+        let workers = match &hub.worker_tls {
+            Some(tls) => Some(Arc::new(ServerTls::for_workers(
+                &tls.certificates,
+                tls.client_ca.as_deref(),
+            )?)),
+            None => None,
+        };
+        Ok(HubTls { clients, workers })
+    }
+
+    /// Reads the certificates `hub` names now, all or none; [`Renewal::serve`] then serves
+    /// them. (Which listeners there are, and the client CA, are fixed at start.)
+    pub(crate) fn renew(&self, hub: &HubConfig) -> Result<Renewal, String> {
+        let mut renewal = Vec::new();
+        if let (Some(server), Some(tls)) = (&self.clients, &hub.tls) {
+            renewal.push((server.clone(), load(&tls.certificates)?));
+        }
+        if let (Some(server), Some(tls)) = (&self.workers, &hub.worker_tls) {
+            renewal.push((server.clone(), load(&tls.certificates)?));
+        }
+        Ok(Renewal(renewal))
+    }
+}
+
+/// Certificates read, to be served.
+pub(crate) struct Renewal(Vec<(Arc<ServerTls>, Vec<Identity>)>);
+
+impl Renewal {
+    pub(crate) fn serve(self) {
+        for (server, identities) in self.0 {
+            server.replace(identities);
+        }
+    }
+}
+
+/// The one cryptography provider: *ring*, which builds in seconds where aws-lc-rs takes
+/// about a minute. rustls deprecates it for having no post-quantum key exchange; the
+/// classical suites it offers are the ones nginx and HAProxy serve by default.
+pub(crate) fn provider() -> Arc<CryptoProvider> {
+    static PROVIDER: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
+    #[allow(deprecated)]
+    PROVIDER
+        .get_or_init(|| Arc::new(rustls::crypto::ring::default_provider()))
+        .clone()
+}
+
+/// A certificate chain with its private key, and the DNS names its leaf is for.
+pub(crate) struct Identity {
+    pub(crate) key: Arc<CertifiedKey>,
+    /// Lower case; a wildcard name keeps its `*.`.
+    names: Vec<String>,
+}
+
+impl fmt::Debug for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Identity")
+            .field("names", &self.names)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Identity {
+    /// Reads `files`: the chain (leaf first) and a key that matches the leaf.
+    pub(crate) fn load(files: &CertFiles) -> Result<Identity, String> {
+        let chain = read_chain(&files.cert)?;
+        let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|e| {
+            format!(
+                "reading the private key {}: {}",
+                files.key.display(),
+                pem_error(e)
+            )
+        })?;
+        let names = alt_names(&chain[0])
+            .map_err(|why| format!("reading the certificate {}: {why}", files.cert.display()))?
+            .dns;
+        let key = CertifiedKey::from_der(chain, key, &provider()).map_err(|e| {
+            format!(
+                "the private key {} does not go with the certificate {}: {e}",
+                files.key.display(),
+                files.cert.display()
+            )
+        })?;
+        Ok(Identity {
+            key: Arc::new(key),
+            names,
+        })
+    }
+
+    /// Whether `host` (a name a client asked for) is one of the names, directly or under a
+    /// wildcard (`*.example.com` covers `a.example.com`, not `example.com` nor
+    /// `a.b.example.com`).
+    pub(crate) fn covers(&self, host: &str) -> bool {
+        let host = host.trim_end_matches('.');
+        self.names.iter().any(|name| match name.strip_prefix("*.") {
+            Some(parent) => host.split_once('.').is_some_and(|(label, rest)| {
+                !label.is_empty() && rest.eq_ignore_ascii_case(parent)
+            }),
+            None => name.eq_ignore_ascii_case(host),
+        })
+    }
+}
+
+/// Reads a PEM file of certificates, at least one.
+pub(crate) fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let chain = CertificateDer::pem_file_iter(path)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| {
+            format!(
+                "reading the certificate {}: {}",
+                path.display(),
+                pem_error(e)
+            )
+        })?;
+    if chain.is_empty() {
+        return Err(format!(
+            "reading the certificate {}: no CERTIFICATE in it",
+            path.display()
+        ));
+    }
+    Ok(chain)
+}
+
+fn pem_error(e: rustls::pki_types::pem::Error) -> String {
+    use rustls::pki_types::pem::Error;
+    match e {
+        Error::Io(e) => e.to_string(),
+        Error::NoItemsFound => "no PEM item of the right kind in it".into(),
+        other => format!("not valid PEM: {other:?}"),
+    }
+}
+
+/// The names a certificate is for: its subject alternative names of two kinds.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct AltNames {
+    /// DNS names, lower case.
+    pub(crate) dns: Vec<String>,
+    /// URIs, such as SPIFFE ids, as written.
+    pub(crate) uris: Vec<String>,
+}
+
+impl AltNames {
+    /// Whether `allowed` (a URI, or a DNS name in any case) is one of them.
+    pub(crate) fn contains(&self, allowed: &str) -> bool {
+        self.uris.iter().any(|u| u == allowed)
+            || self.dns.iter().any(|d| d.eq_ignore_ascii_case(allowed))
+    }
+
+    /// All of them, for a message.
+    pub(crate) fn all(&self) -> Vec<&str> {
+        self.uris
+            .iter()
+            .chain(&self.dns)
+            .map(String::as_str)
+            .collect()
+    }
+}
+
+/// The DNS and URI names of a certificate.
+pub(crate) fn alt_names(cert: &CertificateDer<'_>) -> Result<AltNames, String> {
+    let (_, parsed) =
+        x509_parser::parse_x509_certificate(cert).map_err(|e| format!("not a certificate: {e}"))?;
+    let mut names = AltNames::default();
+    let extension = parsed
+        .subject_alternative_name()
+        .map_err(|e| format!("unreadable subject alternative names: {e}"))?;
+    for name in extension.iter().flat_map(|ext| &ext.value.general_names) {
+        match name {
+            GeneralName::DNSName(dns) => names.dns.push(dns.to_ascii_lowercase()),
+            GeneralName::URI(uri) => names.uris.push(uri.to_string()),
+            _ => {}
+        }
+    }
+    Ok(names)
+}

@@ -1,0 +1,686 @@
+//! Clients over TLS: `[hub.tls]` beside the plain listener, HTTP/1.1 and h2 by ALPN, the
+//! certificate chosen by SNI, certificates rotated by a reload, bad handshakes.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rcgen::{CertificateParams, DnType, IsCa, Issuer, KeyPair};
+use rustls::pki_types::{CertificateDer, ServerName};
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::TlsConnector;
+
+const TOKEN: &str = "t0ken";
+/// What the demo worker answers to `/hello`.
+const HELLO: &str = "hello from pullman\n";
+
+/// A certificate authority made for the test.
+struct Ca {
+    issuer: Issuer<'static, KeyPair>,
+    pem: String,
+    der: CertificateDer<'static>,
+}
+
+impl Ca {
+    fn new(name: &str) -> Ca {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.is_ca = IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let key = KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        Ca {
+            pem: cert.pem(),
+            der: cert.der().clone(),
+            issuer: Issuer::new(params, key),
+        }
+    }
+
+    /// A leaf certificate for `names`, written as `DIR/STEM.pem` and `DIR/STEM.key`; its DER.
+    fn leaf(&self, names: &[&str], dir: &Path, stem: &str) -> CertificateDer<'static> {
+        let params =
+            CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        std::fs::write(dir.join(format!("{stem}.pem")), cert.pem()).unwrap();
+        std::fs::write(dir.join(format!("{stem}.key")), key.serialize_pem()).unwrap();
+        cert.der().clone()
+    }
+
+    /// A worker's client certificate naming `uri`, written as `DIR/STEM.pem` and `.key`.
+    fn worker(&self, uri: &str, dir: &Path, stem: &str) {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.subject_alt_names = vec![rcgen::SanType::URI(uri.try_into().unwrap())];
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        std::fs::write(dir.join(format!("{stem}.pem")), cert.pem()).unwrap();
+        std::fs::write(dir.join(format!("{stem}.key")), key.serialize_pem()).unwrap();
+    }
+
+    fn roots(&self) -> rustls::RootCertStore {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(self.der.clone()).unwrap();
+        roots
+    }
+}
+
+/// `[hub.tls]` serving the certificates `DIR/STEM.pem` and `.key`, in order.
+fn tls_table(dir: &Path, stems: &[&str]) -> String {
+    let certificates: Vec<String> = stems
+        .iter()
+        .map(|stem| {
+            format!(
+                "{{ cert = \"{0}/{stem}.pem\", key = \"{0}/{stem}.key\" }}",
+                dir.display()
+            )
+        })
+        .collect();
+    format!(
+        "[hub.tls]\nlisten = \"127.0.0.1:0\"\ncertificates = [{}]\n",
+        certificates.join(", ")
+    )
+}
+
+fn demo_pools() -> String {
+    format!("{}{}", pool("demo", TOKEN, ""), route_all("demo"))
+}
+
+/// The hub's own cryptography provider (see `pullman_hub::tls`).
+#[allow(deprecated)]
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// A client trusting `roots`, offering `alpn`.
+fn client_config(roots: rustls::RootCertStore, alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
+    let mut config = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Arc::new(config)
+}
+
+/// A TLS session with the hub, offering `alpn`, naming `sni`.
+async fn handshake(
+    addr: SocketAddr,
+    roots: rustls::RootCertStore,
+    sni: &str,
+    alpn: &[&[u8]],
+) -> TlsStream<TcpStream> {
+    let sock = TcpStream::connect(addr).await.unwrap();
+    let name = ServerName::try_from(sni.to_string()).unwrap();
+    tokio::time::timeout(
+        HANG_GUARD,
+        TlsConnector::from(client_config(roots, alpn)).connect(name, sock),
+    )
+    .await
+    .expect("handshake hung")
+    .expect("handshake failed")
+}
+
+/// The certificate the hub presented on `tls`.
+fn presented(tls: &TlsStream<TcpStream>) -> CertificateDer<'static> {
+    tls.get_ref().1.peer_certificates().unwrap()[0].clone()
+}
+
+/// An HTTP/1.1 connection over `tls`: its sender.
+async fn h1(tls: TlsStream<TcpStream>) -> hyper::client::conn::http1::SendRequest<Empty<Bytes>> {
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    sender
+}
+
+/// GETs `path` on an HTTP/1.1 connection: status and body.
+async fn get_h1(
+    sender: &mut hyper::client::conn::http1::SendRequest<Empty<Bytes>>,
+    path: &str,
+) -> (u16, Bytes) {
+    sender.ready().await.unwrap();
+    let req = http::Request::get(path)
+        .header("host", "localhost")
+        .body(Empty::new())
+        .unwrap();
+    let resp = tokio::time::timeout(HANG_GUARD, sender.send_request(req))
+        .await
+        .unwrap()
+        .unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.into_body().collect().await.unwrap().to_bytes())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn https_serves_http1_and_h2_chosen_by_alpn_beside_plain_http() {
+    let certs = tempfile::tempdir().unwrap();
+    let ca = Ca::new("test CA");
+    std::fs::write(certs.path().join("ca.pem"), &ca.pem).unwrap();
+    ca.leaf(&["localhost"], certs.path(), "leaf");
+    let hub = HubProc::start_with(
+        Transport::Tcp,
+        &tls_table(certs.path(), &["leaf"]),
+        &demo_pools(),
+    );
+    let tls_addr = hub.tls.expect("the hub names its TLS listener");
+    let _worker = hub.worker("demo", TOKEN, 4, "w1");
+    wait_ready(&client(), &hub.url("/hello")).await;
+
+    // A client offering both protocols gets h2.
+    let tls = handshake(tls_addr, ca.roots(), "localhost", &[b"h2", b"http/1.1"]).await;
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::get("https://localhost/hello")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.version(), http::Version::HTTP_2);
+    assert_eq!(resp.into_body().collect().await.unwrap().to_bytes(), HELLO);
+
+    // One offering HTTP/1.1 alone gets it, and keeps its connection for several requests.
+    let tls = handshake(tls_addr, ca.roots(), "localhost", &[b"http/1.1"]).await;
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
+    let mut sender = h1(tls).await;
+    for _ in 0..3 {
+        assert_eq!(
+            get_h1(&mut sender, "/hello").await,
+            (200, Bytes::from(HELLO))
+        );
+    }
+
+    // curl, with the test's CA, over both protocols.
+    for (flag, version) in [("--http1.1", "1.1"), ("--http2", "2")] {
+        let out = std::process::Command::new("curl")
+            .args(["-sS", "--max-time", "30", flag, "--cacert"])
+            .arg(certs.path().join("ca.pem").display().to_string())
+            .args([
+                "--resolve",
+                &format!("localhost:{}:127.0.0.1", tls_addr.port()),
+            ])
+            .args(["-w", "\n%{http_code} %{http_version}"])
+            .arg(format!("https://localhost:{}/hello", tls_addr.port()))
+            .output();
+        let out = match out {
+            Ok(out) => out,
+            Err(e) => panic!("curl: {e}"),
+        };
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            text,
+            format!("{HELLO}\n200 {version}"),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    // The plain listener serves as before.
+    assert_eq!(get(&client(), &hub.url("/hello")).await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_certificate_is_chosen_by_the_name_the_client_asks_for() {
+    let certs = tempfile::tempdir().unwrap();
+    let ca = Ca::new("test CA");
+    let first = ca.leaf(&["a.test"], certs.path(), "a");
+    let wildcard = ca.leaf(&["*.b.test", "b.test"], certs.path(), "b");
+    let hub = HubProc::start_with(
+        Transport::Tcp,
+        &tls_table(certs.path(), &["a", "b"]),
+        &demo_pools(),
+    );
+    let tls_addr = hub.tls.unwrap();
+    for (sni, expected) in [
+        ("a.test", &first),
+        ("x.b.test", &wildcard),
+        ("B.TEST", &wildcard),
+        // No certificate is for it: the first one, which the client then refuses.
+        ("other.test", &first),
+    ] {
+        let sock = TcpStream::connect(tls_addr).await.unwrap();
+        let name = ServerName::try_from(sni.to_string()).unwrap();
+        let result = TlsConnector::from(client_config(ca.roots(), &[b"http/1.1"]))
+            .connect(name, sock)
+            .await;
+        if sni == "other.test" {
+            let e = result.expect_err("a certificate for another name is refused");
+            assert!(e.to_string().contains("not valid for name"), "{e}");
+            continue;
+        }
+        let tls = result.unwrap_or_else(|e| panic!("{sni}: {e}"));
+        assert_eq!(&presented(&tls), expected, "{sni}");
+    }
+    // A client that names no host (an IP address) gets the first.
+    let tls = handshake_unverified(tls_addr).await;
+    assert_eq!(presented(&tls), first);
+}
+
+/// A TLS session that names no host and checks no certificate: to see what is presented.
+async fn handshake_unverified(addr: SocketAddr) -> TlsStream<TcpStream> {
+    #[derive(Debug)]
+    struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+    impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
+        fn verify_server_cert(
+            &self,
+            _: &CertificateDer<'_>,
+            _: &[CertificateDer<'_>],
+            _: &ServerName<'_>,
+            _: &[u8],
+            _: rustls::pki_types::UnixTime,
+        ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+            Ok(rustls::client::danger::ServerCertVerified::assertion())
+        }
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls12_signature(
+                message,
+                cert,
+                dss,
+                &self.0.signature_verification_algorithms,
+            )
+        }
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls13_signature(
+                message,
+                cert,
+                dss,
+                &self.0.signature_verification_algorithms,
+            )
+        }
+        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+            self.0.signature_verification_algorithms.supported_schemes()
+        }
+    }
+    let provider = provider();
+    let config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+        .with_no_client_auth();
+    let sock = TcpStream::connect(addr).await.unwrap();
+    let name = ServerName::IpAddress(addr.ip().into());
+    TlsConnector::from(Arc::new(config))
+        .connect(name, sock)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_certificate_renewed_on_disk_is_served_after_a_reload_and_open_connections_stay() {
+    let certs = tempfile::tempdir().unwrap();
+    let ca = Ca::new("test CA");
+    let old = ca.leaf(&["localhost"], certs.path(), "leaf");
+    let hub = HubProc::start_with(
+        Transport::Tcp,
+        &tls_table(certs.path(), &["leaf"]),
+        &demo_pools(),
+    );
+    let tls_addr = hub.tls.unwrap();
+    let _worker = hub.worker("demo", TOKEN, 4, "w1");
+    wait_ready(&client(), &hub.url("/hello")).await;
+
+    let tls = handshake(tls_addr, ca.roots(), "localhost", &[b"http/1.1"]).await;
+    assert_eq!(presented(&tls), old);
+    let mut open = h1(tls).await;
+    assert_eq!(get_h1(&mut open, "/hello").await.0, 200);
+
+    // A key that does not go with its certificate: the reload is refused, and the old
+    // certificate is still served.
+    let renewed = tempfile::tempdir().unwrap();
+    ca.leaf(&["localhost"], renewed.path(), "leaf");
+    std::fs::copy(
+        renewed.path().join("leaf.pem"),
+        certs.path().join("leaf.pem"),
+    )
+    .unwrap();
+    hub.signal(libc::SIGHUP);
+    hub.log.wait_for("reload refused", 1);
+    assert!(
+        hub.log.text().contains("does not go with the certificate"),
+        "{}",
+        hub.log.text()
+    );
+    let tls = handshake(tls_addr, ca.roots(), "localhost", &[b"http/1.1"]).await;
+    assert_eq!(presented(&tls), old);
+
+    // The key too: the next reload serves the new pair.
+    let new = ca.leaf(&["localhost"], certs.path(), "leaf");
+    hub.signal(libc::SIGHUP);
+    hub.log.wait_for("configuration applied", 1);
+    let tls = handshake(tls_addr, ca.roots(), "localhost", &[b"http/1.1"]).await;
+    assert_eq!(presented(&tls), new);
+    let mut fresh = h1(tls).await;
+    assert_eq!(get_h1(&mut fresh, "/hello").await.0, 200);
+
+    // The connection made before the renewal still serves.
+    assert_eq!(get_h1(&mut open, "/hello").await, (200, Bytes::from(HELLO)));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bad_handshake_costs_that_connection_alone() {
+    let certs = tempfile::tempdir().unwrap();
+    let ca = Ca::new("test CA");
+    ca.leaf(&["localhost"], certs.path(), "leaf");
+    let hub = HubProc::start_with(
+        Transport::Tcp,
+        &tls_table(certs.path(), &["leaf"]),
+        &demo_pools(),
+    );
+    let tls_addr = hub.tls.unwrap();
+    let _worker = hub.worker("demo", TOKEN, 4, "w1");
+    wait_ready(&client(), &hub.url("/hello")).await;
+    let mut open = h1(handshake(tls_addr, ca.roots(), "localhost", &[b"http/1.1"]).await).await;
+
+    // Plain HTTP on the TLS port: closed, with no answer but TLS's own alert.
+    let mut plain = TcpStream::connect(tls_addr).await.unwrap();
+    plain
+        .write_all(b"GET /hello HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(HANG_GUARD, plain.read_to_end(&mut out))
+        .await
+        .expect("the hub kept a bad handshake open")
+        .ok();
+    assert!(!out.starts_with(b"HTTP/"), "{out:?}");
+
+    // A client that does not trust the hub's certificate gives up; the hub goes on.
+    let stranger = Ca::new("another CA");
+    let sock = TcpStream::connect(tls_addr).await.unwrap();
+    let refused = TlsConnector::from(client_config(stranger.roots(), &[]))
+        .connect(ServerName::try_from("localhost").unwrap(), sock)
+        .await;
+    assert!(refused.is_err());
+
+    // The connection opened before, and new ones, are served.
+    assert_eq!(get_h1(&mut open, "/hello").await, (200, Bytes::from(HELLO)));
+    let tls = handshake(tls_addr, ca.roots(), "localhost", &[b"h2", b"http/1.1"]).await;
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stalled_handshake_is_closed_after_the_header_read_timeout() {
+    let certs = tempfile::tempdir().unwrap();
+    let ca = Ca::new("test CA");
+    ca.leaf(&["localhost"], certs.path(), "leaf");
+    let hub = HubProc::start_with(
+        Transport::Tcp,
+        &format!(
+            "header_read_timeout = \"300ms\"\n{}",
+            tls_table(certs.path(), &["leaf"])
+        ),
+        &demo_pools(),
+    );
+    let tls_addr = hub.tls.unwrap();
+    // The first bytes of a ClientHello, and then nothing.
+    let mut stalled = TcpStream::connect(tls_addr).await.unwrap();
+    stalled
+        .write_all(&[0x16, 0x03, 0x01, 0x02, 0x00])
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(HANG_GUARD, stalled.read_to_end(&mut out))
+        .await
+        .expect("a stalled handshake was kept open")
+        .ok();
+    assert!(out.is_empty(), "{out:?}");
+}
+
+#[test]
+fn certificates_that_cannot_be_served_stop_the_hub_before_it_starts() {
+    let certs = tempfile::tempdir().unwrap();
+    let ca = Ca::new("test CA");
+    ca.leaf(&["localhost"], certs.path(), "one");
+    ca.leaf(&["localhost"], certs.path(), "two");
+    let dir = certs.path().display().to_string();
+    for (table, why) in [
+        (
+            format!("certificates = [{{ cert = \"{dir}/one.pem\", key = \"{dir}/two.key\" }}]"),
+            "does not go with the certificate",
+        ),
+        (
+            format!("certificates = [{{ cert = \"{dir}/missing.pem\", key = \"{dir}/one.key\" }}]"),
+            "missing.pem",
+        ),
+        (
+            format!("certificates = [{{ cert = \"{dir}/one.key\", key = \"{dir}/one.key\" }}]"),
+            "no CERTIFICATE in it",
+        ),
+        ("certificates = []".to_string(), "no certificate"),
+        (
+            "certificates = [{ cert = \"one.pem\", key = \"/k\" }]".to_string(),
+            "must be an absolute path",
+        ),
+    ] {
+        let path = certs.path().join("hub.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "[hub]\nlisten = \"127.0.0.1:0\"\nworkers_listen = [\"tcp://127.0.0.1:0\"]\n\
+                 [hub.tls]\nlisten = \"127.0.0.1:0\"\n{table}\n{}",
+                demo_pools()
+            ),
+        )
+        .unwrap();
+        for command in ["check-config", "hub"] {
+            let out = std::process::Command::new(BIN)
+                .arg(command)
+                .arg("--config")
+                .arg(&path)
+                .output()
+                .unwrap();
+            assert!(!out.status.success(), "{command} {table}");
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(stderr.contains(why), "{command} {table}: {stderr}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn workers_over_tls_prove_who_they_are_with_certificates_and_strangers_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let ca = Ca::new("test CA");
+    std::fs::write(d.join("ca.pem"), &ca.pem).unwrap();
+    ca.leaf(&["localhost"], d, "hub");
+    ca.worker("spiffe://test/worker-a", d, "a");
+    ca.worker("spiffe://test/intruder", d, "intruder");
+    Ca::new("another CA").worker("spiffe://test/worker-a", d, "forged");
+    let config = format!(
+        "[hub]\nlisten = \"127.0.0.1:0\"\n\
+         workers_listen = [\"tcp://127.0.0.1:0\", \"tls://127.0.0.1:0\"]\n\
+         [hub.worker_tls]\n\
+         certificates = [{{ cert = \"{0}/hub.pem\", key = \"{0}/hub.key\" }}]\n\
+         client_ca = \"{0}/ca.pem\"\n\
+         {1}allowed_workers = [\"spiffe://test/worker-a\"]\n{2}",
+        d.display(),
+        pool("secure", TOKEN, ""),
+        route_all("secure"),
+    );
+    std::fs::write(d.join("hub.toml"), config).unwrap();
+    let hub = HubProc::from_config_file(&d.join("hub.toml"));
+    let tls_url = hub.worker_addrs[1].replace("127.0.0.1", "localhost");
+    assert!(tls_url.starts_with("tls://localhost:"), "{tls_url}");
+    let file = |name: &str| d.join(name).display().to_string();
+    let worker = |name: &str, hub_url: &str, token: &str, flags: &[&str]| {
+        WorkerProc::start_with_flags(hub_url, "secure", token, 2, name, flags)
+    };
+
+    // The worker whose certificate names it serves.
+    let (ca_file, a_cert, a_key) = (file("ca.pem"), file("a.pem"), file("a.key"));
+    let _good = worker(
+        "good",
+        &tls_url,
+        TOKEN,
+        &[
+            "--tls-ca",
+            &ca_file,
+            "--tls-cert",
+            &a_cert,
+            "--tls-key",
+            &a_key,
+        ],
+    );
+    let c = client();
+    wait_ready(&c, &hub.url("/hello")).await;
+    let answer = get(&c, &hub.url("/hello")).await;
+    assert_eq!((answer.status, answer.body), (200, Bytes::from(HELLO)));
+
+    // Each stranger is refused, with the reason in its log and in the hub's; none retries.
+    let (i_cert, i_key) = (file("intruder.pem"), file("intruder.key"));
+    let (f_cert, f_key) = (file("forged.pem"), file("forged.key"));
+    let tcp_url = hub.worker_addrs[0].clone();
+    for (name, hub_url, token, flags, worker_says, hub_says) in [
+        (
+            "forged",
+            &tls_url,
+            TOKEN,
+            vec![
+                "--tls-ca",
+                &ca_file,
+                "--tls-cert",
+                &f_cert,
+                "--tls-key",
+                &f_key,
+            ],
+            "TLS: handshake with the hub",
+            "worker refused: TLS handshake failed",
+        ),
+        (
+            "intruder",
+            &tls_url,
+            TOKEN,
+            vec![
+                "--tls-ca",
+                &ca_file,
+                "--tls-cert",
+                &i_cert,
+                "--tls-key",
+                &i_key,
+            ],
+            "are not among pool \"secure\"'s allowed_workers",
+            "[\"spiffe://test/intruder\"] are not among pool",
+        ),
+        (
+            "no-certificate",
+            &tcp_url,
+            TOKEN,
+            vec![],
+            "this worker presented none",
+            "this worker presented none",
+        ),
+        (
+            "wrong-token",
+            &tls_url,
+            "not-the-token",
+            vec![
+                "--tls-ca",
+                &ca_file,
+                "--tls-cert",
+                &a_cert,
+                "--tls-key",
+                &a_key,
+            ],
+            "wrong token",
+            "worker refused: wrong token",
+        ),
+        (
+            "unknown-hub",
+            &tls_url,
+            TOKEN,
+            vec![],
+            "TLS: handshake with the hub",
+            "worker refused: TLS handshake failed",
+        ),
+    ] {
+        let mut stranger = worker(name, hub_url, token, &flags);
+        // It stops (the helper panics if it does not) with a failure.
+        assert!(!stranger.wait_exit(), "{name}: {}", stranger.log.text());
+        let said = stranger.log.text();
+        assert!(said.contains(worker_says), "{name}: {said}");
+        hub.log.wait_for(hub_says, 1);
+    }
+
+    // The good worker served throughout.
+    let answer = get(&c, &hub.url("/hello")).await;
+    assert_eq!(answer.status, 200);
+}
+
+#[test]
+fn worker_tls_settings_that_do_not_fit_together_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display().to_string();
+    let ca = Ca::new("test CA");
+    ca.leaf(&["localhost"], dir.path(), "hub");
+    let worker_tls = format!(
+        "[hub.worker_tls]\ncertificates = [{{ cert = \"{d}/hub.pem\", key = \"{d}/hub.key\" }}]\n"
+    );
+    for (listen, tls, pool_extra, why) in [
+        (
+            "tls://127.0.0.1:0",
+            String::new(),
+            "",
+            "workers_listen tls://127.0.0.1:0 needs [hub.worker_tls]",
+        ),
+        (
+            "tcp://127.0.0.1:0",
+            worker_tls.clone(),
+            "",
+            "[hub.worker_tls] is set but no workers_listen address is tls://",
+        ),
+        (
+            "tls://127.0.0.1:0",
+            worker_tls.clone(),
+            "allowed_workers = [\"spiffe://x/y\"]\n",
+            "set hub.worker_tls.client_ca",
+        ),
+        (
+            "tls://127.0.0.1:0",
+            format!("{worker_tls}client_ca = \"{d}/missing.pem\"\n"),
+            "",
+            "missing.pem",
+        ),
+    ] {
+        let path = dir.path().join("hub.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "[hub]\nlisten = \"127.0.0.1:0\"\nworkers_listen = [\"{listen}\"]\n{tls}{}{pool_extra}{}",
+                pool("p", TOKEN, ""),
+                route_all("p")
+            ),
+        )
+        .unwrap();
+        let out = std::process::Command::new(BIN)
+            .args(["check-config", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{why}");
+        assert!(stderr.contains(why), "{why}: {stderr}");
+    }
+}
