@@ -684,3 +684,193 @@ fn worker_tls_settings_that_do_not_fit_together_are_refused() {
         assert!(stderr.contains(why), "{why}: {stderr}");
     }
 }
+
+/// An HTTPS server on port 0 with the certificate `DIR/STEM.pem`, offering `alpn`, and,
+/// with `clients_of`, requiring a client certificate from that authority; it answers every
+/// request with its protocol version and path.
+async fn https_upstream(
+    dir: &Path,
+    stem: &str,
+    alpn: &[&[u8]],
+    clients_of: Option<&Ca>,
+) -> SocketAddr {
+    use rustls::pki_types::pem::PemObject;
+    let chain: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_file_iter(dir.join(format!("{stem}.pem")))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+    let key =
+        rustls::pki_types::PrivateKeyDer::from_pem_file(dir.join(format!("{stem}.key"))).unwrap();
+    let builder = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .unwrap();
+    let builder = match clients_of {
+        None => builder.with_no_client_auth(),
+        Some(ca) => builder.with_client_cert_verifier(
+            rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(ca.roots()),
+                provider(),
+            )
+            .build()
+            .unwrap(),
+        ),
+    };
+    let mut config = builder.with_single_cert(chain, key).unwrap();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((sock, _)) = listener.accept().await else {
+                return;
+            };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(sock).await else {
+                    return;
+                };
+                let service = hyper::service::service_fn(
+                    |req: http::Request<hyper::body::Incoming>| async move {
+                        let text = format!("{:?} {}", req.version(), req.uri().path());
+                        Ok::<_, std::convert::Infallible>(http::Response::new(
+                            http_body_util::Full::new(Bytes::from(text)),
+                        ))
+                    },
+                );
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_filter_pool_forwards_to_an_https_upstream_it_trusts_and_refuses_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let ca = Ca::new("upstream CA");
+    std::fs::write(d.join("ca.pem"), &ca.pem).unwrap();
+    ca.leaf(&["localhost"], d, "upstream");
+    Ca::new("another CA").leaf(&["localhost"], d, "impostor");
+    // The hub's client certificate, for the upstream that asks for one.
+    ca.leaf(&["hub.test"], d, "hub-client");
+    let both = https_upstream(d, "upstream", &[b"h2", b"http/1.1"], None).await;
+    let h1_only = https_upstream(d, "upstream", &[b"http/1.1"], None).await;
+    let impostor = https_upstream(d, "impostor", &[b"h2", b"http/1.1"], None).await;
+    let mutual = https_upstream(d, "upstream", &[b"h2", b"http/1.1"], Some(&ca)).await;
+
+    let dir = d.display();
+    let with_ca = format!("upstream_tls = {{ ca = \"{dir}/ca.pem\" }}");
+    let with_certificate = format!(
+        "upstream_tls = {{ ca = \"{dir}/ca.pem\", cert = \"{dir}/hub-client.pem\", \
+         key = \"{dir}/hub-client.key\" }}"
+    );
+    let mut pools = String::new();
+    let upstreams = [
+        ("both", both, &with_ca),
+        ("h1", h1_only, &with_ca),
+        ("impostor", impostor, &with_ca),
+        ("mutual", mutual, &with_certificate),
+        ("anonymous", mutual, &with_ca),
+    ];
+    for (name, addr, tls) in upstreams {
+        pools += &pool(
+            name,
+            TOKEN,
+            &format!(
+                "mode = \"filter\"\nupstream = \"https://localhost:{}\"\n{tls}\n",
+                addr.port(),
+            ),
+        );
+        pools += &format!("[[route]]\npath_prefix = \"/{name}/\"\npool = \"{name}\"\n");
+    }
+    let hub = HubProc::start_with(Transport::Tcp, "", &pools);
+    let _filters: Vec<_> = upstreams
+        .iter()
+        .map(|(p, ..)| hub.filter_worker(p, TOKEN, 4, &format!("filter-{p}")))
+        .collect();
+    let c = client();
+    for (path, expected) in [
+        ("/both/x", "HTTP/2.0 /both/x"),
+        ("/h1/y", "HTTP/1.1 /h1/y"),
+        ("/mutual/w", "HTTP/2.0 /mutual/w"),
+    ] {
+        let answer = loop {
+            let answer = get(&c, &hub.url(path)).await;
+            // 503 until the filter has connected.
+            if answer.status != 503 {
+                break answer;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        };
+        assert_eq!(answer.status, 200, "{path}: {answer:?}");
+        assert_eq!(answer.body, expected);
+    }
+    // An upstream whose certificate another authority signed, and one that wants a client
+    // certificate the pool does not present: 502.
+    for path in ["/impostor/z", "/anonymous/v"] {
+        let refused = loop {
+            let answer = get(&c, &hub.url(path)).await;
+            if answer.status != 503 {
+                break answer;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        };
+        assert_eq!(refused.status, 502, "{path}: {refused:?}");
+    }
+}
+
+#[test]
+fn upstream_tls_settings_are_checked_before_they_are_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display().to_string();
+    for (upstream, tls, why) in [
+        (
+            "http://127.0.0.1:1",
+            format!("upstream_tls = {{ ca = \"{d}/ca.pem\" }}"),
+            "only an https:// upstream uses",
+        ),
+        (
+            "https://localhost:1",
+            format!("upstream_tls = {{ cert = \"{d}/c.pem\" }}"),
+            "a client certificate needs both",
+        ),
+        (
+            "https://localhost:1",
+            format!("upstream_tls = {{ ca = \"{d}/missing.pem\" }}"),
+            "missing.pem",
+        ),
+        (
+            "https://localhost:1",
+            "upstream_tls = { ca = \"ca.pem\" }".to_string(),
+            "must be an absolute path",
+        ),
+    ] {
+        let path = dir.path().join("hub.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "[hub]\nlisten = \"127.0.0.1:0\"\nworkers_listen = [\"tcp://127.0.0.1:0\"]\n{}{}",
+                pool(
+                    "f",
+                    TOKEN,
+                    &format!("mode = \"filter\"\nupstream = \"{upstream}\"\n{tls}\n")
+                ),
+                route_all("f")
+            ),
+        )
+        .unwrap();
+        let out = std::process::Command::new(BIN)
+            .args(["check-config", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{why}");
+        assert!(stderr.contains(why), "{why}: {stderr}");
+    }
+}

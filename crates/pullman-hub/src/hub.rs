@@ -66,6 +66,7 @@ impl Hub {
             tracing::warn!("{warning}");
         }
         let hub = &config.hub;
+        crate::upstream::check_tls(&config.pools).map_err(HubError::Tls)?;
         let state = Arc::new(HubState::new(&config));
         let listen_err = |addr: String| move |error| HubError::Listen { addr, error };
         let front_listener = TcpListener::bind(hub.listen)
@@ -142,6 +143,7 @@ impl Hub {
     /// runs this).
     pub fn check(config: &Config) -> Result<(), HubError> {
         HubTls::new(&config.hub).map_err(HubError::Tls)?;
+        crate::upstream::check_tls(&config.pools).map_err(HubError::Tls)?;
         for addr in &config.hub.workers_listen {
             if let WorkerListen::Unix(path) = addr {
                 check_socket_path(path)?;

@@ -152,6 +152,7 @@ impl Reconfig {
             .tls
             .renew(&new.hub)
             .map_err(|why| ChangeError::Invalid(format!("TLS certificates: {why}")))?;
+        crate::upstream::check_tls(&new.pools).map_err(ChangeError::Invalid)?;
         for warning in new.warnings() {
             tracing::warn!("{warning}");
         }

@@ -52,16 +52,16 @@ pub use self::hub::{
 };
 pub use self::metrics::MetricsConfig;
 pub use self::pool::{
-    FailureMode, FilterBody, PoolConfig, PoolMode, Upstream, DEFAULT_FILTER_BODY_LIMIT,
-    DEFAULT_FILTER_TIMEOUT, DEFAULT_MAX_BODY_BYTES, DEFAULT_QUEUE_LIMIT, DEFAULT_QUEUE_TIMEOUT,
-    DEFAULT_TIMEOUT, DEFAULT_UPSTREAM_CONNECT_TIMEOUT, DEFAULT_UPSTREAM_TIMEOUT,
-    MAX_FILTER_BODY_LIMIT,
+    FailureMode, FilterBody, PoolConfig, PoolMode, Upstream, UpstreamScheme,
+    DEFAULT_FILTER_BODY_LIMIT, DEFAULT_FILTER_TIMEOUT, DEFAULT_MAX_BODY_BYTES, DEFAULT_QUEUE_LIMIT,
+    DEFAULT_QUEUE_TIMEOUT, DEFAULT_TIMEOUT, DEFAULT_UPSTREAM_CONNECT_TIMEOUT,
+    DEFAULT_UPSTREAM_TIMEOUT, MAX_FILTER_BODY_LIMIT,
 };
 pub use self::program::{
     Backoff, ProgramConfig, RestartPolicy, DEFAULT_BACKOFF, DEFAULT_INSTANCES,
     DEFAULT_MAX_RESTARTS, DEFAULT_RESTART_WINDOW, DEFAULT_STOP_GRACE, MAX_INSTANCES,
 };
-pub use self::tls::{CertFiles, TlsListen, WorkerTls};
+pub use self::tls::{CertFiles, TlsListen, UpstreamTls, WorkerTls};
 pub use self::values::{format_duration, Secret, MAX_DURATION, MAX_NAME_LEN};
 pub use crate::routing::RouteConfig;
 

@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::de::{Deserializer, Error as _};
 use serde::Deserialize;
 
+use super::tls::UpstreamTls;
 use super::values::{de_name, de_positive_duration, Secret};
 
 /// Default `pool.queue_limit`: 10 000 waiting requests absorbs bursts of ordinary size while
@@ -97,6 +98,10 @@ pub struct PoolConfig {
         deserialize_with = "de_positive_duration"
     )]
     pub upstream_timeout: Duration,
+    /// Filter mode, an `https://` upstream: the authorities its certificate is checked
+    /// against (default: the system's roots) and a client certificate to present.
+    #[serde(default)]
+    pub upstream_tls: Option<UpstreamTls>,
     /// Filter mode: what of the request body the filter sees.
     #[serde(default)]
     pub filter_body: FilterBody,
@@ -131,6 +136,7 @@ impl PoolConfig {
     /// respond pool, where they would do nothing).
     pub(super) fn has_filter_settings(&self) -> bool {
         self.upstream.is_some()
+            || self.upstream_tls.is_some()
             || self.upstream_connect_timeout != DEFAULT_UPSTREAM_CONNECT_TIMEOUT
             || self.upstream_timeout != DEFAULT_UPSTREAM_TIMEOUT
             || self.filter_body != FilterBody::None
@@ -142,14 +148,27 @@ impl PoolConfig {
     }
 }
 
-/// A filter pool's upstream: `http://HOST:PORT` (HTTP/1.1, kept-alive connections) or
-/// `h2c://HOST:PORT` (HTTP/2 over cleartext, prior knowledge). The port defaults to 80.
+/// A filter pool's upstream: `http://HOST:PORT` (HTTP/1.1, kept-alive connections),
+/// `h2c://HOST:PORT` (HTTP/2 over cleartext, prior knowledge), both with port 80 by default,
+/// or `https://HOST:PORT` (TLS, HTTP/2 or HTTP/1.1 as ALPN settles, the certificate checked
+/// for HOST; port 443 by default).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Upstream {
-    /// Whether to speak HTTP/2 (h2c) rather than HTTP/1.1.
-    pub h2c: bool,
+    /// How to speak to it.
+    pub scheme: UpstreamScheme,
     /// Host and port.
     pub authority: http::uri::Authority,
+}
+
+/// How a filter pool speaks to its upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamScheme {
+    /// HTTP/1.1 over TCP (`http://`).
+    Http,
+    /// HTTP/2 over TCP, prior knowledge (`h2c://`).
+    H2c,
+    /// TLS, then HTTP/2 or HTTP/1.1 by ALPN (`https://`).
+    Https,
 }
 
 impl FromStr for Upstream {
@@ -158,14 +177,15 @@ impl FromStr for Upstream {
     fn from_str(text: &str) -> Result<Upstream, String> {
         let bad = |why: &str| {
             format!(
-                "invalid upstream {text:?}: {why}; expected http://HOST:PORT or h2c://HOST:PORT"
+                "invalid upstream {text:?}: {why}; expected http://HOST:PORT, h2c://HOST:PORT \
+                 or https://HOST:PORT"
             )
         };
         let uri: http::Uri = text.parse().map_err(|_| bad("not a URL"))?;
-        let h2c = match uri.scheme_str() {
-            Some("http") => false,
-            Some("h2c") => true,
-            Some("https") => return Err(bad("TLS to the upstream is not supported yet")),
+        let scheme = match uri.scheme_str() {
+            Some("http") => UpstreamScheme::Http,
+            Some("h2c") => UpstreamScheme::H2c,
+            Some("https") => UpstreamScheme::Https,
             _ => return Err(bad("unknown scheme")),
         };
         let authority = uri.authority().cloned().ok_or_else(|| bad("no host"))?;
@@ -180,13 +200,17 @@ impl FromStr for Upstream {
                 "a path or query is not allowed (filters rewrite paths)",
             ));
         }
-        Ok(Upstream { h2c, authority })
+        Ok(Upstream { scheme, authority })
     }
 }
 
 impl fmt::Display for Upstream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let scheme = if self.h2c { "h2c" } else { "http" };
+        let scheme = match self.scheme {
+            UpstreamScheme::Http => "http",
+            UpstreamScheme::H2c => "h2c",
+            UpstreamScheme::Https => "https",
+        };
         write!(f, "{scheme}://{}", self.authority)
     }
 }
@@ -407,7 +431,7 @@ mod tests {
         let pool = &config.pools[0];
         assert_eq!(pool.mode, PoolMode::Filter);
         let upstream = pool.upstream.as_ref().unwrap();
-        assert!(upstream.h2c);
+        assert_eq!(upstream.scheme, UpstreamScheme::H2c);
         assert_eq!(upstream.to_string(), "h2c://[::1]:9000");
         assert_eq!(pool.filter_body, FilterBody::Streamed);
         assert_eq!(pool.filter_body_limit, 10);
@@ -423,7 +447,7 @@ mod tests {
         ))
         .unwrap();
         let pool = &defaults.pools[0];
-        assert!(!pool.upstream.as_ref().unwrap().h2c);
+        assert_eq!(pool.upstream.as_ref().unwrap().scheme, UpstreamScheme::Http);
         assert_eq!(pool.filter_body, FilterBody::None);
         assert_eq!(pool.failure_mode, FailureMode::Closed);
         assert_eq!(pool.filter_timeout, DEFAULT_FILTER_TIMEOUT);

@@ -40,6 +40,23 @@ pub struct WorkerTls {
     pub client_ca: Option<PathBuf>,
 }
 
+/// `upstream_tls`: how a filter pool checks its `https://` upstream, and the client
+/// certificate it may present.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamTls {
+    /// A PEM file of the authorities the upstream's certificate must be valid under
+    /// (absolute path). Default: the system's roots.
+    #[serde(default, deserialize_with = "de_optional_absolute_path")]
+    pub ca: Option<PathBuf>,
+    /// A client certificate to present (PEM chain, absolute path), with `key`.
+    #[serde(default, deserialize_with = "de_optional_absolute_path")]
+    pub cert: Option<PathBuf>,
+    /// The private key of `cert` (PEM, absolute path).
+    #[serde(default, deserialize_with = "de_optional_absolute_path")]
+    pub key: Option<PathBuf>,
+}
+
 /// A certificate chain and its private key, as PEM files.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]

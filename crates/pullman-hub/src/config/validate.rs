@@ -13,7 +13,7 @@ use super::error::Problem;
 use super::values::RouteName;
 use super::{
     AdminConfig, Config, Document, HubConfig, MetricsConfig, PoolConfig, PoolMode, ProgramConfig,
-    WorkerListen,
+    UpstreamScheme, WorkerListen,
 };
 use crate::routing::RouteToml;
 
@@ -67,6 +67,25 @@ impl ConfigToml {
                     ));
                 }
                 _ => {}
+            }
+            if let Some(tls) = &settings.upstream_tls {
+                let https = settings
+                    .upstream
+                    .as_ref()
+                    .is_some_and(|u| u.scheme == UpstreamScheme::Https);
+                let why = if !https {
+                    Some("sets upstream_tls, which only an https:// upstream uses")
+                } else if tls.cert.is_some() != tls.key.is_some() {
+                    Some("sets one of upstream_tls.cert and upstream_tls.key: a client certificate needs both")
+                } else {
+                    None
+                };
+                if let Some(why) = why {
+                    return Err(Problem::at(
+                        pool.span(),
+                        format!("pool {:?} {why}", settings.name),
+                    ));
+                }
             }
             if let Some(first) = pool_spans.insert(&pool.get_ref().name, pool.span()) {
                 return Err(Problem::at(

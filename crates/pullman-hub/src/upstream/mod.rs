@@ -3,15 +3,20 @@
 //!
 //! One client per filter pool, with its own kept-alive connections: HTTP/1.1 for `http://`
 //! upstreams (the hub's own client, `h1`, over `http1`), HTTP/2 with prior
-//! knowledge for `h2c://` (hyper's). Bodies stream both ways; the client holds no more of a
+//! knowledge for `h2c://` (hyper's), and TLS for `https://`, then HTTP/2 or HTTP/1.1 as ALPN
+//! settles (hyper's, with rustls). Bodies stream both ways; the client holds no more of a
 //! body than one read or one frame.
 //!
 //! # Layout
 //! - `h1`: the HTTP/1.1 client: idle connections, one request at a time on each.
+//! - `https`: the TLS settings of an `https://` upstream.
 //! - `idle`: the bound on a pause within a response body, for both protocols.
 
 mod h1;
+mod https;
 mod idle;
+
+pub(crate) use https::check as check_tls;
 
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -23,11 +28,12 @@ use http::uri::{PathAndQuery, Scheme};
 use http::{Request, Response};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
-use crate::config::{PoolConfig, PoolMode, Upstream};
+use crate::config::{PoolConfig, PoolMode, Upstream, UpstreamScheme, UpstreamTls};
 use crate::error::RequestError;
 use crate::hop::is_hop_by_hop;
 use h1::H1Client;
@@ -38,9 +44,9 @@ pub(crate) use crate::http1::conn::BoxError;
 /// buffered copy, or a filter's), or the upstream's response body.
 pub(crate) type UpstreamBody = crate::http1::conn::OutBody;
 
-/// How long an idle h2c connection is kept for reuse: long enough to carry bursts that come
-/// seconds apart, shorter than the 60 s or more most servers keep them.
-const H2C_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long an idle h2c or https connection is kept for reuse: long enough to carry bursts
+/// that come seconds apart, shorter than the 60 s or more most servers keep them.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The client of one filter pool's upstream.
 pub(crate) struct UpstreamClient {
@@ -54,6 +60,10 @@ pub(crate) struct UpstreamClient {
 enum Protocol {
     H1(Arc<H1Client>),
     H2c(Box<Client<HttpConnector, UpstreamBody>>),
+    Https(Box<Client<HttpsConnector<HttpConnector>, UpstreamBody>>),
+    /// The TLS files went missing after the config's check: every request fails (502),
+    /// and this says why.
+    Unusable(String),
 }
 
 impl std::fmt::Debug for UpstreamClient {
@@ -74,6 +84,7 @@ impl UpstreamClient {
         let upstream = config.upstream.as_ref()?;
         Some(UpstreamClient::new(
             upstream,
+            config.upstream_tls.as_ref(),
             config.upstream_connect_timeout,
             config.upstream_timeout,
             stalls.clone(),
@@ -84,32 +95,50 @@ impl UpstreamClient {
     pub(crate) fn same_settings(a: &PoolConfig, b: &PoolConfig) -> bool {
         a.mode == b.mode
             && a.upstream == b.upstream
+            && a.upstream_tls == b.upstream_tls
             && a.upstream_connect_timeout == b.upstream_connect_timeout
             && a.upstream_timeout == b.upstream_timeout
     }
 
     pub(crate) fn new(
         upstream: &Upstream,
+        tls: Option<&UpstreamTls>,
         connect_timeout: Duration,
         timeout: Duration,
         stalls: Arc<AtomicU64>,
     ) -> UpstreamClient {
-        let client = if upstream.h2c {
-            let mut connector = HttpConnector::new();
-            connector.set_connect_timeout(Some(connect_timeout));
-            connector.set_nodelay(true);
-            let mut builder = Client::builder(TokioExecutor::new());
-            builder
-                .pool_idle_timeout(H2C_IDLE_TIMEOUT)
-                .pool_timer(hyper_util::rt::TokioTimer::new())
-                .timer(hyper_util::rt::TokioTimer::new())
-                .http2_only(true);
-            Protocol::H2c(Box::new(builder.build(connector)))
-        } else {
-            Protocol::H1(Arc::new(H1Client::new(
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(connect_timeout));
+        connector.set_nodelay(true);
+        let mut builder = Client::builder(TokioExecutor::new());
+        builder
+            .pool_idle_timeout(IDLE_TIMEOUT)
+            .pool_timer(hyper_util::rt::TokioTimer::new())
+            .timer(hyper_util::rt::TokioTimer::new());
+        let client = match upstream.scheme {
+            UpstreamScheme::Http => Protocol::H1(Arc::new(H1Client::new(
                 &upstream.authority,
                 connect_timeout,
-            )))
+            ))),
+            UpstreamScheme::H2c => {
+                builder.http2_only(true);
+                Protocol::H2c(Box::new(builder.build(connector)))
+            }
+            UpstreamScheme::Https => match https::client_config(tls) {
+                Ok(config) => {
+                    connector.enforce_http(false);
+                    let connector = HttpsConnectorBuilder::new()
+                        .with_tls_config(config)
+                        .https_only()
+                        .enable_all_versions()
+                        .wrap_connector(connector);
+                    Protocol::Https(Box::new(builder.build(connector)))
+                }
+                Err(why) => {
+                    tracing::error!(%upstream, %why, "the upstream's TLS settings cannot be read; its requests fail until they can and the config is reloaded");
+                    Protocol::Unusable(why)
+                }
+            },
         };
         UpstreamClient {
             client,
@@ -122,7 +151,10 @@ impl UpstreamClient {
     /// The absolute URI of `target` on the upstream.
     pub(crate) fn uri(&self, target: PathAndQuery) -> Result<http::Uri, RequestError> {
         let mut parts = http::uri::Parts::default();
-        parts.scheme = Some(Scheme::HTTP);
+        parts.scheme = Some(match self.upstream.scheme {
+            UpstreamScheme::Https => Scheme::HTTPS,
+            UpstreamScheme::Http | UpstreamScheme::H2c => Scheme::HTTP,
+        });
         parts.authority = Some(self.upstream.authority.clone());
         parts.path_and_query = Some(target);
         http::Uri::from_parts(parts).map_err(|_| RequestError::BadRequest)
@@ -135,22 +167,30 @@ impl UpstreamClient {
         req: Request<UpstreamBody>,
     ) -> Result<Response<UpstreamBody>, RequestError> {
         let limit = self.timeout;
-        let sent = match &self.client {
-            Protocol::H1(client) => tokio::time::timeout(limit, client.send(req))
-                .await
-                .map(|r| {
-                    r.map(|resp| resp.map(|b| self.guard(b)))
-                        .map_err(|e| error_chain(&e))
-                }),
-            Protocol::H2c(client) => {
-                tokio::time::timeout(limit, client.request(req))
+        let sent =
+            match &self.client {
+                Protocol::H1(client) => {
+                    tokio::time::timeout(limit, client.send(req))
+                        .await
+                        .map(|r| {
+                            r.map(|resp| resp.map(|b| self.guard(b)))
+                                .map_err(|e| error_chain(&e))
+                        })
+                }
+                Protocol::H2c(client) => tokio::time::timeout(limit, client.request(req))
                     .await
                     .map(|r| {
                         r.map(|resp| resp.map(|b: Incoming| self.guard(b)))
                             .map_err(|e| error_chain(&e))
-                    })
-            }
-        };
+                    }),
+                Protocol::Https(client) => tokio::time::timeout(limit, client.request(req))
+                    .await
+                    .map(|r| {
+                        r.map(|resp| resp.map(|b: Incoming| self.guard(b)))
+                            .map_err(|e| error_chain(&e))
+                    }),
+                Protocol::Unusable(why) => Ok(Err(why.clone())),
+            };
         match sent {
             Ok(Ok(resp)) => Ok(resp),
             Ok(Err(error)) => {
