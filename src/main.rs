@@ -361,7 +361,10 @@ fn announce(hub: &Hub) {
     let workers: Vec<String> = hub.worker_addrs().iter().map(ToString::to_string).collect();
     let admin = hub
         .admin_addr()
-        .map(|a| format!(" admin=http://{a}"))
+        .map(|a| {
+            let scheme = if hub.admin_tls() { "https" } else { "http" };
+            format!(" admin={scheme}://{a}")
+        })
         .unwrap_or_default();
     let tls = hub
         .tls_addr()

@@ -874,3 +874,59 @@ fn upstream_tls_settings_are_checked_before_they_are_used() {
         assert!(stderr.contains(why), "{why}: {stderr}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_admin_api_over_tls_still_asks_for_its_token() {
+    let certs = tempfile::tempdir().unwrap();
+    let ca = Ca::new("test CA");
+    std::fs::write(certs.path().join("ca.pem"), &ca.pem).unwrap();
+    ca.leaf(&["localhost"], certs.path(), "admin");
+    let admin = format!(
+        "{}tls = {{ certificates = [{{ cert = \"{1}/admin.pem\", key = \"{1}/admin.key\" }}] }}\n",
+        admin_table(),
+        certs.path().display()
+    );
+    let hub = HubProc::start_with(Transport::Tcp, "", &format!("{}{admin}", demo_pools()));
+    let addr = hub.admin.expect("the hub names its admin listener");
+    let curl = |token: Option<&str>| {
+        let mut cmd = std::process::Command::new("curl");
+        cmd.args([
+            "-sS",
+            "--max-time",
+            "30",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+        ])
+        .arg("--cacert")
+        .arg(certs.path().join("ca.pem"))
+        .args(["--resolve", &format!("localhost:{}:127.0.0.1", addr.port())]);
+        if let Some(token) = token {
+            cmd.args(["-H", &format!("Authorization: Bearer {token}")]);
+        }
+        let out = cmd
+            .arg(format!("https://localhost:{}/pools", addr.port()))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(curl(Some(ADMIN_TOKEN)), "200");
+    assert_eq!(curl(None), "401");
+    assert_eq!(curl(Some("wrong")), "401");
+    // Plain HTTP on the admin port gets no answer.
+    let plain = std::process::Command::new("curl")
+        .args([
+            "-sS",
+            "--max-time",
+            "30",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+        ])
+        .arg(format!("http://127.0.0.1:{}/pools", addr.port()))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&plain.stdout), "000");
+}

@@ -209,7 +209,7 @@ impl HubProc {
                 .and_then(|rest| rest.split(' ').next())
                 .map(|addr| addr.parse().unwrap())
         };
-        let admin = named(" admin=http://");
+        let admin = named(" admin=http://").or_else(|| named(" admin=https://"));
         let tls = named(" tls=https://");
         let transport = if worker_addr.starts_with("tcp://") {
             Transport::Tcp

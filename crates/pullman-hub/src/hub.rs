@@ -16,7 +16,7 @@ use crate::front::{ClientListener, Front};
 use crate::programs::Supervisor;
 use crate::reload::{ChangeError, Reconfig};
 use crate::state::HubState;
-use crate::tls::HubTls;
+use crate::tls::{HubTls, ServerTls};
 use crate::worker_port::{
     accept_workers, check_socket_path, program_hub_url, BoundWorkerListener, WorkerPort,
 };
@@ -57,6 +57,8 @@ pub struct Hub {
     supervisor: Arc<Supervisor>,
     reconfig: Arc<Reconfig>,
     admin: Option<(TcpListener, SocketAddr)>,
+    /// The admin listener's TLS settings, if `admin.tls` is set.
+    admin_tls: Option<Arc<ServerTls>>,
 }
 
 impl Hub {
@@ -79,7 +81,8 @@ impl Hub {
             listener: front_listener,
             tls: None,
         }];
-        let tls = HubTls::new(hub).map_err(HubError::Tls)?;
+        let tls = HubTls::new(&config).map_err(HubError::Tls)?;
+        let admin_tls = tls.admin.clone();
         let mut tls_addr = None;
         if let (Some(settings), Some(tls)) = (&tls.clients, &hub.tls) {
             let listener = TcpListener::bind(tls.listen)
@@ -134,6 +137,7 @@ impl Hub {
             drain_grace,
             supervisor,
             admin,
+            admin_tls,
         })
     }
 
@@ -142,7 +146,7 @@ impl Hub {
     /// and that the TLS certificates and keys can be read and go together (`check-config`
     /// runs this).
     pub fn check(config: &Config) -> Result<(), HubError> {
-        HubTls::new(&config.hub).map_err(HubError::Tls)?;
+        HubTls::new(config).map_err(HubError::Tls)?;
         crate::upstream::check_tls(&config.pools).map_err(HubError::Tls)?;
         for addr in &config.hub.workers_listen {
             if let WorkerListen::Unix(path) = addr {
@@ -161,6 +165,11 @@ impl Hub {
     /// A handle that reloads the config file (for SIGHUP).
     pub fn reload_handle(&self) -> ReloadHandle {
         ReloadHandle(self.reconfig.clone())
+    }
+
+    /// Whether the admin API speaks TLS.
+    pub fn admin_tls(&self) -> bool {
+        self.admin_tls.is_some()
     }
 
     /// Where the admin API listens, if it is on.
@@ -205,6 +214,7 @@ impl Hub {
             let admin = crate::admin::Admin::new(self.reconfig.clone(), self.state.clone());
             tokio::spawn(crate::admin::run(
                 listener,
+                self.admin_tls,
                 Arc::new(admin),
                 stop_rx.clone(),
             ));

@@ -150,7 +150,7 @@ impl Reconfig {
         // the whole change.
         let certificates = self
             .tls
-            .renew(&new.hub)
+            .renew(&new)
             .map_err(|why| ChangeError::Invalid(format!("TLS certificates: {why}")))?;
         crate::upstream::check_tls(&new.pools).map_err(ChangeError::Invalid)?;
         for warning in new.warnings() {
@@ -267,6 +267,9 @@ fn fixed_settings_unchanged(old: &Config, new: &Config) -> Result<(), ChangeErro
             }
             if a.allow_remote != b.allow_remote {
                 changed.push("admin.allow_remote");
+            }
+            if a.tls.is_some() != b.tls.is_some() {
+                changed.push("admin.tls (added or removed)");
             }
         }
         (None, None) => {}

@@ -2,7 +2,7 @@
 //! `/metrics`. See `docs/admin-api.md`.
 //!
 //! # Layout
-//! - this file: the listener and the connection loop;
+//! - this file: the listener (plain, or TLS with `admin.tls`) and the connection loop;
 //! - `api`: the endpoints (a path enum and one handler each) and JSON errors;
 //! - `auth`: the bearer token check.
 //! - `metrics`: the hub's metric families (pools and programs) that `/metrics` renders.
@@ -12,18 +12,21 @@ mod auth;
 mod metrics;
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
 use crate::metrics::Source;
 use crate::reload::Reconfig;
 use crate::state::HubState;
+use crate::tls::ServerTls;
 
 /// Admin connections served at once. Operators and a Prometheus scraper need a handful;
 /// the bound keeps a misbehaving script from taking the hub's descriptors. Past it, new
@@ -51,8 +54,14 @@ impl Admin {
     }
 }
 
-/// Serves the admin API until `stop` flips.
-pub(crate) async fn run(listener: TcpListener, admin: Arc<Admin>, mut stop: watch::Receiver<bool>) {
+/// Serves the admin API until `stop` flips: over TLS with `tls`, first bounded by the
+/// header read timeout.
+pub(crate) async fn run(
+    listener: TcpListener,
+    tls: Option<Arc<ServerTls>>,
+    admin: Arc<Admin>,
+    mut stop: watch::Receiver<bool>,
+) {
     let permits = Arc::new(Semaphore::new(MAX_ADMIN_CONNECTIONS));
     loop {
         let permit = tokio::select! {
@@ -73,21 +82,41 @@ pub(crate) async fn run(listener: TcpListener, admin: Arc<Admin>, mut stop: watc
                 continue;
             }
         };
-        let admin = admin.clone();
+        let (admin, tls) = (admin.clone(), tls.clone());
         tokio::spawn(async move {
-            let service = service_fn(move |req| {
-                let admin = admin.clone();
-                async move { Ok::<_, Infallible>(api::handle(&admin, req, peer).await) }
-            });
-            let served = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(ADMIN_HEADER_READ_TIMEOUT)
-                .serve_connection(TokioIo::new(sock), service)
-                .await;
-            if let Err(e) = served {
-                tracing::debug!(%peer, error = %e, "admin connection ended with an error");
+            match tls {
+                None => serve(sock, peer, admin).await,
+                Some(tls) => {
+                    let handshake = tls.acceptor().accept(sock);
+                    match tokio::time::timeout(ADMIN_HEADER_READ_TIMEOUT, handshake).await {
+                        Ok(Ok(stream)) => serve(stream, peer, admin).await,
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "admin TLS handshake failed")
+                        }
+                        Err(_) => tracing::debug!(%peer, "admin TLS handshake not done in time"),
+                    }
+                }
             }
             drop(permit);
         });
+    }
+}
+
+/// Serves one admin connection.
+async fn serve<S>(io: S, peer: SocketAddr, admin: Arc<Admin>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |req| {
+        let admin = admin.clone();
+        async move { Ok::<_, Infallible>(api::handle(&admin, req, peer).await) }
+    });
+    let served = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(ADMIN_HEADER_READ_TIMEOUT)
+        .serve_connection(TokioIo::new(io), service)
+        .await;
+    if let Err(e) = served {
+        tracing::debug!(%peer, error = %e, "admin connection ended with an error");
     }
 }

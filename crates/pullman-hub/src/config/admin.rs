@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 
 use serde::Deserialize;
 
+use super::tls::CertFiles;
 use super::values::{de_socket_addr, Secret};
 
 /// Default `admin.listen`: loopback, so that the admin API, which can change where requests
@@ -24,6 +25,19 @@ pub struct AdminConfig {
     /// Accept a `listen` address other hosts can reach. Default false.
     #[serde(default)]
     pub allow_remote: bool,
+    /// Serve the admin API over TLS (HTTP/1.1) with these certificates; the token is still
+    /// required. Default: plain HTTP.
+    #[serde(default)]
+    pub tls: Option<AdminTls>,
+}
+
+/// `admin.tls`: the admin listener's certificates.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminTls {
+    /// As for `[hub.tls]`; read again at every reload.
+    #[serde(deserialize_with = "super::tls::de_certificates")]
+    pub certificates: Vec<CertFiles>,
 }
 
 fn default_admin_listen() -> SocketAddr {

@@ -43,7 +43,7 @@ use std::fmt;
 use std::io::Read;
 use std::path::Path;
 
-pub use self::admin::{AdminConfig, DEFAULT_ADMIN_LISTEN};
+pub use self::admin::{AdminConfig, AdminTls, DEFAULT_ADMIN_LISTEN};
 pub use self::error::{ConfigError, Location};
 pub use self::hub::{
     HubConfig, WorkerListen, DEFAULT_DRAIN_GRACE, DEFAULT_HEADER_READ_TIMEOUT,

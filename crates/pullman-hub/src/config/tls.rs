@@ -69,7 +69,9 @@ pub struct CertFiles {
     pub key: PathBuf,
 }
 
-fn de_certificates<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<CertFiles>, D::Error> {
+pub(super) fn de_certificates<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<CertFiles>, D::Error> {
     let certificates = Vec::<CertFiles>::deserialize(deserializer)?;
     if certificates.is_empty() {
         return Err(D::Error::custom(

@@ -20,19 +20,21 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::sign::CertifiedKey;
 use x509_parser::extensions::GeneralName;
 
-use crate::config::{CertFiles, HubConfig};
+use crate::config::{CertFiles, Config};
 
-/// The hub's TLS listeners' settings: the client listener's and the worker listeners'.
-/// Every change of config reads their certificate files again.
+/// The hub's TLS listeners' settings: the client listener's, the worker listeners' and the
+/// admin listener's. Every change of config reads their certificate files again.
 #[derive(Default)]
 pub(crate) struct HubTls {
     pub(crate) clients: Option<Arc<ServerTls>>,
     pub(crate) workers: Option<Arc<ServerTls>>,
+    pub(crate) admin: Option<Arc<ServerTls>>,
 }
 
 impl HubTls {
-    /// Builds the settings `hub` asks for, reading every file they name.
-    pub(crate) fn new(hub: &HubConfig) -> Result<HubTls, String> {
+    /// Builds the settings `config` asks for, reading every file they name.
+    pub(crate) fn new(config: &Config) -> Result<HubTls, String> {
+        let hub = &config.hub;
         let clients = match &hub.tls {
             Some(tls) => Some(Arc::new(ServerTls::for_clients(&tls.certificates)?)),
             None => None,
@@ -44,17 +46,30 @@ impl HubTls {
             )?)),
             None => None,
         };
-        Ok(HubTls { clients, workers })
+        let admin = match config.admin.as_ref().and_then(|a| a.tls.as_ref()) {
+            Some(tls) => Some(Arc::new(ServerTls::for_admin(&tls.certificates)?)),
+            None => None,
+        };
+        Ok(HubTls {
+            clients,
+            workers,
+            admin,
+        })
     }
 
-    /// Reads the certificates `hub` names now, all or none; [`Renewal::serve`] then serves
-    /// them. (Which listeners there are, and the client CA, are fixed at start.)
-    pub(crate) fn renew(&self, hub: &HubConfig) -> Result<Renewal, String> {
+    /// Reads the certificates `config` names now, all or none; [`Renewal::serve`] then
+    /// serves them. (Which listeners there are, and the client CA, are fixed at start.)
+    pub(crate) fn renew(&self, config: &Config) -> Result<Renewal, String> {
+        let hub = &config.hub;
         let mut renewal = Vec::new();
         if let (Some(server), Some(tls)) = (&self.clients, &hub.tls) {
             renewal.push((server.clone(), load(&tls.certificates)?));
         }
         if let (Some(server), Some(tls)) = (&self.workers, &hub.worker_tls) {
+            renewal.push((server.clone(), load(&tls.certificates)?));
+        }
+        let admin = config.admin.as_ref().and_then(|a| a.tls.as_ref());
+        if let (Some(server), Some(tls)) = (&self.admin, admin) {
             renewal.push((server.clone(), load(&tls.certificates)?));
         }
         Ok(Renewal(renewal))

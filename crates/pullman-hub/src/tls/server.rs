@@ -26,6 +26,11 @@ impl ServerTls {
         ServerTls::new(files, &[b"h2", b"http/1.1"], None)
     }
 
+    /// For the admin API: the certificates, TLS 1.2 and 1.3, ALPN `http/1.1`.
+    pub(crate) fn for_admin(files: &[CertFiles]) -> Result<ServerTls, String> {
+        ServerTls::new(files, &[b"http/1.1"], None)
+    }
+
     /// For workers: the certificates, TLS 1.2 and 1.3, and, with `client_ca`, client
     /// certificates checked against it (a worker may present none; its pool decides).
     pub(crate) fn for_workers(
