@@ -18,7 +18,7 @@ mod watched;
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -241,6 +241,9 @@ impl Connections {
             epoch: self.epoch,
             close: Notify::new(),
             abort: AtomicBool::new(false),
+            resets: AtomicU32::new(0),
+            resets_since_ms: AtomicU64::new(self.epoch.elapsed().as_millis() as u64),
+            cancelled_too_often: AtomicBool::new(false),
         });
         self.open.lock().insert(id, activity.clone());
         Open {
@@ -302,6 +305,49 @@ impl Drop for Open {
     }
 }
 
+/// One request being served on a connection. Dropped unfinished, the client cancelled it
+/// (an HTTP/2 stream reset, or the connection gone): counted against the reset bound.
+struct InProgress {
+    activity: Arc<Activity>,
+    finished: bool,
+}
+
+impl InProgress {
+    fn start(activity: Arc<Activity>) -> InProgress {
+        activity.in_progress.fetch_add(1, Ordering::Relaxed);
+        activity.head_done();
+        InProgress {
+            activity,
+            finished: false,
+        }
+    }
+
+    /// The request got its response (dropping it unfinished counts a cancel).
+    fn finish(mut self) {
+        self.finished = true;
+    }
+}
+
+impl Drop for InProgress {
+    fn drop(&mut self) {
+        let activity = &self.activity;
+        activity.last_ms.store(activity.now_ms(), Ordering::Relaxed);
+        activity.in_progress.fetch_sub(1, Ordering::Relaxed);
+        if !self.finished {
+            activity.cancelled();
+        }
+    }
+}
+
+/// Most requests a client may cancel on one connection within [`RESET_WINDOW`]; past it
+/// the connection is closed. HTTP/2 rapid reset (CVE-2023-44487) opens and resets streams
+/// as fast as it can, so that the server starts work the client never waits for; h2 itself
+/// closes a connection whose streams are reset before the hub sees them, and this bounds
+/// those reset after. A browser cancels a few streams when a page changes, not hundreds.
+const MAX_RESETS: u32 = 200;
+/// The window [`MAX_RESETS`] counts in.
+const RESET_WINDOW: Duration = Duration::from_secs(10);
+
 /// `Activity::head_since_ms` when no request head is arriving.
 const NO_HEAD: u64 = u64::MAX;
 
@@ -315,9 +361,32 @@ struct Activity {
     epoch: Instant,
     close: Notify,
     abort: AtomicBool,
+    /// Requests cancelled since `resets_since_ms`.
+    resets: AtomicU32,
+    resets_since_ms: AtomicU64,
+    /// Why `abort` was set: too many cancelled requests, not a slow head.
+    cancelled_too_often: AtomicBool,
 }
 
 impl Activity {
+    /// A request was cancelled by the client; too many in [`RESET_WINDOW`] close the
+    /// connection.
+    fn cancelled(&self) {
+        let now = self.now_ms();
+        let since = self.resets_since_ms.load(Ordering::Relaxed);
+        let n = if now.saturating_sub(since) > RESET_WINDOW.as_millis() as u64 {
+            self.resets_since_ms.store(now, Ordering::Relaxed);
+            self.resets.store(1, Ordering::Relaxed);
+            1
+        } else {
+            self.resets.fetch_add(1, Ordering::Relaxed) + 1
+        };
+        if n > MAX_RESETS && !self.abort.swap(true, Ordering::Relaxed) {
+            self.cancelled_too_often.store(true, Ordering::Relaxed);
+            self.close.notify_one();
+        }
+    }
+
     fn now_ms(&self) -> u64 {
         self.epoch.elapsed().as_millis() as u64
     }
@@ -354,13 +423,11 @@ where
     let service = {
         let (front, activity, peer_text) = (front.clone(), activity.clone(), peer_text.clone());
         service_fn(move |req| {
-            let (front, activity, peer_text) = (front.clone(), activity.clone(), peer_text.clone());
-            activity.in_progress.fetch_add(1, Ordering::Relaxed);
-            activity.head_done();
+            let (front, peer_text) = (front.clone(), peer_text.clone());
+            let in_progress = InProgress::start(activity.clone());
             async move {
                 let resp = request::serve(&front, req, &peer_text).await;
-                activity.last_ms.store(activity.now_ms(), Ordering::Relaxed);
-                activity.in_progress.fetch_sub(1, Ordering::Relaxed);
+                in_progress.finish();
                 Ok::<_, Infallible>(resp)
             }
         })
@@ -381,6 +448,10 @@ where
                 return;
             }
             () = &mut asked_to_close, if !closing => {
+                if activity.cancelled_too_often.load(Ordering::Relaxed) {
+                    tracing::info!(%peer, "client connection closed: more than {MAX_RESETS} requests cancelled within {RESET_WINDOW:?} (HTTP/2 rapid reset)");
+                    return;
+                }
                 if activity.abort.load(Ordering::Relaxed) {
                     tracing::debug!(%peer, "request head not received within header_read_timeout");
                     return;
