@@ -225,3 +225,70 @@ async fn a_thousand_connections_that_never_say_hello_are_closed_and_workers_stil
     }
     assert_eq!(get(&c, &hub.url("/hello")).await.status, 200);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_body_sent_a_byte_a_second_is_cut_off() {
+    let hub = HubProc::start(Transport::Tcp, &demo_pools());
+    let _worker = hub.worker("demo", TOKEN, 4, "w1");
+    let c = client();
+    wait_ready(&c, &hub.url("/hello")).await;
+    let mut sock = TcpStream::connect(hub.front).await.unwrap();
+    sock.write_all(b"POST /sink HTTP/1.1\r\nhost: x\r\ncontent-length: 100000\r\n\r\n")
+        .await
+        .unwrap();
+    // A byte a second until the hub gives up (500 bytes a second is the default least).
+    let mut answer = Vec::new();
+    let mut ended = false;
+    for _ in 0..HANG_GUARD.as_secs() {
+        if sock.write_all(b"x").await.is_err() {
+            ended = true;
+            break;
+        }
+        let mut buf = [0u8; 1024];
+        match tokio::time::timeout(Duration::from_secs(1), sock.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => {
+                ended = true;
+                break;
+            }
+            Ok(Ok(n)) => answer.extend_from_slice(&buf[..n]),
+            Err(_) => {}
+        }
+    }
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        ended,
+        "the hub kept reading a body a byte a second: {answer}"
+    );
+    assert!(!answer.starts_with("HTTP/1.1 200"), "{answer}");
+    // Others are served meanwhile and after.
+    assert_eq!(get(&c, &hub.url("/hello")).await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_does_not_read_its_response_is_cut_off() {
+    let hub = HubProc::start(Transport::Tcp, &demo_pools());
+    let _worker = hub.worker("demo", TOKEN, 4, "w1");
+    let c = client();
+    wait_ready(&c, &hub.url("/hello")).await;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut sock = socket.connect(hub.front).await.unwrap();
+    let size = 256 * 1024 * 1024;
+    sock.write_all(format!("GET /bytes?n={size} HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    // It reads nothing until the hub has given up on it: the connection ends with the body
+    // far from whole.
+    hub.log.wait_for("fewer than 500 bytes a second", 1);
+    let mut got = 0usize;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match tokio::time::timeout(HANG_GUARD, sock.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => got += n,
+            Err(_) => panic!("the hub kept writing to a client that did not read"),
+        }
+    }
+    assert!(got < size, "{got}");
+    assert_eq!(get(&c, &hub.url("/hello")).await.status, 200);
+}

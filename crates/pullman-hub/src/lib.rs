@@ -21,7 +21,7 @@
 //! Shared by the stages: `state` (routes and pools, swapped whole at run time), `request`
 //! (a client request on its way), [`body`] (the response body the front serves), `hop`
 //! (hop-by-hop header fields), `accept` (accept failures), `tls` (certificates, and a TLS
-//! listener's settings), [`error`].
+//! listener's settings), `rate` (the least rate a client must keep), [`error`].
 //!
 //! The planes: [`hub`] (binding, running, draining), `reload` (changing a running hub, all
 //! or nothing), `admin` (the admin API and `/metrics`), [`programs`] (the supervisor),
@@ -42,6 +42,7 @@ mod http1;
 pub mod hub;
 mod metrics;
 pub mod programs;
+mod rate;
 mod reload;
 mod request;
 mod respond;

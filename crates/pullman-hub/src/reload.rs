@@ -231,6 +231,7 @@ fn fixed_settings_unchanged(old: &Config, new: &Config) -> Result<(), ChangeErro
             "hub.max_connections_per_ip",
             a.max_connections_per_ip != b.max_connections_per_ip,
         ),
+        ("hub.min_body_rate", a.min_body_rate != b.min_body_rate),
         (
             "hub.tls.listen",
             a.tls.as_ref().map(|t| t.listen) != b.tls.as_ref().map(|t| t.listen),

@@ -35,6 +35,9 @@ pub(crate) fn request_id(head: &HeadView) -> &str {
         .unwrap_or_default()
 }
 
+/// A client's request body, which must keep `hub.min_body_rate` while the hub reads it.
+pub(crate) type ClientBody = crate::rate::MinRate<Incoming>;
+
 /// A client request on its way to a pool's workers.
 pub(crate) struct ClientRequest<'a> {
     /// Method, target, version and fields, as hyper parsed them.
@@ -44,7 +47,7 @@ pub(crate) struct ClientRequest<'a> {
     /// The request's id.
     pub(crate) id: &'a RequestId,
     /// The body, unless the request has none.
-    pub(crate) body: Option<Incoming>,
+    pub(crate) body: Option<ClientBody>,
     /// The client's address as text.
     pub(crate) peer: &'a str,
     /// When the request arrived: its deadlines count from here.

@@ -41,6 +41,11 @@ pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(5);
 /// descriptors can hold.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 
+/// Default `hub.min_body_rate`: 500 bytes a second, Apache's `mod_reqtimeout` default: a
+/// phone on a poor link sends and reads far faster, and a client trickling bytes to hold a
+/// connection open is cut off within seconds.
+pub const DEFAULT_MIN_BODY_RATE: u64 = 500;
+
 /// The `[hub]` table: where the hub listens and its per-connection limits.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -89,6 +94,11 @@ pub struct HubConfig {
     /// default) sets none, since behind a proxy every client has the proxy's address.
     #[serde(default)]
     pub max_connections_per_ip: usize,
+    /// Bytes a second a client must keep, over each 10 s the hub waits on it, while the hub
+    /// reads its request body or writes its response; below it the request fails (a body)
+    /// or the connection is closed (a response). 0 sets none.
+    #[serde(default = "default_min_body_rate")]
+    pub min_body_rate: u64,
     /// Interval between the hub's pings on each worker link.
     #[serde(
         default = "default_ping_interval",
@@ -229,6 +239,10 @@ fn de_max_connections<'de, D: Deserializer<'de>>(deserializer: D) -> Result<usiz
         return Err(D::Error::custom("max_connections must be at least 1"));
     }
     Ok(limit)
+}
+
+fn default_min_body_rate() -> u64 {
+    DEFAULT_MIN_BODY_RATE
 }
 
 fn default_max_connections() -> usize {

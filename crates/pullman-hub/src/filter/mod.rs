@@ -22,7 +22,6 @@ use http::header::CONTENT_LENGTH;
 use http::{Method, Response};
 use http_body::Body;
 use http_body_util::{BodyExt, Empty, Full, LengthLimitError, Limited};
-use hyper::body::Incoming;
 use pullman_link::Stream;
 use pullman_proto::{HeadView, Mode, Verdict};
 use tokio::time::Instant;
@@ -33,9 +32,9 @@ use crate::dispatch::{dispatch, Answer, Failed, First, InFlight, Job, Payload, P
 use crate::error::RequestError;
 use crate::hop::strip_hop_by_hop;
 use crate::metrics::{count, FilterStats};
-use crate::request::{ClientRequest, X_REQUEST_ID};
+use crate::request::{ClientBody, ClientRequest, X_REQUEST_ID};
 use crate::respond::worker_response;
-use crate::upstream::{BoxError, UpstreamBody};
+use crate::upstream::UpstreamBody;
 use forward::{apply_edits, client_response, upstream_request};
 
 /// A filter's answer to one phase.
@@ -357,13 +356,13 @@ impl Kept {
 }
 
 /// The client's body as it crosses to a filter or the upstream.
-fn boxed(body: Incoming) -> UpstreamBody {
-    body.map_err(BoxError::from).boxed_unsync()
+fn boxed(body: ClientBody) -> UpstreamBody {
+    body.boxed_unsync()
 }
 
 /// Reads the client's body whole for a buffered filter: 413 past `limit`.
 async fn buffer(
-    body: Option<Incoming>,
+    body: Option<ClientBody>,
     limit: u64,
     deadline: Instant,
 ) -> Result<Bytes, RequestError> {

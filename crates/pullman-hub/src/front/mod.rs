@@ -50,6 +50,9 @@ pub(crate) struct Front {
     max_connections: usize,
     /// 0: none.
     max_connections_per_ip: usize,
+    /// Bytes a second a client must keep while the hub reads its body or writes its
+    /// response; 0: none.
+    pub(crate) min_body_rate: u64,
 }
 
 impl Front {
@@ -63,6 +66,7 @@ impl Front {
             header_read_timeout: hub.header_read_timeout,
             max_connections: hub.max_connections,
             max_connections_per_ip: hub.max_connections_per_ip,
+            min_body_rate: hub.min_body_rate,
         })
     }
 }
@@ -432,7 +436,7 @@ where
             }
         })
     };
-    let sock = Watched::new(sock, activity.clone());
+    let sock = Watched::new(sock, activity.clone(), front.min_body_rate);
     let conn = front.http.serve_connection(TokioIo::new(sock), service);
     tokio::pin!(conn);
     let asked_to_close = activity.close.notified();
@@ -443,7 +447,10 @@ where
             biased;
             result = conn.as_mut() => {
                 if let Err(e) = result {
-                    tracing::debug!(%peer, error = %e, "client connection ended with an error");
+                    match crate::rate::too_slow(&*e) {
+                        Some(slow) => tracing::info!(%peer, "client connection closed: {slow}"),
+                        None => tracing::debug!(%peer, error = %e, "client connection ended with an error"),
+                    }
                 }
                 return;
             }

@@ -16,6 +16,7 @@ use crate::body::HubBody;
 use crate::config::PoolMode;
 use crate::dispatch::{dispatch, Payload, Pool, Record};
 use crate::error::RequestError;
+use crate::rate::MinRate;
 use crate::request::{ClientRequest, RequestId, X_REQUEST_ID};
 use crate::respond;
 
@@ -70,7 +71,7 @@ async fn handle(
         parts,
         head,
         id,
-        body: (!body.is_end_stream()).then_some(body),
+        body: (!body.is_end_stream()).then(|| MinRate::new(body, front.min_body_rate)),
         peer,
         started,
     };

@@ -9,6 +9,7 @@ use std::task::{ready, Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::Activity;
+use crate::rate::RateGuard;
 
 /// A client's stream (its socket, or the TLS session over it, whose plain text is what
 /// counts) that notes when the first bytes of a new HTTP/1 request head arrive:
@@ -20,6 +21,8 @@ pub(super) struct Watched<S> {
     sock: S,
     activity: Arc<Activity>,
     protocol: Protocol,
+    /// The rate the client must read at while a write waits on it.
+    reading: RateGuard,
 }
 
 /// What a client connection speaks, as far as its first bytes tell.
@@ -87,7 +90,10 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        let written = ready!(Pin::new(&mut this.sock).poll_write(cx, buf))?;
+        let Poll::Ready(written) = Pin::new(&mut this.sock).poll_write(cx, buf)? else {
+            return this.wait_on_reader(cx);
+        };
+        this.reading.moved(written);
         this.activity.head_done();
         Poll::Ready(Ok(written))
     }
@@ -98,7 +104,10 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        let written = ready!(Pin::new(&mut this.sock).poll_write_vectored(cx, bufs))?;
+        let Poll::Ready(written) = Pin::new(&mut this.sock).poll_write_vectored(cx, bufs)? else {
+            return this.wait_on_reader(cx);
+        };
+        this.reading.moved(written);
         this.activity.head_done();
         Poll::Ready(Ok(written))
     }
@@ -117,11 +126,23 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
 }
 
 impl<S> Watched<S> {
-    pub(super) fn new(sock: S, activity: Arc<Activity>) -> Watched<S> {
+    pub(super) fn new(sock: S, activity: Arc<Activity>, min_rate: u64) -> Watched<S> {
         Watched {
             sock,
             activity,
             protocol: Protocol::Unknown { preface_seen: 0 },
+            reading: RateGuard::new(min_rate),
+        }
+    }
+
+    /// A write returned Pending: the client does not read. An error once it has read too
+    /// little for too long (`hub.min_body_rate`).
+    fn wait_on_reader(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        match self.reading.poll_wait(cx) {
+            Poll::Ready(Err(slow)) => {
+                Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, slow)))
+            }
+            Poll::Ready(Ok(())) | Poll::Pending => Poll::Pending,
         }
     }
 }
