@@ -89,6 +89,21 @@ fn tls_table(dir: &Path, stems: &[&str]) -> String {
     )
 }
 
+/// Writes `config` as a file and runs `pullman COMMAND --config FILE`, which must fail
+/// saying `why`.
+fn refused(command: &str, dir: &Path, config: &str, why: &str) {
+    let path = dir.join("hub.toml");
+    std::fs::write(&path, config).unwrap();
+    let out = std::process::Command::new(BIN)
+        .args([command, "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{command}: {why}");
+    assert!(stderr.contains(why), "{command}: {why}: {stderr}");
+}
+
 fn demo_pools() -> String {
     format!("{}{}", pool("demo", TOKEN, ""), route_all("demo"))
 }
@@ -475,26 +490,13 @@ fn certificates_that_cannot_be_served_stop_the_hub_before_it_starts() {
             "must be an absolute path",
         ),
     ] {
-        let path = certs.path().join("hub.toml");
-        std::fs::write(
-            &path,
-            format!(
-                "[hub]\nlisten = \"127.0.0.1:0\"\nworkers_listen = [\"tcp://127.0.0.1:0\"]\n\
-                 [hub.tls]\nlisten = \"127.0.0.1:0\"\n{table}\n{}",
-                demo_pools()
-            ),
-        )
-        .unwrap();
+        let config = format!(
+            "[hub]\nlisten = \"127.0.0.1:0\"\nworkers_listen = [\"tcp://127.0.0.1:0\"]\n\
+             [hub.tls]\nlisten = \"127.0.0.1:0\"\n{table}\n{}",
+            demo_pools()
+        );
         for command in ["check-config", "hub"] {
-            let out = std::process::Command::new(BIN)
-                .arg(command)
-                .arg("--config")
-                .arg(&path)
-                .output()
-                .unwrap();
-            assert!(!out.status.success(), "{command} {table}");
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            assert!(stderr.contains(why), "{command} {table}: {stderr}");
+            refused(command, certs.path(), &config, why);
         }
     }
 }
@@ -664,24 +666,12 @@ fn worker_tls_settings_that_do_not_fit_together_are_refused() {
             "missing.pem",
         ),
     ] {
-        let path = dir.path().join("hub.toml");
-        std::fs::write(
-            &path,
-            format!(
-                "[hub]\nlisten = \"127.0.0.1:0\"\nworkers_listen = [\"{listen}\"]\n{tls}{}{pool_extra}{}",
-                pool("p", TOKEN, ""),
-                route_all("p")
-            ),
-        )
-        .unwrap();
-        let out = std::process::Command::new(BIN)
-            .args(["check-config", "--config"])
-            .arg(&path)
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{why}");
-        assert!(stderr.contains(why), "{why}: {stderr}");
+        let config = format!(
+            "[hub]\nlisten = \"127.0.0.1:0\"\nworkers_listen = [\"{listen}\"]\n{tls}{}{pool_extra}{}",
+            pool("p", TOKEN, ""),
+            route_all("p")
+        );
+        refused("check-config", dir.path(), &config, why);
     }
 }
 
@@ -850,28 +840,16 @@ fn upstream_tls_settings_are_checked_before_they_are_used() {
             "must be an absolute path",
         ),
     ] {
-        let path = dir.path().join("hub.toml");
-        std::fs::write(
-            &path,
-            format!(
-                "[hub]\nlisten = \"127.0.0.1:0\"\nworkers_listen = [\"tcp://127.0.0.1:0\"]\n{}{}",
-                pool(
-                    "f",
-                    TOKEN,
-                    &format!("mode = \"filter\"\nupstream = \"{upstream}\"\n{tls}\n")
-                ),
-                route_all("f")
+        let config = format!(
+            "[hub]\nlisten = \"127.0.0.1:0\"\nworkers_listen = [\"tcp://127.0.0.1:0\"]\n{}{}",
+            pool(
+                "f",
+                TOKEN,
+                &format!("mode = \"filter\"\nupstream = \"{upstream}\"\n{tls}\n")
             ),
-        )
-        .unwrap();
-        let out = std::process::Command::new(BIN)
-            .args(["check-config", "--config"])
-            .arg(&path)
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{why}");
-        assert!(stderr.contains(why), "{why}: {stderr}");
+            route_all("f")
+        );
+        refused("check-config", dir.path(), &config, why);
     }
 }
 

@@ -285,6 +285,21 @@ impl Held {
     }
 }
 
+/// A TCP connection to the hub; redirect mode learns the worker's address on it.
+async fn connect_tcp<H: Service>(
+    addr: &str,
+    control: &WorkerControl<H>,
+) -> Result<TcpStream, DialError> {
+    let sock = TcpStream::connect(addr)
+        .await
+        .map_err(|e| DialError::Retry(e.to_string()))?;
+    let _ = sock.set_nodelay(true);
+    if let (Some(parking), Ok(local)) = (&control.shared.parking, sock.local_addr()) {
+        parking.set_link_ip(local.ip());
+    }
+    Ok(sock)
+}
+
 enum DialError {
     /// Retrying will not help.
     Fatal(WorkerError),
@@ -458,23 +473,11 @@ impl Worker {
     ) -> Result<(Link, JoinHandle<LinkError>), DialError> {
         match &self.hub {
             HubAddr::Tcp(addr) => {
-                let sock = TcpStream::connect(addr)
-                    .await
-                    .map_err(|e| DialError::Retry(e.to_string()))?;
-                let _ = sock.set_nodelay(true);
-                if let (Some(parking), Ok(local)) = (&control.shared.parking, sock.local_addr()) {
-                    parking.set_link_ip(local.ip());
-                }
+                let sock = connect_tcp(addr, &control).await?;
                 self.handshake(sock, control).await
             }
             HubAddr::Tls(addr) => {
-                let sock = TcpStream::connect(addr)
-                    .await
-                    .map_err(|e| DialError::Retry(e.to_string()))?;
-                let _ = sock.set_nodelay(true);
-                if let (Some(parking), Ok(local)) = (&control.shared.parking, sock.local_addr()) {
-                    parking.set_link_ip(local.ip());
-                }
+                let sock = connect_tcp(addr, &control).await?;
                 // `settle` makes one for every tls:// hub.
                 let tls = self.tls.as_ref().ok_or_else(|| {
                     DialError::Fatal(WorkerError::Settings("no TLS settings".into()))
