@@ -19,7 +19,10 @@ def parser(prog: str, description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description=description)
     env = os.environ.get
     p.add_argument("app", metavar="MODULE:APP", help="the app, e.g. myproject.wsgi:app or app:create_app()")
-    p.add_argument("--hub", default=env("PULLMAN_HUB"), help="tcp://HOST:PORT or unix:///PATH (PULLMAN_HUB)")
+    p.add_argument("--hub", default=env("PULLMAN_HUB"), help="tcp://HOST:PORT, tls://HOST:PORT or unix:///PATH (PULLMAN_HUB)")
+    p.add_argument("--tls-ca", metavar="FILE", help="for a tls:// hub: PEM authorities that sign its certificate (default: the system's roots)")
+    p.add_argument("--tls-cert", metavar="FILE", help="for a tls:// hub whose pool names its workers: this worker's certificate (PEM)")
+    p.add_argument("--tls-key", metavar="FILE", help="the private key of --tls-cert (PEM)")
     p.add_argument("--pool", default=env("PULLMAN_POOL"), help="the hub's pool to serve (PULLMAN_POOL)")
     p.add_argument("--token", default=env("PULLMAN_TOKEN"), help="the pool's token (PULLMAN_TOKEN)")
     p.add_argument("--name", help="how the hub shows this worker")
@@ -59,6 +62,8 @@ def check(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         p.error("--redirect-response must be a port, 0 to 65535")
     elif args.redirect_min_bytes < 0:
         p.error("--redirect-min-bytes must be at least 0")
+    if (args.tls_cert is None) != (args.tls_key is None):
+        p.error("--tls-cert and --tls-key go together")
 
 
 def setup_logging(level: str) -> None:
@@ -106,6 +111,8 @@ def make_worker(args: argparse.Namespace, concurrency: int) -> Worker:
             cpu_gate=args.cpu_gate,
             memory_gate=args.memory_gate,
         )
+        if args.tls_ca or args.tls_cert:
+            worker.tls(ca=args.tls_ca, cert=args.tls_cert, key=args.tls_key)
         if args.redirect_response is not None:
             worker.redirect(
                 args.redirect_response,

@@ -175,6 +175,14 @@ class Worker(Protocol):
         response nobody fetches is dropped after ``expiry`` seconds (at most 3600)."""
         ...
 
+    def tls(self, ca: Optional[str] = None, cert: Optional[str] = None, key: Optional[str] = None) -> None:
+        """TLS to a ``tls://`` hub (before :meth:`connect`): ``ca``, a PEM file of the
+        authorities that sign the hub's certificate (default: the system's roots); ``cert``
+        and ``key`` together, this worker's client certificate, for a pool that names its
+        workers (``allowed_workers``). A hub that refuses the certificate ends the worker
+        (:class:`Refused`)."""
+        ...
+
     def check(self) -> None:
         """Checks the settings as :meth:`connect` will, without connecting: ``ValueError``
         if one is missing or they contradict each other."""

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use pullman_worker::pull::{Mode, PullError, PullWorker};
-use pullman_worker::{CpuGate, HubAddr, MemoryGate, Redirect, Worker as SdkWorker, WorkerBuilder};
+use pullman_worker::{
+    CpuGate, HubAddr, MemoryGate, Redirect, TlsSettings, Worker as SdkWorker, WorkerBuilder,
+};
 use pyo3::prelude::*;
 
 use crate::errors::{invalid, to_py, wrong_state};
@@ -209,6 +211,30 @@ impl Worker {
             expiry,
         };
         self.with_setup(|b| b.redirect(redirect))
+    }
+
+    /// TLS to a `tls://` hub: `ca`, a PEM file of the authorities that sign the hub's
+    /// certificate (default: the system's roots); `cert` and `key`, this worker's client
+    /// certificate and its key, for a pool that names its workers (`allowed_workers`). The
+    /// files are read at `check()` and `connect()`; a hub that refuses the certificate ends
+    /// the worker (`Refused`).
+    #[pyo3(signature = (ca=None, cert=None, key=None))]
+    fn tls(
+        &self,
+        ca: Option<std::path::PathBuf>,
+        cert: Option<std::path::PathBuf>,
+        key: Option<std::path::PathBuf>,
+    ) -> PyResult<()> {
+        let mut tls = TlsSettings::default();
+        if let Some(ca) = ca {
+            tls = tls.ca(ca);
+        }
+        match (cert, key) {
+            (Some(cert), Some(key)) => tls = tls.identity(cert, key),
+            (None, None) => {}
+            _ => return Err(invalid("a client certificate needs both cert and key")),
+        }
+        self.with_setup(|b| b.tls(tls))
     }
 
     /// Checks the settings as `connect()` will (`ValueError` if one is missing or they

@@ -215,6 +215,9 @@ class FakeWorker:
     def redirect(self, port: int, host: Optional[str] = None, min_bytes: int = 65536, expiry: float = 20.0) -> None:
         raise NotImplementedError("the fake has no link: redirect mode is tested against the real hub")
 
+    def tls(self, ca: Optional[str] = None, cert: Optional[str] = None, key: Optional[str] = None) -> None:
+        raise NotImplementedError("the fake has no link: TLS is tested against the real hub")
+
     def check(self) -> None:
         pass
 

@@ -14,6 +14,7 @@ import importlib.util
 import http.client
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -519,3 +520,84 @@ def test_an_asgi_app_waiting_in_receive_hears_its_client_leave(hub: Hub, tmp_pat
         assert (tmp_path / "disconnected.txt").exists(), "http.disconnect never reached receive()"
     finally:
         assert stop(worker) == 0
+
+
+def make_certificate(tmp: Path, stem: str, san: str, ca: str | None) -> None:
+    """``stem.pem`` and ``stem.key``: a certificate for ``san`` (``DNS:...`` or ``URI:...``)
+    signed by ``ca`` (a stem), or a CA of its own when ``ca`` is None; with openssl."""
+    if shutil.which("openssl") is None:
+        cannot_run("no openssl to make the test's certificates")
+    run = lambda *args: subprocess.run(["openssl", *args], cwd=tmp, check=True, capture_output=True)  # noqa: E731
+    key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", f"{stem}.key"]
+    if ca is None:
+        run("req", "-x509", *key, "-out", f"{stem}.pem", "-subj", f"/CN={stem}", "-days", "2",
+            "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign")
+        return
+    run("req", *key, "-out", f"{stem}.csr", "-subj", f"/CN={stem}")
+    (tmp / f"{stem}.ext").write_text(f"subjectAltName={san}\n")
+    run("x509", "-req", "-in", f"{stem}.csr", "-CA", f"{ca}.pem", "-CAkey", f"{ca}.key", "-CAcreateserial",
+        "-out", f"{stem}.pem", "-days", "2", "-extfile", f"{stem}.ext")
+
+
+def test_a_wsgi_runner_serves_over_tls_with_a_client_certificate(tmp_path: Path) -> None:
+    make_certificate(tmp_path, "ca", "", None)
+    make_certificate(tmp_path, "hub", "DNS:localhost", "ca")
+    make_certificate(tmp_path, "worker", "URI:spiffe://test/py", "ca")
+    (tmp_path / "hub.toml").write_text(
+        textwrap.dedent(
+            f"""
+            [hub]
+            listen = "127.0.0.1:0"
+            workers_listen = ["tls://127.0.0.1:0"]
+            [hub.worker_tls]
+            certificates = [{{ cert = "{tmp_path}/hub.pem", key = "{tmp_path}/hub.key" }}]
+            client_ca = "{tmp_path}/ca.pem"
+            [[pool]]
+            name = "secure"
+            token = "{TOKEN}"
+            allowed_workers = ["spiffe://test/py"]
+            [[route]]
+            pool = "secure"
+            """
+        )
+    )
+    proc = subprocess.Popen(
+        [hub_binary(), "hub", str(tmp_path / "hub.toml")],
+        stdout=subprocess.PIPE, stderr=open(tmp_path / "hub.log", "w"), text=True,
+    )
+    try:
+        line = proc.stdout.readline()
+        assert "front=http://" in line, (tmp_path / "hub.log").read_text()
+        front = line.split("front=http://")[1].split()[0]
+        port = line.split("workers=tls://")[1].split()[0].rsplit(":", 1)[1]
+        threading.Thread(target=proc.stdout.read, daemon=True).start()
+        (tmp_path / "tlsapp.py").write_text(
+            "def app(environ, start_response):\n"
+            "    start_response('200 OK', [('content-type', 'text/plain')])\n"
+            "    return [b'hello over tls\\n']\n"
+        )
+        base = ["-m", "pullman.wsgi", "--hub", f"tls://localhost:{port}", "--pool", "secure", "--token", TOKEN]
+        # Without its certificate the worker is refused, and says why.
+        (tmp_path / "worker.log").write_text("")
+        anonymous = start(tmp_path, [*base, "--tls-ca", "ca.pem", "tlsapp:app"])
+        assert anonymous.wait(timeout=HANG_GUARD) != 0
+        assert "presented none" in (tmp_path / "worker.log").read_text()
+        worker = start(tmp_path, [*base, "--tls-ca", "ca.pem", "--tls-cert", "worker.pem", "--tls-key", "worker.key", "tlsapp:app"])
+        try:
+            host, front_port = front.rsplit(":", 1)
+            deadline = time.monotonic() + HANG_GUARD
+            while True:
+                conn = http.client.HTTPConnection(host, int(front_port), timeout=HANG_GUARD)
+                conn.request("GET", "/")
+                resp = conn.getresponse()
+                body = resp.read()
+                conn.close()
+                if resp.status not in (503, 504) or time.monotonic() > deadline:
+                    break
+                time.sleep(0.05)
+            assert (resp.status, body) == (200, b"hello over tls\n"), (tmp_path / "worker.log").read_text()
+        finally:
+            assert stop(worker) == 0
+    finally:
+        proc.terminate()
+        proc.wait(timeout=HANG_GUARD)

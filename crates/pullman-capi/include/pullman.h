@@ -364,6 +364,16 @@ pm_code pm_worker_add_memory_gate(pm_worker *w, uint64_t min_available);
 pm_code pm_worker_set_redirect(pm_worker *w, uint16_t port, const char *host, uint64_t min_bytes, uint32_t expiry_ms);
 
 /**
+ * TLS to a `tls://` hub: `ca`, the path of a PEM file of the authorities that sign the
+ * hub's certificate (null: the system's roots); `cert` and `key`, both or neither, the
+ * paths of this worker's client certificate and its key (PEM), for a pool that names its
+ * workers (`allowed_workers`). NUL-terminated strings the call copies; the files are read
+ * at `pm_worker_connect`, which fails if they cannot be. A hub that refuses the
+ * certificate ends the worker (`PM_CODE_REFUSED`). Before `pm_worker_connect`.
+ */
+pm_code pm_worker_set_tls(pm_worker *w, const char *ca, const char *cert, const char *key);
+
+/**
  * Starts the worker for a pool of kind `mode` (`PM_MODE_RESPOND` or `PM_MODE_FILTER`):
  * it dials the hub in the background, and keeps dialing, with backoff, while the hub is
  * away. Fails at once on missing or contradictory settings; a hub that refuses the worker

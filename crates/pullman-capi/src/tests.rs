@@ -38,7 +38,7 @@ unsafe extern "C" fn no_handler(_: *mut PmRequest, _: *mut c_void) {}
 unsafe fn every_worker_call(w: *mut PmWorker, want: PmCode) {
     let s = c"x".as_ptr();
     let mut req = null_mut();
-    let calls: [(&str, PmCode); 15] = unsafe {
+    let calls: [(&str, PmCode); 16] = unsafe {
         [
             (
                 "set_hub",
@@ -59,6 +59,7 @@ unsafe fn every_worker_call(w: *mut PmWorker, want: PmCode) {
                 "set_redirect",
                 pm_worker_set_redirect(w, 0, null(), 0, 1000),
             ),
+            ("set_tls", pm_worker_set_tls(w, null(), null(), null())),
             ("connect", pm_worker_connect(w, PmMode::Respond as u32)),
             ("next", pm_worker_next(w, 0, &mut req)),
             ("run", pm_worker_run(w, Some(no_handler), null_mut())),
@@ -253,6 +254,57 @@ fn a_live_worker_refuses_null_and_bad_arguments() {
             "host not UTF-8",
         );
         expect(pm_worker_free(r), PmCode::Ok, "free");
+
+        // TLS settings: a certificate needs its key; they need a tls:// hub; a CA file that
+        // cannot be read fails the connect with its path.
+        let mut t = null_mut();
+        expect(pm_worker_new(&mut t), PmCode::Ok, "new");
+        let (pool, token) = (c"p".as_ptr(), c"t".as_ptr());
+        expect(pm_worker_set_pool(t, pool), PmCode::Ok, "pool");
+        expect(pm_worker_set_token(t, token), PmCode::Ok, "token");
+        expect(
+            pm_worker_set_tls(t, null(), c"/w.pem".as_ptr(), null()),
+            PmCode::InvalidArgument,
+            "a certificate without its key",
+        );
+        assert!(
+            last_error().contains("both cert and key"),
+            "{}",
+            last_error()
+        );
+        let missing = c"/nonexistent/pullman-ca.pem".as_ptr();
+        expect(
+            pm_worker_set_tls(t, missing, null(), null()),
+            PmCode::Ok,
+            "tls",
+        );
+        expect(
+            pm_worker_set_hub(t, c"tcp://127.0.0.1:9".as_ptr()),
+            PmCode::Ok,
+            "hub",
+        );
+        expect(
+            pm_worker_connect(t, 0),
+            PmCode::InvalidArgument,
+            "tls on tcp",
+        );
+        assert!(
+            last_error().contains("need a tls:// hub"),
+            "{}",
+            last_error()
+        );
+        expect(
+            pm_worker_set_hub(t, c"tls://localhost:9".as_ptr()),
+            PmCode::Ok,
+            "hub",
+        );
+        expect(
+            pm_worker_connect(t, 0),
+            PmCode::InvalidArgument,
+            "no CA file",
+        );
+        assert!(last_error().contains("pullman-ca.pem"), "{}", last_error());
+        expect(pm_worker_free(t), PmCode::Ok, "free");
 
         // Shared memory needs a Unix hub: refused at connect, and the worker stays usable.
         expect(

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 use pullman_worker::pull::{Mode, PullWorker};
-use pullman_worker::{CpuGate, HubAddr, MemoryGate, Redirect, Worker, WorkerBuilder};
+use pullman_worker::{CpuGate, HubAddr, MemoryGate, Redirect, TlsSettings, Worker, WorkerBuilder};
 
 use crate::error::{guard, Fail, PmCode};
 use crate::handle::{REQUESTS, WORKERS};
@@ -322,6 +322,44 @@ pub unsafe extern "C" fn pm_worker_set_redirect(
             expiry: Duration::from_millis(expiry_ms.into()),
         };
         w.with_setup(|b, _| Ok(b.redirect(redirect)))
+    })
+}
+
+/// TLS to a `tls://` hub: `ca`, the path of a PEM file of the authorities that sign the
+/// hub's certificate (null: the system's roots); `cert` and `key`, both or neither, the
+/// paths of this worker's client certificate and its key (PEM), for a pool that names its
+/// workers (`allowed_workers`). NUL-terminated strings the call copies; the files are read
+/// at `pm_worker_connect`, which fails if they cannot be. A hub that refuses the
+/// certificate ends the worker (`PM_CODE_REFUSED`). Before `pm_worker_connect`.
+#[no_mangle]
+pub unsafe extern "C" fn pm_worker_set_tls(
+    w: *mut PmWorker,
+    ca: *const c_char,
+    cert: *const c_char,
+    key: *const c_char,
+) -> PmCode {
+    guard(|| {
+        let w = unsafe { worker(w)? };
+        let path = |p: *const c_char, what: &str| -> Result<Option<String>, Fail> {
+            if p.is_null() {
+                return Ok(None);
+            }
+            Ok(Some(unsafe { text(p, what)? }.to_string()))
+        };
+        let mut tls = TlsSettings::default();
+        if let Some(ca) = path(ca, "ca")? {
+            tls = tls.ca(ca);
+        }
+        match (path(cert, "cert")?, path(key, "key")?) {
+            (Some(cert), Some(key)) => tls = tls.identity(cert, key),
+            (None, None) => {}
+            _ => {
+                return Err(Fail::invalid(
+                    "a client certificate needs both cert and key",
+                ))
+            }
+        }
+        w.with_setup(|b, _| Ok(b.tls(tls)))
     })
 }
 
