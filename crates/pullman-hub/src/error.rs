@@ -21,6 +21,9 @@ pub enum RequestError {
     /// The request could not be turned into a head view.
     #[error("malformed request")]
     BadRequest,
+    /// The client sent its body slower than `hub.min_body_rate`.
+    #[error("request body too slow")]
+    BodyTooSlow,
     /// The client went away before its answer (never sent, only counted).
     #[error("client went away")]
     ClientGone,
@@ -86,7 +89,7 @@ impl RequestError {
     pub fn source(self) -> ErrorSource {
         use RequestError::*;
         match self {
-            NoRoute | HeadersTooLarge | BodyTooLarge | BadRequest | ClientGone => {
+            NoRoute | HeadersTooLarge | BodyTooLarge | BodyTooSlow | BadRequest | ClientGone => {
                 ErrorSource::Client
             }
             QueueFull | QueueTimeout | ShuttingDown | FilterUnavailable | Internal => {
@@ -124,6 +127,7 @@ impl RequestError {
                 RequestError::NoRoute => StatusCode::NOT_FOUND,
                 RequestError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
                 RequestError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+                RequestError::BodyTooSlow => StatusCode::REQUEST_TIMEOUT,
                 _ => StatusCode::BAD_REQUEST,
             },
             ErrorSource::Worker | ErrorSource::Upstream if self.is_timeout() => {
@@ -147,7 +151,7 @@ impl RequestError {
         match self {
             NoRoute => "no_route",
             ClientGone => "client_gone",
-            HeadersTooLarge | BodyTooLarge | BadRequest => "client_error",
+            HeadersTooLarge | BodyTooLarge | BodyTooSlow | BadRequest => "client_error",
             QueueFull => "queue_full",
             QueueTimeout => "queue_timeout",
             ShuttingDown => "shutting_down",
@@ -161,12 +165,13 @@ impl RequestError {
     }
 
     /// Every variant, for tests and for the metrics' label list.
-    pub const ALL: [RequestError; 15] = {
+    pub const ALL: [RequestError; 16] = {
         use RequestError::*;
         [
             NoRoute,
             HeadersTooLarge,
             BodyTooLarge,
+            BodyTooSlow,
             BadRequest,
             ClientGone,
             QueueFull,

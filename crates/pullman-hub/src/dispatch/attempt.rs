@@ -130,7 +130,7 @@ async fn try_link<B>(
 ) -> Tried<Answer>
 where
     B: Body<Data = Bytes> + Send + 'static,
-    B::Error: Send,
+    B::Error: Into<BoxError> + Send,
 {
     let Leased::Link(link) = lease.reach() else {
         unreachable!("try_link is given a link's lease");
@@ -211,6 +211,10 @@ where
             in_flight.cancel(CancelReason::Refused);
             return Tried::Failed(RequestError::BodyTooLarge);
         }
+        Reply::BodyTooSlow => {
+            in_flight.cancel(CancelReason::ClientGone);
+            return Tried::Failed(RequestError::BodyTooSlow);
+        }
         Reply::ClientGone => {
             in_flight.cancel(CancelReason::ClientGone);
             return Tried::Failed(RequestError::ClientGone);
@@ -240,6 +244,7 @@ enum Reply {
     WorkerFailed,
     Deadline,
     BodyTooLarge,
+    BodyTooSlow,
     ClientGone,
 }
 
@@ -264,6 +269,7 @@ async fn wait_reply(stream: &mut Stream, pump: &mut Option<Pump>, deadline: Inst
                 match end {
                     PumpEnd::Done => *pump = None,
                     PumpEnd::TooLarge => return Reply::BodyTooLarge,
+                    PumpEnd::TooSlow => return Reply::BodyTooSlow,
                     PumpEnd::ClientGone => return Reply::ClientGone,
                     // The stream ended under the pump: what ended it is in the inbox.
                     PumpEnd::StreamEnded => *pump = None,

@@ -135,6 +135,9 @@ where
     let request_id = request_id(job.head);
     match failure {
         Failure::Body(e) if e.is::<LengthLimitError>() => Tried::Failed(RequestError::BodyTooLarge),
+        Failure::Body(e) if crate::rate::too_slow(&*e).is_some() => {
+            Tried::Failed(RequestError::BodyTooSlow)
+        }
         Failure::Body(_) => Tried::Failed(RequestError::ClientGone),
         Failure::Codec(e) => {
             job.pool.metrics.worker_faults.count(WorkerFault::BadAnswer);

@@ -5,11 +5,16 @@ use http_body::Body;
 use pullman_link::{send_body, SendBodyError, StreamSender};
 use tokio::task::JoinHandle;
 
+use crate::http1::conn::BoxError;
+use crate::rate::too_slow;
+
 /// How streaming the request body to the worker ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum PumpEnd {
     Done,
     TooLarge,
+    /// The client's body fell below `hub.min_body_rate`.
+    TooSlow,
     ClientGone,
     StreamEnded,
 }
@@ -22,7 +27,7 @@ impl Pump {
     pub(crate) fn start<B>(body: B, sender: StreamSender, limit: u64) -> Pump
     where
         B: Body<Data = Bytes> + Send + 'static,
-        B::Error: Send,
+        B::Error: Into<BoxError> + Send,
     {
         Pump(Some(tokio::spawn(pump_body(body, sender, limit))))
     }
@@ -51,11 +56,15 @@ impl Drop for Pump {
 async fn pump_body<B>(body: B, sender: StreamSender, limit: u64) -> PumpEnd
 where
     B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
 {
     match send_body(body, &sender, limit).await {
         Ok(()) => PumpEnd::Done,
         Err(SendBodyError::TooLarge { .. }) => PumpEnd::TooLarge,
-        Err(SendBodyError::Body(_)) => PumpEnd::ClientGone,
+        Err(SendBodyError::Body(e)) => match too_slow(&*e.into()) {
+            Some(_) => PumpEnd::TooSlow,
+            None => PumpEnd::ClientGone,
+        },
         Err(SendBodyError::Stream(_)) => PumpEnd::StreamEnded,
     }
 }

@@ -378,6 +378,7 @@ async fn buffer(
         Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
             Err(RequestError::BodyTooLarge)
         }
+        Ok(Err(e)) if crate::rate::too_slow(&*e).is_some() => Err(RequestError::BodyTooSlow),
         Ok(Err(_)) => Err(RequestError::ClientGone),
         Ok(Ok(collected)) => Ok(collected.to_bytes()),
     }

@@ -32,7 +32,10 @@ pub(crate) fn outcome_index(result: Result<(), RequestError>) -> usize {
     match result {
         Ok(()) => 0,
         Err(
-            RequestError::HeadersTooLarge | RequestError::BodyTooLarge | RequestError::BadRequest,
+            RequestError::HeadersTooLarge
+            | RequestError::BodyTooLarge
+            | RequestError::BodyTooSlow
+            | RequestError::BadRequest,
         ) => 1,
         Err(RequestError::QueueFull) => 2,
         Err(RequestError::QueueTimeout) => 3,
