@@ -302,8 +302,12 @@ async fn sigterm_drains_the_c_worker_and_loses_nothing_in_flight() {
         .wait_until("/workers", |w| w["workers"][0]["in_flight"] == 4)
         .await;
     worker.terminate();
+    // Draining, or (on a slow machine, once its requests are done) gone already.
     admin
-        .wait_until("/workers", |w| w["workers"][0]["draining"] == true)
+        .wait_until("/workers", |w| {
+            w["workers"][0]["draining"] == true
+                || w["workers"].as_array().is_some_and(|a| a.is_empty())
+        })
         .await;
     // Sent after the drain began: it waits for the next worker.
     let later = spawn_get(&c, hub.url("/hello"));

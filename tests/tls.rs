@@ -908,3 +908,44 @@ async fn the_admin_api_over_tls_still_asks_for_its_token() {
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&plain.stdout), "000");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_ca_replaced_on_disk_is_used_after_a_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (old, new) = (Ca::new("old workers' CA"), Ca::new("new workers' CA"));
+    std::fs::write(d.join("ca.pem"), &old.pem).unwrap();
+    std::fs::write(d.join("clients.pem"), &old.pem).unwrap();
+    old.leaf(&["localhost"], d, "hub");
+    new.worker("spiffe://test/worker-b", d, "b");
+    let config = format!(
+        "[hub]\nlisten = \"127.0.0.1:0\"\nworkers_listen = [\"tls://127.0.0.1:0\"]\n\
+         [hub.worker_tls]\n\
+         certificates = [{{ cert = \"{0}/hub.pem\", key = \"{0}/hub.key\" }}]\n\
+         client_ca = \"{0}/clients.pem\"\n\
+         {1}allowed_workers = [\"spiffe://test/worker-b\"]\n{2}",
+        d.display(),
+        pool("secure", TOKEN, ""),
+        route_all("secure"),
+    );
+    std::fs::write(d.join("hub.toml"), config).unwrap();
+    let hub = HubProc::from_config_file(&d.join("hub.toml"));
+    let url = hub.worker_addrs[0].replace("127.0.0.1", "localhost");
+    let file = |name: &str| d.join(name).display().to_string();
+    let (ca, cert, key) = (file("ca.pem"), file("b.pem"), file("b.key"));
+    let flags = ["--tls-ca", &ca, "--tls-cert", &cert, "--tls-key", &key];
+
+    // Signed by an authority the hub does not know yet: refused.
+    let mut early = WorkerProc::start_with_flags(&url, "secure", TOKEN, 2, "early", &flags);
+    assert!(!early.wait_exit(), "{}", early.log.text());
+    early.log.wait_for("UnknownCA", 1);
+
+    // The operator adds it to the CA file and reloads: the same worker is taken.
+    std::fs::write(d.join("clients.pem"), format!("{}{}", old.pem, new.pem)).unwrap();
+    hub.signal(libc::SIGHUP);
+    hub.log.wait_for("configuration applied", 1);
+    let _late = WorkerProc::start_with_flags(&url, "secure", TOKEN, 2, "late", &flags);
+    let c = client();
+    wait_ready(&c, &hub.url("/hello")).await;
+    assert_eq!(get(&c, &hub.url("/hello")).await.status, 200);
+}

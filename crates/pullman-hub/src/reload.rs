@@ -236,16 +236,11 @@ fn fixed_settings_unchanged(old: &Config, new: &Config) -> Result<(), ChangeErro
             "hub.tls.listen",
             a.tls.as_ref().map(|t| t.listen) != b.tls.as_ref().map(|t| t.listen),
         ),
-        (
-            "hub.worker_tls.client_ca",
-            a.worker_tls.as_ref().map(|t| &t.client_ca)
-                != b.worker_tls.as_ref().map(|t| &t.client_ca),
-        ),
     ]
     .into_iter()
     .filter_map(|(key, differs)| differs.then_some(key))
     .collect();
-    // The certificates may change: they are read again at every change.
+    // The certificates and the client CA may change: they are read again at every change.
     let certificates_aside = |hub: &crate::config::HubConfig| {
         let mut hub = hub.clone();
         if let Some(tls) = &mut hub.tls {
@@ -253,6 +248,7 @@ fn fixed_settings_unchanged(old: &Config, new: &Config) -> Result<(), ChangeErro
         }
         if let Some(tls) = &mut hub.worker_tls {
             tls.certificates.clear();
+            tls.client_ca = None;
         }
         hub
     };

@@ -3,12 +3,12 @@
 //!
 //! # Layout
 //! - this file: reading a certificate chain and its key, and the DNS names it is for.
-//! - `server`: a TLS listener's settings (TLS 1.2 and 1.3, ALPN) and its certificates,
-//!   chosen by the name a client asks for (SNI) and replaced whole at a reload.
+//! - `server`: a TLS listener's settings (TLS 1.2 and 1.3, ALPN, the client CA) and its
+//!   certificates, chosen by the name a client asks for (SNI), replaced whole at a reload.
 
 mod server;
 
-pub(crate) use server::{load, ServerTls};
+pub(crate) use server::ServerTls;
 
 use std::fmt;
 use std::path::Path;
@@ -18,6 +18,7 @@ use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::sign::CertifiedKey;
+use tokio_rustls::TlsAcceptor;
 use x509_parser::extensions::GeneralName;
 
 use crate::config::{CertFiles, Config};
@@ -57,32 +58,33 @@ impl HubTls {
         })
     }
 
-    /// Reads the certificates `config` names now, all or none; [`Renewal::serve`] then
-    /// serves them. (Which listeners there are, and the client CA, are fixed at start.)
+    /// Reads the certificates (and the client CA) `config` names now, all or none;
+    /// [`Renewal::serve`] then serves them. (Which listeners there are is fixed at start.)
     pub(crate) fn renew(&self, config: &Config) -> Result<Renewal, String> {
         let hub = &config.hub;
         let mut renewal = Vec::new();
         if let (Some(server), Some(tls)) = (&self.clients, &hub.tls) {
-            renewal.push((server.clone(), load(&tls.certificates)?));
+            renewal.push((server.clone(), server.read(&tls.certificates, None)?));
         }
         if let (Some(server), Some(tls)) = (&self.workers, &hub.worker_tls) {
-            renewal.push((server.clone(), load(&tls.certificates)?));
+            let settings = server.read(&tls.certificates, tls.client_ca.as_deref())?;
+            renewal.push((server.clone(), settings));
         }
         let admin = config.admin.as_ref().and_then(|a| a.tls.as_ref());
         if let (Some(server), Some(tls)) = (&self.admin, admin) {
-            renewal.push((server.clone(), load(&tls.certificates)?));
+            renewal.push((server.clone(), server.read(&tls.certificates, None)?));
         }
         Ok(Renewal(renewal))
     }
 }
 
-/// Certificates read, to be served.
-pub(crate) struct Renewal(Vec<(Arc<ServerTls>, Vec<Identity>)>);
+/// Settings read, to be served.
+pub(crate) struct Renewal(Vec<(Arc<ServerTls>, TlsAcceptor)>);
 
 impl Renewal {
     pub(crate) fn serve(self) {
-        for (server, identities) in self.0 {
-            server.replace(identities);
+        for (server, settings) in self.0 {
+            server.replace(settings);
         }
     }
 }

@@ -12,23 +12,27 @@ use tokio_rustls::TlsAcceptor;
 use super::{provider, read_chain, Identity};
 use crate::config::CertFiles;
 
-/// A TLS listener's settings, shared by its connections. Its certificates can be replaced
-/// while it runs: a handshake uses those in place when it starts, so connections already
-/// open keep theirs.
+/// ALPN for clients: HTTP/2 first.
+const CLIENT_ALPN: &[&[u8]] = &[b"h2", b"http/1.1"];
+/// ALPN for the admin API, which speaks HTTP/1.1 only.
+const ADMIN_ALPN: &[&[u8]] = &[b"http/1.1"];
+
+/// A TLS listener's settings, shared by its connections, and replaced whole at a reload: a
+/// handshake uses those in place when it starts, so connections already open keep theirs.
 pub(crate) struct ServerTls {
-    acceptor: TlsAcceptor,
-    certificates: Arc<ByName>,
+    acceptor: ArcSwap<TlsAcceptor>,
+    alpn: &'static [&'static [u8]],
 }
 
 impl ServerTls {
     /// For clients: the certificates, TLS 1.2 and 1.3, ALPN `h2` then `http/1.1`.
     pub(crate) fn for_clients(files: &[CertFiles]) -> Result<ServerTls, String> {
-        ServerTls::new(files, &[b"h2", b"http/1.1"], None)
+        ServerTls::new(files, CLIENT_ALPN, None)
     }
 
     /// For the admin API: the certificates, TLS 1.2 and 1.3, ALPN `http/1.1`.
     pub(crate) fn for_admin(files: &[CertFiles]) -> Result<ServerTls, String> {
-        ServerTls::new(files, &[b"http/1.1"], None)
+        ServerTls::new(files, ADMIN_ALPN, None)
     }
 
     /// For workers: the certificates, TLS 1.2 and 1.3, and, with `client_ca`, client
@@ -42,52 +46,71 @@ impl ServerTls {
 
     fn new(
         files: &[CertFiles],
-        alpn: &[&[u8]],
+        alpn: &'static [&'static [u8]],
         client_ca: Option<&Path>,
     ) -> Result<ServerTls, String> {
-        let certificates = Arc::new(ByName {
-            identities: ArcSwap::from_pointee(load(files)?),
-        });
-        let builder = ServerConfig::builder_with_provider(provider())
-            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-            .map_err(|e| format!("TLS settings: {e}"))?;
-        let builder = match client_ca {
-            None => builder.with_no_client_auth(),
-            Some(path) => {
-                let mut roots = RootCertStore::empty();
-                for cert in read_chain(path)? {
-                    roots
-                        .add(cert)
-                        .map_err(|e| format!("the client CA file {}: {e}", path.display()))?;
-                }
-                let verifier =
-                    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
-                        .allow_unauthenticated()
-                        .build()
-                        .map_err(|e| format!("the client CA file {}: {e}", path.display()))?;
-                builder.with_client_cert_verifier(verifier)
-            }
-        };
-        let mut config = builder.with_cert_resolver(certificates.clone());
-        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         Ok(ServerTls {
-            acceptor: TlsAcceptor::from(Arc::new(config)),
-            certificates,
+            acceptor: ArcSwap::from_pointee(settings(files, alpn, client_ca)?),
+            alpn,
         })
     }
 
-    pub(crate) fn acceptor(&self) -> &TlsAcceptor {
-        &self.acceptor
+    /// The settings for a handshake that starts now.
+    pub(crate) fn acceptor(&self) -> Arc<TlsAcceptor> {
+        self.acceptor.load_full()
     }
 
-    /// Serves `identities` to the handshakes that start from now on.
-    pub(crate) fn replace(&self, identities: Vec<Identity>) {
-        self.certificates.identities.store(Arc::new(identities));
+    /// Reads the files again into settings of the same kind, for [`ServerTls::replace`].
+    pub(crate) fn read(
+        &self,
+        files: &[CertFiles],
+        client_ca: Option<&Path>,
+    ) -> Result<TlsAcceptor, String> {
+        settings(files, self.alpn, client_ca)
+    }
+
+    /// Serves `acceptor` to the handshakes that start from now on.
+    pub(crate) fn replace(&self, acceptor: TlsAcceptor) {
+        self.acceptor.store(Arc::new(acceptor));
     }
 }
 
+/// Reads the certificates (and the client CA) and builds the settings: TLS 1.2 and 1.3,
+/// `alpn`, the certificate by SNI, client certificates checked against `client_ca`.
+fn settings(
+    files: &[CertFiles],
+    alpn: &[&[u8]],
+    client_ca: Option<&Path>,
+) -> Result<TlsAcceptor, String> {
+    let certificates = Arc::new(ByName {
+        identities: load(files)?,
+    });
+    let builder = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| format!("TLS settings: {e}"))?;
+    let builder = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some(path) => {
+            let mut roots = RootCertStore::empty();
+            for cert in read_chain(path)? {
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("the client CA file {}: {e}", path.display()))?;
+            }
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+                .allow_unauthenticated()
+                .build()
+                .map_err(|e| format!("the client CA file {}: {e}", path.display()))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut config = builder.with_cert_resolver(certificates);
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
 /// Reads every certificate of a listener, in order: all or none.
-pub(crate) fn load(files: &[CertFiles]) -> Result<Vec<Identity>, String> {
+fn load(files: &[CertFiles]) -> Result<Vec<Identity>, String> {
     files.iter().map(Identity::load).collect()
 }
 
@@ -95,15 +118,14 @@ pub(crate) fn load(files: &[CertFiles]) -> Result<Vec<Identity>, String> {
 #[derive(Debug)]
 struct ByName {
     /// Never empty (the config asks for one at least).
-    identities: ArcSwap<Vec<Identity>>,
+    identities: Vec<Identity>,
 }
 
 impl ResolvesServerCert for ByName {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        let identities = self.identities.load();
         let named = hello
             .server_name()
-            .and_then(|host| identities.iter().find(|id| id.covers(host)));
-        named.or(identities.first()).map(|id| id.key.clone())
+            .and_then(|host| self.identities.iter().find(|id| id.covers(host)));
+        named.or(self.identities.first()).map(|id| id.key.clone())
     }
 }
