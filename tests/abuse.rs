@@ -261,6 +261,8 @@ async fn a_request_body_sent_a_byte_a_second_is_cut_off() {
     );
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(answer.contains("request body too slow"), "{answer}");
+    hub.log
+        .wait_for_line(&["request body slower than hub.min_body_rate", "request_id="]);
     // Others are served meanwhile and after.
     assert_eq!(get(&c, &hub.url("/hello")).await.status, 200);
 }

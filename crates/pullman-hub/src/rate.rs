@@ -165,10 +165,7 @@ where
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => match this.guard.poll_wait(cx) {
-                Poll::Ready(Err(slow)) => {
-                    tracing::info!("request body cut off (hub.min_body_rate): {slow}");
-                    Poll::Ready(Some(Err(slow.into())))
-                }
+                Poll::Ready(Err(slow)) => Poll::Ready(Some(Err(slow.into()))),
                 Poll::Ready(Ok(())) | Poll::Pending => Poll::Pending,
             },
         }

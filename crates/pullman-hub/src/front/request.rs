@@ -34,6 +34,9 @@ pub(crate) async fn serve(front: &Front, req: Request<Incoming>, peer: &str) -> 
     let mut record = Record::new(&pool, front.state.is_recording());
     let result = handle(front, &pool, &record, parts, body, &id, peer, started).await;
     record.finish(result.as_ref().map(|_| ()).map_err(|e| *e));
+    if let Err(RequestError::BodyTooSlow) = result {
+        tracing::info!(%peer, pool = pool.name(), request_id = id.as_str(), "request body slower than hub.min_body_rate: 408");
+    }
     match result {
         Ok(resp) => with_id(resp, id),
         Err(e) => error_response(e, id),
