@@ -86,16 +86,10 @@ pub(crate) async fn run(
         tokio::spawn(async move {
             match tls {
                 None => serve(sock, peer, admin).await,
-                Some(tls) => {
-                    let handshake = tls.acceptor().accept(sock);
-                    match tokio::time::timeout(ADMIN_HEADER_READ_TIMEOUT, handshake).await {
-                        Ok(Ok(stream)) => serve(stream, peer, admin).await,
-                        Ok(Err(e)) => {
-                            tracing::debug!(%peer, error = %e, "admin TLS handshake failed")
-                        }
-                        Err(_) => tracing::debug!(%peer, "admin TLS handshake not done in time"),
-                    }
-                }
+                Some(tls) => match tls.handshake(sock, ADMIN_HEADER_READ_TIMEOUT).await {
+                    Ok(stream) => serve(stream, peer, admin).await,
+                    Err(why) => tracing::debug!(%peer, "admin connection closed: {why}"),
+                },
             }
             drop(permit);
         });

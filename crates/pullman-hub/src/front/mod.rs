@@ -18,7 +18,7 @@ mod watched;
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -173,11 +173,9 @@ async fn serve_tls(
     front: Arc<Front>,
     open: Open,
 ) {
-    let handshake = tls.acceptor().accept(sock);
-    match tokio::time::timeout(front.header_read_timeout, handshake).await {
-        Ok(Ok(stream)) => serve_connection(stream, peer, front, open).await,
-        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-        Err(_) => tracing::debug!(%peer, "TLS handshake not done within header_read_timeout"),
+    match tls.handshake(sock, front.header_read_timeout).await {
+        Ok(stream) => serve_connection(stream, peer, front, open).await,
+        Err(why) => tracing::debug!(%peer, "client connection closed: {why}"),
     }
 }
 
@@ -221,13 +219,14 @@ impl Connections {
             );
         }
         let counted = if front.max_connections_per_ip > 0 {
+            let ip = ip.to_canonical();
             let mut per_ip = self.per_ip.lock();
-            let n = per_ip.entry(ip.to_canonical()).or_default();
+            let n = per_ip.entry(ip).or_default();
             if *n >= front.max_connections_per_ip {
                 return Err("too many connections from this address (max_connections_per_ip)");
             }
             *n += 1;
-            Some(ip.to_canonical())
+            Some(ip)
         } else {
             None
         };
@@ -244,10 +243,9 @@ impl Connections {
             head_since_ms: AtomicU64::new(NO_HEAD),
             epoch: self.epoch,
             close: Notify::new(),
-            abort: AtomicBool::new(false),
+            abort: AtomicU8::new(KEEP),
             resets: AtomicU32::new(0),
             resets_since_ms: AtomicU64::new(self.epoch.elapsed().as_millis() as u64),
-            cancelled_too_often: AtomicBool::new(false),
         });
         self.open.lock().insert(id, activity.clone());
         Open {
@@ -270,7 +268,12 @@ impl Connections {
             let head_since = activity.head_since_ms.load(Ordering::Relaxed);
             if head_since != NO_HEAD && now_ms.saturating_sub(head_since) >= head_ms {
                 // A graceful close would wait for the head to end: this client gets none.
-                activity.abort.store(true, Ordering::Relaxed);
+                let _ = activity.abort.compare_exchange(
+                    KEEP,
+                    SLOW_HEAD,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                );
                 activity.close.notify_one();
             } else if now_ms.saturating_sub(activity.last_ms.load(Ordering::Relaxed)) >= idle_ms {
                 activity.close.notify_one();
@@ -352,6 +355,13 @@ const MAX_RESETS: u32 = 200;
 /// The window [`MAX_RESETS`] counts in.
 const RESET_WINDOW: Duration = Duration::from_secs(10);
 
+/// `Activity::abort`: close gracefully when asked.
+const KEEP: u8 = 0;
+/// `Activity::abort`: the request head took longer than `header_read_timeout`.
+const SLOW_HEAD: u8 = 1;
+/// `Activity::abort`: the client cancelled more than [`MAX_RESETS`] requests.
+const TOO_MANY_RESETS: u8 = 2;
+
 /// `Activity::head_since_ms` when no request head is arriving.
 const NO_HEAD: u64 = u64::MAX;
 
@@ -364,12 +374,12 @@ struct Activity {
     head_since_ms: AtomicU64,
     epoch: Instant,
     close: Notify,
-    abort: AtomicBool,
+    /// Why the connection is to be dropped rather than closed gracefully, if it is:
+    /// [`KEEP`], [`SLOW_HEAD`] or [`TOO_MANY_RESETS`].
+    abort: AtomicU8,
     /// Requests cancelled since `resets_since_ms`.
     resets: AtomicU32,
     resets_since_ms: AtomicU64,
-    /// Why `abort` was set: too many cancelled requests, not a slow head.
-    cancelled_too_often: AtomicBool,
 }
 
 impl Activity {
@@ -385,8 +395,11 @@ impl Activity {
         } else {
             self.resets.fetch_add(1, Ordering::Relaxed) + 1
         };
-        if n > MAX_RESETS && !self.abort.swap(true, Ordering::Relaxed) {
-            self.cancelled_too_often.store(true, Ordering::Relaxed);
+        if n > MAX_RESETS
+            && (self.abort)
+                .compare_exchange(KEEP, TOO_MANY_RESETS, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
             self.close.notify_one();
         }
     }
@@ -455,13 +468,16 @@ where
                 return;
             }
             () = &mut asked_to_close, if !closing => {
-                if activity.cancelled_too_often.load(Ordering::Relaxed) {
-                    tracing::info!(%peer, "client connection closed: more than {MAX_RESETS} requests cancelled within {RESET_WINDOW:?} (HTTP/2 rapid reset)");
-                    return;
-                }
-                if activity.abort.load(Ordering::Relaxed) {
-                    tracing::debug!(%peer, "request head not received within header_read_timeout");
-                    return;
+                match activity.abort.load(Ordering::Relaxed) {
+                    SLOW_HEAD => {
+                        tracing::debug!(%peer, "request head not received within header_read_timeout");
+                        return;
+                    }
+                    TOO_MANY_RESETS => {
+                        tracing::info!(%peer, "client connection closed: more than {MAX_RESETS} requests cancelled within {RESET_WINDOW:?} (HTTP/2 rapid reset)");
+                        return;
+                    }
+                    _ => {}
                 }
                 conn.as_mut().graceful_shutdown();
                 closing = true;

@@ -9,6 +9,7 @@
 mod server;
 
 pub(crate) use server::ServerTls;
+use server::{ADMIN_ALPN, CLIENT_ALPN, WORKER_ALPN};
 
 use std::fmt;
 use std::path::Path;
@@ -35,47 +36,44 @@ pub(crate) struct HubTls {
 impl HubTls {
     /// Builds the settings `config` asks for, reading every file they name.
     pub(crate) fn new(config: &Config) -> Result<HubTls, String> {
-        let hub = &config.hub;
-        let clients = match &hub.tls {
-            Some(tls) => Some(Arc::new(ServerTls::for_clients(&tls.certificates)?)),
-            None => None,
-        };
-        let workers = match &hub.worker_tls {
-            Some(tls) => Some(Arc::new(ServerTls::for_workers(
-                &tls.certificates,
-                tls.client_ca.as_deref(),
-            )?)),
-            None => None,
-        };
-        let admin = match config.admin.as_ref().and_then(|a| a.tls.as_ref()) {
-            Some(tls) => Some(Arc::new(ServerTls::for_admin(&tls.certificates)?)),
-            None => None,
+        let [clients, workers, admin] = sources(config);
+        let build = |source: Option<Source<'_>>, alpn| {
+            source
+                .map(|(files, ca)| ServerTls::new(files, alpn, ca).map(Arc::new))
+                .transpose()
         };
         Ok(HubTls {
-            clients,
-            workers,
-            admin,
+            clients: build(clients, CLIENT_ALPN)?,
+            workers: build(workers, WORKER_ALPN)?,
+            admin: build(admin, ADMIN_ALPN)?,
         })
     }
 
     /// Reads the certificates (and the client CA) `config` names now, all or none;
     /// [`Renewal::serve`] then serves them. (Which listeners there are is fixed at start.)
     pub(crate) fn renew(&self, config: &Config) -> Result<Renewal, String> {
-        let hub = &config.hub;
         let mut renewal = Vec::new();
-        if let (Some(server), Some(tls)) = (&self.clients, &hub.tls) {
-            renewal.push((server.clone(), server.read(&tls.certificates, None)?));
-        }
-        if let (Some(server), Some(tls)) = (&self.workers, &hub.worker_tls) {
-            let settings = server.read(&tls.certificates, tls.client_ca.as_deref())?;
-            renewal.push((server.clone(), settings));
-        }
-        let admin = config.admin.as_ref().and_then(|a| a.tls.as_ref());
-        if let (Some(server), Some(tls)) = (&self.admin, admin) {
-            renewal.push((server.clone(), server.read(&tls.certificates, None)?));
+        let servers = [&self.clients, &self.workers, &self.admin];
+        for (server, source) in servers.into_iter().zip(sources(config)) {
+            if let (Some(server), Some((files, ca))) = (server, source) {
+                renewal.push((server.clone(), server.read(files, ca)?));
+            }
         }
         Ok(Renewal(renewal))
     }
+}
+
+/// What a TLS listener serves: its certificates, and the authority of its clients'.
+type Source<'a> = (&'a [CertFiles], Option<&'a Path>);
+
+/// The client listener's, the worker listeners' and the admin listener's, as `config` says.
+fn sources(config: &Config) -> [Option<Source<'_>>; 3] {
+    let hub = &config.hub;
+    [
+        hub.tls.as_ref().map(|t| (&t.certificates[..], None)),
+        (hub.worker_tls.as_ref()).map(|t| (&t.certificates[..], t.client_ca.as_deref())),
+        (config.admin.as_ref().and_then(|a| a.tls.as_ref())).map(|t| (&t.certificates[..], None)),
+    ]
 }
 
 /// Settings read, to be served.

@@ -2,20 +2,25 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
 use rustls::{RootCertStore, ServerConfig};
+use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
 use super::{provider, read_chain, Identity};
 use crate::config::CertFiles;
 
 /// ALPN for clients: HTTP/2 first.
-const CLIENT_ALPN: &[&[u8]] = &[b"h2", b"http/1.1"];
+pub(super) const CLIENT_ALPN: &[&[u8]] = &[b"h2", b"http/1.1"];
+/// ALPN for workers: none, they speak pullman's protocol only.
+pub(super) const WORKER_ALPN: &[&[u8]] = &[];
 /// ALPN for the admin API, which speaks HTTP/1.1 only.
-const ADMIN_ALPN: &[&[u8]] = &[b"http/1.1"];
+pub(super) const ADMIN_ALPN: &[&[u8]] = &[b"http/1.1"];
 
 /// A TLS listener's settings, shared by its connections, and replaced whole at a reload: a
 /// handshake uses those in place when it starts, so connections already open keep theirs.
@@ -25,26 +30,9 @@ pub(crate) struct ServerTls {
 }
 
 impl ServerTls {
-    /// For clients: the certificates, TLS 1.2 and 1.3, ALPN `h2` then `http/1.1`.
-    pub(crate) fn for_clients(files: &[CertFiles]) -> Result<ServerTls, String> {
-        ServerTls::new(files, CLIENT_ALPN, None)
-    }
-
-    /// For the admin API: the certificates, TLS 1.2 and 1.3, ALPN `http/1.1`.
-    pub(crate) fn for_admin(files: &[CertFiles]) -> Result<ServerTls, String> {
-        ServerTls::new(files, ADMIN_ALPN, None)
-    }
-
-    /// For workers: the certificates, TLS 1.2 and 1.3, and, with `client_ca`, client
-    /// certificates checked against it (a worker may present none; its pool decides).
-    pub(crate) fn for_workers(
-        files: &[CertFiles],
-        client_ca: Option<&Path>,
-    ) -> Result<ServerTls, String> {
-        ServerTls::new(files, &[], client_ca)
-    }
-
-    fn new(
+    /// Reads the files and builds the settings: TLS 1.2 and 1.3, `alpn`, and, with
+    /// `client_ca`, client certificates checked against it (a client may present none).
+    pub(crate) fn new(
         files: &[CertFiles],
         alpn: &'static [&'static [u8]],
         client_ca: Option<&Path>,
@@ -55,9 +43,19 @@ impl ServerTls {
         })
     }
 
-    /// The settings for a handshake that starts now.
-    pub(crate) fn acceptor(&self) -> Arc<TlsAcceptor> {
-        self.acceptor.load_full()
+    /// The TLS handshake on `sock`, with the settings in place now, within `limit`; or why
+    /// it did not complete, for a log line.
+    pub(crate) async fn handshake(
+        &self,
+        sock: TcpStream,
+        limit: Duration,
+    ) -> Result<TlsStream<TcpStream>, String> {
+        let acceptor = self.acceptor.load_full();
+        match tokio::time::timeout(limit, acceptor.accept(sock)).await {
+            Ok(Ok(stream)) => Ok(stream),
+            Ok(Err(e)) => Err(format!("TLS handshake failed: {e}")),
+            Err(_) => Err(format!("no TLS handshake within {limit:?}")),
+        }
     }
 
     /// Reads the files again into settings of the same kind, for [`ServerTls::replace`].

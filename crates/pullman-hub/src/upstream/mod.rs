@@ -29,7 +29,7 @@ use http::{Request, Response};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
-use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::connect::{Connect, HttpConnector};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
@@ -166,32 +166,23 @@ impl UpstreamClient {
         &self,
         req: Request<UpstreamBody>,
     ) -> Result<Response<UpstreamBody>, RequestError> {
-        let limit = self.timeout;
-        let sent =
+        let sent = async {
             match &self.client {
-                Protocol::H1(client) => {
-                    tokio::time::timeout(limit, client.send(req))
-                        .await
-                        .map(|r| {
-                            r.map(|resp| resp.map(|b| self.guard(b)))
-                                .map_err(|e| error_chain(&e))
-                        })
-                }
-                Protocol::H2c(client) => tokio::time::timeout(limit, client.request(req))
+                Protocol::H1(client) => client
+                    .send(req)
                     .await
-                    .map(|r| {
-                        r.map(|resp| resp.map(|b: Incoming| self.guard(b)))
-                            .map_err(|e| error_chain(&e))
-                    }),
-                Protocol::Https(client) => tokio::time::timeout(limit, client.request(req))
+                    .map(|resp| resp.map(|b| self.guard(b)))
+                    .map_err(|e| error_chain(&e)),
+                Protocol::H2c(client) => hyper_request(client, req)
                     .await
-                    .map(|r| {
-                        r.map(|resp| resp.map(|b: Incoming| self.guard(b)))
-                            .map_err(|e| error_chain(&e))
-                    }),
-                Protocol::Unusable(why) => Ok(Err(why.clone())),
-            };
-        match sent {
+                    .map(|resp| resp.map(|b| self.guard(b))),
+                Protocol::Https(client) => hyper_request(client, req)
+                    .await
+                    .map(|resp| resp.map(|b| self.guard(b))),
+                Protocol::Unusable(why) => Err(why.clone()),
+            }
+        };
+        match tokio::time::timeout(self.timeout, sent).await {
             Ok(Ok(resp)) => Ok(resp),
             Ok(Err(error)) => {
                 tracing::debug!(upstream = %self.upstream, %error, "upstream failed");
@@ -210,6 +201,17 @@ impl UpstreamClient {
     {
         IdleTimeout::new(body, self.timeout, self.stalls.clone()).boxed_unsync()
     }
+}
+
+/// A request on one of hyper's clients (h2c, https): the response head, or why not.
+async fn hyper_request<C>(
+    client: &Client<C, UpstreamBody>,
+    req: Request<UpstreamBody>,
+) -> Result<Response<Incoming>, String>
+where
+    C: Connect + Clone + Send + Sync + 'static,
+{
+    client.request(req).await.map_err(|e| error_chain(&e))
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {

@@ -32,7 +32,7 @@ use pullman_proto::{
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixStream};
-use tokio::time::{timeout, timeout_at, Instant};
+use tokio::time::{timeout_at, Instant};
 
 use crate::config::{FilterBody, PoolConfig, PoolMode};
 use crate::dispatch::{Pool, WorkerMeta};
@@ -131,14 +131,10 @@ impl WorkerPort {
         tls: Arc<ServerTls>,
         slot: Handshaking,
     ) {
-        let io = match timeout(HANDSHAKE_TIMEOUT, tls.acceptor().accept(sock)).await {
-            Ok(Ok(io)) => io,
-            Ok(Err(e)) => {
-                tracing::warn!(%peer, error = %e, "worker refused: TLS handshake failed");
-                return;
-            }
-            Err(_) => {
-                tracing::info!(%peer, "worker connection closed: no TLS handshake in time");
+        let io = match tls.handshake(sock, HANDSHAKE_TIMEOUT).await {
+            Ok(io) => io,
+            Err(why) => {
+                tracing::warn!(%peer, "worker refused: {why}");
                 return;
             }
         };
