@@ -3,8 +3,9 @@
 /// Why a benchmark step failed.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// A target or path the user or a peer gave is not a loopback `http://IP:PORT` URL.
-    #[error("bad URL {0:?}: expected http://IP:PORT")]
+    /// A target or path the user or a peer gave is not a loopback `http://IP:PORT` URL (or
+    /// `https://IP:PORT`, for a system serving TLS).
+    #[error("bad URL {0:?}: expected http://IP:PORT, or https://IP:PORT for a system serving TLS")]
     BadUrl(String),
     /// A socket, file or child process failed.
     #[error("I/O: {0}")]

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use tokio::sync::Mutex;
 
-pub use client::{Answer, Conn, Proto, RequestSpec, Target};
+pub use client::{Answer, Conn, Proto, RequestSpec, Target, TrustedCa};
 use progress::Progress;
 
 use crate::error::Error;

@@ -186,3 +186,71 @@ async fn closed_loop_counts_the_answers_of_a_server_that_closes_after_each() {
     assert!(r.ok > 20, "ok {} errors {}", r.ok, r.errors);
     assert_eq!(r.errors, 0, "ok {}", r.ok);
 }
+
+/// A TLS server on the run's certificate, answering every request with the ALPN protocol
+/// it negotiated; its URL.
+async fn tls_server(files: &crate::peers::TlsFiles) -> String {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let chain = vec![CertificateDer::from_pem_file(&files.cert).unwrap()];
+    let key = PrivateKeyDer::from_pem_file(&files.key).unwrap();
+    #[allow(deprecated)]
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("https://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        loop {
+            let (sock, _) = listener.accept().await.unwrap();
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(sock).await else {
+                    return;
+                };
+                let alpn = tls.get_ref().1.alpn_protocol().unwrap_or_default().to_vec();
+                let service = service_fn(move |_req| {
+                    let alpn = Bytes::from(alpn.clone());
+                    async move { Ok::<_, Infallible>(http::Response::new(Full::new(alpn))) }
+                });
+                let _ = auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    url
+}
+
+#[tokio::test]
+async fn a_tls_target_checks_the_certificate_and_speaks_the_protocol_asked() {
+    let files = crate::peers::TlsFiles::generate().unwrap();
+    let url = tls_server(&files).await;
+    for (proto, alpn) in [(Proto::H1, "http/1.1"), (Proto::H2, "h2")] {
+        let target = Target::parse_with(&url, proto, Some(&files.trust)).unwrap();
+        let mut conn = Conn::open(&target).await.unwrap();
+        let (status, body) = conn.fetch(&target, &RequestSpec::get("/")).await.unwrap();
+        assert_eq!(status, http::StatusCode::OK);
+        assert_eq!(body, alpn, "{proto:?}");
+    }
+    // An authority that did not sign the server's certificate: the handshake fails.
+    let other = crate::peers::TlsFiles::generate().unwrap();
+    let target = Target::parse_with(&url, Proto::H1, Some(&other.trust)).unwrap();
+    assert!(Conn::open(&target).await.is_err());
+}
+
+#[test]
+fn a_url_is_tls_exactly_when_an_authority_is_given() {
+    let files = crate::peers::TlsFiles::generate().unwrap();
+    let trust = Some(&files.trust);
+    assert!(Target::parse_with("http://127.0.0.1:1", Proto::H1, None).is_ok());
+    assert!(Target::parse_with("https://127.0.0.1:1", Proto::H1, trust).is_ok());
+    assert!(Target::parse_with("https://127.0.0.1:1", Proto::H1, None).is_err());
+    assert!(Target::parse_with("http://127.0.0.1:1", Proto::H1, trust).is_err());
+}

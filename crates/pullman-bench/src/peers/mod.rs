@@ -23,7 +23,9 @@
 //!   package's runners (`python -m pullman.wsgi`, `python -m pullman.asgi`) on
 //!   `bench/python_app.py`;
 //! - `granian`, `gunicorn`, `uvicorn`: the same Python app served directly by those servers
-//!   (no middle process).
+//!   (no middle process);
+//! - `nginx-tls`, `pullman-tls`: `nginx` and `pullman-tcp` with their client listener over
+//!   TLS, both serving the one certificate of the layout (`tls.rs`).
 
 mod capi;
 mod haproxy;
@@ -32,16 +34,19 @@ mod pothead;
 pub(crate) mod process;
 mod pullman;
 pub(crate) mod python;
+mod tls;
 
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::process::Command;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use process::Proc;
+pub use tls::TlsFiles;
 
 use crate::error::Error;
-use crate::load::{Conn, Proto, RequestSpec, Target};
+use crate::load::{Conn, Proto, RequestSpec, Target, TrustedCa};
 use crate::procstat::ProcessTree;
 
 /// A system under test.
@@ -84,6 +89,10 @@ pub enum System {
     Gunicorn,
     /// uvicorn (`--http httptools`) serving `bench/python_app.py`'s ASGI app directly.
     Uvicorn,
+    /// `Nginx` serving its clients over TLS (HTTP/1.1 and h2 by ALPN).
+    NginxTls,
+    /// `PullmanTcp` serving its clients over TLS (`[hub.tls]`).
+    PullmanTls,
 }
 
 impl System {
@@ -108,6 +117,8 @@ impl System {
             System::Granian => "granian WSGI",
             System::Gunicorn => "gunicorn sync",
             System::Uvicorn => "uvicorn httptools",
+            System::NginxTls => "nginx (TLS)",
+            System::PullmanTls => "pullman (TLS)",
         }
     }
 
@@ -120,7 +131,13 @@ impl System {
                 | System::PullmanUnix
                 | System::PullmanShm
                 | System::PullmanTcpBaseline
+                | System::PullmanTls
         )
+    }
+
+    /// Whether clients reach the system over TLS, with the layout's certificate.
+    pub fn is_tls(self) -> bool {
+        matches!(self, System::NginxTls | System::PullmanTls)
     }
 
     /// Whether the workers pull their requests and name themselves in `/sleep` answers, so
@@ -168,13 +185,13 @@ impl System {
                 let (server, urls) = env.backends(dir.path(), 1, None)?;
                 Running::new(self, urls[0].clone(), None, vec![server], dir)
             }
-            System::Nginx | System::NginxLeastConn => {
+            System::Nginx | System::NginxLeastConn | System::NginxTls => {
                 nginx::start(self, env, layout, dir, self == System::NginxLeastConn)?
             }
             System::Haproxy | System::HaproxyMaxconn => {
                 haproxy::start(self, env, layout, dir, self == System::HaproxyMaxconn)?
             }
-            System::PullmanTcp | System::PullmanTcpBaseline => {
+            System::PullmanTcp | System::PullmanTcpBaseline | System::PullmanTls => {
                 pullman::start(self, env, layout, dir, pullman::Transport::Tcp)?
             }
             System::PullmanUnix => {
@@ -209,6 +226,8 @@ pub struct Layout {
     pub queue_limit: usize,
     /// Longest a request may wait or run, for every system's timeouts.
     pub timeout: Duration,
+    /// The certificate TLS systems serve (they refuse to start without one).
+    pub tls: Option<Arc<TlsFiles>>,
 }
 
 impl Layout {
@@ -218,6 +237,19 @@ impl Layout {
             concurrency,
             queue_limit: DEFAULT_QUEUE_LIMIT,
             timeout: Duration::from_secs(120),
+            tls: None,
+        }
+    }
+
+    /// The certificate `system` serves: `None` for a clear-text system, an error for a TLS
+    /// one given a layout without a certificate.
+    pub(crate) fn tls_of(&self, system: System) -> Result<Option<&TlsFiles>, Error> {
+        if !system.is_tls() {
+            return Ok(None);
+        }
+        match &self.tls {
+            Some(files) => Ok(Some(files)),
+            None => Err(Error::peer(system.label(), "no certificate in the layout")),
         }
     }
 }
@@ -314,6 +346,8 @@ pub struct Running {
     pub url: String,
     /// The hub or proxy whose CPU and memory are measured.
     pub middle: Option<ProcessTree>,
+    /// For an `https://` URL: the authority its certificate is checked against.
+    trust: Option<TrustedCa>,
     procs: Vec<Proc>,
     pub dir: tempfile::TempDir,
 }
@@ -330,9 +364,21 @@ impl Running {
             system,
             url,
             middle: middle.map(ProcessTree::new),
+            trust: None,
             procs,
             dir,
         }
+    }
+
+    /// Serves clients at `url` over TLS, checked against `trust`.
+    pub(crate) fn serve_tls(&mut self, url: String, trust: TrustedCa) {
+        self.url = url;
+        self.trust = Some(trust);
+    }
+
+    /// Where load goes, speaking `proto`.
+    pub fn target(&self, proto: Proto) -> Result<Target, Error> {
+        Target::parse_with(&self.url, proto, self.trust.as_ref())
     }
 
     pub(crate) fn add(&mut self, proc: Proc) {
@@ -365,7 +411,7 @@ impl Running {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        let target = Target::parse(&self.url, Proto::H1)?;
+        let target = self.target(Proto::H1)?;
         let pull = self.system.is_pull();
         let slots = self.system.counts_slots();
         let system = self.system;

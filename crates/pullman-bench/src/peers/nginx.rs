@@ -4,7 +4,8 @@
 //! opens a connection per request), no access log, and streaming both ways
 //! (`proxy_buffering off`, `proxy_request_buffering off`) so that bodies pass through as
 //! they do through pullman instead of being spooled to temp files. `worker_processes auto`
-//! (one per core), as packaged.
+//! (one per core), as packaged. `NginxTls` listens with `ssl http2` on the layout's
+//! certificate (TLS 1.2 and 1.3, ALPN `h2` and `http/1.1`), as pullman's TLS listener does.
 
 use std::process::Command;
 
@@ -23,6 +24,7 @@ pub(super) fn start(
     dir: tempfile::TempDir,
     least_conn: bool,
 ) -> Result<Running, Error> {
+    let tls = layout.tls_of(system)?;
     let (server, urls) = env.backends(dir.path(), layout.workers, Some(layout.concurrency))?;
     let port = free_port()?;
     let d = dir.path().display();
@@ -36,6 +38,16 @@ pub(super) fn start(
         })
         .collect();
     let timeout = layout.timeout.as_secs().max(1);
+    let listen = match tls {
+        None => format!("listen 127.0.0.1:{port} reuseport;"),
+        Some(files) => format!(
+            "listen 127.0.0.1:{port} ssl http2 reuseport;\n    \
+ssl_certificate {};\n    ssl_certificate_key {};\n    \
+ssl_protocols TLSv1.2 TLSv1.3;",
+            files.cert.display(),
+            files.key.display()
+        ),
+    };
     let conf = format!(
         r#"daemon off;
 master_process on;
@@ -57,7 +69,7 @@ http {{
     keepalive_requests 1000000;
   }}
   server {{
-    listen 127.0.0.1:{port} reuseport;
+    {listen}
     client_max_body_size 0;
     location / {{
       proxy_pass http://workers;
@@ -91,6 +103,9 @@ http {{
         vec![proxy],
         dir,
     );
+    if let Some(files) = tls {
+        running.serve_tls(format!("https://127.0.0.1:{port}"), files.trust.clone());
+    }
     running.add(server);
     Ok(running)
 }

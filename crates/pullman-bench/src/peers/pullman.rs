@@ -8,7 +8,8 @@
 //! With the C worker (`PullmanC`) the hub is the same as `PullmanTcp`'s and the workers are
 //! `examples/c/hello.c` processes on pullman's C API (`capi.rs`). With the Python runners
 //! (`PullmanWsgi`, `PullmanAsgi`) the workers are `python -m pullman.wsgi` or `pullman.asgi`
-//! processes on `bench/python_app.py` (`python.rs`).
+//! processes on `bench/python_app.py` (`python.rs`). `PullmanTls` is `PullmanTcp` whose
+//! clients come to a `[hub.tls]` listener serving the layout's certificate.
 
 use std::process::Command;
 
@@ -79,12 +80,21 @@ fn start_pool(
         None => String::new(),
     };
     let timeout = layout.timeout.as_secs().max(1);
+    let tls = layout.tls_of(system)?;
+    let client_tls = match tls {
+        None => String::new(),
+        Some(files) => format!(
+            "[hub.tls]\nlisten = \"127.0.0.1:0\"\ncertificates = [{{ cert = {:?}, key = {:?} }}]\n",
+            files.cert.display().to_string(),
+            files.key.display().to_string()
+        ),
+    };
     let conf = format!(
         r#"[hub]
 listen = "127.0.0.1:0"
 workers_listen = ["{workers_listen}"]
 drain_grace = "0s"
-[[pool]]
+{client_tls}[[pool]]
 name = "{POOL}"
 token = "{TOKEN}"
 queue_limit = {queue_limit}
@@ -115,6 +125,9 @@ pool = "{POOL}"
     let workers_url = field("workers=")?;
     let hub_pid = hub.pid();
     let mut running = Running::new(system, front, Some(hub_pid), vec![hub], dir);
+    if let Some(files) = tls {
+        running.serve_tls(field("tls=")?, files.trust.clone());
+    }
     if transport == Transport::Ptth {
         let connect = ptth_connect(&workers_url).ok_or_else(|| {
             Error::peer(

@@ -8,7 +8,7 @@ use bytes::Bytes;
 
 use super::{median_of, median_ratio, opt, Ctx, Scenario};
 use crate::error::Error;
-use crate::load::{self, Proto, RequestSpec, Target};
+use crate::load::{self, Proto, RequestSpec};
 use crate::peers::{Layout, System};
 use crate::report::{self, thousands};
 
@@ -63,7 +63,7 @@ impl Scenario for Bodies {
                         }
                         continue;
                     }
-                    let target = Target::parse(&s.url, Proto::H1)?;
+                    let target = s.target(Proto::H1)?;
                     let spec: Arc<dyn Fn(u64) -> RequestSpec + Send + Sync> = if upload {
                         let body = Bytes::from(vec![7u8; n as usize]);
                         Arc::new(move |_| RequestSpec::post("/echo", body.clone()))

@@ -11,7 +11,7 @@ use super::{
     cpu_us, extra_f64, median_of, median_ratio, opt, round_ratios, start_all, Ctx, Scenario,
 };
 use crate::error::Error;
-use crate::load::{self, Proto, RequestSpec, Target};
+use crate::load::{self, Proto, RequestSpec};
 use crate::peers::{Layout, System};
 use crate::report::{self, ms, thousands};
 
@@ -68,7 +68,7 @@ impl Scenario for Capi {
             }
             for s in &systems {
                 // Warm-up: connections, caches, the allocators of hub and workers.
-                let target = Target::parse(&s.url, Proto::H1)?;
+                let target = s.target(Proto::H1)?;
                 let _ = ctx.block_on(load::closed_loop(
                     &target,
                     workers * concurrency,
@@ -95,7 +95,7 @@ impl Scenario for Capi {
                 );
                 for conns in CONNS {
                     for s in super::in_turn(&systems, round) {
-                        let target = Target::parse(&s.url, Proto::H1)?;
+                        let target = s.target(Proto::H1)?;
                         let label = format!("{} /hello c{conns}", s.system.label());
                         let m = ctx.measure(
                             s,

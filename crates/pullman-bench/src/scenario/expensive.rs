@@ -9,7 +9,7 @@ use hdrhistogram::Histogram;
 
 use super::{median_of, median_ratio, opt, start_all, Ctx, Scenario};
 use crate::error::Error;
-use crate::load::{self, quantile_ms, Proto, RequestSpec, Target};
+use crate::load::{self, quantile_ms, Proto, RequestSpec};
 use crate::peers::{Layout, System};
 use crate::report::{self, ms, svg};
 use crate::sim::{self, Policy};
@@ -111,7 +111,7 @@ impl Scenario for Expensive {
         for round in 1..=rounds {
             eprintln!("  round {round}/{rounds}");
             for s in super::in_turn(&systems, round) {
-                let target = Target::parse(&s.url, Proto::H1)?;
+                let target = s.target(Proto::H1)?;
                 let m = ctx.measure(
                     s,
                     load::open_loop(

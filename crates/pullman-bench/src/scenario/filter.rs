@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use super::{median_of, median_ratio, opt, start_all, Ctx, Scenario};
 use crate::error::Error;
-use crate::load::{self, Proto, RequestSpec, Target};
+use crate::load::{self, Proto, RequestSpec};
 use crate::peers::{Layout, System};
 use crate::report::{self, ms, thousands};
 
@@ -42,7 +42,7 @@ impl Scenario for Filter {
         for round in 1..=rounds {
             eprintln!("  round {round}/{rounds}");
             for s in super::in_turn(&systems, round) {
-                let target = Target::parse(&s.url, Proto::H1)?;
+                let target = s.target(Proto::H1)?;
                 let label = format!("{} c{CONNS}", s.system.label());
                 let m = ctx.measure(
                     s,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use super::{median_of, Ctx, Scenario};
 use crate::error::Error;
-use crate::load::{self, Proto, RequestSpec, Target};
+use crate::load::{self, Proto, RequestSpec};
 use crate::peers::{Layout, System};
 use crate::report::{self, ms};
 use crate::trace::{Job, ServiceDist, Trace};
@@ -52,7 +52,7 @@ impl Scenario for Hol {
             Arc::new(|j| RequestSpec::get(format!("/sleep?ms={}", j.service_ms as u64)));
         for round in 1..=rounds {
             for s in super::in_turn(&systems, round) {
-                let target = Target::parse(&s.url, Proto::H1)?;
+                let target = s.target(Proto::H1)?;
                 for (variant, trace) in [("with slow", &mixed), ("fast only", &fast_only)] {
                     let m = ctx.measure(
                         s,

@@ -16,6 +16,8 @@
 //!    `pullman worker`, same hub, same slots.
 //! 10. `python`: a WSGI and an ASGI `/hello` through pullman's Python runners beside
 //!     granian, gunicorn and uvicorn serving the same app directly, and POTHEAD.
+//! 11. `https`: `/hello` over TLS (HTTP/1.1 and h2) through pullman and nginx serving the
+//!     same certificate.
 //!
 //! Adding a scenario is one new file here (a `scenario()` returning a `Box<dyn Scenario>`)
 //! and its name in the `scenarios!` list below.
@@ -42,7 +44,9 @@ macro_rules! scenarios {
     };
 }
 
-scenarios![overhead, expensive, hol, bodies, scale, transport, filter, pothead, capi, python];
+scenarios![
+    overhead, expensive, hol, bodies, scale, transport, filter, pothead, capi, python, https,
+];
 
 /// The systems of one round, starting one further along each round: no system is always
 /// measured first or last, so a machine that warms up or gets busier during a round does not

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use super::{median_of, median_ratio, opt, start_all, Ctx, Scenario};
 use crate::error::Error;
-use crate::load::{self, Proto, RequestSpec, Target};
+use crate::load::{self, Proto, RequestSpec};
 use crate::peers::{Layout, System};
 use crate::report::{self, ms, svg, thousands};
 
@@ -48,7 +48,7 @@ impl Scenario for Overhead {
             Arc::new(|_| RequestSpec::get("/hello"));
         for s in &systems {
             // Warm-up: connections, caches, the hub's allocator.
-            let target = Target::parse(&s.url, Proto::H1)?;
+            let target = s.target(Proto::H1)?;
             let _ = ctx.block_on(load::closed_loop(
                 &target,
                 32,
@@ -62,7 +62,7 @@ impl Scenario for Overhead {
             eprintln!("  round {round}/{rounds}");
             for &conns in &CONNS {
                 for s in super::in_turn(&systems, round) {
-                    let target = Target::parse(&s.url, Proto::H1)?;
+                    let target = s.target(Proto::H1)?;
                     let label = format!("{} c{conns}", s.system.label());
                     let m = ctx.measure(
                         s,

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use super::{median_of, median_ratio, opt, start_all, Ctx, Scenario};
 use crate::error::Error;
-use crate::load::{self, Proto, RequestSpec, Target};
+use crate::load::{self, Proto, RequestSpec};
 use crate::peers::{Layout, System};
 use crate::report::{self, ms, thousands};
 
@@ -50,7 +50,7 @@ impl Scenario for Pothead {
         let secs = ctx.secs(4.0, 0.5);
         for s in &systems {
             // Warm-up: Python's imports and caches, the hubs' connections and allocators.
-            let target = Target::parse(&s.url, Proto::H1)?;
+            let target = s.target(Proto::H1)?;
             let _ = ctx.block_on(load::closed_loop(
                 &target,
                 SLOTS,
@@ -67,7 +67,7 @@ impl Scenario for Pothead {
                     Arc::new(move |_| RequestSpec::get(path));
                 for conns in CONNS {
                     for s in super::in_turn(&systems, round) {
-                        let target = Target::parse(&s.url, Proto::H1)?;
+                        let target = s.target(Proto::H1)?;
                         let label = format!("{} {path} c{conns}", s.system.label());
                         let m = ctx.measure(
                             s,

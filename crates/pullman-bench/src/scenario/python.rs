@@ -15,7 +15,7 @@ use super::{
     extra_f64, median_of, median_ratio, opt, round_ratios, start_all, Ctx, Scenario,
 };
 use crate::error::Error;
-use crate::load::{self, Proto, RequestSpec, Target};
+use crate::load::{self, Proto, RequestSpec};
 use crate::peers::python::WSGI_PREFETCH;
 use crate::peers::{Layout, System};
 use crate::report::{self, ms, thousands};
@@ -98,7 +98,7 @@ impl Scenario for Python {
         down.extend(asgi_down);
         for s in &systems {
             // Warm-up: imports and caches, connections, the allocators.
-            let target = Target::parse(&s.url, Proto::H1)?;
+            let target = s.target(Proto::H1)?;
             let _ = ctx.block_on(load::closed_loop(
                 &target,
                 CONNS[1],
@@ -112,7 +112,7 @@ impl Scenario for Python {
             eprintln!("  round {round}/{rounds}");
             for conns in CONNS {
                 for s in super::in_turn(&systems, round) {
-                    let target = Target::parse(&s.url, Proto::H1)?;
+                    let target = s.target(Proto::H1)?;
                     let label = format!("{} /hello c{conns}", s.system.label());
                     let m = ctx.measure(
                         s,

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::{median_of, Ctx, Scenario};
 use crate::error::Error;
-use crate::load::{self, Conn, Proto, RequestSpec, Target};
+use crate::load::{self, Conn, Proto, RequestSpec};
 use crate::peers::{Layout, System};
 use crate::report::{self, thousands};
 
@@ -51,7 +51,7 @@ fn queue_memory(ctx: &Ctx, n: usize) -> Result<(u64, u64, u64), Error> {
     };
     std::thread::sleep(Duration::from_millis(500));
     let base = hub.rss();
-    let target = Target::parse(&running.url, Proto::H2)?;
+    let target = running.target(Proto::H2)?;
     ctx.block_on(async {
         let mut conns = Vec::new();
         for _ in 0..n.div_ceil(STREAMS_PER_CONN) {
@@ -130,7 +130,7 @@ impl Scenario for Scale {
                         continue;
                     }
                 };
-                let target = Target::parse(&running.url, Proto::H1)?;
+                let target = running.target(Proto::H1)?;
                 let label = format!("pullman {w} workers");
                 let _ = ctx.block_on(load::closed_loop(
                     &target,

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use super::{median_of, median_ratio, opt, start_all, Ctx, Measured, Scenario};
 use crate::error::Error;
 use crate::link_hub::{LinkHub, LinkTransport};
-use crate::load::{self, Proto, RequestSpec, Target};
+use crate::load::{self, Proto, RequestSpec};
 use crate::peers::{Layout, System};
 use crate::report::{self, ms, thousands};
 
@@ -88,7 +88,7 @@ impl Scenario for Transport {
                 let spec: Arc<dyn Fn(u64) -> RequestSpec + Send + Sync> =
                     Arc::new(move |_| RequestSpec::post("/sink", body.clone()));
                 for s in super::in_turn(&systems, round) {
-                    let target = Target::parse(&s.url, Proto::H1)?;
+                    let target = s.target(Proto::H1)?;
                     let label = format!("{} {name}", s.system.label());
                     let m = ctx.measure(
                         s,
@@ -100,7 +100,7 @@ impl Scenario for Transport {
             let hello: Arc<dyn Fn(u64) -> RequestSpec + Send + Sync> =
                 Arc::new(|_| RequestSpec::get("/hello"));
             for s in super::in_turn(&systems, round) {
-                let target = Target::parse(&s.url, Proto::H1)?;
+                let target = s.target(Proto::H1)?;
                 let label = format!("{} /hello", s.system.label());
                 let m = ctx.measure(
                     s,
