@@ -631,6 +631,59 @@ async fn workers_over_tls_prove_who_they_are_with_certificates_and_strangers_are
     assert_eq!(answer.status, 200);
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pool_without_a_token_takes_workers_by_certificate_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let ca = Ca::new("test CA");
+    std::fs::write(d.join("ca.pem"), &ca.pem).unwrap();
+    ca.leaf(&["localhost"], d, "hub");
+    ca.worker("spiffe://test/worker-a", d, "a");
+    let config = format!(
+        "[hub]\nlisten = \"127.0.0.1:0\"\n\
+         workers_listen = [\"tcp://127.0.0.1:0\", \"tls://127.0.0.1:0\"]\n\
+         [hub.worker_tls]\n\
+         certificates = [{{ cert = \"{0}/hub.pem\", key = \"{0}/hub.key\" }}]\n\
+         client_ca = \"{0}/ca.pem\"\n\
+         [[pool]]\nname = \"bycert\"\nallowed_workers = [\"spiffe://test/worker-a\"]\n{1}",
+        d.display(),
+        route_all("bycert"),
+    );
+    std::fs::write(d.join("hub.toml"), config).unwrap();
+    let hub = HubProc::from_config_file(&d.join("hub.toml"));
+    let tls_url = hub.worker_addrs[1].replace("127.0.0.1", "localhost");
+    let file = |name: &str| d.join(name).display().to_string();
+    let (ca_file, a_cert, a_key) = (file("ca.pem"), file("a.pem"), file("a.key"));
+    // No --token: the SDK sends none, as the worker presents a certificate.
+    let certified = [
+        "--tls-ca",
+        ca_file.as_str(),
+        "--tls-cert",
+        &a_cert,
+        "--tls-key",
+        &a_key,
+    ];
+    let _good = WorkerProc::start_with_flags(&tls_url, "bycert", "", 2, "good", &certified);
+    let c = client();
+    wait_ready(&c, &hub.url("/hello")).await;
+    let answer = get(&c, &hub.url("/hello")).await;
+    assert_eq!((answer.status, answer.body), (200, Bytes::from(HELLO)));
+
+    // Without a certificate a token does not stand in for one: refused, with the reason.
+    let tcp_url = hub.worker_addrs[0].clone();
+    let mut guess = WorkerProc::start_with_flags(&tcp_url, "bycert", "guess", 1, "guess", &[]);
+    assert!(!guess.wait_exit(), "{}", guess.log.text());
+    guess.log.wait_for("this worker presented none", 1);
+    hub.log.wait_for("this worker presented none", 1);
+    // And without either, the worker does not start: it has nothing to prove itself with.
+    let mut bare = WorkerProc::start_with_flags(&tcp_url, "bycert", "", 1, "bare", &[]);
+    assert!(!bare.wait_exit(), "{}", bare.log.text());
+    bare.log.wait_for("the token is required", 1);
+
+    let answer = get(&c, &hub.url("/hello")).await;
+    assert_eq!(answer.status, 200);
+}
+
 #[test]
 fn worker_tls_settings_that_do_not_fit_together_are_refused() {
     let dir = tempfile::tempdir().unwrap();

@@ -308,7 +308,14 @@ impl WorkerProc {
         flags: &[&str],
     ) -> WorkerProc {
         let mut child = Command::new(BIN)
-            .args(["worker", "--hub", hub, "--pool", pool, "--token", token])
+            .args(["worker", "--hub", hub, "--pool", pool])
+            // No token: the worker proves itself by its client certificate alone.
+            .args(
+                (!token.is_empty())
+                    .then_some(["--token", token])
+                    .into_iter()
+                    .flatten(),
+            )
             .args(["--concurrency", &concurrency.to_string(), "--name", name])
             .args(["--app", app])
             .args(shm.then_some("--shm"))

@@ -38,6 +38,11 @@ impl TlsSettings {
         self
     }
 
+    /// Whether a client certificate is set.
+    pub(crate) fn has_identity(&self) -> bool {
+        self.identity.is_some()
+    }
+
     /// Reads the files and builds the connector for `host`, the hub's name (or address) in
     /// its `tls://HOST:PORT`.
     pub(crate) fn connector(&self, host: &str) -> Result<HubTls, WorkerError> {

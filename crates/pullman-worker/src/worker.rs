@@ -92,7 +92,10 @@ impl WorkerBuilder {
         self
     }
 
-    /// The pool's token. Default: [`ENV_TOKEN`] from the environment.
+    /// The pool's token. Default: [`ENV_TOKEN`] from the environment; without either, a
+    /// worker that presents a client certificate ([`TlsSettings::identity`]) sends none,
+    /// for a pool that takes its workers by certificate alone (`allowed_workers` and no
+    /// token).
     pub fn token(mut self, token: impl Into<String>) -> Self {
         self.token = Some(token.into());
         self
@@ -232,6 +235,10 @@ impl WorkerBuilder {
                 .ok_or_else(|| missing("the pool", ENV_POOL))?,
             token: (self.token.clone())
                 .or_else(|| from_env(ENV_TOKEN))
+                .or_else(|| {
+                    let by_certificate = self.tls.as_ref().is_some_and(|t| t.has_identity());
+                    by_certificate.then(String::new)
+                })
                 .ok_or_else(|| missing("the token", ENV_TOKEN))?,
             concurrency,
             tls,

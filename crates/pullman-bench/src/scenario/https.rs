@@ -4,7 +4,9 @@
 
 use std::sync::Arc;
 
-use super::{median_of, median_ratio, opt, round_ratios, start_all, Ctx, Scenario};
+use super::{
+    extra_f64, median_of, median_ratio, opt, round_ratios, start_all, Ctx, Scenario,
+};
 use crate::error::Error;
 use crate::load::{self, Proto, RequestSpec};
 use crate::peers::{Layout, System, TlsFiles};
@@ -16,6 +18,9 @@ const SYSTEMS: [System; 2] = [System::NginxTls, System::PullmanTls];
 const WORKER_CONCURRENCY: usize = 64;
 /// The loads: protocol, connections and streams per connection (32 requests at once each).
 const LOADS: [(Proto, usize, usize); 2] = [(Proto::H1, 32, 1), (Proto::H2, 8, 4)];
+/// The record's extra: CPU per answered request of the processes behind the middle one
+/// (pullman's worker; nginx's upstream server), µs.
+const BEHIND_CPU: &str = "behind_cpu_us_per_req";
 /// pullman's aim: req/s over nginx's, for each protocol.
 const AIM_VS_NGINX: f64 = 1.3;
 
@@ -72,7 +77,11 @@ impl Scenario for Https {
                         s,
                         load::closed_loop(&target, conns, streams, secs, spec.clone(), &label),
                     )?;
-                    ctx.record(NAME, s.system.label(), &v, round, &m, Default::default());
+                    let mut extra = serde_json::Map::new();
+                    if let Some(cpu) = m.others_cpu_us_per_req {
+                        extra.insert(BEHIND_CPU.into(), cpu.into());
+                    }
+                    ctx.record(NAME, s.system.label(), &v, round, &m, extra);
                 }
             }
         }
@@ -91,7 +100,8 @@ generator (`pullman-bench`, one thread, rustls) checks the certificate, asks for
 by SNI and offers one ALPN name: `http/1.1` with 32 connections, or `h2` with 8 connections \
 of 4 streams each; connections stay open, so handshakes are not what is measured. {:.0} s \
 per system, load and round, {rounds} round(s), systems alternating. CPU is the middle \
-process's user+system time per answered request. Ratio: req/s over nginx's in the same \
+process's user+system time per answered request, and that of the processes behind it (the \
+worker; the upstream server). Ratio: req/s over nginx's in the same \
 round, median over rounds.",
                 secs.as_secs_f64()
             ),
@@ -110,6 +120,10 @@ round, median over rounds.",
                     .iter()
                     .filter_map(|r| r.cpu_us_per_req)
                     .collect();
+                let behind: Vec<f64> = super::of(&recs, l, &v)
+                    .iter()
+                    .filter_map(|r| extra_f64(r, BEHIND_CPU))
+                    .collect();
                 rows.push(vec![
                     proto_name(proto).to_string(),
                     format!("{conns} x {streams}"),
@@ -118,6 +132,9 @@ round, median over rounds.",
                     ms(median_of(&recs, l, &v, |r| r.p50_ms)),
                     ms(median_of(&recs, l, &v, |r| r.p99_ms)),
                     opt((!cpu.is_empty()).then(|| report::median(cpu)), |c| {
+                        format!("{c:.1}")
+                    }),
+                    opt((!behind.is_empty()).then(|| report::median(behind)), |c| {
                         format!("{c:.1}")
                     }),
                     opt(median_ratio(&recs, l, nginx, &v, |r| r.req_per_s), |x| {
@@ -136,6 +153,7 @@ round, median over rounds.",
                 "p50 ms",
                 "p99 ms",
                 "CPU µs/req (middle)",
+                "CPU µs/req (behind)",
                 "req/s ÷ nginx (TLS)",
                 "errors",
             ],

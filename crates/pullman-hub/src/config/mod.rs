@@ -262,7 +262,7 @@ mod tests {
         assert_eq!(hub.ping_interval, DEFAULT_PING_INTERVAL);
         let pool = &config.pools[0];
         assert_eq!(pool.name, "demo");
-        assert_eq!(pool.token.expose(), "s3cret");
+        assert_eq!(pool.token.as_ref().unwrap().expose(), "s3cret");
         assert_eq!(pool.queue_limit, DEFAULT_QUEUE_LIMIT);
         assert_eq!(pool.queue_timeout, DEFAULT_QUEUE_TIMEOUT);
         assert_eq!(pool.timeout, DEFAULT_TIMEOUT);

@@ -48,12 +48,14 @@ pub struct PoolConfig {
     /// Unique name: 1 to [`MAX_NAME_LEN`](super::MAX_NAME_LEN) characters of `A-Z a-z 0-9 _ . -`.
     #[serde(deserialize_with = "de_name")]
     pub name: String,
-    /// The token a worker presents to serve this pool.
-    pub token: Secret,
+    /// The token a worker presents to serve this pool. A pool needs a token, or
+    /// `allowed_workers`, or both.
+    #[serde(default)]
+    pub token: Option<Secret>,
     /// When set, a worker serves this pool only over a `tls://` link with a client
     /// certificate (checked against `hub.worker_tls.client_ca`) that names one of these: a
-    /// URI (`spiffe://...`) or DNS name among its subject alternative names. The token is
-    /// checked as well.
+    /// URI (`spiffe://...`) or DNS name among its subject alternative names. A pool with a
+    /// token checks it as well; one without takes the certificate alone.
     #[serde(default)]
     pub allowed_workers: Vec<String>,
     /// Most requests waiting in the queue; when full, new requests get 503 with
@@ -417,6 +419,26 @@ mod tests {
         ));
         assert_eq!(location.key.as_deref(), Some("pool[0].name"));
         assert!(message.contains("1 to 64 characters"), "{message}");
+    }
+
+    #[test]
+    fn a_pool_needs_a_token_or_allowed_workers() {
+        let (_, message) = refuse(&format!("{HUB}[[pool]]\nname = \"demo\"\n"));
+        assert!(
+            message.contains("neither a token nor allowed_workers"),
+            "{message}"
+        );
+        let tls_hub = "[hub]\nlisten = \"127.0.0.1:8080\"\n\
+                       workers_listen = [\"tls://127.0.0.1:7070\"]\n\
+                       [hub.worker_tls]\n\
+                       certificates = [{ cert = \"/c.pem\", key = \"/k.pem\" }]\n\
+                       client_ca = \"/ca.pem\"\n";
+        let config = parse(&format!(
+            "{tls_hub}[[pool]]\nname = \"demo\"\nallowed_workers = [\"spiffe://x/w\"]\n"
+        ))
+        .unwrap();
+        assert!(config.pools[0].token.is_none());
+        assert_eq!(config.pools[0].allowed_workers, ["spiffe://x/w"]);
     }
 
     #[test]

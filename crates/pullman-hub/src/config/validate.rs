@@ -151,6 +151,20 @@ impl ConfigToml {
             }
             _ => {}
         }
+        if let Some(pool) = self.pool.iter().find(|p| {
+            let p = p.get_ref();
+            p.token.is_none() && p.allowed_workers.is_empty()
+        }) {
+            return Err(Problem::at(
+                pool.span(),
+                format!(
+                    "pool {:?} has neither a token nor allowed_workers, so any program that \
+                     reaches the worker port could serve it: give it a token, or \
+                     allowed_workers (client certificates), or both",
+                    pool.get_ref().name
+                ),
+            ));
+        }
         let client_ca = hub.worker_tls.as_ref().and_then(|t| t.client_ca.as_ref());
         if let Some(pool) = self
             .pool

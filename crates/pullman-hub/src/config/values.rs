@@ -252,7 +252,7 @@ mod tests {
     /// The token of the one pool of a config whose pool token is `token` (TOML).
     fn pool_token(token: &str) -> String {
         let config = parse(&format!("{HUB}[[pool]]\nname = \"p\"\ntoken = {token}\n")).unwrap();
-        config.pools[0].token.expose().to_string()
+        config.pools[0].token.as_ref().unwrap().expose().to_string()
     }
 
     #[test]

@@ -105,7 +105,7 @@ impl Instance {
             .envs(&config.env)
             .env("PULLMAN_HUB", &launch.hub)
             .env("PULLMAN_POOL", &config.pool)
-            .env("PULLMAN_TOKEN", launch.token.expose())
+            .envs(launch.token.as_ref().map(|t| ("PULLMAN_TOKEN", t.expose())))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

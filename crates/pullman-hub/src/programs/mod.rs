@@ -45,7 +45,9 @@ pub struct Supervisor {
 pub(crate) struct Launch {
     pub(crate) config: ProgramConfig,
     pub(crate) hub: String,
-    pub(crate) token: Secret,
+    /// The pool's token, if it has one (a pool with none takes workers by certificate, which
+    /// the program's own command line must then give).
+    pub(crate) token: Option<Secret>,
 }
 
 /// A program the supervisor runs.

@@ -234,10 +234,13 @@ impl WorkerPort {
             refuse(io, peer, CloseCode::UnknownPool, why).await;
             return None;
         };
-        if !token_matches(
-            pool.config().token.expose().as_bytes(),
-            hello.token.as_bytes(),
-        ) {
+        let token_ok = match &pool.config().token {
+            Some(token) => token_matches(token.expose().as_bytes(), hello.token.as_bytes()),
+            // A pool without a token takes its workers by certificate alone (validated:
+            // such a pool has allowed_workers, checked next).
+            None => true,
+        };
+        if !token_ok {
             tracing::warn!(%peer, pool = %hello.pool, worker = %hello.name, "worker refused: wrong token");
             let why = format!("wrong token for pool {:?}", hello.pool);
             refuse(io, peer, CloseCode::AuthFailed, why).await;
