@@ -105,10 +105,10 @@ impl DemoApp {
             Err(why) => return text(StatusCode::BAD_REQUEST, why),
         };
         let (parts, mut body) = req.into_parts();
-        let head_in_shm = parts
-            .extensions
-            .get::<RequestInfo>()
-            .is_some_and(|info| pullman_worker::is_shared_memory(info.head.as_block()));
+        let info = parts.extensions.get::<RequestInfo>();
+        let head_in_shm =
+            info.is_some_and(|info| pullman_worker::is_shared_memory(info.head.as_block()));
+        let tls = info.is_some_and(|info| info.tls);
         // Chunks of more than 16 bytes: smaller ones travel inside a ring descriptor.
         let (mut big_chunks, mut chunks_in_shm) = (0u64, 0u64);
         let mut hasher = Sha256::new();
@@ -155,6 +155,7 @@ impl DemoApp {
             "body_sha256": sha,
             "worker": self.name,
             "head_in_shm": head_in_shm,
+            "tls": tls,
             "body_chunks": big_chunks,
             "body_chunks_in_shm": chunks_in_shm,
         }))

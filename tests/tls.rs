@@ -216,6 +216,17 @@ async fn https_serves_http1_and_h2_chosen_by_alpn_beside_plain_http() {
             (200, Bytes::from(HELLO))
         );
     }
+    // The worker hears that the client came over TLS (the REQUEST's TLS flag); one from the
+    // plain listener did not.
+    let seen_tls = |body: &Bytes| {
+        let v: serde_json::Value = serde_json::from_slice(body).unwrap();
+        v["tls"].as_bool().unwrap()
+    };
+    let (status, body) = get_h1(&mut sender, "/inspect").await;
+    assert_eq!(status, 200);
+    assert!(seen_tls(&body), "{body:?}");
+    let plain = get(&client(), &hub.url("/inspect")).await;
+    assert!(!seen_tls(&plain.body), "{:?}", plain.body);
 
     // curl, with the test's CA, over both protocols.
     for (flag, version) in [("--http1.1", "1.1"), ("--http2", "2")] {

@@ -54,6 +54,8 @@ class Request(Protocol):
     """Every header field in order, names as sent (any case), duplicates kept."""
     peer: str
     """The client's address as ``"ip:port"`` (``"[v6]:port"`` for IPv6); ``""`` if unknown."""
+    tls: bool
+    """Whether the client reached the hub over TLS (the hub's ``[hub.tls]`` listener)."""
     request_id: str
     """The ``x-request-id`` the hub gave the request."""
     deadline_ms: int
@@ -71,8 +73,8 @@ class Request(Protocol):
         character per byte), ``QUERY_STRING``, ``SERVER_NAME``/``PORT``/``PROTOCOL``,
         ``REMOTE_ADDR``/``PORT``, ``CONTENT_TYPE``, ``CONTENT_LENGTH``, ``HTTP_*`` per header
         (repeated fields joined with ``", "``, names with ``_`` dropped), ``wsgi.url_scheme``
-        (``https`` when ``x-forwarded-proto`` says so and the client is one of ``proxies``, a
-        ``pullman._native.Proxies``; never without), ``pullman.request_id`` and
+        (``https`` when the client came over TLS, or when ``x-forwarded-proto`` says so and
+        the client is one of ``proxies``, a ``pullman._native.Proxies``), ``pullman.request_id`` and
         ``pullman.deadline_ms``. ``wsgi.input`` is the caller's to add."""
         ...
 

@@ -35,9 +35,12 @@ pub(crate) fn version_name(version: Version) -> &'static str {
     }
 }
 
-/// Whether the client came over TLS: a trusted proxy's `x-forwarded-proto` (its first
-/// value) says `https`. The hub takes plain HTTP only, so without a proxy it is never so.
+/// Whether the client came over TLS: it reached the hub's TLS listener (the REQUEST's TLS
+/// flag), or a trusted proxy's `x-forwarded-proto` (its first value) says `https`.
 pub(crate) fn is_https(info: &RequestInfo, proxies: Option<&Proxies>) -> bool {
+    if info.tls {
+        return true;
+    }
     if !proxies.is_some_and(|p| p.trusts(&info.peer)) {
         return false;
     }

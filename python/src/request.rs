@@ -226,6 +226,12 @@ impl Request {
         self.head(py, |p| p.info().peer.clone())
     }
 
+    /// Whether the client reached the hub over TLS (its `[hub.tls]` listener).
+    #[getter]
+    fn tls(&self, py: Python<'_>) -> PyResult<bool> {
+        self.head(py, |p| p.info().tls)
+    }
+
     /// The request's id (its `x-request-id`, which the hub sets on every request).
     #[getter]
     fn request_id(&self, py: Python<'_>) -> PyResult<String> {
@@ -295,12 +301,13 @@ impl Request {
     /// A request from no hub, with this head and an empty body, whose answer goes nowhere:
     /// for tests of code that reads requests (the package's own fake uses it, so that its
     /// environ and scope are the real ones). `x-request-id` is added to the headers when
-    /// `request_id` is given and they have none.
+    /// `request_id` is given and they have none. `tls`: the client came over TLS.
     #[staticmethod]
     #[pyo3(signature = (
         method="GET", target="/", headers=Vec::new(), peer=String::new(), http_version="1.1",
-        deadline_ms=0, request_id=None
+        deadline_ms=0, request_id=None, tls=false
     ))]
+    #[allow(clippy::too_many_arguments)]
     fn detached(
         method: &str,
         target: &str,
@@ -309,6 +316,7 @@ impl Request {
         http_version: &str,
         deadline_ms: u32,
         request_id: Option<&str>,
+        tls: bool,
     ) -> PyResult<Request> {
         let version = match http_version {
             "1.0" => Version::Http10,
@@ -342,6 +350,7 @@ impl Request {
         }
         let info = RequestInfo {
             peer,
+            tls,
             deadline_ms,
             head: head.finish(),
         };

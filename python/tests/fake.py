@@ -31,6 +31,7 @@ class FakeRequest:
         request_id: str = "rid-1",
         http_version: str = "1.1",
         deadline_ms: int = 0,
+        tls: bool = False,
     ) -> None:
         self.method = method
         self.target = target
@@ -38,6 +39,7 @@ class FakeRequest:
         self.http_version = http_version
         self.headers: List[Header] = list(headers)
         self.peer = peer
+        self.tls = tls
         self.request_id = request_id
         self.deadline_ms = deadline_ms
         self.in_shared_memory = False
@@ -76,7 +78,14 @@ class FakeRequest:
         from pullman._native import Request
 
         return Request.detached(
-            self.method, self.target, self.headers, self.peer, self.http_version, self.deadline_ms, self.request_id
+            self.method,
+            self.target,
+            self.headers,
+            self.peer,
+            self.http_version,
+            self.deadline_ms,
+            self.request_id,
+            self.tls,
         )
 
     @property

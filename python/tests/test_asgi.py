@@ -61,6 +61,8 @@ def test_scope():
     # The same header from a client that is no trusted proxy is its own claim.
     assert build_scope(request, None, Proxies("10.0.0.2"))["scheme"] == "http"
     assert build_scope(request)["scheme"] == "http"
+    # A client that came to the hub's TLS listener is https on the hub's word.
+    assert build_scope(FakeRequest(tls=True))["scheme"] == "https"
     assert "state" not in build_scope(FakeRequest())
 
 

@@ -92,6 +92,9 @@ def test_environ_defaults_and_forwarded_scheme():
     assert env["QUERY_STRING"] == ""
     assert env["HTTP_X_REQUEST_ID"] == "hub-id"
     assert "CONTENT_LENGTH" not in env
+    # A client that came to the hub's TLS listener is https on the hub's word, no proxy needed.
+    over_tls = build_environ(FakeRequest(tls=True, headers=[("Host", "example.com")]), BASE)
+    assert (over_tls["wsgi.url_scheme"], over_tls["SERVER_PORT"]) == ("https", "443")
     no_peer = build_environ(FakeRequest(peer="", headers=[("Host", "[::1]")]), BASE)
     assert "REMOTE_ADDR" not in no_peer
     assert (no_peer["SERVER_NAME"], no_peer["SERVER_PORT"]) == ("::1", "80")

@@ -292,6 +292,7 @@ fn sink_request(len: usize) -> Request {
         deadline_ms: GUARD.as_millis() as u32,
         mode: Mode::Respond,
         peer: "127.0.0.1:1".into(),
+        tls: false,
         head: head.finish(),
     }
 }

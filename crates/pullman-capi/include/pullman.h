@@ -182,6 +182,12 @@ pm_code pm_request_query(pm_request *r, pm_bytes *out);
 pm_code pm_request_peer(pm_request *r, pm_bytes *out);
 
 /**
+ * Whether the client reached the hub over TLS (the hub's `[hub.tls]` listener): the
+ * request's URL is `https`.
+ */
+pm_code pm_request_tls(pm_request *r, bool *out);
+
+/**
  * The request's id (its `x-request-id`, which the hub sets on every request).
  */
 pm_code pm_request_id(pm_request *r, pm_bytes *out);

@@ -168,6 +168,16 @@ pub unsafe extern "C" fn pm_request_peer(r: *mut PmRequest, out: *mut PmBytes) -
     unsafe { view(r, out, |r| PmBytes::of(r.info().peer.as_bytes())) }
 }
 
+/// Whether the client reached the hub over TLS (the hub's `[hub.tls]` listener): the
+/// request's URL is `https`.
+#[no_mangle]
+pub unsafe extern "C" fn pm_request_tls(r: *mut PmRequest, out: *mut bool) -> PmCode {
+    guard(|| {
+        let r = unsafe { request(r)? };
+        unsafe { put(out, r.info().tls) }
+    })
+}
+
 /// The request's id (its `x-request-id`, which the hub sets on every request).
 #[no_mangle]
 pub unsafe extern "C" fn pm_request_id(r: *mut PmRequest, out: *mut PmBytes) -> PmCode {

@@ -82,7 +82,8 @@ unsafe fn every_request_call(r: *mut PmRequest, want: PmCode) {
     let mut b2 = b;
     let (mut n, mut ms, mut shm) = (0usize, 0u32, false);
     let name = c"x-a".as_ptr();
-    let calls: [(&str, PmCode); 21] = unsafe {
+    let mut tls = false;
+    let calls: [(&str, PmCode); 22] = unsafe {
         [
             ("method", pm_request_method(r, &mut b)),
             ("target", pm_request_target(r, &mut b)),
@@ -91,6 +92,7 @@ unsafe fn every_request_call(r: *mut PmRequest, want: PmCode) {
             ("peer", pm_request_peer(r, &mut b)),
             ("id", pm_request_id(r, &mut b)),
             ("deadline_ms", pm_request_deadline_ms(r, &mut ms)),
+            ("tls", pm_request_tls(r, &mut tls)),
             ("in_shared_memory", pm_request_in_shared_memory(r, &mut shm)),
             ("header_count", pm_request_header_count(r, &mut n)),
             ("header_at", pm_request_header_at(r, 0, &mut b, &mut b2)),
@@ -363,6 +365,7 @@ fn head(headers: &[(&str, &str)]) -> RequestInfo {
     }
     RequestInfo {
         peer: "127.0.0.1:5555".into(),
+        tls: false,
         deadline_ms: 250,
         head: b.finish(),
     }
@@ -432,6 +435,9 @@ fn a_live_request_shows_its_head_and_refuses_null_and_bad_arguments() {
         let mut ms = 0;
         expect(pm_request_deadline_ms(r, &mut ms), PmCode::Ok, "deadline");
         assert_eq!(ms, 250);
+        let mut tls = true;
+        expect(pm_request_tls(r, &mut tls), PmCode::Ok, "tls");
+        assert!(!tls, "a request made with tls: false");
         let mut shm = true;
         expect(pm_request_in_shared_memory(r, &mut shm), PmCode::Ok, "shm");
         assert!(!shm);
@@ -445,6 +451,7 @@ fn a_live_request_shows_its_head_and_refuses_null_and_bad_arguments() {
             ("peer", pm_request_peer(r, null_mut())),
             ("id", pm_request_id(r, null_mut())),
             ("deadline", pm_request_deadline_ms(r, null_mut())),
+            ("tls", pm_request_tls(r, null_mut())),
             ("shm", pm_request_in_shared_memory(r, null_mut())),
             ("count", pm_request_header_count(r, null_mut())),
             ("at", pm_request_header_at(r, 0, null_mut(), &mut v)),

@@ -35,6 +35,16 @@ pub(crate) fn request_id(head: &HeadView) -> &str {
         .unwrap_or_default()
 }
 
+/// The connection a request came on: the client's address and whether it came over TLS.
+/// Made once per connection.
+#[derive(Debug)]
+pub(crate) struct Client {
+    /// The client's address as text (`ip:port`).
+    pub(crate) addr: Box<str>,
+    /// It came to the TLS listener (`[hub.tls]`): workers hear the request is `https`.
+    pub(crate) tls: bool,
+}
+
 /// A client's request body, which must keep `hub.min_body_rate` while the hub reads it.
 pub(crate) type ClientBody = crate::rate::MinRate<Incoming>;
 
@@ -48,8 +58,8 @@ pub(crate) struct ClientRequest<'a> {
     pub(crate) id: &'a RequestId,
     /// The body, unless the request has none.
     pub(crate) body: Option<ClientBody>,
-    /// The client's address as text.
-    pub(crate) peer: &'a str,
+    /// The connection it came on.
+    pub(crate) client: &'a Client,
     /// When the request arrived: its deadlines count from here.
     pub(crate) started: Instant,
 }

@@ -36,7 +36,7 @@ pub(crate) fn job<'a>(
         record,
         mode: Mode::Respond,
         head: &request.head,
-        peer: request.peer,
+        client: request.client,
         response_head: None,
         since: request.started,
         deadline: request.started + config.timeout,

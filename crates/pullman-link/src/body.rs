@@ -234,6 +234,7 @@ mod tests {
                     deadline_ms: 0,
                     mode: Mode::Respond,
                     peer: String::new(),
+                    tls: false,
                     head: HeadBuilder::new(Version::Http11, b"POST", b"/", 0).finish(),
                 })
                 .unwrap();

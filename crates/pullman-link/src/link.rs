@@ -830,6 +830,7 @@ mod tests {
             deadline_ms: 0,
             mode: Mode::Respond,
             peer: "192.0.2.1:4000".into(),
+            tls: false,
             head: head.finish(),
         }
     }

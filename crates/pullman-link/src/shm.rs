@@ -436,6 +436,7 @@ mod tests {
             deadline_ms: 0,
             mode: Mode::Respond,
             peer: "127.0.0.1:1".into(),
+            tls: false,
             head: head.finish(),
         }
     }

@@ -12,7 +12,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use crate::error::{DecodeError, EncodeError, Field};
 use crate::frame::{
     CancelReason, CloseCode, EditOp, Frame, FrameType, HeaderEdit, Hello, Mode, Modes, Request,
-    Response, Verdict, Welcome, FLAG_END, FLAG_RETRYABLE,
+    Response, Verdict, Welcome, FLAG_END, FLAG_RETRYABLE, FLAG_TLS,
 };
 use crate::head::HeadView;
 
@@ -103,6 +103,7 @@ pub fn decode_payload(
                 deadline_ms,
                 mode,
                 peer,
+                tls: flags & FLAG_TLS != 0,
                 head,
             })
         }
@@ -248,6 +249,9 @@ fn encode_at(
         Frame::Request(r) => {
             if r.end {
                 flags |= FLAG_END;
+            }
+            if r.tls {
+                flags |= FLAG_TLS;
             }
             buf.put_u32(r.deadline_ms);
             buf.put_u8(r.mode as u8);
@@ -436,6 +440,24 @@ mod tests {
     }
 
     #[test]
+    fn a_request_over_tls_carries_the_tls_flag_beside_end() {
+        let frame = Frame::Request(Request {
+            stream: 3,
+            end: true,
+            deadline_ms: 0,
+            mode: Mode::Respond,
+            peer: String::new(),
+            tls: true,
+            head: HeadBuilder::new(Version::Http2, b"GET", b"/", 0).finish(),
+        });
+        let mut buf = BytesMut::new();
+        encode(&frame, &mut buf, 1 << 20).unwrap();
+        // length u32 | type u8 | flags u8 | ...
+        assert_eq!(buf[5], FLAG_END | FLAG_TLS);
+        round_trip(frame);
+    }
+
+    #[test]
     fn every_frame_family_round_trips() {
         let mut head = HeadBuilder::new(Version::Http11, b"GET", b"/hello", 1);
         head.header(b"host", b"h").unwrap();
@@ -445,6 +467,7 @@ mod tests {
             deadline_ms: 30_000,
             mode: Mode::Respond,
             peer: "127.0.0.1:5000".into(),
+            tls: false,
             head: head.finish(),
         }));
         round_trip(Frame::Response(Response {
@@ -493,6 +516,7 @@ mod tests {
             deadline_ms: 0,
             mode: Mode::FilterResponse,
             peer: String::new(),
+            tls: false,
             head: head.finish(),
         }));
         round_trip(Frame::Reject {
@@ -613,6 +637,7 @@ mod tests {
                 deadline_ms: 0,
                 mode: Mode::Respond,
                 peer,
+                tls: false,
                 head: HeadBuilder::new(Version::Http11, b"GET", b"/", 0).finish(),
             })
         };

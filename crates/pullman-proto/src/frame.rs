@@ -76,6 +76,8 @@ impl FrameType {
 
 /// Flag bit: this frame ends its side of the stream (REQUEST, RESPONSE, BODY).
 pub const FLAG_END: u8 = 0x01;
+/// Flag bit on REQUEST: the client reached the hub over TLS (its request URL is `https`).
+pub const FLAG_TLS: u8 = 0x02;
 /// Flag bit on REJECT: the hub may give the request to another worker.
 pub const FLAG_RETRYABLE: u8 = 0x01;
 
@@ -351,6 +353,8 @@ pub struct Request {
     pub mode: Mode,
     /// The client's address as text (`ip:port`), or empty.
     pub peer: String,
+    /// The client reached the hub over TLS (the TLS flag).
+    pub tls: bool,
     /// Method, target, version and headers.
     pub head: HeadView,
 }

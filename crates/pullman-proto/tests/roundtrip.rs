@@ -166,15 +166,17 @@ fn request() -> impl Strategy<Value = Frame> {
         any::<u32>(),
         mode(),
         text(),
+        any::<bool>(),
         head(),
     )
-        .prop_map(|(stream, end, deadline_ms, mode, peer, head)| {
+        .prop_map(|(stream, end, deadline_ms, mode, peer, tls, head)| {
             Frame::Request(Request {
                 stream,
                 end,
                 deadline_ms,
                 mode,
                 peer,
+                tls,
                 head,
             })
         })
@@ -529,6 +531,7 @@ proptest! {
             deadline_ms: 0,
             mode: Mode::Respond,
             peer: String::new(),
+            tls: false,
             head: build_head(&parts),
         });
         let mut buf = encoded(&frame);
@@ -580,6 +583,7 @@ proptest! {
             deadline_ms: 0,
             mode: Mode::Respond,
             peer: "10.0.0.1:4000".into(),
+            tls: false,
             head: build_head(&parts),
         };
         let block_len = request.head.as_block().len();

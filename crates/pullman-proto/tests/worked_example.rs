@@ -114,6 +114,7 @@ fn the_hub_to_worker_stream_is_the_encoders() {
             deadline_ms: 30_000,
             mode: Mode::Respond,
             peer: "127.0.0.1:50000".into(),
+            tls: false,
             head: head.finish(),
         }),
     ]);

@@ -114,6 +114,8 @@ impl From<RawResponse> for http::Response<ResponseBody> {
 pub struct RequestInfo {
     /// The client's address as the hub saw it (`ip:port`), or empty.
     pub peer: String,
+    /// The client reached the hub over TLS: the request's URL is `https`.
+    pub tls: bool,
     /// Milliseconds the hub gives this request, counted from its arrival here; 0 for none.
     pub deadline_ms: u32,
     /// The head exactly as the hub parsed it: raw bytes plus span table, read without a copy.
@@ -168,6 +170,7 @@ impl<H: ViewHandler> Service for Viewed<H> {
         let body = request_body(req.end, length, stream);
         let info = RequestInfo {
             peer: req.peer,
+            tls: req.tls,
             deadline_ms: req.deadline_ms,
             head: req.head,
         };
@@ -230,6 +233,7 @@ pub(crate) fn to_http_head(req: pullman_proto::Request) -> Option<http::Request<
     *out.headers_mut() = headers;
     out.extensions_mut().insert(RequestInfo {
         peer: req.peer,
+        tls: req.tls,
         deadline_ms: req.deadline_ms,
         head: req.head,
     });

@@ -143,7 +143,8 @@ where
         end: job.response_head.is_some() || body.is_empty(),
         deadline_ms: remaining.as_millis().clamp(1, u32::MAX as u128) as u32,
         mode: job.mode,
-        peer: job.peer.to_string(),
+        peer: job.client.addr.to_string(),
+        tls: job.client.tls,
         head: job.head.clone(),
     };
     let Ok(mut stream) = link.open(request) else {

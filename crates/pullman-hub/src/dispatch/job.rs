@@ -16,7 +16,7 @@ pub(crate) struct Job<'a> {
     pub(crate) record: &'a Record<'a>,
     pub(crate) mode: Mode,
     pub(crate) head: &'a HeadView,
-    pub(crate) peer: &'a str,
+    pub(crate) client: &'a crate::request::Client,
     /// A filter's response phase: the upstream's response head, sent after the REQUEST;
     /// the body then follows it.
     pub(crate) response_head: Option<&'a pullman_proto::Response>,

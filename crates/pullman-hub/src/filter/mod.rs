@@ -32,7 +32,7 @@ use crate::dispatch::{dispatch, Answer, Failed, First, InFlight, Job, Payload, P
 use crate::error::RequestError;
 use crate::hop::strip_hop_by_hop;
 use crate::metrics::{count, FilterStats};
-use crate::request::{ClientBody, ClientRequest, X_REQUEST_ID};
+use crate::request::{Client, ClientBody, ClientRequest, X_REQUEST_ID};
 use crate::respond::worker_response;
 use crate::upstream::UpstreamBody;
 use forward::{apply_edits, client_response, upstream_request};
@@ -62,7 +62,7 @@ pub(crate) async fn serve(
         head,
         id,
         body,
-        peer,
+        client,
         started,
     } = request;
     let request_id = id.as_str();
@@ -86,7 +86,7 @@ pub(crate) async fn serve(
         config,
         record,
         head: &head,
-        peer,
+        client,
         is_head,
     };
 
@@ -251,7 +251,7 @@ struct Phase<'a> {
     config: &'a PoolConfig,
     record: &'a Record<'a>,
     head: &'a HeadView,
-    peer: &'a str,
+    client: &'a Client,
     is_head: bool,
 }
 
@@ -273,7 +273,7 @@ impl Phase<'_> {
             record: self.record,
             mode,
             head: self.head,
-            peer: self.peer,
+            client: self.client,
             response_head,
             since: now,
             deadline,

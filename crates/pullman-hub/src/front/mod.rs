@@ -36,6 +36,7 @@ use watched::Watched;
 
 use crate::config::HubConfig;
 use crate::error::HubError;
+use crate::request::Client;
 use crate::state::HubState;
 use crate::tls::ServerTls;
 
@@ -150,7 +151,7 @@ async fn accept(
                         let (front, tls, alive) = (front.clone(), tls.clone(), alive.clone());
                         tokio::spawn(async move {
                             match tls {
-                                None => serve_connection(sock, peer, front, open).await,
+                                None => serve_connection(sock, peer, false, front, open).await,
                                 Some(tls) => serve_tls(sock, peer, &tls, front, open).await,
                             }
                             drop(alive);
@@ -174,7 +175,7 @@ async fn serve_tls(
     open: Open,
 ) {
     match tls.handshake(sock, front.header_read_timeout).await {
-        Ok(stream) => serve_connection(stream, peer, front, open).await,
+        Ok(stream) => serve_connection(stream, peer, true, front, open).await,
         Err(why) => tracing::debug!(%peer, "client connection closed: {why}"),
     }
 }
@@ -430,20 +431,23 @@ impl Activity {
 /// Serves one client connection until it ends, closing it gracefully (a response being
 /// written finishes first) when asked. The task waits on the connection and on its own close
 /// signal only: it wakes several times per request, and each wake-up polls both.
-async fn serve_connection<S>(sock: S, peer: SocketAddr, front: Arc<Front>, open: Open)
+async fn serve_connection<S>(sock: S, peer: SocketAddr, tls: bool, front: Arc<Front>, open: Open)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let activity = open.activity.clone();
-    // Formatted once per connection, not per request.
-    let peer_text: Arc<str> = peer.to_string().into();
+    // Made once per connection, not per request.
+    let client = Arc::new(Client {
+        addr: peer.to_string().into(),
+        tls,
+    });
     let service = {
-        let (front, activity, peer_text) = (front.clone(), activity.clone(), peer_text.clone());
+        let (front, activity) = (front.clone(), activity.clone());
         service_fn(move |req| {
-            let (front, peer_text) = (front.clone(), peer_text.clone());
+            let (front, client) = (front.clone(), client.clone());
             let in_progress = InProgress::start(activity.clone());
             async move {
-                let resp = request::serve(&front, req, &peer_text).await;
+                let resp = request::serve(&front, req, &client).await;
                 in_progress.finish();
                 Ok::<_, Infallible>(resp)
             }

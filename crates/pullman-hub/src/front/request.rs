@@ -17,13 +17,17 @@ use crate::config::PoolMode;
 use crate::dispatch::{dispatch, Payload, Pool, Record};
 use crate::error::RequestError;
 use crate::rate::MinRate;
-use crate::request::{ClientRequest, RequestId, X_REQUEST_ID};
+use crate::request::{Client, ClientRequest, RequestId, X_REQUEST_ID};
 use crate::respond;
 
 /// Answers one client request. Its id (the client's `x-request-id` or the hub's) goes on
 /// the response whoever made it (a worker, a filter, the upstream or the hub; a field of
 /// the same name the answer carried is replaced) and on the log lines about the request.
-pub(crate) async fn serve(front: &Front, req: Request<Incoming>, peer: &str) -> Response<HubBody> {
+pub(crate) async fn serve(
+    front: &Front,
+    req: Request<Incoming>,
+    client: &Client,
+) -> Response<HubBody> {
     let started = Instant::now();
     let (mut parts, body) = req.into_parts();
     let id = front.ids.assign(&mut parts.headers);
@@ -32,10 +36,10 @@ pub(crate) async fn serve(front: &Front, req: Request<Incoming>, peer: &str) -> 
         Err(e) => return error_response(e, id),
     };
     let mut record = Record::new(&pool, front.state.is_recording());
-    let result = handle(front, &pool, &record, parts, body, &id, peer, started).await;
+    let result = handle(front, &pool, &record, parts, body, &id, client, started).await;
     record.finish(result.as_ref().map(|_| ()).map_err(|e| *e));
     if let Err(RequestError::BodyTooSlow) = result {
-        tracing::info!(%peer, pool = pool.name(), request_id = id.as_str(), "request body slower than hub.min_body_rate: 408");
+        tracing::info!(peer = %client.addr, pool = pool.name(), request_id = id.as_str(), "request body slower than hub.min_body_rate: 408");
     }
     match result {
         Ok(resp) => with_id(resp, id),
@@ -57,7 +61,7 @@ async fn handle(
     parts: http::request::Parts,
     body: Incoming,
     id: &RequestId,
-    peer: &str,
+    client: &Client,
     started: Instant,
 ) -> Result<Response<HubBody>, RequestError> {
     let config = pool.config();
@@ -75,7 +79,7 @@ async fn handle(
         head,
         id,
         body: (!body.is_end_stream()).then(|| MinRate::new(body, front.min_body_rate)),
-        peer,
+        client,
         started,
     };
     match config.mode {

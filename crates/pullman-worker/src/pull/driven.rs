@@ -563,6 +563,7 @@ mod tests {
         let (reply, answer) = oneshot::channel();
         let info = RequestInfo {
             peer: String::new(),
+            tls: false,
             deadline_ms: 0,
             head: HeadBuilder::new(Version::Http11, b"GET", b"/", 0).finish(),
         };

@@ -373,6 +373,7 @@ mod tests {
     fn info() -> RequestInfo {
         RequestInfo {
             peer: String::new(),
+            tls: false,
             deadline_ms: 0,
             head: HeadBuilder::new(Version::Http11, b"GET", b"/", 0).finish(),
         }
