@@ -809,7 +809,8 @@ async fn a_filter_pool_forwards_to_an_https_upstream_it_trusts_and_refuses_other
     let ca = Ca::new("upstream CA");
     std::fs::write(d.join("ca.pem"), &ca.pem).unwrap();
     ca.leaf(&["localhost"], d, "upstream");
-    Ca::new("another CA").leaf(&["localhost"], d, "impostor");
+    let another = Ca::new("another CA");
+    another.leaf(&["localhost"], d, "impostor");
     // The hub's client certificate, for the upstream that asks for one.
     ca.leaf(&["hub.test"], d, "hub-client");
     let both = https_upstream(d, "upstream", &[b"h2", b"http/1.1"], None).await;
@@ -876,6 +877,17 @@ async fn a_filter_pool_forwards_to_an_https_upstream_it_trusts_and_refuses_other
         };
         assert_eq!(refused.status, 502, "{path}: {refused:?}");
     }
+
+    // The CA file renewed in place, with the other authority added: the next reload
+    // builds the pools' upstream clients anew, and the impostor is trusted from then on.
+    std::fs::write(d.join("ca.pem"), format!("{}{}", ca.pem, another.pem)).unwrap();
+    hub.signal(libc::SIGHUP);
+    hub.log.wait_for("configuration applied", 1);
+    let answer = get(&c, &hub.url("/impostor/z")).await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert_eq!(answer.body, "HTTP/2.0 /impostor/z");
+    // The others still serve.
+    assert_eq!(get(&c, &hub.url("/both/x")).await.status, 200);
 }
 
 #[test]

@@ -150,10 +150,12 @@ impl Pool {
 
     /// Replaces the settings in place: waiting requests and connected workers stay. A
     /// smaller queue limit refuses new requests until the queue is below it; a new token
-    /// applies to workers that connect from now on.
+    /// applies to workers that connect from now on. The upstream client is built anew for
+    /// new upstream settings, or TLS files renewed on disk; requests under way keep theirs.
     pub(crate) fn update(&self, config: PoolConfig) {
         debug_assert_eq!(config.name, self.name);
-        if !UpstreamClient::same_settings(&self.config.load(), &config) {
+        let renewed = (self.upstream.load().as_ref()).is_some_and(|c| c.tls_files_changed(&config));
+        if renewed || !UpstreamClient::same_settings(&self.config.load(), &config) {
             let client = UpstreamClient::for_pool(&config, &self.metrics.upstream_stalls);
             self.upstream.store(client.map(Arc::new));
         }

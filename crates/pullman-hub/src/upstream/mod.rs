@@ -9,7 +9,7 @@
 //!
 //! # Layout
 //! - `h1`: the HTTP/1.1 client: idle connections, one request at a time on each.
-//! - `https`: the TLS settings of an `https://` upstream.
+//! - `https`: the TLS settings of an `https://` upstream, and the files they were read from.
 //! - `idle`: the bound on a pause within a response body, for both protocols.
 
 mod h1;
@@ -51,6 +51,8 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// The client of one filter pool's upstream.
 pub(crate) struct UpstreamClient {
     client: Protocol,
+    /// For `https://`: the TLS files as they were read to build `client`.
+    tls_files: Option<https::TlsFiles>,
     upstream: Upstream,
     timeout: Duration,
     /// Response bodies cut off for pausing `timeout`.
@@ -100,6 +102,18 @@ impl UpstreamClient {
             && a.upstream_timeout == b.upstream_timeout
     }
 
+    /// Whether the TLS files `config` names read differently now than when this client
+    /// was built (renewed in place on disk), or could not be read then: a reload then
+    /// builds a new client, as for new settings.
+    pub(crate) fn tls_files_changed(&self, config: &PoolConfig) -> bool {
+        match (&self.client, &self.tls_files) {
+            (Protocol::Unusable(_), _) => true,
+            (_, Some(built_from)) => https::TlsFiles::read(config.upstream_tls.as_ref())
+                .map_or(true, |now| now != *built_from),
+            (_, None) => false,
+        }
+    }
+
     pub(crate) fn new(
         upstream: &Upstream,
         tls: Option<&UpstreamTls>,
@@ -115,6 +129,7 @@ impl UpstreamClient {
             .pool_idle_timeout(IDLE_TIMEOUT)
             .pool_timer(hyper_util::rt::TokioTimer::new())
             .timer(hyper_util::rt::TokioTimer::new());
+        let mut tls_files = None;
         let client = match upstream.scheme {
             UpstreamScheme::Http => Protocol::H1(Arc::new(H1Client::new(
                 &upstream.authority,
@@ -124,7 +139,11 @@ impl UpstreamClient {
                 builder.http2_only(true);
                 Protocol::H2c(Box::new(builder.build(connector)))
             }
-            UpstreamScheme::Https => match https::client_config(tls) {
+            UpstreamScheme::Https => match https::TlsFiles::read(tls).and_then(|files| {
+                let config = files.client_config()?;
+                tls_files = Some(files);
+                Ok(config)
+            }) {
                 Ok(config) => {
                     connector.enforce_http(false);
                     let connector = HttpsConnectorBuilder::new()
@@ -142,6 +161,7 @@ impl UpstreamClient {
         };
         UpstreamClient {
             client,
+            tls_files,
             upstream: upstream.clone(),
             timeout,
             stalls,
