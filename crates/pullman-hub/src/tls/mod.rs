@@ -156,20 +156,20 @@ impl Identity {
 
 /// Reads a PEM file of certificates, at least one.
 pub(crate) fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let chain = CertificateDer::pem_file_iter(path)
-        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| {
-            format!(
-                "reading the certificate {}: {}",
-                path.display(),
-                pem_error(e)
-            )
-        })?;
+    let pem = std::fs::read(path)
+        .map_err(|e| format!("reading the certificate {}: {e}", path.display()))?;
+    parse_chain(path, &pem)
+}
+
+/// The certificates of `pem`, the contents of the file at `path` (named in errors); at
+/// least one.
+pub(crate) fn parse_chain(path: &Path, pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
+    let what = |why: String| format!("reading the certificate {}: {why}", path.display());
+    let chain = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| what(pem_error(e)))?;
     if chain.is_empty() {
-        return Err(format!(
-            "reading the certificate {}: no CERTIFICATE in it",
-            path.display()
-        ));
+        return Err(what("no CERTIFICATE in it".into()));
     }
     Ok(chain)
 }

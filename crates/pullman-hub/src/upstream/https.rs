@@ -8,7 +8,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::{ClientConfig, RootCertStore};
 
 use crate::config::{PoolConfig, UpstreamScheme, UpstreamTls};
-use crate::tls::provider;
+use crate::tls::{parse_chain, provider};
 
 /// The files an upstream's `upstream_tls` names, as read at one moment: what its client
 /// is built from, and what a reload compares with the files then on disk, so that a
@@ -38,14 +38,7 @@ impl File {
     }
 
     fn certificates(&self) -> Result<Vec<CertificateDer<'static>>, String> {
-        let what = |why: String| format!("reading the certificate {}: {why}", self.path.display());
-        let chain = CertificateDer::pem_slice_iter(&self.bytes)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| what(format!("not valid PEM: {e:?}")))?;
-        if chain.is_empty() {
-            return Err(what("no CERTIFICATE in it".into()));
-        }
-        Ok(chain)
+        parse_chain(&self.path, &self.bytes)
     }
 }
 
