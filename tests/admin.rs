@@ -173,7 +173,7 @@ async fn bad_changes_are_refused_with_the_reason_and_change_nothing() {
             "/pools/x",
             json!({ "timeout": "1s" }),
             400,
-            "missing field `token`",
+            "neither a token nor allowed_workers",
         ),
         (
             "/pools/x",
