@@ -4,7 +4,7 @@
 # Usage: bench/run.sh [--quick] [--scenario NAME]... [--rounds N] [other pullman-bench run flags]
 #   --quick            every scenario briefly, one round (a smoke check)
 #   --scenario NAME    only this scenario (repeatable): overhead, expensive, hol, bodies, scale,
-#                      transport, filter, pothead, capi, python
+#                      transport, filter, pothead, capi, python, https
 #   --baseline PATH    a pullman binary from an older commit: overhead and filter also run
 #                      pullman (TCP) and pullman filter from it, side by side with this build
 #                      in the same rounds, and report this build's req/s over the baseline's

@@ -1,7 +1,8 @@
 //! The demo app: the worker behind `pullman demo`, the end-to-end tests and the benchmarks.
 //!
 //! `GET /hello`; `/echo` (the body back, same content type); `/inspect` (JSON about the
-//! request); `/sleep?ms=N` (JSON with this worker's requests in progress when it started);
+//! request); `/sleep?ms=N` (JSON with this worker's requests in progress when it started; N
+//! may have decimals, and the sleep ends within about 0.1 ms of it);
 //! `/status?code=N`; `/bytes?n=N` (N bytes, streamed); `/stats` (served and cancelled counts);
 //! `/sink` (reads the body, answers its length: a round trip without work, for benchmarks).
 
@@ -18,7 +19,7 @@ use sha2::{Digest, Sha256};
 /// Chunk size of `/bytes` bodies.
 const BYTES_CHUNK: usize = 64 * 1024;
 /// Longest `/sleep` honoured, so a typo cannot park a worker for a day.
-const MAX_SLEEP_MS: u64 = 600_000;
+const MAX_SLEEP_MS: f64 = 600_000.0;
 
 /// The demo handler and its counters.
 #[derive(Debug)]
@@ -57,11 +58,11 @@ impl DemoApp {
             }
             "/inspect" => self.inspect(req).await,
             "/sleep" => {
-                let ms = match param(&query, "ms") {
-                    Ok(ms) => ms.unwrap_or(0).min(MAX_SLEEP_MS),
+                let d = match param_ms(&query, "ms", MAX_SLEEP_MS) {
+                    Ok(d) => d.unwrap_or_default(),
                     Err(why) => return text(StatusCode::BAD_REQUEST, why),
                 };
-                tokio::time::sleep(Duration::from_millis(ms)).await;
+                pullman_worker::time::sleep_precisely(d).await;
                 json(serde_json::json!({ "worker": self.name, "inflight": in_progress }))
             }
             "/status" => {
@@ -206,16 +207,32 @@ impl Drop for Tracker<'_> {
 /// The number in `key=N` of `query`: `Ok(None)` when the key is absent, and why not when
 /// its value is not a number (a 400: a typo must not pass for 0).
 fn param(query: &str, key: &str) -> Result<Option<u64>, String> {
-    let Some(value) = query
-        .split('&')
-        .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
-    else {
+    let Some(value) = value_of(query, key) else {
         return Ok(None);
     };
     value
         .parse()
         .map(Some)
         .map_err(|_| format!("{key}={value}: not a number of 0 to {}\n", u64::MAX))
+}
+
+/// `key=` as a duration in milliseconds, decimals allowed, at most `max_ms`.
+fn param_ms(query: &str, key: &str, max_ms: f64) -> Result<Option<Duration>, String> {
+    let Some(value) = value_of(query, key) else {
+        return Ok(None);
+    };
+    match value.parse::<f64>() {
+        Ok(ms) if ms >= 0.0 && ms.is_finite() => {
+            Ok(Some(Duration::from_secs_f64(ms.min(max_ms) / 1000.0)))
+        }
+        _ => Err(format!("{key}={value}: not a number of milliseconds\n")),
+    }
+}
+
+fn value_of<'q>(query: &'q str, key: &str) -> Option<&'q str> {
+    query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
 }
 
 fn text(status: StatusCode, body: impl Into<ResponseBody>) -> Response<ResponseBody> {
@@ -275,14 +292,26 @@ mod tests {
     #[tokio::test]
     async fn a_parameter_that_is_not_a_number_is_a_400_not_a_zero() {
         let app = DemoApp::new("test".into());
-        for target in ["/sleep?ms=abc", "/bytes?n=-1", "/inspect?pace_ms=1.5"] {
+        for target in [
+            "/sleep?ms=abc",
+            "/sleep?ms=-1",
+            "/sleep?ms=inf",
+            "/bytes?n=-1",
+            "/inspect?pace_ms=1.5",
+        ] {
             assert_eq!(
                 status(&app, target).await,
                 StatusCode::BAD_REQUEST,
                 "{target}"
             );
         }
-        for target in ["/sleep?ms=0", "/sleep", "/bytes?n=3", "/inspect?pace_ms=0"] {
+        for target in [
+            "/sleep?ms=0",
+            "/sleep?ms=0.3",
+            "/sleep",
+            "/bytes?n=3",
+            "/inspect?pace_ms=0",
+        ] {
             assert_eq!(status(&app, target).await, StatusCode::OK, "{target}");
         }
     }

@@ -22,7 +22,7 @@ use tokio::sync::Semaphore;
 /// Chunk size of `/bytes` bodies (the demo app's too).
 const BYTES_CHUNK: usize = 64 * 1024;
 /// Longest `/sleep` honoured (the demo app's bound).
-const MAX_SLEEP_MS: u64 = 600_000;
+const MAX_SLEEP_MS: f64 = 600_000.0;
 
 type Body = BoxBody<Bytes, hyper::Error>;
 
@@ -98,8 +98,14 @@ impl Worker {
                 resp
             }
             "/sleep" => {
-                let ms = param(&query, "ms").unwrap_or(0).min(MAX_SLEEP_MS);
-                tokio::time::sleep(Duration::from_millis(ms)).await;
+                // Decimals allowed; as precise as the demo app's (`sleep_precisely`).
+                let ms: f64 = param(&query, "ms").unwrap_or(0.0);
+                let ms = if ms.is_finite() {
+                    ms.clamp(0.0, MAX_SLEEP_MS)
+                } else {
+                    0.0
+                };
+                pullman_worker::time::sleep_precisely(Duration::from_secs_f64(ms / 1000.0)).await;
                 let mut resp = http::Response::new(full(Bytes::from(format!(
                     "{{\"worker\":\"{}\",\"inflight\":{in_progress}}}",
                     self.name
@@ -151,7 +157,7 @@ fn bytes(n: u64) -> http::Response<Body> {
     resp
 }
 
-fn param(query: &str, key: &str) -> Option<u64> {
+fn param<T: std::str::FromStr>(query: &str, key: &str) -> Option<T> {
     query
         .split('&')
         .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('=')?.parse().ok())

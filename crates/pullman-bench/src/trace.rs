@@ -104,6 +104,18 @@ pub struct Job {
     pub class: u8,
 }
 
+/// The precision of the workers' `/sleep?ms=N` (`pullman_worker::time::sleep_precisely`),
+/// and the step the traces' service times are rounded to.
+pub const SLEEP_STEP_MS: f64 = 0.1;
+
+impl Job {
+    /// The request that asks a worker (the demo app or `pullman-bench server`) to spend
+    /// this job's service time.
+    pub fn sleep_path(&self) -> String {
+        format!("/sleep?ms={:.1}", self.service_ms)
+    }
+}
+
 /// A seeded open-loop trace.
 #[derive(Debug, Clone, Default)]
 pub struct Trace {
@@ -112,14 +124,14 @@ pub struct Trace {
 
 impl Trace {
     /// Poisson arrivals at `rate_per_s` for `duration_s`, services from `dist`. With
-    /// `whole_ms`, services are rounded to whole milliseconds (what `/sleep?ms=` can say),
-    /// so the simulator sees exactly what the workers are asked to do.
+    /// `in_sleep_steps`, services are rounded to [`SLEEP_STEP_MS`] (what the workers'
+    /// `/sleep?ms=` keeps to), so the simulator sees what the workers are asked to do.
     pub fn poisson(
         rate_per_s: f64,
         duration_s: f64,
         dist: ServiceDist,
         seed: u64,
-        whole_ms: bool,
+        in_sleep_steps: bool,
     ) -> Trace {
         let mut rng = Rng::new(seed);
         let mean_gap_ms = 1000.0 / rate_per_s;
@@ -128,8 +140,8 @@ impl Trace {
         let mut at_ms = rng.exp(mean_gap_ms);
         while at_ms < end_ms {
             let (mut service_ms, class) = dist.sample(&mut rng);
-            if whole_ms {
-                service_ms = service_ms.round();
+            if in_sleep_steps {
+                service_ms = (service_ms / SLEEP_STEP_MS).round() * SLEEP_STEP_MS;
             }
             jobs.push(Job {
                 at_ms,

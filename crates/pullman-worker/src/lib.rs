@@ -39,6 +39,8 @@
 //!   HTTP server and answered with `303 See Other` to them.
 //! - [`body`]: [`ResponseBody`]; request bodies are [`RequestBody`].
 //! - [`addr`]: [`HubAddr`], `tcp://` or `unix://`.
+//! - [`time`]: [`sleep_precisely`](time::sleep_precisely), a sleep to the tenth of a
+//!   millisecond, for workers that stand in for work.
 //! - [`error`]: the [`WorkerError`] type.
 #![forbid(unsafe_code)]
 #![deny(missing_docs, missing_debug_implementations)]
@@ -51,6 +53,7 @@ pub mod gate;
 pub mod handler;
 pub mod pull;
 pub mod redirect;
+pub mod time;
 pub mod tls;
 pub mod worker;
 

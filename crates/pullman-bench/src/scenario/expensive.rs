@@ -13,7 +13,7 @@ use crate::load::{self, quantile_ms, Proto, RequestSpec};
 use crate::peers::{Layout, System};
 use crate::report::{self, ms, svg};
 use crate::sim::{self, Policy};
-use crate::trace::{Job, ServiceDist, Trace};
+use crate::trace::{Job, ServiceDist, Trace, SLEEP_STEP_MS};
 
 const NAME: &str = "expensive";
 const SYSTEMS: [System; 5] = [
@@ -28,8 +28,9 @@ const SYSTEMS: [System; 5] = [
 const OPEN_LOOP_CONNS: usize = 512;
 /// pullman's aim: p99 over the simulated central-queue floor's.
 const AIM_VS_FLOOR: f64 = 1.05;
-/// The simulated floor with every service 1 ms longer.
-const FLOOR_PLUS_1MS: &str = "sim: central FIFO, sleeps +1 ms";
+/// The simulated floor with every service one sleep step longer: what the workers' sleeps
+/// may cost before any dispatching.
+const FLOOR_PLUS_STEP: &str = "sim: central FIFO, sleeps +0.1 ms";
 /// Percentiles plotted.
 const PLOT_QS: [f64; 7] = [0.5, 0.75, 0.9, 0.95, 0.99, 0.995, 0.999];
 
@@ -65,7 +66,7 @@ impl Scenario for Expensive {
         let (systems, down) = start_all(ctx, &SYSTEMS, &layout);
         let rounds = ctx.rounds(1);
         let spec: Arc<dyn Fn(&Job) -> RequestSpec + Send + Sync> =
-            Arc::new(|j| RequestSpec::get(format!("/sleep?ms={}", j.service_ms as u64)));
+            Arc::new(|j| RequestSpec::get(j.sleep_path()));
         let mut curves: Vec<(String, Histogram<u64>)> = Vec::new();
 
         // The simulated policies: same trace, one "round" each (they are deterministic).
@@ -84,14 +85,14 @@ impl Scenario for Expensive {
             }
             curves.push((policy.label().to_string(), h));
         }
-        // The floor again with every sleep 1 ms longer: what the millisecond timer of a real
-        // worker's sleep costs before any dispatching.
+        // The floor again with every sleep one step longer: what the precision of a real
+        // worker's sleep may cost before any dispatching.
         let slower = Trace {
             jobs: trace
                 .jobs
                 .iter()
                 .map(|j| Job {
-                    service_ms: j.service_ms + 1.0,
+                    service_ms: j.service_ms + SLEEP_STEP_MS,
                     ..*j
                 })
                 .collect(),
@@ -106,7 +107,7 @@ impl Scenario for Expensive {
                 cpu_us_per_req: None,
                 others_cpu_us_per_req: None,
             };
-            ctx.record(NAME, FLOOR_PLUS_1MS, "trace", round, &m, Default::default());
+            ctx.record(NAME, FLOOR_PLUS_STEP, "trace", round, &m, Default::default());
         }
         for round in 1..=rounds {
             eprintln!("  round {round}/{rounds}");
@@ -142,7 +143,7 @@ impl Scenario for Expensive {
                 "{} workers of concurrency 1 (pullman: `pullman worker --concurrency 1`; nginx, \
 HAProxy: one `pullman-bench server` listener each with a limit of 1; POTHEAD: one runner \
 process with `--workers 1` each). Service times lognormal, mean {} ms, sigma {}, rounded to \
-whole ms and sent as `/sleep?ms=N` (the workers sleep, so the CPU stays free for the \
+0.1 ms and sent as `/sleep?ms=N` (the workers sleep, so the CPU stays free for the \
 middle). Poisson arrivals at {:.0} % utilisation ({rate:.0} req/s), {duration:.0} s, seed \
 {}: {} requests, the same trace for every system and for the simulation. Open loop: latency \
 counts from each request's intended send time. {rounds} round(s); medians over rounds.",
@@ -159,7 +160,7 @@ counts from each request's intended send time. {rounds} round(s); medians over r
         let names: Vec<&str> = Policy::ALL
             .iter()
             .map(|p| p.label())
-            .chain([FLOOR_PLUS_1MS])
+            .chain([FLOOR_PLUS_STEP])
             .chain(SYSTEMS.iter().map(|s| s.label()))
             .collect();
         for l in &names {
@@ -255,8 +256,9 @@ pullman p99 {} ms against HAProxy's maxconn queue {} ms ({}).\n",
             ));
             md.push_str(
                 "\nThe floor is the simulation with zero overhead: each sleep exactly N ms. A \
-real worker's `/sleep?ms=N` on tokio's millisecond timer lasts N ms plus up to about 1 ms, \
-which every real system pays and the floor does not. \"Load gen late\": how late the \
+real worker's `/sleep?ms=N` (`pullman_worker::time::sleep_precisely`, in the demo app and \
+`pullman-bench server` alike) lasts N ms plus up to about 0.1 ms on an idle machine, which \
+every real system pays and the floor does not. \"Load gen late\": how late the \
 load generator itself sent requests (p99 over the run; worst round); it is part of every \
 latency above, and on a busy machine it is the machine's share, not the system's.\n",
             );

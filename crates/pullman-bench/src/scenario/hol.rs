@@ -49,7 +49,7 @@ impl Scenario for Hol {
         let (systems, down) = super::start_all(ctx, &SYSTEMS, &layout);
         let rounds = ctx.rounds(1);
         let spec: Arc<dyn Fn(&Job) -> RequestSpec + Send + Sync> =
-            Arc::new(|j| RequestSpec::get(format!("/sleep?ms={}", j.service_ms as u64)));
+            Arc::new(|j| RequestSpec::get(j.sleep_path()));
         for round in 1..=rounds {
             for s in super::in_turn(&systems, round) {
                 let target = s.target(Proto::H1)?;
