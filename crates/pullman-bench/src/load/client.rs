@@ -1,5 +1,5 @@
-//! One client connection on hyper, and what a request to send looks like: HTTP/1.1 or
-//! HTTP/2 (prior knowledge in clear text, ALPN `h2` over TLS).
+//! One client connection, and what a request to send looks like: HTTP/1.1 (the generator's
+//! own, `h1.rs`) or HTTP/2 (hyper's; prior knowledge in clear text, ALPN `h2` over TLS).
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -7,13 +7,14 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::client::conn::{http1, http2};
+use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
+use super::h1::H1Conn;
 use crate::error::Error;
 
 /// Which HTTP version the load generator speaks.
@@ -140,26 +141,42 @@ impl RequestSpec {
         }
     }
 
-    fn build(&self, target: &Target) -> Result<http::Request<Full<Bytes>>, Error> {
-        let mut b = http::Request::builder().method(self.method.clone());
-        // HTTP/2 names the host in `:authority`, from the URI; a `Host` header beside it
-        // is one too many for nginx (400).
-        b = match target.proto {
-            Proto::H1 => b
-                .header(http::header::HOST, target.addr.to_string())
-                .uri(self.path.as_str()),
-            Proto::H2 => b.uri(format!(
-                "{}://{}{}",
-                target.scheme(),
-                target.addr,
-                self.path
-            )),
-        };
+    /// The HTTP/2 request. It names the host in `:authority`, from the URI; a `Host`
+    /// header beside it is one too many for nginx (400).
+    fn build_h2(&self, target: &Target) -> Result<http::Request<Full<Bytes>>, Error> {
+        let uri = format!("{}://{}{}", target.scheme(), target.addr, self.path);
+        let mut b = http::Request::builder()
+            .method(self.method.clone())
+            .uri(uri);
         if !self.body.is_empty() {
             b = b.header(http::header::CONTENT_TYPE, "application/octet-stream");
         }
         b.body(Full::new(self.body.clone()))
             .map_err(|_| Error::BadUrl(self.path.clone()))
+    }
+
+    /// The HTTP/1.1 request head, through its blank line.
+    fn h1_head(&self, target: &Target) -> Vec<u8> {
+        use std::io::Write;
+        let mut head = Vec::with_capacity(96 + self.path.len());
+        let _ = write!(
+            head,
+            "{} {} HTTP/1.1\r\nhost: {}\r\n",
+            self.method, self.path, target.addr
+        );
+        let says_length = !self.body.is_empty()
+            || matches!(
+                self.method,
+                http::Method::POST | http::Method::PUT | http::Method::PATCH
+            );
+        if !self.body.is_empty() {
+            head.extend_from_slice(b"content-type: application/octet-stream\r\n");
+        }
+        if says_length {
+            let _ = write!(head, "content-length: {}\r\n", self.body.len());
+        }
+        head.extend_from_slice(b"\r\n");
+        head
     }
 }
 
@@ -173,10 +190,11 @@ pub struct Answer {
 /// The I/O of one connection: runs until the connection closes.
 pub type Driver = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
-/// A connection ready to send requests. HTTP/2 ones can be shared between tasks.
+/// A connection ready to send requests. HTTP/2 ones (hyper's) can be shared between tasks;
+/// HTTP/1.1 ones are the generator's own ([`H1Conn`]), whose I/O happens in `send`.
 #[derive(Debug)]
 pub enum Conn {
-    H1(http1::SendRequest<Full<Bytes>>),
+    H1(Box<H1Conn>),
     H2(http2::SendRequest<Full<Bytes>>),
 }
 
@@ -206,20 +224,16 @@ impl Conn {
     /// HTTP's handshake on an open stream.
     async fn handshake<S>(stream: S, proto: Proto) -> Result<(Conn, Driver), Error>
     where
-        S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+        S: AsyncRead + AsyncWrite + Send + Sync + Unpin + 'static,
     {
-        let io = TokioIo::new(stream);
         Ok(match proto {
-            Proto::H1 => {
-                let (send, conn) = http1::handshake(io).await?;
-                (
-                    Conn::H1(send),
-                    Box::pin(async move {
-                        let _ = conn.await;
-                    }),
-                )
-            }
+            // Its I/O happens as each request is sent: the driver has nothing to do.
+            Proto::H1 => (
+                Conn::H1(Box::new(H1Conn::new(stream))),
+                Box::pin(std::future::pending()),
+            ),
             Proto::H2 => {
+                let io = TokioIo::new(stream);
                 let (send, conn) = http2::Builder::new(TokioExecutor::new())
                     .initial_stream_window_size(LOAD_H2_WINDOW)
                     .initial_connection_window_size(LOAD_H2_WINDOW)
@@ -246,17 +260,25 @@ impl Conn {
 
     /// Sends one request and reads the whole answer.
     pub async fn send(&mut self, target: &Target, spec: &RequestSpec) -> Result<Answer, Error> {
-        let req = spec.build(target)?;
-        let resp = match self {
-            Conn::H1(s) => {
-                s.ready().await?;
-                s.send_request(req).await?
+        let s = match self {
+            Conn::H1(c) => {
+                let reply = c
+                    .exchange(
+                        spec.h1_head(target),
+                        &spec.body,
+                        spec.method == http::Method::HEAD,
+                        false,
+                    )
+                    .await?;
+                return Ok(Answer {
+                    status: reply.status,
+                    body_bytes: reply.body_bytes,
+                });
             }
-            Conn::H2(s) => {
-                s.ready().await?;
-                s.send_request(req).await?
-            }
+            Conn::H2(s) => s,
         };
+        s.ready().await?;
+        let resp = s.send_request(spec.build_h2(target)?).await?;
         let status = resp.status();
         let mut body = resp.into_body();
         let mut body_bytes = 0u64;
@@ -274,17 +296,22 @@ impl Conn {
         target: &Target,
         spec: &RequestSpec,
     ) -> Result<(http::StatusCode, Bytes), Error> {
-        let req = spec.build(target)?;
-        let resp = match self {
-            Conn::H1(s) => {
-                s.ready().await?;
-                s.send_request(req).await?
+        let s = match self {
+            Conn::H1(c) => {
+                let reply = c
+                    .exchange(
+                        spec.h1_head(target),
+                        &spec.body,
+                        spec.method == http::Method::HEAD,
+                        true,
+                    )
+                    .await?;
+                return Ok((reply.status, reply.body));
             }
-            Conn::H2(s) => {
-                s.ready().await?;
-                s.send_request(req).await?
-            }
+            Conn::H2(s) => s,
         };
+        s.ready().await?;
+        let resp = s.send_request(spec.build_h2(target)?).await?;
         let status = resp.status();
         Ok((status, resp.into_body().collect().await?.to_bytes()))
     }
@@ -292,7 +319,7 @@ impl Conn {
     /// Whether the connection can take another request (HTTP/1.1 closes after errors).
     pub fn is_closed(&self) -> bool {
         match self {
-            Conn::H1(s) => s.is_closed(),
+            Conn::H1(c) => c.is_closed(),
             Conn::H2(s) => s.is_closed(),
         }
     }

@@ -6,6 +6,7 @@
 //! the stall shows the stall (no coordinated omission).
 
 pub mod client;
+mod h1;
 mod progress;
 
 use std::sync::atomic::{AtomicU64, Ordering};
