@@ -66,6 +66,10 @@ enum Command {
         /// rounds, and report this build's req/s over the baseline's.
         #[arg(long, value_name = "PATH")]
         baseline: Option<PathBuf>,
+        /// Threads of every pullman hub (`pullman hub --threads N`) [default: the hub's own,
+        /// half the cores].
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        hub_threads: Option<u32>,
         #[command(flatten)]
         expensive: ExpensiveParams,
     },
@@ -175,6 +179,7 @@ fn main() -> anyhow::Result<()> {
             out_dir,
             load_threads,
             baseline,
+            hub_threads,
             expensive,
         } => {
             let command = std::env::args()
@@ -188,6 +193,7 @@ fn main() -> anyhow::Result<()> {
                 command,
             };
             let mut env = Env::discover()?;
+            env.hub_threads = hub_threads;
             if let Some(path) = baseline {
                 // Absolute, so the hub and workers find it whatever their directory; checked
                 // now rather than as a system that fails to start.

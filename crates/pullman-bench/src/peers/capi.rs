@@ -121,6 +121,7 @@ mod tests {
             bin_dir: PathBuf::from("/nonexistent/target/release"),
             bench_dir: PathBuf::from("/nonexistent/bench"),
             baseline: None,
+            hub_threads: None,
         };
         let e = hello_bin(System::PullmanC, &env).unwrap_err().to_string();
         assert!(e.contains("c-examples/hello missing"), "{e}");

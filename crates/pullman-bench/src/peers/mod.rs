@@ -268,6 +268,9 @@ pub struct Env {
     /// A `pullman` binary built from an older commit (`run --baseline`): the baseline systems
     /// run it, hub and workers.
     pub baseline: Option<PathBuf>,
+    /// `pullman hub --threads N` for every hub (`run --hub-threads`); `None`: the hub's
+    /// default.
+    pub hub_threads: Option<u32>,
 }
 
 impl Env {
@@ -288,6 +291,7 @@ impl Env {
             bin_dir,
             bench_dir: root.join("bench"),
             baseline: None,
+            hub_threads: None,
         })
     }
 
@@ -516,6 +520,7 @@ mod tests {
             bin_dir: PathBuf::from("/build/target/release"),
             bench_dir: PathBuf::from("/build/bench"),
             baseline: baseline.map(PathBuf::from),
+            hub_threads: None,
         }
     }
 

@@ -113,6 +113,9 @@ pool = "{POOL}"
         .arg("--config")
         .arg(&path)
         .env("PULLMAN_LOG", "warn");
+    if let Some(n) = env.hub_threads {
+        cmd.args(["--threads", &n.to_string()]);
+    }
     let mut hub = Proc::spawn(system.label(), cmd, &dir.path().join("hub.log"))?;
     let line = hub.wait_line("pullman listening")?;
     let field = |key: &str| {

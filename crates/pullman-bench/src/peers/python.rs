@@ -240,6 +240,7 @@ mod tests {
             bin_dir: PathBuf::from("/build/target/release"),
             bench_dir: PathBuf::from("/build/bench"),
             baseline: None,
+            hub_threads: None,
         }
     }
 
@@ -333,6 +334,7 @@ mod tests {
             bin_dir: PathBuf::from("/nonexistent/target/release"),
             bench_dir: PathBuf::from("/nonexistent/bench"),
             baseline: None,
+            hub_threads: None,
         };
         for s in [System::Granian, System::PullmanWsgi] {
             let e = python(s, &env).unwrap_err().to_string();
