@@ -5,6 +5,7 @@ tests/pothead.rs runs it behind pullman's PTTH port.
 Its concurrency is the runner's --workers. POTHEAD_APP_NAME names it in /sleep answers."""
 
 import json
+import math
 import os
 import time
 from urllib.parse import parse_qs
@@ -15,11 +16,12 @@ MAX_SLEEP_MS = 600_000
 IN_PROGRESS = [0]
 
 
-def _param(environ, key):
+def _param(environ, key, kind=int):
     try:
-        return int(parse_qs(environ.get("QUERY_STRING", "")).get(key, ["0"])[0])
+        value = kind(parse_qs(environ.get("QUERY_STRING", "")).get(key, ["0"])[0])
     except ValueError:
         return 0
+    return value if math.isfinite(value) else 0
 
 
 def _bytes(n):
@@ -48,7 +50,8 @@ def app(environ, start_response):
     if path == "/sleep":
         IN_PROGRESS[0] += 1
         try:
-            time.sleep(min(_param(environ, "ms"), MAX_SLEEP_MS) / 1000.0)
+            # Decimal milliseconds, as the benchmark's traces send them (0.1 ms steps).
+            time.sleep(min(max(_param(environ, "ms", float), 0.0), MAX_SLEEP_MS) / 1000.0)
             body = json.dumps({"worker": NAME, "inflight": IN_PROGRESS[0]}).encode()
         finally:
             IN_PROGRESS[0] -= 1

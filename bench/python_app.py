@@ -11,6 +11,7 @@ python_app:asgi`), granian and gunicorn (`python_app:wsgi`), uvicorn (`python_ap
 
 import asyncio
 import json
+import math
 import os
 import time
 from urllib.parse import parse_qs
@@ -23,10 +24,10 @@ MAX_SLEEP_MS = 60_000
 
 def _sleep_ms(query):
     try:
-        ms = int(parse_qs(query).get("ms", ["0"])[0])
+        ms = float(parse_qs(query).get("ms", ["0"])[0])
     except ValueError:
-        ms = 0
-    return min(max(ms, 0), MAX_SLEEP_MS)
+        ms = 0.0
+    return min(max(ms, 0.0), MAX_SLEEP_MS) if math.isfinite(ms) else 0.0
 
 
 def wsgi(environ, start_response):
