@@ -156,7 +156,7 @@ impl RequestSpec {
     }
 
     /// The HTTP/1.1 request head, through its blank line.
-    fn h1_head(&self, target: &Target) -> Vec<u8> {
+    pub(super) fn h1_head(&self, target: &Target) -> Vec<u8> {
         use std::io::Write;
         let mut head = Vec::with_capacity(96 + self.path.len());
         let _ = write!(
@@ -262,14 +262,7 @@ impl Conn {
     pub async fn send(&mut self, target: &Target, spec: &RequestSpec) -> Result<Answer, Error> {
         let s = match self {
             Conn::H1(c) => {
-                let reply = c
-                    .exchange(
-                        spec.h1_head(target),
-                        &spec.body,
-                        spec.method == http::Method::HEAD,
-                        false,
-                    )
-                    .await?;
+                let reply = c.exchange(target, spec, false).await?;
                 return Ok(Answer {
                     status: reply.status,
                     body_bytes: reply.body_bytes,
@@ -298,14 +291,7 @@ impl Conn {
     ) -> Result<(http::StatusCode, Bytes), Error> {
         let s = match self {
             Conn::H1(c) => {
-                let reply = c
-                    .exchange(
-                        spec.h1_head(target),
-                        &spec.body,
-                        spec.method == http::Method::HEAD,
-                        true,
-                    )
-                    .await?;
+                let reply = c.exchange(target, spec, true).await?;
                 return Ok((reply.status, reply.body));
             }
             Conn::H2(s) => s,

@@ -8,6 +8,7 @@
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use super::client::{RequestSpec, Target};
 use crate::error::Error;
 
 /// Most header fields an answer may have.
@@ -69,16 +70,18 @@ impl H1Conn {
         self.closed
     }
 
-    /// Writes `head` (request line and fields, through the blank line) and `body`, and
-    /// reads the answer; `no_body` for a HEAD request, whose answer has none. With `keep`,
-    /// the body's bytes are returned, else only counted.
+    /// Writes `spec`'s request and reads the answer. With `keep`, the body's bytes are
+    /// returned, else only counted.
     pub(super) async fn exchange(
         &mut self,
-        mut head: Vec<u8>,
-        body: &[u8],
-        no_body: bool,
+        target: &Target,
+        spec: &RequestSpec,
         keep: bool,
     ) -> Result<Reply, Error> {
+        let mut head = spec.h1_head(target);
+        let body = &spec.body[..];
+        // The answer to a HEAD request has no body, whatever its fields say.
+        let no_body = spec.method == http::Method::HEAD;
         if self.closed {
             return Err(bad("the connection is closed"));
         }

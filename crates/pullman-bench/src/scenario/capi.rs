@@ -66,18 +66,7 @@ impl Scenario for Capi {
                     down.push(d);
                 }
             }
-            for s in &systems {
-                // Warm-up: connections, caches, the allocators of hub and workers.
-                let target = s.target(Proto::H1)?;
-                let _ = ctx.block_on(load::closed_loop(
-                    &target,
-                    workers * concurrency,
-                    1,
-                    ctx.secs(1.0, 0.3),
-                    spec.clone(),
-                    "warm-up",
-                ));
-            }
+            ctx.warm_up(&systems, workers * concurrency)?;
             // The workers' CPU with no requests: what a worker costs the machine at rest,
             // and while the other system is measured.
             let mut at_rest = Vec::new();

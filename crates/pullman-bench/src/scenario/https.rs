@@ -54,18 +54,7 @@ impl Scenario for Https {
         let secs = ctx.secs(10.0, 2.0);
         let spec: Arc<dyn Fn(u64) -> RequestSpec + Send + Sync> =
             Arc::new(|_| RequestSpec::get("/hello"));
-        for s in &systems {
-            // Warm-up: handshakes, connections, caches.
-            let target = s.target(Proto::H1)?;
-            let _ = ctx.block_on(load::closed_loop(
-                &target,
-                32,
-                1,
-                ctx.secs(1.0, 0.3),
-                spec.clone(),
-                "warm-up",
-            ));
-        }
+        ctx.warm_up(&systems, 32)?;
         for round in 1..=rounds {
             eprintln!("  round {round}/{rounds}");
             for (proto, conns, streams) in LOADS {

@@ -48,18 +48,7 @@ impl Scenario for Pothead {
         let (systems, down) = start_all(ctx, &SYSTEMS, &layout);
         let rounds = ctx.rounds(3);
         let secs = ctx.secs(4.0, 0.5);
-        for s in &systems {
-            // Warm-up: Python's imports and caches, the hubs' connections and allocators.
-            let target = s.target(Proto::H1)?;
-            let _ = ctx.block_on(load::closed_loop(
-                &target,
-                SLOTS,
-                1,
-                ctx.secs(1.0, 0.3),
-                Arc::new(|_| RequestSpec::get("/hello")),
-                "warm-up",
-            ));
-        }
+        ctx.warm_up(&systems, SLOTS)?;
         for round in 1..=rounds {
             eprintln!("  round {round}/{rounds}");
             for path in PATHS {

@@ -96,18 +96,7 @@ impl Scenario for Python {
         let (asgi, asgi_down) = start_all(ctx, &ASGI, &Layout::new(1, ASGI_LIMIT));
         systems.extend(asgi);
         down.extend(asgi_down);
-        for s in &systems {
-            // Warm-up: imports and caches, connections, the allocators.
-            let target = s.target(Proto::H1)?;
-            let _ = ctx.block_on(load::closed_loop(
-                &target,
-                CONNS[1],
-                1,
-                ctx.secs(1.0, 0.3),
-                spec.clone(),
-                "warm-up",
-            ));
-        }
+        ctx.warm_up(&systems, CONNS[1])?;
         for round in 1..=rounds {
             eprintln!("  round {round}/{rounds}");
             for conns in CONNS {
