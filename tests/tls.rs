@@ -512,6 +512,29 @@ fn certificates_that_cannot_be_served_stop_the_hub_before_it_starts() {
     }
 }
 
+/// A hub taking workers at `listens` (`tcp://` and `tls://` addresses), serving `DIR/hub.pem`
+/// to them and checking their certificates against `DIR/CLIENT_CA`, with the one pool
+/// `pool` (a `[[pool]]` table) and a route sending everything to it.
+fn hub_for_workers(d: &Path, listens: &[&str], client_ca: &str, pool: &str) -> HubProc {
+    let name = pool
+        .lines()
+        .find_map(|l| l.strip_prefix("name = \""))
+        .and_then(|l| l.strip_suffix('"'))
+        .expect("the pool's name");
+    let listens: Vec<String> = listens.iter().map(|l| format!("\"{l}\"")).collect();
+    let config = format!(
+        "[hub]\nlisten = \"127.0.0.1:0\"\nworkers_listen = [{listens}]\n\
+         [hub.worker_tls]\n\
+         certificates = [{{ cert = \"{d}/hub.pem\", key = \"{d}/hub.key\" }}]\n\
+         client_ca = \"{d}/{client_ca}\"\n{pool}\n{route}",
+        listens = listens.join(", "),
+        d = d.display(),
+        route = route_all(name),
+    );
+    std::fs::write(d.join("hub.toml"), config).unwrap();
+    HubProc::from_config_file(&d.join("hub.toml"))
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn workers_over_tls_prove_who_they_are_with_certificates_and_strangers_are_refused() {
     let dir = tempfile::tempdir().unwrap();
@@ -522,19 +545,16 @@ async fn workers_over_tls_prove_who_they_are_with_certificates_and_strangers_are
     ca.worker("spiffe://test/worker-a", d, "a");
     ca.worker("spiffe://test/intruder", d, "intruder");
     Ca::new("another CA").worker("spiffe://test/worker-a", d, "forged");
-    let config = format!(
-        "[hub]\nlisten = \"127.0.0.1:0\"\n\
-         workers_listen = [\"tcp://127.0.0.1:0\", \"tls://127.0.0.1:0\"]\n\
-         [hub.worker_tls]\n\
-         certificates = [{{ cert = \"{0}/hub.pem\", key = \"{0}/hub.key\" }}]\n\
-         client_ca = \"{0}/ca.pem\"\n\
-         {1}allowed_workers = [\"spiffe://test/worker-a\"]\n{2}",
-        d.display(),
-        pool("secure", TOKEN, ""),
-        route_all("secure"),
+    let hub = hub_for_workers(
+        d,
+        &["tcp://127.0.0.1:0", "tls://127.0.0.1:0"],
+        "ca.pem",
+        &pool(
+            "secure",
+            TOKEN,
+            "allowed_workers = [\"spiffe://test/worker-a\"]",
+        ),
     );
-    std::fs::write(d.join("hub.toml"), config).unwrap();
-    let hub = HubProc::from_config_file(&d.join("hub.toml"));
     let tls_url = hub.worker_addrs[1].replace("127.0.0.1", "localhost");
     assert!(tls_url.starts_with("tls://localhost:"), "{tls_url}");
     let file = |name: &str| d.join(name).display().to_string();
@@ -650,18 +670,13 @@ async fn a_pool_without_a_token_takes_workers_by_certificate_alone() {
     std::fs::write(d.join("ca.pem"), &ca.pem).unwrap();
     ca.leaf(&["localhost"], d, "hub");
     ca.worker("spiffe://test/worker-a", d, "a");
-    let config = format!(
-        "[hub]\nlisten = \"127.0.0.1:0\"\n\
-         workers_listen = [\"tcp://127.0.0.1:0\", \"tls://127.0.0.1:0\"]\n\
-         [hub.worker_tls]\n\
-         certificates = [{{ cert = \"{0}/hub.pem\", key = \"{0}/hub.key\" }}]\n\
-         client_ca = \"{0}/ca.pem\"\n\
-         [[pool]]\nname = \"bycert\"\nallowed_workers = [\"spiffe://test/worker-a\"]\n{1}",
-        d.display(),
-        route_all("bycert"),
+    // No token in the pool: the certificate alone.
+    let hub = hub_for_workers(
+        d,
+        &["tcp://127.0.0.1:0", "tls://127.0.0.1:0"],
+        "ca.pem",
+        "[[pool]]\nname = \"bycert\"\nallowed_workers = [\"spiffe://test/worker-a\"]\n",
     );
-    std::fs::write(d.join("hub.toml"), config).unwrap();
-    let hub = HubProc::from_config_file(&d.join("hub.toml"));
     let tls_url = hub.worker_addrs[1].replace("127.0.0.1", "localhost");
     let file = |name: &str| d.join(name).display().to_string();
     let (ca_file, a_cert, a_key) = (file("ca.pem"), file("a.pem"), file("a.key"));
@@ -994,18 +1009,16 @@ async fn a_client_ca_replaced_on_disk_is_used_after_a_reload() {
     std::fs::write(d.join("clients.pem"), &old.pem).unwrap();
     old.leaf(&["localhost"], d, "hub");
     new.worker("spiffe://test/worker-b", d, "b");
-    let config = format!(
-        "[hub]\nlisten = \"127.0.0.1:0\"\nworkers_listen = [\"tls://127.0.0.1:0\"]\n\
-         [hub.worker_tls]\n\
-         certificates = [{{ cert = \"{0}/hub.pem\", key = \"{0}/hub.key\" }}]\n\
-         client_ca = \"{0}/clients.pem\"\n\
-         {1}allowed_workers = [\"spiffe://test/worker-b\"]\n{2}",
-        d.display(),
-        pool("secure", TOKEN, ""),
-        route_all("secure"),
+    let hub = hub_for_workers(
+        d,
+        &["tls://127.0.0.1:0"],
+        "clients.pem",
+        &pool(
+            "secure",
+            TOKEN,
+            "allowed_workers = [\"spiffe://test/worker-b\"]",
+        ),
     );
-    std::fs::write(d.join("hub.toml"), config).unwrap();
-    let hub = HubProc::from_config_file(&d.join("hub.toml"));
     let url = hub.worker_addrs[0].replace("127.0.0.1", "localhost");
     let file = |name: &str| d.join(name).display().to_string();
     let (ca, cert, key) = (file("ca.pem"), file("b.pem"), file("b.key"));
