@@ -150,11 +150,6 @@ table, every round below it.",
                         continue;
                     }
                     let errors: u64 = of.iter().map(|r| r.errors).sum();
-                    let hub: Vec<f64> = of.iter().filter_map(|r| r.cpu_us_per_req).collect();
-                    let wk: Vec<f64> = of
-                        .iter()
-                        .filter_map(|r| extra_f64(r, "workers_cpu_us_per_req"))
-                        .collect();
                     rows.push(vec![
                         format!("{workers} x {concurrency}"),
                         conns.to_string(),
@@ -162,11 +157,9 @@ table, every round below it.",
                         thousands(median_of(&recs, l, &v, |r| r.req_per_s)),
                         ms(median_of(&recs, l, &v, |r| r.p50_ms)),
                         ms(median_of(&recs, l, &v, |r| r.p99_ms)),
-                        opt((!hub.is_empty()).then(|| report::median(hub)), |c| {
-                            format!("{c:.1}")
-                        }),
-                        opt((!wk.is_empty()).then(|| report::median(wk)), |c| {
-                            format!("{c:.1}")
+                        super::median_cell(of.iter().copied(), |r| r.cpu_us_per_req),
+                        super::median_cell(of.iter().copied(), |r| {
+                            extra_f64(r, "workers_cpu_us_per_req")
                         }),
                         opt(
                             median_ratio(&recs, l, reference, &v, |r| r.req_per_s),

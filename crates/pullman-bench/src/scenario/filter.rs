@@ -73,18 +73,12 @@ round(s), systems alternating (each round starts with the next). The filter path
             if super::of(&recs, l, &variant).is_empty() {
                 continue;
             }
-            let cpu: Vec<f64> = super::of(&recs, l, &variant)
-                .iter()
-                .filter_map(|r| r.cpu_us_per_req)
-                .collect();
             rows.push(vec![
                 l.to_string(),
                 thousands(median_of(&recs, l, &variant, |r| r.req_per_s)),
                 ms(median_of(&recs, l, &variant, |r| r.p50_ms)),
                 ms(median_of(&recs, l, &variant, |r| r.p99_ms)),
-                opt((!cpu.is_empty()).then(|| report::median(cpu)), |c| {
-                    format!("{c:.1}")
-                }),
+                super::median_cell(super::of(&recs, l, &variant), |r| r.cpu_us_per_req),
                 opt(median_ratio(&recs, l, nginx, &variant, |r| r.req_per_s), |x| {
                     format!("{x:.2}")
                 }),

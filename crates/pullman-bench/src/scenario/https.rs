@@ -105,14 +105,6 @@ round, median over rounds.",
                     continue;
                 }
                 let errors: u64 = super::of(&recs, l, &v).iter().map(|r| r.errors).sum();
-                let cpu: Vec<f64> = super::of(&recs, l, &v)
-                    .iter()
-                    .filter_map(|r| r.cpu_us_per_req)
-                    .collect();
-                let behind: Vec<f64> = super::of(&recs, l, &v)
-                    .iter()
-                    .filter_map(|r| extra_f64(r, BEHIND_CPU))
-                    .collect();
                 rows.push(vec![
                     proto_name(proto).to_string(),
                     format!("{conns} x {streams}"),
@@ -120,12 +112,8 @@ round, median over rounds.",
                     thousands(median_of(&recs, l, &v, |r| r.req_per_s)),
                     ms(median_of(&recs, l, &v, |r| r.p50_ms)),
                     ms(median_of(&recs, l, &v, |r| r.p99_ms)),
-                    opt((!cpu.is_empty()).then(|| report::median(cpu)), |c| {
-                        format!("{c:.1}")
-                    }),
-                    opt((!behind.is_empty()).then(|| report::median(behind)), |c| {
-                        format!("{c:.1}")
-                    }),
+                    super::median_cell(super::of(&recs, l, &v), |r| r.cpu_us_per_req),
+                    super::median_cell(super::of(&recs, l, &v), |r| extra_f64(r, BEHIND_CPU)),
                     opt(median_ratio(&recs, l, nginx, &v, |r| r.req_per_s), |x| {
                         format!("{x:.2}")
                     }),

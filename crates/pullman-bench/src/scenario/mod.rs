@@ -366,6 +366,18 @@ pub(crate) fn start_all(
     (up, down)
 }
 
+/// The median of what `f` gives for `recs` (records without it left out), to one decimal;
+/// "-" when none has it: the tables' CPU columns.
+pub(crate) fn median_cell<'a>(
+    recs: impl IntoIterator<Item = &'a Record>,
+    f: impl Fn(&Record) -> Option<f64>,
+) -> String {
+    let values: Vec<f64> = recs.into_iter().filter_map(f).collect();
+    opt((!values.is_empty()).then(|| report::median(values)), |c| {
+        format!("{c:.1}")
+    })
+}
+
 /// `f` formatted with `fmt`, or "-" when absent.
 pub(crate) fn opt(f: Option<f64>, fmt: impl Fn(f64) -> String) -> String {
     f.map(fmt).unwrap_or_else(|| "-".into())

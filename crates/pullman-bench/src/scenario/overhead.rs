@@ -94,19 +94,13 @@ nginx's in the same round, median over rounds.",
                     continue;
                 }
                 let errors: u64 = super::of(&recs, l, &v).iter().map(|r| r.errors).sum();
-                let cpu: Vec<f64> = super::of(&recs, l, &v)
-                    .iter()
-                    .filter_map(|r| r.cpu_us_per_req)
-                    .collect();
                 rows.push(vec![
                     conns.to_string(),
                     l.to_string(),
                     thousands(median_of(&recs, l, &v, |r| r.req_per_s)),
                     ms(median_of(&recs, l, &v, |r| r.p50_ms)),
                     ms(median_of(&recs, l, &v, |r| r.p99_ms)),
-                    opt((!cpu.is_empty()).then(|| report::median(cpu)), |c| {
-                        format!("{c:.1}")
-                    }),
+                    super::median_cell(super::of(&recs, l, &v), |r| r.cpu_us_per_req),
                     opt(median_ratio(&recs, l, nginx, &v, |r| r.req_per_s), |x| {
                         format!("{x:.2}")
                     }),

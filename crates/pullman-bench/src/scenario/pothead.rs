@@ -106,7 +106,6 @@ hub in the same round, median over rounds.",
                         continue;
                     }
                     let errors: u64 = of.iter().map(|r| r.errors).sum();
-                    let cpu: Vec<f64> = of.iter().filter_map(|r| r.cpu_us_per_req).collect();
                     rows.push(vec![
                         format!("`{path}`"),
                         conns.to_string(),
@@ -114,9 +113,7 @@ hub in the same round, median over rounds.",
                         thousands(median_of(&recs, l, &v, |r| r.req_per_s)),
                         ms(median_of(&recs, l, &v, |r| r.p50_ms)),
                         ms(median_of(&recs, l, &v, |r| r.p99_ms)),
-                        opt((!cpu.is_empty()).then(|| report::median(cpu)), |c| {
-                            format!("{c:.1}")
-                        }),
+                        super::median_cell(of.iter().copied(), |r| r.cpu_us_per_req),
                         opt(median_ratio(&recs, l, reference, &v, |r| r.req_per_s), |x| {
                             format!("{x:.2}")
                         }),
