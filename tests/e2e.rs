@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::Full;
-use pullman_proto::{CloseCode, Frame, Hello};
+use pullman_proto::{CloseCode, Frame};
 use pullman_worker::{RequestBody, ResponseBody, Worker};
 use support::*;
 use tokio::sync::Notify;
@@ -363,51 +363,9 @@ async fn oversized_headers_and_bodies_get_431_and_413() {
     assert_eq!(send(&c, req).await.status, 200);
 }
 
-/// Speaks the worker protocol by hand: the preface and HELLO, then whatever the test wants.
-fn raw_worker(hub: &HubProc, token: &str) -> (std::net::TcpStream, bytes::BytesMut) {
-    let addr = hub.worker_addr.trim_start_matches("tcp://");
-    let mut sock = std::net::TcpStream::connect(addr).unwrap();
-    sock.set_read_timeout(Some(HANG_GUARD)).unwrap();
-    let mut out = bytes::BytesMut::from(&pullman_proto::PREFACE[..]);
-    pullman_proto::encode(
-        &Frame::Hello(Hello {
-            min_version: pullman_proto::PROTOCOL_VERSION,
-            max_version: pullman_proto::PROTOCOL_VERSION,
-            max_frame: 1 << 20,
-            initial_window: 1 << 16,
-            features: 0,
-            modes: pullman_proto::Modes::RESPOND,
-            pool: "demo".into(),
-            token: token.into(),
-            name: "raw".into(),
-        }),
-        &mut out,
-        pullman_proto::HANDSHAKE_MAX_FRAME,
-    )
-    .unwrap();
-    sock.write_all(&out).unwrap();
-    let mut buf = bytes::BytesMut::new();
-    match read_frame(&mut sock, &mut buf) {
-        Some(Frame::Welcome(_)) => {}
-        other => panic!("expected WELCOME, got {other:?}"),
-    }
-    (sock, buf)
-}
-
-/// Reads frames until a REQUEST comes; returns its stream id.
-fn next_request(sock: &mut std::net::TcpStream, buf: &mut bytes::BytesMut) -> u64 {
-    loop {
-        match read_frame(sock, buf) {
-            Some(Frame::Request(r)) => return r.stream,
-            Some(_) => continue,
-            None => panic!("the hub closed the link before sending a request"),
-        }
-    }
-}
-
 /// Reads frames until a CANCEL comes; returns its stream and reason.
 fn next_cancel(
-    sock: &mut std::net::TcpStream,
+    sock: &mut RawSocket,
     buf: &mut bytes::BytesMut,
 ) -> (u64, pullman_proto::CancelReason) {
     loop {
@@ -417,14 +375,6 @@ fn next_cancel(
             None => panic!("the hub closed the link before sending CANCEL"),
         }
     }
-}
-
-fn write_frames(sock: &mut std::net::TcpStream, frames: &[Frame]) {
-    let mut out = bytes::BytesMut::new();
-    for frame in frames {
-        pullman_proto::encode(frame, &mut out, 1 << 20).unwrap();
-    }
-    sock.write_all(&out).unwrap();
 }
 
 fn response(stream: u64, end: bool, headers: &[(&'static str, &'static str)]) -> Frame {
@@ -447,7 +397,7 @@ fn response(stream: u64, end: bool, headers: &[(&'static str, &'static str)]) ->
 /// Grants one credit, sends `GET path` through the hub, and answers the REQUEST the raw
 /// worker gets with `answer(stream)`. Returns the client's pending answer and the stream.
 fn answer_raw(
-    sock: &mut std::net::TcpStream,
+    sock: &mut RawSocket,
     buf: &mut bytes::BytesMut,
     c: &HttpClient,
     hub: &HubProc,
@@ -482,7 +432,7 @@ async fn answers_the_hub_cannot_use_are_logged_counted_and_told_to_the_worker() 
         &format!("{}{}", admin_table(), one_pool("")),
     );
     let admin = AdminClient::new(&hub);
-    let (mut sock, mut buf) = raw_worker(&hub, TOKEN);
+    let (mut sock, mut buf) = raw_worker(&hub, "demo", TOKEN);
     let c = client();
     let fault = |m: &Metrics, fault: &str| {
         m.get(
@@ -626,7 +576,7 @@ async fn an_absolute_form_request_is_routed_by_its_target_not_its_host_field() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_worker_that_stops_answering_pings_is_dropped_and_its_request_fails() {
     let hub = HubProc::start_exact(Transport::Tcp, "ping_interval = \"100ms\"", &one_pool(""));
-    let (mut sock, mut buf) = raw_worker(&hub, TOKEN);
+    let (mut sock, mut buf) = raw_worker(&hub, "demo", TOKEN);
     let mut out = bytes::BytesMut::new();
     pullman_proto::encode(&Frame::Credit { n: 1 }, &mut out, 1 << 20).unwrap();
     sock.write_all(&out).unwrap();
@@ -655,7 +605,7 @@ async fn a_malformed_frame_after_the_handshake_closes_only_that_link() {
     let _good = hub.worker("demo", TOKEN, 2, "good");
     let c = client();
     wait_ready(&c, &hub.url("/hello")).await;
-    let (mut sock, mut buf) = raw_worker(&hub, TOKEN);
+    let (mut sock, mut buf) = raw_worker(&hub, "demo", TOKEN);
     // A CREDIT frame on stream 7: control frames must use stream 0.
     let mut out = bytes::BytesMut::new();
     pullman_proto::encode(&Frame::Credit { n: 1 }, &mut out, 1 << 20).unwrap();

@@ -453,10 +453,7 @@ pub fn read_to_close(mut sock: std::net::TcpStream) -> Vec<u8> {
 }
 
 /// The next frame from a raw socket; `None` once it closes.
-pub fn read_frame(
-    sock: &mut std::net::TcpStream,
-    buf: &mut bytes::BytesMut,
-) -> Option<pullman_proto::Frame> {
+pub fn read_frame(sock: &mut impl Read, buf: &mut bytes::BytesMut) -> Option<pullman_proto::Frame> {
     loop {
         if let Some(f) = pullman_proto::decode(buf, 1 << 20).unwrap() {
             return Some(f);
@@ -467,6 +464,110 @@ pub fn read_frame(
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
         }
     }
+}
+
+/// A worker's link spoken by hand, over TCP or a Unix socket.
+pub enum RawSocket {
+    Tcp(std::net::TcpStream),
+    Unix(std::os::unix::net::UnixStream),
+}
+
+impl RawSocket {
+    /// Connects to a worker address as the hub printed it (`tcp://` or `unix://`).
+    pub fn connect(addr: &str) -> RawSocket {
+        let sock = match addr.strip_prefix("unix://") {
+            Some(path) => RawSocket::Unix(std::os::unix::net::UnixStream::connect(path).unwrap()),
+            None => {
+                let addr = addr.trim_start_matches("tcp://");
+                RawSocket::Tcp(std::net::TcpStream::connect(addr).unwrap())
+            }
+        };
+        match &sock {
+            RawSocket::Tcp(s) => s.set_read_timeout(Some(HANG_GUARD)).unwrap(),
+            RawSocket::Unix(s) => s.set_read_timeout(Some(HANG_GUARD)).unwrap(),
+        }
+        sock
+    }
+
+    pub fn shutdown(&self, how: std::net::Shutdown) {
+        match self {
+            RawSocket::Tcp(s) => s.shutdown(how).unwrap(),
+            RawSocket::Unix(s) => s.shutdown(how).unwrap(),
+        }
+    }
+}
+
+impl Read for RawSocket {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            RawSocket::Tcp(s) => s.read(buf),
+            RawSocket::Unix(s) => s.read(buf),
+        }
+    }
+}
+
+impl std::io::Write for RawSocket {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            RawSocket::Tcp(s) => s.write(buf),
+            RawSocket::Unix(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Speaks the worker protocol by hand on the hub's first worker address: the preface and
+/// HELLO for `pool` (respond mode), then whatever the test wants.
+pub fn raw_worker(hub: &HubProc, pool: &str, token: &str) -> (RawSocket, bytes::BytesMut) {
+    use pullman_proto::Frame;
+    let mut sock = RawSocket::connect(&hub.worker_addr);
+    let mut out = bytes::BytesMut::from(&pullman_proto::PREFACE[..]);
+    pullman_proto::encode(
+        &Frame::Hello(pullman_proto::Hello {
+            min_version: pullman_proto::PROTOCOL_VERSION,
+            max_version: pullman_proto::PROTOCOL_VERSION,
+            max_frame: 1 << 20,
+            initial_window: 1 << 16,
+            features: 0,
+            modes: pullman_proto::Modes::RESPOND,
+            pool: pool.into(),
+            token: token.into(),
+            name: "raw".into(),
+        }),
+        &mut out,
+        pullman_proto::HANDSHAKE_MAX_FRAME,
+    )
+    .unwrap();
+    std::io::Write::write_all(&mut sock, &out).unwrap();
+    let mut buf = bytes::BytesMut::new();
+    match read_frame(&mut sock, &mut buf) {
+        Some(Frame::Welcome(_)) => {}
+        other => panic!("expected WELCOME, got {other:?}"),
+    }
+    (sock, buf)
+}
+
+/// Reads frames until a REQUEST comes; returns its stream id.
+pub fn next_request(sock: &mut RawSocket, buf: &mut bytes::BytesMut) -> u64 {
+    loop {
+        match read_frame(sock, buf) {
+            Some(pullman_proto::Frame::Request(r)) => return r.stream,
+            Some(_) => continue,
+            None => panic!("the hub closed the link before sending a request"),
+        }
+    }
+}
+
+/// Writes `frames` to a raw worker's link.
+pub fn write_frames(sock: &mut RawSocket, frames: &[pullman_proto::Frame]) {
+    let mut out = bytes::BytesMut::new();
+    for frame in frames {
+        pullman_proto::encode(frame, &mut out, 1 << 20).unwrap();
+    }
+    std::io::Write::write_all(sock, &out).unwrap();
 }
 
 /// A TOML pool table.
