@@ -40,6 +40,12 @@ pub const DEFAULT_FILTER_BODY_LIMIT: u64 = 1024 * 1024;
 /// Largest `pool.filter_body_limit`: a buffered body is held in the hub's memory for the
 /// whole exchange, so 16 MiB times the requests in flight stays within reason.
 pub const MAX_FILTER_BODY_LIMIT: u64 = 16 * 1024 * 1024;
+/// Default `pool.retry_body_bytes`: 64 KiB covers the forms and JSON documents most
+/// requests carry, so a worker's death costs them a retry rather than a 502, while the hub
+/// holds at most that much per request in flight.
+pub const DEFAULT_RETRY_BODY_BYTES: u64 = 64 * 1024;
+/// Largest `pool.retry_body_bytes`: the same bound as a buffered filter body.
+pub const MAX_RETRY_BODY_BYTES: u64 = MAX_FILTER_BODY_LIMIT;
 
 /// A `[[pool]]` table: a queue of requests and the workers that serve it.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -80,6 +86,18 @@ pub struct PoolConfig {
     /// a handler may not be as idempotent as its method claims.
     #[serde(default)]
     pub retry_idempotent: bool,
+    /// Respond mode: a request body whose announced length is at most this is read whole
+    /// before the request goes to a worker, and kept until the worker answers, so that a
+    /// request the retry rules send to another worker (its worker died before the request
+    /// reached it, rejected it as retryable, or died with it under `retry_idempotent`) goes
+    /// with its body. Any other body (longer, or of unknown length) streams to the worker
+    /// as it arrives, and such a request cannot be retried once it began. 0 keeps none. At
+    /// most [`MAX_RETRY_BODY_BYTES`].
+    #[serde(
+        default = "default_retry_body_bytes",
+        deserialize_with = "de_retry_body_bytes"
+    )]
+    pub retry_body_bytes: u64,
     /// What the workers do with a request.
     #[serde(default)]
     pub mode: PoolMode,
@@ -320,6 +338,16 @@ fn de_filter_body_limit<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u6
     Ok(limit)
 }
 
+fn de_retry_body_bytes<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+    let bytes = u64::deserialize(deserializer)?;
+    if bytes > MAX_RETRY_BODY_BYTES {
+        return Err(D::Error::custom(format!(
+            "retry_body_bytes must be at most {MAX_RETRY_BODY_BYTES}"
+        )));
+    }
+    Ok(bytes)
+}
+
 fn default_queue_limit() -> usize {
     DEFAULT_QUEUE_LIMIT
 }
@@ -340,6 +368,9 @@ fn default_upstream_timeout() -> Duration {
 }
 fn default_filter_body_limit() -> u64 {
     DEFAULT_FILTER_BODY_LIMIT
+}
+fn default_retry_body_bytes() -> u64 {
+    DEFAULT_RETRY_BODY_BYTES
 }
 fn default_filter_timeout() -> Duration {
     DEFAULT_FILTER_TIMEOUT
@@ -402,6 +433,11 @@ mod tests {
                 "max_body_bytes = -1",
                 "pool[0].max_body_bytes",
                 "expected u64",
+            ),
+            (
+                "retry_body_bytes = 16777217",
+                "pool[0].retry_body_bytes",
+                "at most 16777216",
             ),
         ] {
             let (location, message) = refuse(&format!("{HUB}{POOL}{line}\n"));

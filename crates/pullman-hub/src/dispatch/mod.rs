@@ -9,6 +9,8 @@
 //! - `attempt`: [`dispatch`], the request's trip to a worker and back, with the retry rules.
 //! - `ptth`: a try at a PTTH worker: the request as HTTP/1.1 on the connection it dialed.
 //! - `pump`: the task streaming a request body to the worker.
+//! - `replay`: a small body of announced length read whole first and kept, so a retry can
+//!   send it again ([`keep_small`]).
 //! - `in_flight`: [`InFlight`], a request a worker holds until its answer is complete.
 //! - `record`: [`Record`], one request's entry in its pool's metrics.
 
@@ -20,6 +22,7 @@ mod ptth;
 mod pump;
 mod queue;
 mod record;
+mod replay;
 
 pub(crate) use attempt::{dispatch, Answer, Failed, First};
 pub(crate) use in_flight::InFlight;
@@ -27,3 +30,4 @@ pub(crate) use job::{Job, Payload};
 pub(crate) use pool::{Pool, PoolStatus, WorkerMeta};
 pub(crate) use ptth::PtthBody;
 pub(crate) use record::Record;
+pub(crate) use replay::keep_small;

@@ -14,7 +14,7 @@ use super::head::head_view;
 use super::Front;
 use crate::body::HubBody;
 use crate::config::PoolMode;
-use crate::dispatch::{dispatch, Payload, Pool, Record};
+use crate::dispatch::{dispatch, keep_small, Pool, Record};
 use crate::error::RequestError;
 use crate::rate::MinRate;
 use crate::request::{Client, ClientRequest, RequestId, X_REQUEST_ID};
@@ -84,7 +84,13 @@ async fn handle(
     };
     match config.mode {
         PoolMode::Respond => {
-            let body = request.body.take().map_or(Payload::Empty, Payload::Stream);
+            let body = keep_small(
+                request.body.take(),
+                config.retry_body_bytes,
+                config.max_body_bytes,
+                started + config.timeout,
+            )
+            .await?;
             let job = respond::job(pool, &config, record, &request);
             let answered = dispatch(&job, body).await;
             respond::answer(answered, request.parts.method == Method::HEAD)

@@ -1,0 +1,130 @@
+//! A small request body kept so that it can go to another worker: the pool's
+//! `retry_body_bytes`. A body whose announced length (`content-length`) is at most that is
+//! read whole before the request goes to a worker ([`Payload::Kept`]); any other body
+//! streams to the worker as it arrives ([`Payload::Stream`]) and cannot be sent again.
+//! A body of unknown length may be a long-lived stream the worker answers as it goes, so
+//! it is never held back.
+
+use bytes::Bytes;
+use http_body::Body;
+use http_body_util::BodyExt;
+use tokio::time::Instant;
+
+use super::job::Payload;
+use crate::error::RequestError;
+use crate::http1::conn::BoxError;
+use crate::rate::too_slow;
+
+/// What the hub has of `body` for its worker: the whole body when its announced length is
+/// at most `keep` bytes (read within `deadline`), else the body to stream. An announced
+/// length past `limit` is 413.
+pub(crate) async fn keep_small<B>(
+    body: Option<B>,
+    keep: u64,
+    limit: u64,
+    deadline: Instant,
+) -> Result<Payload<B>, RequestError>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    let Some(body) = body else {
+        return Ok(Payload::Empty);
+    };
+    match body.size_hint().exact() {
+        Some(len) if len > limit => Err(RequestError::BodyTooLarge),
+        Some(len) if len <= keep => match tokio::time::timeout_at(deadline, body.collect()).await {
+            Err(_) => Err(RequestError::Deadline),
+            Ok(Err(e)) => {
+                let e: BoxError = e.into();
+                Err(match too_slow(&*e) {
+                    Some(_) => RequestError::BodyTooSlow,
+                    None => RequestError::ClientGone,
+                })
+            }
+            Ok(Ok(collected)) => {
+                let bytes = collected.to_bytes();
+                Ok(match bytes.is_empty() {
+                    true => Payload::Empty,
+                    false => Payload::Kept(bytes),
+                })
+            }
+        },
+        _ => Ok(Payload::Stream(body)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body::Frame;
+    use http_body_util::Full;
+    use std::collections::VecDeque;
+    use std::convert::Infallible;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+    use std::time::Duration;
+
+    /// A body arriving in the given chunks, its length unannounced.
+    struct Chunked(VecDeque<Bytes>);
+
+    impl Body for Chunked {
+        type Data = Bytes;
+        type Error = Infallible;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+            Poll::Ready(self.0.pop_front().map(|data| Ok(Frame::data(data))))
+        }
+    }
+
+    fn chunked(parts: &[&'static [u8]]) -> Chunked {
+        Chunked(parts.iter().map(|p| Bytes::from_static(p)).collect())
+    }
+
+    fn full(data: &'static [u8]) -> Full<Bytes> {
+        Full::new(Bytes::from_static(data))
+    }
+
+    fn soon() -> Instant {
+        Instant::now() + Duration::from_secs(5)
+    }
+
+    #[tokio::test]
+    async fn an_announced_length_within_the_bound_is_kept_whole() {
+        let kept = keep_small(Some(full(b"abcd")), 4, 100, soon()).await;
+        assert!(matches!(kept, Ok(Payload::Kept(b)) if b == "abcd"));
+        let empty = keep_small(Some(full(b"")), 4, 100, soon()).await;
+        assert!(matches!(empty, Ok(Payload::Empty)));
+        let absent = keep_small(None::<Chunked>, 4, 100, soon()).await;
+        assert!(matches!(absent, Ok(Payload::Empty)));
+    }
+
+    #[tokio::test]
+    async fn a_longer_or_unannounced_body_streams_unread() {
+        let longer = keep_small(Some(full(b"abcde")), 4, 100, soon()).await;
+        let Ok(Payload::Stream(body)) = longer else {
+            panic!("expected a stream");
+        };
+        assert_eq!(body.collect().await.unwrap().to_bytes(), "abcde");
+        let unannounced = keep_small(Some(chunked(&[b"ab"])), 4, 100, soon()).await;
+        let Ok(Payload::Stream(body)) = unannounced else {
+            panic!("expected a stream");
+        };
+        assert_eq!(body.collect().await.unwrap().to_bytes(), "ab");
+    }
+
+    #[tokio::test]
+    async fn keep_zero_streams_every_body() {
+        let kept = keep_small(Some(full(b"a")), 0, 100, soon()).await;
+        assert!(matches!(kept, Ok(Payload::Stream(_))));
+    }
+
+    #[tokio::test]
+    async fn an_announced_length_past_the_limit_is_413() {
+        let kept = keep_small(Some(full(b"abcdef")), 10, 5, soon()).await;
+        assert!(matches!(kept, Err(RequestError::BodyTooLarge)));
+    }
+}
