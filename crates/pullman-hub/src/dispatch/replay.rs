@@ -19,7 +19,7 @@ use crate::rate::too_slow;
 /// at most `keep` bytes (read within `deadline`), else the body to stream. An announced
 /// length past `limit` is 413.
 pub(crate) async fn keep_small<B>(
-    body: Option<B>,
+    body: B,
     keep: u64,
     limit: u64,
     deadline: Instant,
@@ -28,9 +28,6 @@ where
     B: Body<Data = Bytes> + Unpin,
     B::Error: Into<BoxError>,
 {
-    let Some(body) = body else {
-        return Ok(Payload::Empty);
-    };
     match body.size_hint().exact() {
         Some(len) if len > limit => Err(RequestError::BodyTooLarge),
         Some(len) if len <= keep => match tokio::time::timeout_at(deadline, body.collect()).await {
@@ -94,22 +91,20 @@ mod tests {
 
     #[tokio::test]
     async fn an_announced_length_within_the_bound_is_kept_whole() {
-        let kept = keep_small(Some(full(b"abcd")), 4, 100, soon()).await;
+        let kept = keep_small(full(b"abcd"), 4, 100, soon()).await;
         assert!(matches!(kept, Ok(Payload::Kept(b)) if b == "abcd"));
-        let empty = keep_small(Some(full(b"")), 4, 100, soon()).await;
+        let empty = keep_small(full(b""), 4, 100, soon()).await;
         assert!(matches!(empty, Ok(Payload::Empty)));
-        let absent = keep_small(None::<Chunked>, 4, 100, soon()).await;
-        assert!(matches!(absent, Ok(Payload::Empty)));
     }
 
     #[tokio::test]
     async fn a_longer_or_unannounced_body_streams_unread() {
-        let longer = keep_small(Some(full(b"abcde")), 4, 100, soon()).await;
+        let longer = keep_small(full(b"abcde"), 4, 100, soon()).await;
         let Ok(Payload::Stream(body)) = longer else {
             panic!("expected a stream");
         };
         assert_eq!(body.collect().await.unwrap().to_bytes(), "abcde");
-        let unannounced = keep_small(Some(chunked(&[b"ab"])), 4, 100, soon()).await;
+        let unannounced = keep_small(chunked(&[b"ab"]), 4, 100, soon()).await;
         let Ok(Payload::Stream(body)) = unannounced else {
             panic!("expected a stream");
         };
@@ -118,13 +113,13 @@ mod tests {
 
     #[tokio::test]
     async fn keep_zero_streams_every_body() {
-        let kept = keep_small(Some(full(b"a")), 0, 100, soon()).await;
+        let kept = keep_small(full(b"a"), 0, 100, soon()).await;
         assert!(matches!(kept, Ok(Payload::Stream(_))));
     }
 
     #[tokio::test]
     async fn an_announced_length_past_the_limit_is_413() {
-        let kept = keep_small(Some(full(b"abcdef")), 10, 5, soon()).await;
+        let kept = keep_small(full(b"abcdef"), 10, 5, soon()).await;
         assert!(matches!(kept, Err(RequestError::BodyTooLarge)));
     }
 }

@@ -14,7 +14,7 @@ use super::head::head_view;
 use super::Front;
 use crate::body::HubBody;
 use crate::config::PoolMode;
-use crate::dispatch::{dispatch, keep_small, Pool, Record};
+use crate::dispatch::{dispatch, keep_small, Payload, Pool, Record};
 use crate::error::RequestError;
 use crate::rate::MinRate;
 use crate::request::{Client, ClientRequest, RequestId, X_REQUEST_ID};
@@ -84,13 +84,20 @@ async fn handle(
     };
     match config.mode {
         PoolMode::Respond => {
-            let body = keep_small(
-                request.body.take(),
-                config.retry_body_bytes,
-                config.max_body_bytes,
-                started + config.timeout,
-            )
-            .await?;
+            // A bodiless request (most) does not wait on keep_small's future at all.
+            let body = match request.body.take() {
+                None => Payload::Empty,
+                Some(body) => {
+                    let deadline = started + config.timeout;
+                    keep_small(
+                        body,
+                        config.retry_body_bytes,
+                        config.max_body_bytes,
+                        deadline,
+                    )
+                    .await?
+                }
+            };
             let job = respond::job(pool, &config, record, &request);
             let answered = dispatch(&job, body).await;
             respond::answer(answered, request.parts.method == Method::HEAD)
