@@ -1027,3 +1027,31 @@ async fn a_response_too_large_to_send_fails_its_request_and_the_worker_serves_on
     assert_eq!(hub.log.count("worker connected"), 1, "{}", hub.log.text());
     worker.abort();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_answer_before_the_request_body_ended_closes_the_http1_connection() {
+    // No worker: the request waits out queue_timeout and gets 503 while most of its body is
+    // unsent. The rest would stand where the next request's head should, so the answer must
+    // say the connection closes rather than leave a client to find it closed.
+    let hub = HubProc::start(Transport::Tcp, &one_pool("queue_timeout = \"100ms\""));
+    let mut sock = std::net::TcpStream::connect(hub.front).unwrap();
+    sock.set_read_timeout(Some(HANG_GUARD)).unwrap();
+    sock.write_all(b"POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: 100000\r\n\r\npart")
+        .unwrap();
+    let answer = read_one_response(&mut sock).to_ascii_lowercase();
+    assert!(answer.starts_with("http/1.1 503"), "{answer}");
+    assert!(answer.contains("\r\nconnection: close\r\n"), "{answer}");
+
+    // A body read to its end leaves the connection open for the next request.
+    let _w = hub.worker("demo", TOKEN, 1, "w");
+    wait_ready(&client(), &hub.url("/hello")).await;
+    let mut sock = std::net::TcpStream::connect(hub.front).unwrap();
+    sock.set_read_timeout(Some(HANG_GUARD)).unwrap();
+    for _ in 0..2 {
+        sock.write_all(b"POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: 4\r\n\r\nbody")
+            .unwrap();
+        let answer = read_one_response(&mut sock).to_ascii_lowercase();
+        assert!(answer.starts_with("http/1.1 200"), "{answer}");
+        assert!(!answer.contains("connection: close"), "{answer}");
+    }
+}

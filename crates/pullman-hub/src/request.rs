@@ -1,7 +1,14 @@
 //! A client request as the front parsed it, handed to its pool's mode, and the id that
 //! names it (`x-request-id`) wherever it goes.
 
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
 use http::header::{HeaderName, HeaderValue};
+use http::Version;
+use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use pullman_proto::HeadView;
 use tokio::time::Instant;
@@ -46,7 +53,61 @@ pub(crate) struct Client {
 }
 
 /// A client's request body, which must keep `hub.min_body_rate` while the hub reads it.
-pub(crate) type ClientBody = crate::rate::MinRate<Incoming>;
+pub(crate) type ClientBody = crate::rate::MinRate<EndNoted<Incoming>>;
+
+/// An HTTP/1 request body that notes when it has been read to its end. A response that
+/// goes out before then (the hub's own error, a filter's block, a worker's early answer)
+/// must say `connection: close`: the rest of the body is still on the connection, where
+/// the client's next request would be, and the connection cannot be reused.
+pub(crate) struct EndNoted<B> {
+    body: B,
+    ended: Option<Arc<AtomicBool>>,
+}
+
+impl<B: Body> EndNoted<B> {
+    /// `body`, noting its end in the flag returned: none for a request without a body, or
+    /// over HTTP/2, where an unread body costs only its stream.
+    pub(crate) fn new(body: B, version: Version) -> (EndNoted<B>, Option<Arc<AtomicBool>>) {
+        let watch = version < Version::HTTP_2 && !body.is_end_stream();
+        let ended = watch.then(|| Arc::new(AtomicBool::new(false)));
+        let noted = EndNoted {
+            body,
+            ended: ended.clone(),
+        };
+        (noted, ended)
+    }
+
+    fn note_end(&self) {
+        if let Some(ended) = &self.ended {
+            ended.store(true, Ordering::Release);
+        }
+    }
+}
+
+impl<B: Body + Unpin> Body for EndNoted<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.body).poll_frame(cx);
+        if matches!(polled, Poll::Ready(None)) || this.body.is_end_stream() {
+            this.note_end();
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
 
 /// A client request on its way to a pool's workers.
 pub(crate) struct ClientRequest<'a> {

@@ -4,7 +4,9 @@
 
 use std::sync::Arc;
 
-use http::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER};
+use std::sync::atomic::Ordering;
+
+use http::header::{HeaderValue, CONNECTION, CONTENT_TYPE, RETRY_AFTER};
 use http::{Method, Request, Response};
 use http_body::Body;
 use hyper::body::Incoming;
@@ -17,7 +19,7 @@ use crate::config::PoolMode;
 use crate::dispatch::{dispatch, keep_small, Payload, Pool, Record};
 use crate::error::RequestError;
 use crate::rate::MinRate;
-use crate::request::{Client, ClientRequest, RequestId, X_REQUEST_ID};
+use crate::request::{Client, ClientRequest, EndNoted, RequestId, X_REQUEST_ID};
 use crate::respond;
 
 /// Answers one client request. Its id (the client's `x-request-id` or the hub's) goes on
@@ -36,15 +38,21 @@ pub(crate) async fn serve(
         Err(e) => return error_response(e, id),
     };
     let mut record = Record::new(&pool, front.state.is_recording());
+    let (body, body_ended) = EndNoted::new(body, parts.version);
     let result = handle(front, &pool, &record, parts, body, &id, client, started).await;
     record.finish(result.as_ref().map(|_| ()).map_err(|e| *e));
     if let Err(RequestError::BodyTooSlow) = result {
         tracing::info!(peer = %client.addr, pool = pool.name(), request_id = id.as_str(), "request body slower than hub.min_body_rate: 408");
     }
-    match result {
+    let mut resp = match result {
         Ok(resp) => with_id(resp, id),
         Err(e) => error_response(e, id),
+    };
+    if body_ended.is_some_and(|ended| !ended.load(Ordering::Acquire)) {
+        resp.headers_mut()
+            .insert(CONNECTION, HeaderValue::from_static("close"));
     }
+    resp
 }
 
 /// `resp` with the request's id, in place of any the answer carried.
@@ -59,7 +67,7 @@ async fn handle(
     pool: &Arc<Pool>,
     record: &Record<'_>,
     parts: http::request::Parts,
-    body: Incoming,
+    body: EndNoted<Incoming>,
     id: &RequestId,
     client: &Client,
     started: Instant,
