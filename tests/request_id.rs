@@ -1,5 +1,6 @@
 //! Request ids end to end: `x-request-id` from the client (or the hub) to the worker, a
-//! filter pool's upstream, the response and the hub's log.
+//! filter pool's upstream, the response and the hub's log; and the W3C `traceparent` a
+//! worker or an upstream gets (the client's when usable, else one the hub made).
 
 mod support;
 
@@ -160,6 +161,8 @@ async fn a_filter_pools_upstream_sees_the_id_the_client_gets() {
     let id = a.header("x-request-id").expect("no id").to_string();
     let seen = upstream.seen("/pass/new").pop().expect("upstream saw it");
     assert_eq!(seen.headers["x-request-id"], id.as_str());
+    let trace = seen.headers["traceparent"].to_str().unwrap();
+    assert!(is_new_traceparent(trace), "{trace}");
 
     let req = http::Request::get(hub.url("/pass/kept"))
         .header("x-request-id", "from-client")
@@ -175,4 +178,65 @@ async fn a_filter_pools_upstream_sees_the_id_the_client_gets() {
             .collect::<Vec<_>>(),
         ["from-client"]
     );
+}
+
+/// Whether `value` looks as the hub's traceparents do: version 00, a 32-digit trace id, a
+/// 16-digit parent id, sampled.
+fn is_new_traceparent(value: &str) -> bool {
+    let parts: Vec<&str> = value.split('-').collect();
+    let lower_hex = |s: &str, n: usize| {
+        s.len() == n
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    parts.len() == 4
+        && parts[0] == "00"
+        && lower_hex(parts[1], 32)
+        && lower_hex(parts[2], 16)
+        && parts[3] == "01"
+}
+
+/// The `traceparent` and `tracestate` a worker saw for a request with `fields`.
+async fn trace_seen(c: &HttpClient, hub: &HubProc, fields: &[(&str, &str)]) -> (String, String) {
+    let mut b = http::Request::get(hub.url("/inspect"));
+    for (name, value) in fields {
+        b = b.header(*name, *value);
+    }
+    let a = send(c, b.body(Full::default()).unwrap()).await;
+    assert_eq!(a.status, 200, "{a:?}");
+    let headers = &a.json()["headers"];
+    let field = |name: &str| headers[name].as_str().unwrap_or("").to_string();
+    (field("traceparent"), field("tracestate"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn workers_get_the_clients_traceparent_or_one_the_hub_made() {
+    let hub = HubProc::start(
+        Transport::Tcp,
+        &format!("{}{}", pool("demo", TOKEN, ""), route_all("demo")),
+    );
+    let _w = hub.worker("demo", TOKEN, 2, "w");
+    let c = client();
+    wait_ready(&c, &hub.url("/hello")).await;
+
+    let (first, state) = trace_seen(&c, &hub, &[]).await;
+    assert!(is_new_traceparent(&first), "{first}");
+    assert_eq!(state, "");
+    let (second, _) = trace_seen(&c, &hub, &[]).await;
+    assert!(is_new_traceparent(&second), "{second}");
+    assert_ne!(first[3..35], second[3..35], "two requests, one trace id");
+
+    let client_trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let kept = [("traceparent", client_trace), ("tracestate", "vendor=x")];
+    assert_eq!(
+        trace_seen(&c, &hub, &kept).await,
+        (client_trace.to_string(), "vendor=x".to_string())
+    );
+
+    // An unusable one (here an all-zero trace id) starts a new trace, without the state.
+    let zero = "00-00000000000000000000000000000000-00f067aa0ba902b7-01";
+    let broken = [("traceparent", zero), ("tracestate", "vendor=x")];
+    let (replaced, state) = trace_seen(&c, &hub, &broken).await;
+    assert!(is_new_traceparent(&replaced), "{replaced}");
+    assert_eq!(state, "", "a new trace carries no tracestate");
 }

@@ -17,6 +17,11 @@ use tokio::time::Instant;
 /// request upstream, in the response the client gets (the rule is in `front::request_id`).
 pub(crate) const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// The W3C Trace Context fields: passed on as the client sent them when usable, else a new
+/// `traceparent` (the rule is in `front::trace_context`).
+pub(crate) const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+pub(crate) const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
+
 /// A request's id, and where it comes from.
 #[derive(Debug, Clone)]
 pub(crate) struct RequestId {
@@ -25,6 +30,10 @@ pub(crate) struct RequestId {
     /// Whether the hub made it: then it is not among the client's fields, and whatever
     /// passes the request on adds it.
     pub(crate) is_new: bool,
+    /// The W3C `traceparent` the hub made because the client sent no usable one
+    /// (`front::trace_context`): like a new id, not among the client's fields, and added by
+    /// whatever passes the request on.
+    pub(crate) new_trace: Option<HeaderValue>,
 }
 
 impl RequestId {

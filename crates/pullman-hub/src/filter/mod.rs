@@ -32,7 +32,7 @@ use crate::dispatch::{dispatch, Answer, Failed, First, InFlight, Job, Payload, P
 use crate::error::RequestError;
 use crate::hop::strip_hop_by_hop;
 use crate::metrics::{count, FilterStats};
-use crate::request::{Client, ClientBody, ClientRequest, X_REQUEST_ID};
+use crate::request::{Client, ClientBody, ClientRequest, TRACEPARENT, X_REQUEST_ID};
 use crate::respond::worker_response;
 use crate::upstream::UpstreamBody;
 use forward::{apply_edits, client_response, upstream_request};
@@ -78,6 +78,9 @@ pub(crate) async fn serve(
     // as to any field.
     if id.is_new {
         parts.headers.insert(X_REQUEST_ID, id.value.clone());
+    }
+    if let Some(trace) = &id.new_trace {
+        parts.headers.insert(TRACEPARENT, trace.clone());
     }
     let stats = &pool.filter_stats;
     let is_head = parts.method == Method::HEAD;

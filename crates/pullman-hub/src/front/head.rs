@@ -4,7 +4,7 @@ use http::header::HOST;
 use pullman_proto::{HeadBuilder, HeadView, Version};
 
 use crate::error::RequestError;
-use crate::request::{RequestId, X_REQUEST_ID};
+use crate::request::{RequestId, TRACEPARENT, X_REQUEST_ID};
 
 /// The head view of a request the front parsed. HTTP/2's authority becomes a `host` field
 /// so that workers see one shape whatever the client spoke, and a request id the hub made
@@ -28,7 +28,10 @@ pub(crate) fn head_view(
         .uri
         .authority()
         .filter(|_| !parts.headers.contains_key(HOST));
-    let count = parts.headers.len() + usize::from(authority.is_some()) + usize::from(id.is_new);
+    let added = usize::from(authority.is_some())
+        + usize::from(id.is_new)
+        + usize::from(id.new_trace.is_some());
+    let count = parts.headers.len() + added;
     if count > u16::MAX as usize {
         return Err(RequestError::HeadersTooLarge);
     }
@@ -48,6 +51,10 @@ pub(crate) fn head_view(
     }
     if id.is_new {
         b.header(X_REQUEST_ID.as_str().as_bytes(), id.value.as_bytes())
+            .map_err(|_| RequestError::BadRequest)?;
+    }
+    if let Some(trace) = &id.new_trace {
+        b.header(TRACEPARENT.as_str().as_bytes(), trace.as_bytes())
             .map_err(|_| RequestError::BadRequest)?;
     }
     Ok(b.finish())

@@ -13,6 +13,7 @@
 mod head;
 mod request;
 mod request_id;
+mod trace_context;
 mod watched;
 
 use std::collections::HashMap;
@@ -32,6 +33,7 @@ use tokio::sync::{mpsc, watch, Notify};
 use tokio::time::{Instant, MissedTickBehavior};
 
 use request_id::RequestIds;
+use trace_context::TraceIds;
 use watched::Watched;
 
 use crate::config::HubConfig;
@@ -44,6 +46,7 @@ use crate::tls::ServerTls;
 pub(crate) struct Front {
     pub(crate) state: Arc<HubState>,
     ids: RequestIds,
+    traces: TraceIds,
     http: auto::Builder<TokioExecutor>,
     max_header_bytes: usize,
     idle_timeout: Duration,
@@ -61,6 +64,7 @@ impl Front {
         Ok(Front {
             state,
             ids: RequestIds::new()?,
+            traces: TraceIds::new()?,
             http: http_builder(hub.max_header_bytes),
             max_header_bytes: hub.max_header_bytes,
             idle_timeout: hub.idle_timeout,

@@ -32,7 +32,8 @@ pub(crate) async fn serve(
 ) -> Response<HubBody> {
     let started = Instant::now();
     let (mut parts, body) = req.into_parts();
-    let id = front.ids.assign(&mut parts.headers);
+    let mut id = front.ids.assign(&mut parts.headers);
+    id.new_trace = front.traces.context(&mut parts.headers);
     let pool = match front.state.route(&parts) {
         Ok(pool) => pool,
         Err(e) => return error_response(e, id),

@@ -70,6 +70,7 @@ impl RequestIds {
                         return RequestId {
                             value: sent.get().clone(),
                             is_new: false,
+                            new_trace: None,
                         }
                     }
                     Some(why) => {
@@ -82,6 +83,7 @@ impl RequestIds {
         let id = RequestId {
             value: self.fresh(),
             is_new: true,
+            new_trace: None,
         };
         if let Some(why) = unusable {
             tracing::debug!(
