@@ -33,7 +33,7 @@ pub(crate) struct RequestId {
     /// The W3C `traceparent` the hub made because the client sent no usable one
     /// (`front::trace_context`): like a new id, not among the client's fields, and added by
     /// whatever passes the request on.
-    pub(crate) new_trace: Option<HeaderValue>,
+    pub(crate) new_trace: Option<crate::front::Traceparent>,
 }
 
 impl RequestId {

@@ -80,7 +80,7 @@ pub(crate) async fn serve(
         parts.headers.insert(X_REQUEST_ID, id.value.clone());
     }
     if let Some(trace) = &id.new_trace {
-        parts.headers.insert(TRACEPARENT, trace.clone());
+        parts.headers.insert(TRACEPARENT, trace.to_header_value());
     }
     let stats = &pool.filter_stats;
     let is_head = parts.method == Method::HEAD;

@@ -51,7 +51,7 @@ impl TraceIds {
 
     /// The `traceparent` the hub must add to the request whose fields are `headers`: none
     /// when the client's is usable; else a new one, and the client's trace fields go.
-    pub(crate) fn context(&self, headers: &mut HeaderMap) -> Option<HeaderValue> {
+    pub(crate) fn context(&self, headers: &mut HeaderMap) -> Option<Traceparent> {
         if let Entry::Occupied(sent) = headers.entry(TRACEPARENT) {
             let mut values = sent.iter();
             if let (Some(value), None) = (values.next(), values.next()) {
@@ -67,7 +67,7 @@ impl TraceIds {
     }
 
     /// A new `traceparent`: version 00, a new trace id and parent id, sampled.
-    fn fresh(&self) -> HeaderValue {
+    fn fresh(&self) -> Traceparent {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         let low = mix(n.wrapping_add(self.trace_key));
         let parent = mix(n.wrapping_add(self.parent_key)).max(1);
@@ -78,8 +78,23 @@ impl TraceIds {
         buf[35] = b'-';
         write_hex(&mut buf[36..52], parent);
         buf[52..].copy_from_slice(b"-01");
+        Traceparent(buf)
+    }
+}
+
+/// A `traceparent` the hub made, held in place: the head view copies its bytes, and only a
+/// filter pool's request upstream needs it as a field value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Traceparent([u8; TRACEPARENT_LEN]);
+
+impl Traceparent {
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    pub(crate) fn to_header_value(self) -> HeaderValue {
         // Hex digits and `-` are always a valid value.
-        HeaderValue::from_bytes(&buf).unwrap_or(HeaderValue::from_static("-"))
+        HeaderValue::from_bytes(&self.0).unwrap_or(HeaderValue::from_static("-"))
     }
 }
 
@@ -167,6 +182,7 @@ mod tests {
         headers.append(TRACEPARENT, HeaderValue::from_static(GOOD));
         let new = ids.context(&mut headers).expect("two fields are unusable");
         assert!(is_usable(new.as_bytes()), "{new:?}");
+        assert_eq!(new.to_header_value().as_bytes(), new.as_bytes());
         assert!(!headers.contains_key(TRACEPARENT));
         assert!(!headers.contains_key(TRACESTATE));
     }
@@ -177,7 +193,7 @@ mod tests {
         let mut seen = std::collections::HashSet::new();
         for _ in 0..10_000 {
             let new = ids.context(&mut HeaderMap::new()).unwrap();
-            let text = new.to_str().unwrap().to_string();
+            let text = String::from_utf8(new.as_bytes().to_vec()).unwrap();
             assert!(is_usable(text.as_bytes()), "{text}");
             assert!(text.starts_with("00-") && text.ends_with("-01"), "{text}");
             assert!(
