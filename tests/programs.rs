@@ -211,27 +211,88 @@ fn restart_policies_and_output_and_environment() {
     assert_eq!(hub.log.count("cannot start program"), 2, "{text}");
 }
 
+/// The pids of the live processes (zombies are dead) whose process group is `pgid`.
+fn group_members(pgid: u32) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| {
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                return false;
+            };
+            // After the command name: state, parent pid, process group.
+            let mut fields = stat.rsplit(')').next().unwrap_or("").split_whitespace();
+            let state = fields.next();
+            let group = fields.nth(1).and_then(|g| g.parse::<u32>().ok());
+            state != Some("Z") && group == Some(pgid)
+        })
+        .collect()
+}
+
+/// Waits until no live process is left in group `pgid`; returns how long that took.
+fn wait_group_gone(pgid: u32) -> Duration {
+    let start = Instant::now();
+    loop {
+        let left = group_members(pgid);
+        if left.is_empty() {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < HANG_GUARD,
+            "group {pgid} outlived its hub: {left:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 #[test]
 fn programs_die_with_a_hub_that_is_killed() {
+    // A plain program; a wrapper whose child PR_SET_PDEATHSIG never reaches; a wrapper that
+    // ignores SIGTERM, as its children then do.
     let mut hub = HubProc::start(
         Transport::Tcp,
         &format!(
-            "{}{}{}",
+            "{}{}{}{}{}",
             pool("p", "t", ""),
             route_all("p"),
-            program("sleeper", "p", r#"["sleep", "600"]"#, "instances = 2")
+            program("sleeper", "p", r#"["sleep", "600"]"#, "instances = 2"),
+            program("wrapper", "p", r#"["sh", "-c", "sleep 611; true"]"#, ""),
+            program(
+                "deaf",
+                "p",
+                r#"["sh", "-c", "trap '' TERM; sleep 622; sleep 622"]"#,
+                ""
+            ),
         ),
     );
-    hub.log.wait_for("program instance started", 2);
-    let pids: Vec<u32> = logged(&hub.log, "program instance started", "pid")
+    hub.log.wait_for("program instance started", 4);
+    let programs = logged(&hub.log, "program instance started", "program");
+    let pgids: Vec<u32> = logged(&hub.log, "program instance started", "pgid")
         .iter()
-        .map(|pid| pid.parse().unwrap())
+        .map(|pgid| pgid.parse().unwrap())
         .collect();
-    assert!(pids.iter().all(|&pid| is_alive(pid)));
+    assert_eq!(pgids.len(), 4, "{}", hub.log.text());
+    // Each group holds the hub's watcher and the program, and a wrapper's group its sleep.
+    let mut groups = Vec::new();
+    for (program, &pgid) in programs.iter().zip(&pgids) {
+        let processes = if program == "sleeper" { 2 } else { 3 };
+        let start = Instant::now();
+        while group_members(pgid).len() < processes {
+            assert!(
+                start.elapsed() < HANG_GUARD,
+                "group {pgid} of {program} never filled"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        groups.push((program, pgid, group_members(pgid)));
+    }
     let _ = hub.child.kill();
     let _ = hub.child.wait();
-    for pid in pids {
-        wait_dead(pid);
+    for (program, pgid, members) in groups {
+        let gone_in = wait_group_gone(pgid);
+        eprintln!(
+            "{program}: group {pgid}, processes {members:?}, none left {gone_in:?} after the hub's SIGKILL"
+        );
     }
 }
 
