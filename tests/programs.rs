@@ -239,7 +239,7 @@ fn wait_group_gone(pgid: u32) -> Duration {
         }
         assert!(
             start.elapsed() < HANG_GUARD,
-            "group {pgid} outlived its hub: {left:?}"
+            "group {pgid} still has live processes: {left:?}"
         );
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -564,4 +564,65 @@ fn a_program_that_ignores_sigterm_is_killed_after_its_grace() {
         "{}",
         hub.log.text()
     );
+}
+
+#[test]
+fn an_instance_that_exits_takes_what_it_left_in_its_group() {
+    let hub = HubProc::start(
+        Transport::Tcp,
+        &format!(
+            "{}{}{}",
+            pool("p", "t", ""),
+            route_all("p"),
+            program(
+                "leaver",
+                "p",
+                r#"["sh", "-c", "sleep 644 & exit 0"]"#,
+                "restart = \"temporary\""
+            )
+        ),
+    );
+    hub.log
+        .wait_for("not restarted, as its restart policy says", 1);
+    let pgid: u32 = logged(&hub.log, "program instance started", "pgid")[0]
+        .parse()
+        .unwrap();
+    let gone_in = wait_group_gone(pgid);
+    eprintln!("the background sleep of group {pgid} gone {gone_in:?} after the instance ended");
+}
+
+#[test]
+fn a_stop_gives_every_process_of_the_group_its_grace() {
+    // A wrapper whose child drains on SIGTERM: the wrapper dies at once, its child takes a
+    // while and then leaves a file. The hub must wait for the child, not only the wrapper.
+    let dir = tempfile::tempdir().unwrap();
+    let (ready, drained) = (dir.path().join("ready"), dir.path().join("drained"));
+    let child = format!(
+        "trap 'sleep 0.3; touch {}; exit 0' TERM; touch {}; while :; do sleep 0.05; done",
+        drained.display(),
+        ready.display()
+    );
+    let mut hub = HubProc::start(
+        Transport::Tcp,
+        &format!(
+            "{}{}{}",
+            pool("p", "t", ""),
+            route_all("p"),
+            program(
+                "wrapper",
+                "p",
+                r#"["sh", "-c", "sh -c \"$CHILD\" & wait"]"#,
+                &format!("stop_grace = \"30s\"\nenv = {{ CHILD = {child:?} }}")
+            )
+        ),
+    );
+    let start = Instant::now();
+    while !ready.exists() {
+        assert!(start.elapsed() < HANG_GUARD, "{}", hub.log.text());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    hub.signal(libc::SIGTERM);
+    assert!(hub.wait_exit());
+    assert!(drained.exists(), "{}", hub.log.text());
+    assert_eq!(hub.log.count("ignored SIGTERM; killing it"), 0);
 }
