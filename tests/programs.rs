@@ -211,27 +211,88 @@ fn restart_policies_and_output_and_environment() {
     assert_eq!(hub.log.count("cannot start program"), 2, "{text}");
 }
 
+/// The pids of the live processes (zombies are dead) whose process group is `pgid`.
+fn group_members(pgid: u32) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| {
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                return false;
+            };
+            // After the command name: state, parent pid, process group.
+            let mut fields = stat.rsplit(')').next().unwrap_or("").split_whitespace();
+            let state = fields.next();
+            let group = fields.nth(1).and_then(|g| g.parse::<u32>().ok());
+            state != Some("Z") && group == Some(pgid)
+        })
+        .collect()
+}
+
+/// Waits until no live process is left in group `pgid`; returns how long that took.
+fn wait_group_gone(pgid: u32) -> Duration {
+    let start = Instant::now();
+    loop {
+        let left = group_members(pgid);
+        if left.is_empty() {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < HANG_GUARD,
+            "group {pgid} still has live processes: {left:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 #[test]
 fn programs_die_with_a_hub_that_is_killed() {
+    // A plain program; a wrapper whose child PR_SET_PDEATHSIG never reaches; a wrapper that
+    // ignores SIGTERM, as its children then do.
     let mut hub = HubProc::start(
         Transport::Tcp,
         &format!(
-            "{}{}{}",
+            "{}{}{}{}{}",
             pool("p", "t", ""),
             route_all("p"),
-            program("sleeper", "p", r#"["sleep", "600"]"#, "instances = 2")
+            program("sleeper", "p", r#"["sleep", "600"]"#, "instances = 2"),
+            program("wrapper", "p", r#"["sh", "-c", "sleep 611; true"]"#, ""),
+            program(
+                "deaf",
+                "p",
+                r#"["sh", "-c", "trap '' TERM; sleep 622; sleep 622"]"#,
+                ""
+            ),
         ),
     );
-    hub.log.wait_for("program instance started", 2);
-    let pids: Vec<u32> = logged(&hub.log, "program instance started", "pid")
+    hub.log.wait_for("program instance started", 4);
+    let programs = logged(&hub.log, "program instance started", "program");
+    let pgids: Vec<u32> = logged(&hub.log, "program instance started", "pgid")
         .iter()
-        .map(|pid| pid.parse().unwrap())
+        .map(|pgid| pgid.parse().unwrap())
         .collect();
-    assert!(pids.iter().all(|&pid| is_alive(pid)));
+    assert_eq!(pgids.len(), 4, "{}", hub.log.text());
+    // Each group holds the hub's watcher and the program, and a wrapper's group its sleep.
+    let mut groups = Vec::new();
+    for (program, &pgid) in programs.iter().zip(&pgids) {
+        let processes = if program == "sleeper" { 2 } else { 3 };
+        let start = Instant::now();
+        while group_members(pgid).len() < processes {
+            assert!(
+                start.elapsed() < HANG_GUARD,
+                "group {pgid} of {program} never filled"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        groups.push((program, pgid, group_members(pgid)));
+    }
     let _ = hub.child.kill();
     let _ = hub.child.wait();
-    for pid in pids {
-        wait_dead(pid);
+    for (program, pgid, members) in groups {
+        let gone_in = wait_group_gone(pgid);
+        eprintln!(
+            "{program}: group {pgid}, processes {members:?}, none left {gone_in:?} after the hub's SIGKILL"
+        );
     }
 }
 
@@ -503,4 +564,65 @@ fn a_program_that_ignores_sigterm_is_killed_after_its_grace() {
         "{}",
         hub.log.text()
     );
+}
+
+#[test]
+fn an_instance_that_exits_takes_what_it_left_in_its_group() {
+    let hub = HubProc::start(
+        Transport::Tcp,
+        &format!(
+            "{}{}{}",
+            pool("p", "t", ""),
+            route_all("p"),
+            program(
+                "leaver",
+                "p",
+                r#"["sh", "-c", "sleep 644 & exit 0"]"#,
+                "restart = \"temporary\""
+            )
+        ),
+    );
+    hub.log
+        .wait_for("not restarted, as its restart policy says", 1);
+    let pgid: u32 = logged(&hub.log, "program instance started", "pgid")[0]
+        .parse()
+        .unwrap();
+    let gone_in = wait_group_gone(pgid);
+    eprintln!("the background sleep of group {pgid} gone {gone_in:?} after the instance ended");
+}
+
+#[test]
+fn a_stop_gives_every_process_of_the_group_its_grace() {
+    // A wrapper whose child drains on SIGTERM: the wrapper dies at once, its child takes a
+    // while and then leaves a file. The hub must wait for the child, not only the wrapper.
+    let dir = tempfile::tempdir().unwrap();
+    let (ready, drained) = (dir.path().join("ready"), dir.path().join("drained"));
+    let child = format!(
+        "trap 'sleep 0.3; touch {}; exit 0' TERM; touch {}; while :; do sleep 0.05; done",
+        drained.display(),
+        ready.display()
+    );
+    let mut hub = HubProc::start(
+        Transport::Tcp,
+        &format!(
+            "{}{}{}",
+            pool("p", "t", ""),
+            route_all("p"),
+            program(
+                "wrapper",
+                "p",
+                r#"["sh", "-c", "sh -c \"$CHILD\" & wait"]"#,
+                &format!("stop_grace = \"30s\"\nenv = {{ CHILD = {child:?} }}")
+            )
+        ),
+    );
+    let start = Instant::now();
+    while !ready.exists() {
+        assert!(start.elapsed() < HANG_GUARD, "{}", hub.log.text());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    hub.signal(libc::SIGTERM);
+    assert!(hub.wait_exit());
+    assert!(drained.exists(), "{}", hub.log.text());
+    assert_eq!(hub.log.count("ignored SIGTERM; killing it"), 0);
 }

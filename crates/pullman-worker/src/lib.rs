@@ -29,6 +29,8 @@
 //!
 //! # Layout
 //! - [`worker`]: [`Worker`], its builder and the connect / serve / drain loop.
+//! - `backoff`: the pauses between dials to a hub that is away: doubling, jittered, at most
+//!   a second.
 //! - [`handler`]: the [`Handler`] trait and how a request becomes a response on the wire.
 //! - [`filter`]: the [`Filter`] trait for filter pools, and its [`Verdict`]s.
 //! - [`gate`]: [`Gate`]s, which hold credits back while the host is busy: [`CpuGate`],
@@ -46,6 +48,7 @@
 #![deny(missing_docs, missing_debug_implementations)]
 
 pub mod addr;
+mod backoff;
 pub mod body;
 pub mod error;
 pub mod filter;

@@ -23,6 +23,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use crate::addr::HubAddr;
+use crate::backoff::Backoff;
 use crate::error::WorkerError;
 use crate::filter::{Filter, Filtered};
 use crate::gate::{Gate, Gates, GATE_RECHECK};
@@ -30,10 +31,6 @@ use crate::handler::{Handled, Handler, Service, ViewHandler, Viewed};
 use crate::redirect::{Parking, Redirect, Redirecting, Server};
 use crate::tls::{HubTls, TlsSettings};
 
-/// First pause before dialing again after a failure; doubles up to [`MAX_BACKOFF`].
-const MIN_BACKOFF: Duration = Duration::from_millis(100);
-/// Longest pause between dial attempts: a hub that comes back is found within this.
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// How long the hub has to answer HELLO.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default time a draining worker gives requests in flight.
@@ -322,9 +319,10 @@ impl Worker {
 
     /// Serves `handler` until `shutdown` resolves, then drains: tells the hub DRAIN, takes
     /// nothing new, finishes what is in flight (within the drain grace), and closes.
-    /// Reconnects with backoff when the link breaks. Returns an error only when the hub
-    /// refuses the worker for good (wrong token, unknown pool, a respond pool for a filter
-    /// or the other way round) or the hub address is an HTTP server's.
+    /// Reconnects when the link breaks, pausing between failed dials for at most a second,
+    /// so a restarted hub is served again within about a second. Returns an error only when
+    /// the hub refuses the worker for good (wrong token, unknown pool, a respond pool for a
+    /// filter or the other way round) or the hub address is an HTTP server's.
     pub async fn run<H: Handler>(
         self,
         handler: H,
@@ -393,7 +391,7 @@ impl Worker {
         });
         let mut gates = std::mem::take(&mut self.gates);
         tokio::pin!(shutdown);
-        let mut backoff = MIN_BACKOFF;
+        let mut backoff = Backoff::new();
         loop {
             // Each link holds its own credits: a request of a link that broke gives its
             // credit back to nothing.
@@ -409,7 +407,7 @@ impl Worker {
             };
             match dialed {
                 Ok((link, mut ended)) => {
-                    backoff = MIN_BACKOFF;
+                    backoff.reset();
                     tracing::info!(hub = %self.hub, pool = %self.pool, concurrency = self.concurrency, "connected to hub");
                     match &held {
                         None => link.send(Frame::Credit {
@@ -431,12 +429,12 @@ impl Worker {
                 }
                 Err(DialError::Fatal(e)) => return Err(e),
                 Err(DialError::Retry(why)) => {
-                    tracing::warn!(hub = %self.hub, reason = %why, retry_in = ?backoff, "cannot reach hub");
+                    let pause = backoff.next_pause();
+                    tracing::warn!(hub = %self.hub, reason = %why, retry_in = ?pause, "cannot reach hub");
                     tokio::select! {
-                        () = tokio::time::sleep(backoff) => {}
+                        () = tokio::time::sleep(pause) => {}
                         () = &mut shutdown => return Ok(()),
                     }
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
             }
         }

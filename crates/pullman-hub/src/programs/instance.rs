@@ -12,6 +12,7 @@ use tokio::sync::watch;
 
 use super::output::{self, Stream};
 use super::restart::Exit;
+use super::tether::Tether;
 use super::{Launch, ProgramState, Slot};
 
 /// What an instance's task needs.
@@ -34,22 +35,32 @@ pub(crate) async fn run(mut instance: Instance) {
             break;
         }
         let started = Instant::now();
-        let exit = match instance.spawn() {
+        let exit = match instance.spawn().await {
             Err(error) => {
                 tracing::error!(program, instance = index, command = ?config.command, %error, "cannot start program");
                 Exit::Crash
             }
-            Ok(mut child) => {
+            Ok((mut child, tether)) => {
                 let pid = child.id().unwrap_or(0);
                 instance.state.set(index, Slot::Running(pid));
-                tracing::info!(program, instance = index, pid, "program instance started");
+                tracing::info!(
+                    program,
+                    instance = index,
+                    pid,
+                    pgid = tether.pgid(),
+                    "program instance started"
+                );
                 let status = tokio::select! {
                     status = child.wait() => status,
                     _ = stopped(&mut instance.stop) => {
-                        terminate(&mut child, pid, config.stop_grace, program, index).await;
+                        terminate(&mut child, &tether, config.stop_grace, program, index).await;
+                        tether.release().await;
                         break;
                     }
                 };
+                // What the instance started and left behind goes with it: no one would
+                // stop it later.
+                tether.release().await;
                 judge(status, program, index, pid)
             }
         };
@@ -92,7 +103,19 @@ pub(crate) async fn run(mut instance: Instance) {
 }
 
 impl Instance {
-    fn spawn(&self) -> io::Result<Child> {
+    /// Starts the program in the process group of a new [`Tether`].
+    async fn spawn(&self) -> io::Result<(Child, Tether)> {
+        let tether = Tether::start()?;
+        match self.spawn_in(tether.pgid()) {
+            Ok(child) => Ok((child, tether)),
+            Err(error) => {
+                tether.release().await;
+                Err(error)
+            }
+        }
+    }
+
+    fn spawn_in(&self, pgid: u32) -> io::Result<Child> {
         let launch = &*self.launch;
         let config = &launch.config;
         let program = match (config.command[0].as_str(), &self.own_exe) {
@@ -109,9 +132,10 @@ impl Instance {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            // A terminal's Ctrl-C goes to the hub alone, which then stops its programs in
-            // order; kill_on_drop is the last resort if the hub's task goes away.
-            .process_group(0)
+            // A group apart from the hub's: a terminal's Ctrl-C goes to the hub alone, which
+            // then stops its programs in order. kill_on_drop is the last resort if the hub's
+            // task goes away (the tether, dropped with it, takes the rest of the group).
+            .process_group(pgid as i32)
             .kill_on_drop(true);
         die_with_parent(&mut command);
         let mut child = command.spawn()?;
@@ -136,8 +160,8 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|stop| *stop).await;
 }
 
-/// Has the kernel send the child SIGTERM when the hub dies, even by SIGKILL, so no worker
-/// outlives its hub.
+/// Has the kernel send the child SIGTERM when the hub dies, even by SIGKILL: the tether's
+/// watcher kills the whole group then anyway, this is in case someone killed the watcher.
 #[allow(unsafe_code)] // pre_exec and prctl have no safe wrapper; the SAFETY notes say why
 fn die_with_parent(command: &mut Command) {
     // SAFETY: getpid is async-signal-safe and runs before the fork.
@@ -178,11 +202,17 @@ fn judge(status: io::Result<ExitStatus>, program: &str, index: u32, pid: u32) ->
     }
 }
 
-/// SIGTERM, then SIGKILL if the instance is still running after `grace`. Both go to the
-/// instance's process group, so whatever a wrapper script started stops with it.
-async fn terminate(child: &mut Child, pid: u32, grace: Duration, program: &str, index: u32) {
-    signal_group(child, libc::SIGTERM);
-    if tokio::time::timeout(grace, child.wait()).await.is_err() {
+/// SIGTERM, then SIGKILL if the instance, or anything else in its process group, is still
+/// running after `grace`. Both go to the whole group, so whatever a wrapper script started
+/// stops with it, and has the same grace to finish (a worker draining its requests, say).
+async fn terminate(child: &mut Child, tether: &Tether, grace: Duration, program: &str, index: u32) {
+    let pid = child.id().unwrap_or(0);
+    tether.signal(libc::SIGTERM);
+    let group_ended = async {
+        let _ = child.wait().await;
+        tether.emptied().await;
+    };
+    if tokio::time::timeout(grace, group_ended).await.is_err() {
         tracing::warn!(
             program,
             instance = index,
@@ -190,20 +220,10 @@ async fn terminate(child: &mut Child, pid: u32, grace: Duration, program: &str, 
             ?grace,
             "program instance ignored SIGTERM; killing it"
         );
-        signal_group(child, libc::SIGKILL);
+        tether.signal(libc::SIGKILL);
         let _ = child.start_kill();
         let _ = child.wait().await;
     } else {
         tracing::info!(program, instance = index, pid, "program instance stopped");
-    }
-}
-
-/// Sends `signal` to the process group the instance leads (its pgid is its pid).
-#[allow(unsafe_code)] // kill(2) has no safe wrapper in std
-fn signal_group(child: &Child, signal: libc::c_int) {
-    if let Some(pid) = child.id() {
-        // SAFETY: kill(2) on the group of our own child, not yet reaped (id() is Some), so
-        // the group id is still the one it created; no memory is involved.
-        unsafe { libc::kill(-(pid as libc::pid_t), signal) };
     }
 }

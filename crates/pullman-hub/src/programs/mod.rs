@@ -10,10 +10,13 @@
 //! - `restart`: the decisions (restart or not, backoff, intensity), apart from processes.
 //! - `instance`: one instance's life: start, wait, decide, back off, start again; stop.
 //! - `output`: a program's stdout and stderr into the hub's log.
+//! - `tether`: an instance's process group, killed whole when the hub lets go of it or
+//!   dies.
 
 mod instance;
 mod output;
 mod restart;
+mod tether;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
