@@ -113,7 +113,9 @@ impl HubConfig {
                     1000 + gen
                 )
             ),
-            unix = pool("unix", TOKEN, respond),
+            // A deadline shorter than the hub's ping timeout (3 missed pongs) plus the
+            // longer stops: requests held by a stopped worker get 504 rather than 502.
+            unix = pool("unix", TOKEN, "queue_timeout = \"5s\"\ntimeout = \"3s\"\n"),
             shm = pool("shm", TOKEN, &format!("{respond}retry_idempotent = true")),
             waf = pool(
                 FILTER_POOL,

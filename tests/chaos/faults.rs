@@ -2,8 +2,8 @@
 //!
 //! - `kill`: SIGKILL a worker: a program instance (the hub's supervisor restarts it) or one
 //!   of the test's TCP workers (the test starts a new one).
-//! - `stop`: SIGSTOP a worker, SIGCONT it 50 ms to 3 s later (past the hub's ping timeout
-//!   at times, so the hub gives up on it).
+//! - `stop`: SIGSTOP a worker, SIGCONT it 50 ms to 3 s later, at times up to 12 s (past
+//!   the hub's ping timeout, so the hub gives up on its link, and past the pools' deadline).
 //! - `cut`, `stall`: close a TCP worker's link in the proxy, or stop forwarding on it for
 //!   up to 4 s.
 //! - `junk_*`: a raw "worker" joins the `tcp` pool and answers its request with garbage.
@@ -194,7 +194,12 @@ impl Faults {
         }
         signal(pid, libc::SIGSTOP);
         self.count("stop");
-        let pause = Duration::from_millis(rng.range(50, 3000));
+        // One stop in ten outlasts the pools' 10 s deadline: its requests get 504.
+        let pause = if rng.percent(10) {
+            Duration::from_millis(rng.range(3000, 12_000))
+        } else {
+            Duration::from_millis(rng.range(50, 3000))
+        };
         let stopped = self.stopped.clone();
         let parents = [self.hub_pid, std::process::id()];
         tokio::spawn(async move {
