@@ -303,7 +303,7 @@ async fn chaos() {
         run_time.as_secs_f64(),
         started.elapsed().as_secs_f64()
     );
-    println!("  requests: {} under faults ({} answered, {} cut off after a good head), {} warm-up, {} after", tally.requests, tally.answered(), tally.cut, warm_up.requests, after.requests);
+    println!("  requests: {} sent under faults ({} answered, {} of them cut off after a good head), {} warm-up, {} after", tally.issued, tally.answered(), tally.cut, warm_up.issued, after.issued);
     println!("  answers by status: {:?}", tally.by_status);
     println!("  requests by kind: {:?}", tally.by_kind);
     println!(

@@ -118,6 +118,9 @@ pub enum Outcome {
 /// Every request's outcome, counted.
 #[derive(Debug, Default)]
 pub struct Tally {
+    /// Requests sent (counted before they go out).
+    pub issued: u64,
+    /// Requests whose end was recorded.
     pub requests: u64,
     pub by_status: BTreeMap<u16, u64>,
     pub by_kind: BTreeMap<String, u64>,
@@ -151,11 +154,9 @@ impl Tally {
         self.by_status.values().sum()
     }
 
-    /// Requests unaccounted for: neither answered nor failed in a way counted above.
+    /// Requests sent whose end was never recorded.
     pub fn lost(&self) -> u64 {
-        self.requests
-            - self.answered()
-            - (self.wrong.len() + self.connection_errors.len() + self.hung.len()) as u64
+        self.issued - self.requests
     }
 
     pub fn is_clean(&self) -> bool {
@@ -208,6 +209,7 @@ pub async fn run_client(
         sent += 1;
         let (kind, pool, req, expect) = request(&target, proto, &mut rng);
         let what = format!("{kind:?} {proto:?} pool {pool} {}", req.uri());
+        tally.lock().unwrap().issued += 1;
         let outcome = tokio::time::timeout(REQUEST_GUARD, exchange(&client, req, kind, &expect))
             .await
             .unwrap_or(Outcome::Hung);
