@@ -32,11 +32,14 @@ pub enum Junk {
     ShortBody,
     /// RESPONSE on a stream the hub never opened.
     StrayStream,
+    /// RESPONSE 200 with `content-length: 1000`, then the link closes: a worker that dies
+    /// between its head and its body.
+    HeadThenClose,
 }
 
 /// The junk the fault injector sends.
-// TODO: add Junk::ShortBody back when the hub answers a body cut short before its head
-// (tests/chaos.rs: a_body_cut_short_before_the_head_still_gets_an_answer).
+// TODO: add Junk::ShortBody and Junk::HeadThenClose when the hub answers a body cut short
+// before its head (tests/chaos.rs: a_body_cut_short_before_the_head_still_gets_an_answer).
 pub const JUNKS: [Junk; 4] = [
     Junk::Noise,
     Junk::Oversized,
@@ -52,6 +55,7 @@ impl Junk {
             Junk::BadStatus => "junk_bad_status",
             Junk::ShortBody => "junk_short_body",
             Junk::StrayStream => "junk_stray_stream",
+            Junk::HeadThenClose => "junk_head_then_close",
         }
     }
 }
@@ -117,8 +121,18 @@ pub async fn run(addr: &str, pool: &str, token: &str, junk: Junk) -> JunkEnd {
             encode(&end, &mut out);
         }
         Junk::StrayStream => response(&mut out, stream + 1_000_001, 200, vec![], true),
+        Junk::HeadThenClose => {
+            let length = (
+                Bytes::from_static(b"content-length"),
+                Bytes::from_static(b"1000"),
+            );
+            response(&mut out, stream, 200, vec![length], false);
+        }
     }
     let _ = sock.write_all(&out).await;
+    if matches!(junk, Junk::HeadThenClose) {
+        return JunkEnd::Sent;
+    }
     // Wait for the hub to close the link, or close it ourselves: either way the request
     // ends, and the suite checks how.
     let mut sink = [0u8; 4096];
