@@ -32,8 +32,8 @@ pub enum Junk {
     ShortBody,
     /// RESPONSE on a stream the hub never opened.
     StrayStream,
-    /// RESPONSE 200 with `content-length: 1000`, then the link closes: a worker that dies
-    /// between its head and its body.
+    /// RESPONSE 200 (no length: a streamed body, as `/echo` answers), then the link closes:
+    /// a worker that dies between its head and its body.
     HeadThenClose,
 }
 
@@ -121,13 +121,7 @@ pub async fn run(addr: &str, pool: &str, token: &str, junk: Junk) -> JunkEnd {
             encode(&end, &mut out);
         }
         Junk::StrayStream => response(&mut out, stream + 1_000_001, 200, vec![], true),
-        Junk::HeadThenClose => {
-            let length = (
-                Bytes::from_static(b"content-length"),
-                Bytes::from_static(b"1000"),
-            );
-            response(&mut out, stream, 200, vec![length], false);
-        }
+        Junk::HeadThenClose => response(&mut out, stream, 200, vec![], false),
     }
     let _ = sock.write_all(&out).await;
     if matches!(junk, Junk::HeadThenClose) {
