@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Every test pullman has: unit, property and end-to-end tests (`cargo test --workspace`, its
-# end-to-end suite over TCP and Unix sockets as each test names), the end-to-end suite again
+# end-to-end suite over TCP and Unix sockets as each test names, and the chaos suite for
+# PULLMAN_CHAOS_SECS, default 60), the end-to-end suite again
 # with every worker over shared memory and once over a Unix socket, and the loom model checks
 # of the shared-memory rings (their own target dir: --cfg loom rebuilds everything), and the
 # Python package's tests (pytest in bench/.venv, where .ci/run installs the package).
