@@ -220,7 +220,7 @@ pub async fn run_client(
     let mut previous = String::from("none");
     while !stop.load(Ordering::Relaxed) && count.is_none_or(|n| sent < n) {
         sent += 1;
-        let (kind, pool, req, expect) = request(&target, proto, &mut rng);
+        let (kind, pool, req, expect) = request(&target, &mut rng);
         let what = format!("{kind:?} {proto:?} pool {pool} {}", req.uri());
         tally.lock().unwrap().issued += 1;
         let outcome = tokio::time::timeout(REQUEST_GUARD, exchange(&client, req, kind, &expect))
@@ -236,7 +236,6 @@ pub async fn run_client(
 /// The next request of the mix, and what its answer must hold.
 fn request(
     target: &Target,
-    proto: Proto,
     rng: &mut Rng,
 ) -> (Kind, &'static str, http::Request<Full<Bytes>>, Expect) {
     const KINDS: [Kind; 7] = [
@@ -260,16 +259,9 @@ fn request(
             .unwrap()
     };
     let post = |path: &str, body: Bytes| {
-        let mut req = http::Request::post(format!("{}{path}", target.base))
+        let req = http::Request::post(format!("{}{path}", target.base))
             .header(POOL_HEADER, pool)
             .header("content-type", "application/octet-stream");
-        // TODO: remove when the hub marks early answers connection: close. The hub answers
-        // some requests (a filter's 503, a 502 during the upload) before reading their
-        // body, then closes the connection without saying so; the next request on it
-        // fails with IncompleteMessage or a broken pipe.
-        if proto == Proto::H1 {
-            req = req.header("connection", "close");
-        }
         req.body(Full::new(body)).unwrap()
     };
     let (req, expect) = match kind {
