@@ -25,8 +25,9 @@ const TRACEPARENT_LEN: usize = 55;
 
 /// Makes the hub's trace contexts.
 pub(crate) struct TraceIds {
-    /// The trace id's high 64 bits, never zero.
-    high: u64,
+    /// A new `traceparent` as far as it is the same for every request: `00-`, the trace
+    /// id's high 64 bits (random, never zero), then `-` and `-01` around the parent id.
+    template: [u8; TRACEPARENT_LEN],
     /// Offsets of the two mixes.
     trace_key: u64,
     parent_key: u64,
@@ -41,8 +42,13 @@ impl TraceIds {
     }
 
     fn with_keys(high: u64, trace_key: u64, parent_key: u64) -> TraceIds {
+        let mut template = [b'0'; TRACEPARENT_LEN];
+        template[..3].copy_from_slice(b"00-");
+        write_hex(&mut template[3..19], high.max(1));
+        template[35] = b'-';
+        template[52..].copy_from_slice(b"-01");
         TraceIds {
-            high: high.max(1),
+            template,
             trace_key,
             parent_key,
             next: AtomicU64::new(0),
@@ -66,18 +72,14 @@ impl TraceIds {
         Some(self.fresh())
     }
 
-    /// A new `traceparent`: version 00, a new trace id and parent id, sampled.
+    /// A new `traceparent`: the template with the trace id's low 64 bits and a parent id.
     fn fresh(&self) -> Traceparent {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         let low = mix(n.wrapping_add(self.trace_key));
         let parent = mix(n.wrapping_add(self.parent_key)).max(1);
-        let mut buf = [0u8; TRACEPARENT_LEN];
-        buf[..3].copy_from_slice(b"00-");
-        write_hex(&mut buf[3..19], self.high);
+        let mut buf = self.template;
         write_hex(&mut buf[19..35], low);
-        buf[35] = b'-';
         write_hex(&mut buf[36..52], parent);
-        buf[52..].copy_from_slice(b"-01");
         Traceparent(buf)
     }
 }
@@ -105,10 +107,12 @@ fn mix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// Writes `value` as 16 lowercase hex digits, two per byte.
 fn write_hex(out: &mut [u8], value: u64) {
-    let digits = out.len();
-    for (i, digit) in out.iter_mut().enumerate() {
-        *digit = b"0123456789abcdef"[((value >> (4 * (digits - 1 - i))) & 0xf) as usize];
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for (pair, byte) in out.chunks_exact_mut(2).zip(value.to_be_bytes()) {
+        pair[0] = DIGITS[usize::from(byte >> 4)];
+        pair[1] = DIGITS[usize::from(byte & 0xf)];
     }
 }
 
