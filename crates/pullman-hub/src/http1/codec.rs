@@ -171,6 +171,10 @@ pub fn decode_response(
         let mut parsed = httparse::Response::new(&mut []);
         let parser = httparse::ParserConfig::default();
         let len = match parser.parse_response_with_uninit_headers(&mut parsed, buf, &mut fields) {
+            // Refused whole as it is in pieces: the limit does not depend on how reads fall.
+            Ok(httparse::Status::Complete(len)) if len > MAX_HEAD => {
+                return Err(CodecError::HeadTooLarge)
+            }
             Ok(httparse::Status::Complete(len)) => len,
             Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD => {
                 return Err(CodecError::HeadTooLarge)
@@ -450,7 +454,8 @@ fn take_line(buf: &mut BytesMut) -> Result<Option<BytesMut>, CodecError> {
             line.truncate(end);
             Ok(Some(line))
         }
-        None if buf.len() > MAX_LINE => Err(CodecError::Chunked("line too long")),
+        // Without its CRLF, a line of MAX_LINE bytes may have its CR in the buffer already.
+        None if buf.len() > MAX_LINE + 1 => Err(CodecError::Chunked("line too long")),
         None => Ok(None),
     }
 }
@@ -662,6 +667,34 @@ transfer-encoding: chunked\r\n\r\n"
             decode_response(&mut huge, false),
             Err(CodecError::HeadTooLarge) | Err(CodecError::Head(_))
         ));
+    }
+
+    #[test]
+    fn limits_hold_however_the_bytes_arrive() {
+        // A head past MAX_HEAD is refused when it arrives whole, as when it arrives in reads
+        // (in fields few enough for the parser's table).
+        let mut huge = BytesMut::from(&b"HTTP/1.1 200 OK\r\n"[..]);
+        let field = [&b"x-filler: "[..], &[b'a'; 2000], b"\r\n"].concat();
+        while huge.len() <= MAX_HEAD {
+            huge.extend_from_slice(&field);
+        }
+        huge.extend_from_slice(b"\r\n");
+        assert!(matches!(
+            decode_response(&mut huge, false),
+            Err(CodecError::HeadTooLarge)
+        ));
+        // A chunk-size line of exactly MAX_LINE bytes is taken whether its CRLF arrives with
+        // it or split across two reads.
+        let mut wire = b"5;".to_vec();
+        wire.resize(MAX_LINE, b'x');
+        wire.extend_from_slice(b"\r\nhello\r\n0\r\n\r\n");
+        for step in [MAX_LINE, MAX_LINE + 1, MAX_LINE + 2, wire.len()] {
+            assert_eq!(
+                decode_all(Framing::Chunked, &wire, step).unwrap(),
+                b"hello",
+                "reads of {step}"
+            );
+        }
     }
 
     #[test]
