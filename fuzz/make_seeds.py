@@ -159,6 +159,11 @@ def seeds():
         "smuggling-both": b"\x00HTTP/1.1 200 OK\r\ncontent-length: 3\r\n"
         b"transfer-encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
         "next-response-behind": b"\x08HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nokHTTP/1.1 200 OK\r\n",
+        # A chunk-size line of exactly the codec's MAX_LINE (4096) bytes, read a byte at a
+        # time: once refused when its CR ended a read.
+        "chunk-line-at-limit": b"\x00HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
+        + (b"2;" + b"x" * 4094)
+        + b"\r\nok\r\n0\r\n\r\n",
     }
 
 
