@@ -11,7 +11,7 @@
 
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
-use pullman_proto::frame::{FLAG_END, FLAG_RETRYABLE};
+use pullman_proto::frame::{FLAG_END, FLAG_RETRYABLE, FLAG_TLS};
 use pullman_proto::{decode, encode, Frame, DEFAULT_MAX_FRAME, FRAME_HEADER_LEN, MAX_FRAME_LIMIT};
 
 fuzz_target!(|data: &[u8]| {
@@ -80,7 +80,8 @@ fn read_everything(frame: &Frame) {
 /// The flag bits a frame type gives meaning to; the encoder writes only these.
 fn defined_flags(frame: &Frame) -> u8 {
     match frame {
-        Frame::Request(_) | Frame::Response(_) | Frame::Body { .. } | Frame::Verdict(_) => FLAG_END,
+        Frame::Request(_) => FLAG_END | FLAG_TLS,
+        Frame::Response(_) | Frame::Body { .. } | Frame::Verdict(_) => FLAG_END,
         Frame::Reject { .. } => FLAG_RETRYABLE,
         _ => 0,
     }

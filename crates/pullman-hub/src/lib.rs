@@ -26,6 +26,9 @@
 //! The planes: [`hub`] (binding, running, draining), `reload` (changing a running hub, all
 //! or nothing), `admin` (the admin API and `/metrics`), [`programs`] (the supervisor),
 //! `metrics` (counters, histograms, the Prometheus text format), [`config`].
+//!
+//! `fuzzing` (hidden from the docs, not part of the API) lets the cargo-fuzz targets in
+//! `fuzz/` reach the readers of what peers and files send without a running hub.
 
 #![deny(unsafe_code)]
 
@@ -37,6 +40,8 @@ mod dispatch;
 pub mod error;
 mod filter;
 mod front;
+#[doc(hidden)]
+pub mod fuzzing;
 mod hop;
 mod http1;
 pub mod hub;

@@ -130,15 +130,7 @@ impl Reconfig {
         let mut current = self.current.lock();
         let mut document = current.document.0.clone();
         edit(&mut document)?;
-        let text = toml::to_string(&document)
-            .map_err(|e| ChangeError::Invalid(format!("cannot write the config: {e}")))?;
-        let config = Config::from_str(&text, "admin API").map_err(|e| match e {
-            ConfigError::Invalid { location, message } => match location.key {
-                Some(key) => ChangeError::Invalid(format!("{key}: {message}")),
-                None => ChangeError::Invalid(message),
-            },
-            ConfigError::Read { .. } => ChangeError::Invalid(e.to_string()),
-        })?;
+        let config = config_from_document(&document)?;
         self.apply(&mut current, config)
     }
 
@@ -204,6 +196,20 @@ impl Reconfig {
         *current = new;
         Ok(())
     }
+}
+
+/// Validates an edited config document whole, as a file: written as TOML text and read
+/// back, so that an edit is checked exactly as the same change made in the file would be.
+pub(crate) fn config_from_document(document: &toml::Table) -> Result<Config, ChangeError> {
+    let text = toml::to_string(document)
+        .map_err(|e| ChangeError::Invalid(format!("cannot write the config: {e}")))?;
+    Config::from_str(&text, "admin API").map_err(|e| match e {
+        ConfigError::Invalid { location, message } => match location.key {
+            Some(key) => ChangeError::Invalid(format!("{key}: {message}")),
+            None => ChangeError::Invalid(message),
+        },
+        ConfigError::Read { .. } => ChangeError::Invalid(e.to_string()),
+    })
 }
 
 /// Listeners are bound once; what they are bound to cannot change without a restart.

@@ -15,8 +15,9 @@ use hyper::body::Incoming;
 use serde_json::{json, Map, Value};
 
 use super::{auth, Admin};
+use crate::config::Config;
 use crate::metrics;
-use crate::reload::ChangeError;
+use crate::reload::{config_from_document, ChangeError};
 
 /// Largest request body the admin API reads: a pool or a route is a few hundred bytes, so
 /// 64 KiB is generous and still bounds what one request makes the hub buffer.
@@ -169,10 +170,7 @@ async fn dispatch(
                 .ok_or_else(|| no_pool(name))?;
             Ok(ok(pool))
         }
-        (Method::PUT, Endpoint::Pool(name)) => {
-            let body = read_table(req).await?;
-            put_pool(admin, name, body)
-        }
+        (Method::PUT, Endpoint::Pool(name)) => put(admin, Kind::Pool, name, req).await,
         (Method::DELETE, Endpoint::Pool(name)) => {
             let with_routes = match query.as_str() {
                 "" => false,
@@ -193,10 +191,7 @@ async fn dispatch(
                 .ok_or_else(|| no_route(name))?;
             Ok(ok(route))
         }
-        (Method::PUT, Endpoint::Route(name)) => {
-            let body = read_table(req).await?;
-            put_route(admin, name, body)
-        }
+        (Method::PUT, Endpoint::Route(name)) => put(admin, Kind::Route, name, req).await,
         (Method::DELETE, Endpoint::Route(name)) => delete_route(admin, name),
         (Method::GET, Endpoint::Programs) => Ok(ok(json!({ "programs": programs(admin) }))),
         (Method::GET, Endpoint::Program(name)) => {
@@ -208,14 +203,7 @@ async fn dispatch(
                 })?;
             Ok(ok(program))
         }
-        (Method::PUT, Endpoint::Program(name)) => {
-            let body = read_table(req).await?;
-            let created = put_named(admin, "program", name, body, &[])?;
-            Ok(respond(
-                put_status(created),
-                json!({ "program": name, "created": created }),
-            ))
-        }
+        (Method::PUT, Endpoint::Program(name)) => put(admin, Kind::Program, name, req).await,
         (Method::DELETE, Endpoint::Program(name)) => {
             delete_named(admin, "program", name)?;
             Ok(ok(json!({ "deleted": name })))
@@ -358,60 +346,151 @@ fn put_status(created: bool) -> StatusCode {
     }
 }
 
-fn put_pool(
-    admin: &Admin,
-    name: &str,
-    body: toml::Table,
-) -> Result<Response<Full<Bytes>>, ApiError> {
-    // Replacing a pool without repeating its token keeps the token.
-    let created = put_named(admin, "pool", name, body, &["token"])?;
-    Ok(respond(
-        put_status(created),
-        json!({ "pool": name, "created": created }),
-    ))
+/// What a PUT names: the array of tables in the config document it changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Pool,
+    Route,
+    Program,
 }
 
-/// Creates or replaces (in place) the `[[kind]]` table named `name` with `body`; keys in
-/// `kept` that the body leaves out keep their old values. Returns whether it was created.
-/// Any named array of tables (pools, supervised programs) is changed this way.
-fn put_named(
+impl Kind {
+    /// The array's key in the document (`[[pool]]`), which is also the key of the name in
+    /// the answer.
+    fn key(self) -> &'static str {
+        match self {
+            Kind::Pool => "pool",
+            Kind::Route => "route",
+            Kind::Program => "program",
+        }
+    }
+}
+
+/// A PUT of a pool, route or program, read from its JSON body: the change it makes to the
+/// config document. Reading it and applying it are pure (no hub, no I/O), so a change can
+/// be tried on a copy of the document, as the fuzz target does.
+#[derive(Debug)]
+pub(crate) struct Put {
+    kind: Kind,
+    name: String,
+    body: toml::Table,
+    /// Routes only: where the route goes (`position` in the body).
+    position: Option<usize>,
+}
+
+/// Where a PUT left its item: whether it created it, and its index in its array.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Placed {
+    pub(crate) created: bool,
+    pub(crate) index: usize,
+}
+
+impl Put {
+    /// Reads the body of a PUT to the item `name` of `kind`.
+    pub(crate) fn from_json(kind: Kind, name: &str, json: &[u8]) -> Result<Put, ApiError> {
+        let mut body = table_from_json(json)?;
+        name_matches_path(&mut body, name)?;
+        let position = match kind {
+            Kind::Route => route_position(&mut body)?,
+            Kind::Pool | Kind::Program => None,
+        };
+        Ok(Put {
+            kind,
+            name: name.to_owned(),
+            body,
+            position,
+        })
+    }
+
+    /// Makes the change in the config document `doc`; validating the result is the
+    /// caller's.
+    pub(crate) fn apply(self, doc: &mut toml::Table) -> Result<Placed, ChangeError> {
+        match self.kind {
+            // Replacing a pool without repeating its token keeps the token.
+            Kind::Pool => place_named(doc, "pool", &self.name, self.body, &["token"]),
+            Kind::Program => place_named(doc, "program", &self.name, self.body, &[]),
+            Kind::Route => place_route(doc, &self.name, self.body, self.position),
+        }
+    }
+}
+
+/// PUT /pools/{name}, /routes/{name} or /programs/{name}: creates or replaces the item.
+async fn put(
     admin: &Admin,
+    kind: Kind,
+    name: &str,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    let change = Put::from_json(kind, name, &read_body(req).await?)?;
+    let mut placed = Placed::default();
+    admin
+        .reconfig
+        .edit(|doc| {
+            placed = change.apply(doc)?;
+            Ok(())
+        })
+        .map_err(|e| relabel(e, kind.key(), placed.index, name))?;
+    let Placed { created, index } = placed;
+    let answer = match kind {
+        Kind::Route => json!({ "route": name, "created": created, "position": index }),
+        Kind::Pool | Kind::Program => json!({ kind.key(): name, "created": created }),
+    };
+    Ok(respond(put_status(created), answer))
+}
+
+/// What a PUT with body `json` to the item `name` of `kind` makes of `config`, checked as
+/// the admin API checks it (the document edited, written and validated whole), without a
+/// running hub: what the fuzz target drives. What only a running hub checks (settings that
+/// cannot change live, certificates) is left out.
+pub(crate) fn put_offline(
+    config: &Config,
+    kind: Kind,
+    name: &str,
+    json: &[u8],
+) -> Result<(Config, Placed), ApiError> {
+    let change = Put::from_json(kind, name, json)?;
+    let mut doc = config.document.0.clone();
+    let placed = change.apply(&mut doc)?;
+    let new = config_from_document(&doc).map_err(|e| relabel(e, kind.key(), placed.index, name))?;
+    Ok((new, placed))
+}
+
+/// Creates or replaces (in place) the `[[kind]]` table named `name` in `doc` with `body`;
+/// keys in `kept` that the body leaves out keep their old values. Any named array of tables
+/// (pools, supervised programs) is changed this way.
+fn place_named(
+    doc: &mut toml::Table,
     kind: &str,
     name: &str,
     mut body: toml::Table,
     kept: &[&str],
-) -> Result<bool, ApiError> {
-    name_matches_path(&mut body, name)?;
-    let mut created = false;
-    let mut index = 0;
-    admin
-        .reconfig
-        .edit(|doc| {
-            let items = document_array_mut(doc, kind)?;
-            let at = find_named(items, name);
-            if let Some(old) = at.and_then(|i| items[i].as_table()) {
-                for key in kept {
-                    if let (false, Some(value)) = (body.contains_key(*key), old.get(*key)) {
-                        body.insert((*key).into(), value.clone());
-                    }
-                }
+) -> Result<Placed, ChangeError> {
+    let items = document_array_mut(doc, kind)?;
+    let at = find_named(items, name);
+    if let Some(old) = at.and_then(|i| items[i].as_table()) {
+        for key in kept {
+            if let (false, Some(value)) = (body.contains_key(*key), old.get(*key)) {
+                body.insert((*key).into(), value.clone());
             }
-            let table = toml::Value::Table(body);
-            match at {
-                Some(i) => {
-                    items[i] = table;
-                    index = i;
-                }
-                None => {
-                    created = true;
-                    index = items.len();
-                    items.push(table);
-                }
+        }
+    }
+    let table = toml::Value::Table(body);
+    Ok(match at {
+        Some(index) => {
+            items[index] = table;
+            Placed {
+                created: false,
+                index,
             }
-            Ok(())
-        })
-        .map_err(|e| relabel(e, kind, index, name))?;
-    Ok(created)
+        }
+        None => {
+            items.push(table);
+            Placed {
+                created: true,
+                index: items.len() - 1,
+            }
+        }
+    })
 }
 
 /// Removes the `[[kind]]` table named `name`.
@@ -470,48 +549,42 @@ fn delete_pool(
     ))
 }
 
-fn put_route(
-    admin: &Admin,
+/// A route body's `position`, taken out of it: where the route goes.
+fn route_position(body: &mut toml::Table) -> Result<Option<usize>, ApiError> {
+    match body.remove("position") {
+        None => Ok(None),
+        Some(toml::Value::Integer(n)) if n >= 0 => Ok(Some(n as usize)),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "position must be an integer from 0, got {other}"
+        ))),
+    }
+}
+
+/// Puts the route `name` in `doc`: in place when it exists, else last, unless `position`
+/// says where.
+fn place_route(
+    doc: &mut toml::Table,
     name: &str,
-    mut body: toml::Table,
-) -> Result<Response<Full<Bytes>>, ApiError> {
-    name_matches_path(&mut body, name)?;
-    let position = match body.remove("position") {
-        None => None,
-        Some(toml::Value::Integer(n)) if n >= 0 => Some(n as usize),
-        Some(other) => {
-            return Err(ApiError::bad_request(format!(
-                "position must be an integer from 0, got {other}"
-            )))
-        }
-    };
-    let mut created = false;
-    let mut index = 0;
-    admin
-        .reconfig
-        .edit(|doc| {
-            let routes = document_array_mut(doc, "route")?;
-            let at = find_named(routes, name);
-            if let Some(i) = at {
-                routes.remove(i);
-            }
-            created = at.is_none();
-            // In place when it exists, else last, unless `position` says where.
-            index = position.or(at).unwrap_or(routes.len());
-            if index > routes.len() {
-                return Err(ChangeError::Invalid(format!(
-                    "position {index} is past the end: there are {} other routes",
-                    routes.len()
-                )));
-            }
-            routes.insert(index, toml::Value::Table(body));
-            Ok(())
-        })
-        .map_err(|e| relabel(e, "route", index, name))?;
-    Ok(respond(
-        put_status(created),
-        json!({ "route": name, "created": created, "position": index }),
-    ))
+    body: toml::Table,
+    position: Option<usize>,
+) -> Result<Placed, ChangeError> {
+    let routes = document_array_mut(doc, "route")?;
+    let at = find_named(routes, name);
+    if let Some(i) = at {
+        routes.remove(i);
+    }
+    let index = position.or(at).unwrap_or(routes.len());
+    if index > routes.len() {
+        return Err(ChangeError::Invalid(format!(
+            "position {index} is past the end: there are {} other routes",
+            routes.len()
+        )));
+    }
+    routes.insert(index, toml::Value::Table(body));
+    Ok(Placed {
+        created: at.is_none(),
+        index,
+    })
 }
 
 fn delete_route(admin: &Admin, name: &str) -> Result<Response<Full<Bytes>>, ApiError> {
@@ -546,9 +619,9 @@ fn drain_worker(admin: &Admin, id: &str) -> Result<Response<Full<Bytes>>, ApiErr
     Err(not_found())
 }
 
-/// Reads a JSON object body as a TOML table (the same keys and value shapes as the file).
-async fn read_table(req: Request<Incoming>) -> Result<toml::Table, ApiError> {
-    let bytes = Limited::new(req.into_body(), MAX_ADMIN_BODY)
+/// Reads a request body, up to [`MAX_ADMIN_BODY`] bytes.
+async fn read_body(req: Request<Incoming>) -> Result<Bytes, ApiError> {
+    Ok(Limited::new(req.into_body(), MAX_ADMIN_BODY)
         .collect()
         .await
         .map_err(|e| {
@@ -561,8 +634,12 @@ async fn read_table(req: Request<Incoming>) -> Result<toml::Table, ApiError> {
                 ApiError::bad_request(format!("cannot read the body: {e}"))
             }
         })?
-        .to_bytes();
-    let value: Value = serde_json::from_slice(&bytes)
+        .to_bytes())
+}
+
+/// Reads a JSON object as a TOML table (the same keys and value shapes as the file).
+fn table_from_json(json: &[u8]) -> Result<toml::Table, ApiError> {
+    let value: Value = serde_json::from_slice(json)
         .map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))?;
     let Value::Object(object) = value else {
         return Err(ApiError::bad_request("expected a JSON object"));
@@ -714,6 +791,39 @@ mod tests {
         name_matches_path(&mut t, "a").unwrap();
         let e = name_matches_path(&mut t, "b").unwrap_err();
         assert_eq!(e.status, StatusCode::BAD_REQUEST);
+    }
+
+    #[test]
+    fn a_put_is_checked_without_a_hub() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/hub.toml");
+        let config = Config::from_file(path).unwrap();
+
+        let (new, placed) =
+            put_offline(&config, Kind::Pool, "demo", br#"{"queue_limit": 7}"#).unwrap();
+        assert!(!placed.created);
+        let pool = &new.pools[placed.index];
+        assert_eq!((pool.name.as_str(), pool.queue_limit), ("demo", 7));
+        assert_eq!(
+            pool.token,
+            config.pool("demo").unwrap().token,
+            "the token is kept"
+        );
+
+        let route = br#"{"pool": "demo", "path_prefix": "/new", "position": 0}"#;
+        let (new, placed) = put_offline(&config, Kind::Route, "new", route).unwrap();
+        assert!(placed.created);
+        assert_eq!(placed.index, 0);
+        assert_eq!(new.routes[0].name.as_deref(), Some("new"));
+
+        for (kind, body) in [
+            (Kind::Pool, &b"[1]"[..]),
+            (Kind::Pool, br#"{"name": "other"}"#),
+            (Kind::Route, br#"{"pool": "demo", "position": 99}"#),
+            (Kind::Route, br#"{"pool": "nowhere"}"#),
+        ] {
+            let e = put_offline(&config, kind, "x", body).unwrap_err();
+            assert_eq!(e.status, StatusCode::BAD_REQUEST, "{}", e.message);
+        }
     }
 
     #[test]

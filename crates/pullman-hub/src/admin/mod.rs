@@ -6,10 +6,15 @@
 //! - `api`: the endpoints (a path enum and one handler each) and JSON errors;
 //! - `auth`: the bearer token check.
 //! - `metrics`: the hub's metric families (pools and programs) that `/metrics` renders.
+//!
+//! A PUT's body is read into a change (`api::Put`) that applies to a copy of the config
+//! document without I/O, so `crate::fuzzing` can drive it.
 
 mod api;
 mod auth;
 mod metrics;
+
+pub(crate) use api::{put_offline, Kind};
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

@@ -17,7 +17,7 @@ use crate::hop::is_hop_by_hop_name;
 
 /// Largest response head the hub reads from an upstream: heads are a few hundred bytes,
 /// and 64 KiB is what common servers accept as the largest request head.
-pub(crate) const MAX_HEAD: usize = 64 * 1024;
+pub const MAX_HEAD: usize = 64 * 1024;
 /// Most header fields in one response head: far above what real responses carry, and it
 /// bounds the parser's table on the stack.
 const MAX_HEADERS: usize = 128;
@@ -29,7 +29,7 @@ const MAX_TRAILERS: usize = 64 * 1024;
 
 /// What went wrong in an upstream's bytes.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum CodecError {
+pub enum CodecError {
     #[error("malformed response head: {0}")]
     Head(String),
     #[error("response head larger than {MAX_HEAD} bytes")]
@@ -44,7 +44,7 @@ pub(crate) enum CodecError {
 
 /// How a message body is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Framing {
+pub enum Framing {
     /// This many bytes (0: no body).
     Length(u64),
     /// Chunked transfer coding.
@@ -87,7 +87,7 @@ pub(crate) fn encode_request(
 /// `framing`. Hop-by-hop fields stay on the client's hop, and so does `expect` (the front
 /// answered a `100-continue` itself), and `content-length` and `transfer-encoding` are the
 /// hub's to write.
-pub(crate) fn encode_head_view(head: &HeadView, framing: Framing, out: &mut BytesMut) {
+pub fn encode_head_view(head: &HeadView, framing: Framing, out: &mut BytesMut) {
     out.extend_from_slice(head.method());
     out.extend_from_slice(b" ");
     out.extend_from_slice(origin_form(head.target()));
@@ -136,29 +136,29 @@ fn field(out: &mut BytesMut, name: &[u8], value: &[u8]) {
 }
 
 /// The size line before a chunk of `len` bytes.
-pub(crate) fn chunk_size_line(len: usize) -> Bytes {
+pub fn chunk_size_line(len: usize) -> Bytes {
     Bytes::from(format!("{len:x}\r\n"))
 }
 
 /// What ends a chunk's data.
-pub(crate) const CHUNK_END: &[u8] = b"\r\n";
+pub const CHUNK_END: &[u8] = b"\r\n";
 /// The last chunk of a chunked body, without trailers.
-pub(crate) const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
+pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
 
 /// An upstream's response head.
 #[derive(Debug)]
-pub(crate) struct ResponseHead {
-    pub(crate) status: StatusCode,
-    pub(crate) headers: HeaderMap,
-    pub(crate) framing: Framing,
+pub struct ResponseHead {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub framing: Framing,
     /// Whether the connection may carry another request after this response.
-    pub(crate) keep_alive: bool,
+    pub keep_alive: bool,
 }
 
 /// Parses a response head from the front of `buf`, skipping interim (1xx) responses.
 /// `None`: more bytes are needed. On success the head is split off `buf`, which keeps the
 /// body bytes that came with it. `head_request`: the request was HEAD, so no body follows.
-pub(crate) fn decode_response(
+pub fn decode_response(
     buf: &mut BytesMut,
     head_request: bool,
 ) -> Result<Option<ResponseHead>, CodecError> {
@@ -171,6 +171,10 @@ pub(crate) fn decode_response(
         let mut parsed = httparse::Response::new(&mut []);
         let parser = httparse::ParserConfig::default();
         let len = match parser.parse_response_with_uninit_headers(&mut parsed, buf, &mut fields) {
+            // Refused whole as it is in pieces: the limit does not depend on how reads fall.
+            Ok(httparse::Status::Complete(len)) if len > MAX_HEAD => {
+                return Err(CodecError::HeadTooLarge)
+            }
             Ok(httparse::Status::Complete(len)) => len,
             Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD => {
                 return Err(CodecError::HeadTooLarge)
@@ -309,7 +313,7 @@ fn parse_decimal(digits: &[u8]) -> Option<u64> {
 
 /// Takes a response body out of the bytes read, by its framing.
 #[derive(Debug)]
-pub(crate) struct BodyDecoder {
+pub struct BodyDecoder {
     state: State,
 }
 
@@ -332,7 +336,7 @@ enum State {
 
 /// What the decoder made of the bytes so far.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Decoded {
+pub enum Decoded {
     Data(Bytes),
     /// More bytes are needed.
     NeedMore,
@@ -341,7 +345,7 @@ pub(crate) enum Decoded {
 }
 
 impl BodyDecoder {
-    pub(crate) fn new(framing: Framing) -> BodyDecoder {
+    pub fn new(framing: Framing) -> BodyDecoder {
         let state = match framing {
             Framing::Length(0) => State::Done,
             Framing::Length(n) => State::Length(n),
@@ -351,12 +355,12 @@ impl BodyDecoder {
         BodyDecoder { state }
     }
 
-    pub(crate) fn is_done(&self) -> bool {
+    pub fn is_done(&self) -> bool {
         matches!(self.state, State::Done)
     }
 
     /// Body bytes still to come, when the framing says.
-    pub(crate) fn remaining(&self) -> Option<u64> {
+    pub fn remaining(&self) -> Option<u64> {
         match self.state {
             State::Length(n) => Some(n),
             State::Done => Some(0),
@@ -365,7 +369,7 @@ impl BodyDecoder {
     }
 
     /// The next piece of the body from `buf`.
-    pub(crate) fn decode(&mut self, buf: &mut BytesMut) -> Result<Decoded, CodecError> {
+    pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Decoded, CodecError> {
         loop {
             match self.state {
                 State::Done => return Ok(Decoded::Done),
@@ -429,7 +433,7 @@ impl BodyDecoder {
     }
 
     /// The connection ended: fine only for a body delimited by the close.
-    pub(crate) fn eof(&mut self) -> Result<(), CodecError> {
+    pub fn eof(&mut self) -> Result<(), CodecError> {
         match self.state {
             State::Close | State::Done => {
                 self.state = State::Done;
@@ -450,7 +454,8 @@ fn take_line(buf: &mut BytesMut) -> Result<Option<BytesMut>, CodecError> {
             line.truncate(end);
             Ok(Some(line))
         }
-        None if buf.len() > MAX_LINE => Err(CodecError::Chunked("line too long")),
+        // Without its CRLF, a line of MAX_LINE bytes may have its CR in the buffer already.
+        None if buf.len() > MAX_LINE + 1 => Err(CodecError::Chunked("line too long")),
         None => Ok(None),
     }
 }
@@ -662,6 +667,34 @@ transfer-encoding: chunked\r\n\r\n"
             decode_response(&mut huge, false),
             Err(CodecError::HeadTooLarge) | Err(CodecError::Head(_))
         ));
+    }
+
+    #[test]
+    fn limits_hold_however_the_bytes_arrive() {
+        // A head past MAX_HEAD is refused when it arrives whole, as when it arrives in reads
+        // (in fields few enough for the parser's table).
+        let mut huge = BytesMut::from(&b"HTTP/1.1 200 OK\r\n"[..]);
+        let field = [&b"x-filler: "[..], &[b'a'; 2000], b"\r\n"].concat();
+        while huge.len() <= MAX_HEAD {
+            huge.extend_from_slice(&field);
+        }
+        huge.extend_from_slice(b"\r\n");
+        assert!(matches!(
+            decode_response(&mut huge, false),
+            Err(CodecError::HeadTooLarge)
+        ));
+        // A chunk-size line of exactly MAX_LINE bytes is taken whether its CRLF arrives with
+        // it or split across two reads.
+        let mut wire = b"5;".to_vec();
+        wire.resize(MAX_LINE, b'x');
+        wire.extend_from_slice(b"\r\nhello\r\n0\r\n\r\n");
+        for step in [MAX_LINE, MAX_LINE + 1, MAX_LINE + 2, wire.len()] {
+            assert_eq!(
+                decode_all(Framing::Chunked, &wire, step).unwrap(),
+                b"hello",
+                "reads of {step}"
+            );
+        }
     }
 
     #[test]
