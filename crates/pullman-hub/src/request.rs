@@ -22,6 +22,25 @@ pub(crate) const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-i
 pub(crate) const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 pub(crate) const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
 
+/// A new `traceparent`'s length: `00-` + 32 + `-` + 16 + `-` + 2.
+pub(crate) const TRACEPARENT_LEN: usize = 55;
+
+/// A `traceparent` the hub made, held in place: the head view copies its bytes, and only a
+/// filter pool's request upstream needs it as a field value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Traceparent(pub(crate) [u8; TRACEPARENT_LEN]);
+
+impl Traceparent {
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    pub(crate) fn to_header_value(self) -> HeaderValue {
+        // Hex digits and `-` are always a valid value.
+        HeaderValue::from_bytes(&self.0).unwrap_or(HeaderValue::from_static("-"))
+    }
+}
+
 /// A request's id, and where it comes from.
 #[derive(Debug, Clone)]
 pub(crate) struct RequestId {
@@ -33,7 +52,7 @@ pub(crate) struct RequestId {
     /// The W3C `traceparent` the hub made because the client sent no usable one
     /// (`front::trace_context`): like a new id, not among the client's fields, and added by
     /// whatever passes the request on.
-    pub(crate) new_trace: Option<crate::front::Traceparent>,
+    pub(crate) new_trace: Option<Traceparent>,
 }
 
 impl RequestId {

@@ -34,7 +34,6 @@ use tokio::time::{Instant, MissedTickBehavior};
 
 use request_id::RequestIds;
 use trace_context::TraceIds;
-pub(crate) use trace_context::Traceparent;
 use watched::Watched;
 
 use crate::config::HubConfig;

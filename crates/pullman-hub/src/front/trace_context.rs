@@ -15,13 +15,10 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use http::header::{Entry, HeaderMap, HeaderValue};
+use http::header::{Entry, HeaderMap};
 
 use crate::error::HubError;
-use crate::request::{TRACEPARENT, TRACESTATE};
-
-/// `00-` + 32 + `-` + 16 + `-` + 2.
-const TRACEPARENT_LEN: usize = 55;
+use crate::request::{Traceparent, TRACEPARENT, TRACEPARENT_LEN, TRACESTATE};
 
 /// Makes the hub's trace contexts.
 pub(crate) struct TraceIds {
@@ -84,22 +81,6 @@ impl TraceIds {
     }
 }
 
-/// A `traceparent` the hub made, held in place: the head view copies its bytes, and only a
-/// filter pool's request upstream needs it as a field value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Traceparent([u8; TRACEPARENT_LEN]);
-
-impl Traceparent {
-    pub(crate) fn as_bytes(&self) -> &[u8] {
-        &self.0
-    }
-
-    pub(crate) fn to_header_value(self) -> HeaderValue {
-        // Hex digits and `-` are always a valid value.
-        HeaderValue::from_bytes(&self.0).unwrap_or(HeaderValue::from_static("-"))
-    }
-}
-
 /// splitmix64's finalizer: a bijection on u64 whose outputs look random.
 fn mix(mut z: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -148,6 +129,7 @@ fn is_usable(value: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::header::HeaderValue;
 
     const GOOD: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
