@@ -38,13 +38,13 @@ pub enum Junk {
 }
 
 /// The junk the fault injector sends.
-// TODO: add Junk::ShortBody and Junk::HeadThenClose when the hub answers a body cut short
-// before its head (tests/chaos.rs: a_body_cut_short_before_the_head_still_gets_an_answer).
-pub const JUNKS: [Junk; 4] = [
+pub const JUNKS: [Junk; 6] = [
     Junk::Noise,
     Junk::Oversized,
     Junk::BadStatus,
+    Junk::ShortBody,
     Junk::StrayStream,
+    Junk::HeadThenClose,
 ];
 
 impl Junk {

@@ -39,6 +39,8 @@ impl HubBody {
             in_flight,
             length,
             received: 0,
+            head_out: false,
+            held: None,
         })
     }
 }
@@ -51,10 +53,42 @@ pub struct WorkerBody {
     /// The announced `content-length`, if any.
     length: Option<u64>,
     received: u64,
+    /// Whether the client's HTTP layer has had a chance to send the response head: it
+    /// writes the head, polls the body, and sends the head out only when the body is not
+    /// ready with an error; a failure at once would lose the head and leave the client
+    /// with no answer at all.
+    head_out: bool,
+    /// A failure held back for one poll, so that the head goes out first.
+    held: Option<StreamError>,
 }
 
 impl WorkerBody {
+    /// The next frame; a failure before anything else is held for one poll, so the client
+    /// gets the response head and then a cut-off body (the documented answer to a worker
+    /// failing mid-response), never nothing.
     fn poll_frame(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, StreamError>>> {
+        if let Some(held) = self.held.take() {
+            return Poll::Ready(Some(Err(held)));
+        }
+        let polled = self.poll_checked(cx);
+        if self.head_out {
+            return polled;
+        }
+        self.head_out = true;
+        match polled {
+            Poll::Ready(Some(Err(e))) => {
+                self.held = Some(e);
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
+            polled => polled,
+        }
+    }
+
+    fn poll_checked(
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, StreamError>>> {
