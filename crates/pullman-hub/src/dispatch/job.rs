@@ -45,6 +45,14 @@ pub(crate) enum Payload<B> {
 }
 
 impl<B> Payload<B> {
+    /// A body the hub holds in full: [`Payload::Kept`], or [`Payload::Empty`] for no bytes.
+    pub(crate) fn from_bytes(bytes: Bytes) -> Payload<B> {
+        match bytes.is_empty() {
+            true => Payload::Empty,
+            false => Payload::Kept(bytes),
+        }
+    }
+
     /// Whether the request can go to another worker body and all.
     pub(super) fn is_replayable(&self) -> bool {
         matches!(self, Payload::Empty | Payload::Kept(_))

@@ -9,8 +9,8 @@
 //! - `attempt`: [`dispatch`], the request's trip to a worker and back, with the retry rules.
 //! - `ptth`: a try at a PTTH worker: the request as HTTP/1.1 on the connection it dialed.
 //! - `pump`: the task streaming a request body to the worker.
-//! - `replay`: a small body of announced length read whole first and kept, so a retry can
-//!   send it again ([`keep_small`]).
+//! - `replay`: a body read whole ([`read_whole`]), and a small body of announced length
+//!   read first and kept so a retry can send it again ([`keep_small`]).
 //! - `in_flight`: [`InFlight`], a request a worker holds until its answer is complete.
 //! - `record`: [`Record`], one request's entry in its pool's metrics.
 
@@ -30,4 +30,4 @@ pub(crate) use job::{Job, Payload};
 pub(crate) use pool::{Pool, PoolStatus, WorkerMeta};
 pub(crate) use ptth::PtthBody;
 pub(crate) use record::Record;
-pub(crate) use replay::keep_small;
+pub(crate) use replay::{keep_small, read_whole};

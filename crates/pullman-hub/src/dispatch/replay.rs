@@ -1,13 +1,13 @@
-//! A small request body kept so that it can go to another worker: the pool's
-//! `retry_body_bytes`. A body whose announced length (`content-length`) is at most that is
-//! read whole before the request goes to a worker ([`Payload::Kept`]); any other body
-//! streams to the worker as it arrives ([`Payload::Stream`]) and cannot be sent again.
-//! A body of unknown length may be a long-lived stream the worker answers as it goes, so
-//! it is never held back.
+//! A request body the hub reads whole: [`read_whole`], for a buffered filter and for
+//! [`keep_small`], a respond pool's `retry_body_bytes`. A body whose announced length
+//! (`content-length`) is at most that is read whole before the request goes to a worker
+//! ([`Payload::Kept`]), so a retry can send it again; any other body streams to the worker
+//! as it arrives ([`Payload::Stream`]) and cannot be sent again. A body of unknown length
+//! may be a long-lived stream the worker answers as it goes, so it is never held back.
 
 use bytes::Bytes;
 use http_body::Body;
-use http_body_util::BodyExt;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use tokio::time::Instant;
 
 use super::job::Payload;
@@ -16,8 +16,7 @@ use crate::http1::conn::BoxError;
 use crate::rate::too_slow;
 
 /// What the hub has of `body` for its worker: the whole body when its announced length is
-/// at most `keep` bytes (read within `deadline`), else the body to stream. An announced
-/// length past `limit` is 413.
+/// at most `keep` bytes (read as [`read_whole`] does), else the body to stream.
 pub(crate) async fn keep_small<B>(
     body: B,
     keep: u64,
@@ -29,25 +28,36 @@ where
     B::Error: Into<BoxError>,
 {
     match body.size_hint().exact() {
-        Some(len) if len > limit => Err(RequestError::BodyTooLarge),
-        Some(len) if len <= keep => match tokio::time::timeout_at(deadline, body.collect()).await {
-            Err(_) => Err(RequestError::Deadline),
-            Ok(Err(e)) => {
-                let e: BoxError = e.into();
-                Err(match too_slow(&*e) {
-                    Some(_) => RequestError::BodyTooSlow,
-                    None => RequestError::ClientGone,
-                })
-            }
-            Ok(Ok(collected)) => {
-                let bytes = collected.to_bytes();
-                Ok(match bytes.is_empty() {
-                    true => Payload::Empty,
-                    false => Payload::Kept(bytes),
-                })
-            }
-        },
+        Some(len) if len <= keep => Ok(Payload::from_bytes(
+            read_whole(body, limit, deadline).await?,
+        )),
         _ => Ok(Payload::Stream(body)),
+    }
+}
+
+/// Reads a client's body whole within `deadline`: 413 when its announced length or what
+/// arrives passes `limit`, 408 when it comes slower than `hub.min_body_rate`.
+pub(crate) async fn read_whole<B>(
+    body: B,
+    limit: u64,
+    deadline: Instant,
+) -> Result<Bytes, RequestError>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    if body.size_hint().lower() > limit {
+        return Err(RequestError::BodyTooLarge);
+    }
+    let limited = Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX));
+    match tokio::time::timeout_at(deadline, limited.collect()).await {
+        Err(_) => Err(RequestError::Deadline),
+        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
+            Err(RequestError::BodyTooLarge)
+        }
+        Ok(Err(e)) if too_slow(&*e).is_some() => Err(RequestError::BodyTooSlow),
+        Ok(Err(_)) => Err(RequestError::ClientGone),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
     }
 }
 

@@ -21,14 +21,16 @@ use bytes::Bytes;
 use http::header::CONTENT_LENGTH;
 use http::{Method, Response};
 use http_body::Body;
-use http_body_util::{BodyExt, Empty, Full, LengthLimitError, Limited};
+use http_body_util::{BodyExt, Empty, Full, Limited};
 use pullman_link::Stream;
 use pullman_proto::{HeadView, Mode, Verdict};
 use tokio::time::Instant;
 
 use crate::body::HubBody;
 use crate::config::{FailureMode, FilterBody, PoolConfig};
-use crate::dispatch::{dispatch, Answer, Failed, First, InFlight, Job, Payload, Pool, Record};
+use crate::dispatch::{
+    dispatch, read_whole, Answer, Failed, First, InFlight, Job, Payload, Pool, Record,
+};
 use crate::error::RequestError;
 use crate::hop::strip_hop_by_hop;
 use crate::metrics::{count, FilterStats};
@@ -98,12 +100,11 @@ pub(crate) async fn serve(
         FilterBody::None => (Mode::Filter, Payload::Empty, Kept::Client(body.map(boxed))),
         FilterBody::Buffered => {
             let limit = config.filter_body_limit.min(config.max_body_bytes);
-            let bytes = buffer(body, limit, started + config.timeout).await?;
-            let payload = if bytes.is_empty() {
-                Payload::Empty
-            } else {
-                Payload::Kept(bytes.clone())
+            let bytes = match body {
+                None => Bytes::new(),
+                Some(body) => read_whole(body, limit, started + config.timeout).await?,
             };
+            let payload = Payload::from_bytes(bytes.clone());
             (Mode::Filter, payload, Kept::Bytes(bytes))
         }
         FilterBody::Streamed => {
@@ -361,28 +362,4 @@ impl Kept {
 /// The client's body as it crosses to a filter or the upstream.
 fn boxed(body: ClientBody) -> UpstreamBody {
     body.boxed_unsync()
-}
-
-/// Reads the client's body whole for a buffered filter: 413 past `limit`.
-async fn buffer(
-    body: Option<ClientBody>,
-    limit: u64,
-    deadline: Instant,
-) -> Result<Bytes, RequestError> {
-    let Some(body) = body else {
-        return Ok(Bytes::new());
-    };
-    if body.size_hint().lower() > limit {
-        return Err(RequestError::BodyTooLarge);
-    }
-    let limited = Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX));
-    match tokio::time::timeout_at(deadline, limited.collect()).await {
-        Err(_) => Err(RequestError::Deadline),
-        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
-            Err(RequestError::BodyTooLarge)
-        }
-        Ok(Err(e)) if crate::rate::too_slow(&*e).is_some() => Err(RequestError::BodyTooSlow),
-        Ok(Err(_)) => Err(RequestError::ClientGone),
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
-    }
 }
