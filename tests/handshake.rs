@@ -6,7 +6,7 @@ mod support;
 
 use std::io::Write;
 
-use pullman_proto::{CloseCode, Frame, Hello, Mode, Modes, PREFACE, PROTOCOL_VERSION};
+use pullman_proto::{CloseCode, Frame, Mode, Modes};
 use support::*;
 
 const TOKEN: &str = "t0ken";
@@ -131,25 +131,8 @@ fn answer_to_hello(hub: &HubProc, modes: Modes) -> Option<Frame> {
     let addr = hub.worker_addr.trim_start_matches("tcp://");
     let mut sock = std::net::TcpStream::connect(addr).unwrap();
     sock.set_read_timeout(Some(HANG_GUARD)).unwrap();
-    let mut out = bytes::BytesMut::from(&PREFACE[..]);
-    let hello = Hello {
-        min_version: PROTOCOL_VERSION,
-        max_version: PROTOCOL_VERSION,
-        max_frame: 1 << 20,
-        initial_window: 1 << 16,
-        features: 0,
-        modes,
-        pool: "waf".into(),
-        token: TOKEN.into(),
-        name: "raw".into(),
-    };
-    pullman_proto::encode(
-        &Frame::Hello(hello),
-        &mut out,
-        pullman_proto::HANDSHAKE_MAX_FRAME,
-    )
-    .unwrap();
-    sock.write_all(&out).unwrap();
+    sock.write_all(&opening("waf", TOKEN, modes, "raw"))
+        .unwrap();
     read_frame(&mut sock, &mut bytes::BytesMut::new())
 }
 

@@ -6,7 +6,9 @@
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use pullman_proto::{Frame, Hello, Mode, Modes, Response, PREFACE, PROTOCOL_VERSION};
+use pullman_proto::{Frame, Mode, Modes, Response};
+
+use crate::support::opening;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -75,19 +77,7 @@ pub async fn run(addr: &str, pool: &str, token: &str, junk: Junk) -> JunkEnd {
     let Ok(mut sock) = TcpStream::connect(addr).await else {
         return JunkEnd::Idle;
     };
-    let mut out = BytesMut::from(&PREFACE[..]);
-    let hello = Hello {
-        min_version: PROTOCOL_VERSION,
-        max_version: PROTOCOL_VERSION,
-        max_frame: 1 << 20,
-        initial_window: 1 << 16,
-        features: 0,
-        modes: Modes::of(Mode::Respond),
-        pool: pool.into(),
-        token: token.into(),
-        name: junk.name().into(),
-    };
-    encode(&Frame::Hello(hello), &mut out);
+    let mut out = opening(pool, token, Modes::of(Mode::Respond), junk.name());
     encode(&Frame::Credit { n: 1 }, &mut out);
     if sock.write_all(&out).await.is_err() {
         return JunkEnd::Idle;

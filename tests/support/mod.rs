@@ -519,32 +519,43 @@ impl std::io::Write for RawSocket {
     }
 }
 
-/// Speaks the worker protocol by hand on the hub's first worker address: the preface and
-/// HELLO for `pool` (respond mode), then whatever the test wants.
-pub fn raw_worker(hub: &HubProc, pool: &str, token: &str) -> (RawSocket, bytes::BytesMut) {
-    use pullman_proto::Frame;
-    let mut sock = RawSocket::connect(&hub.worker_addr);
+/// What a worker sends first on its link, written by hand: the connection preface and a
+/// HELLO of this protocol version naming `pool`, `token`, the `modes` it serves and `name`.
+pub fn opening(
+    pool: &str,
+    token: &str,
+    modes: pullman_proto::Modes,
+    name: &str,
+) -> bytes::BytesMut {
     let mut out = bytes::BytesMut::from(&pullman_proto::PREFACE[..]);
     pullman_proto::encode(
-        &Frame::Hello(pullman_proto::Hello {
+        &pullman_proto::Frame::Hello(pullman_proto::Hello {
             min_version: pullman_proto::PROTOCOL_VERSION,
             max_version: pullman_proto::PROTOCOL_VERSION,
             max_frame: 1 << 20,
             initial_window: 1 << 16,
             features: 0,
-            modes: pullman_proto::Modes::RESPOND,
+            modes,
             pool: pool.into(),
             token: token.into(),
-            name: "raw".into(),
+            name: name.into(),
         }),
         &mut out,
         pullman_proto::HANDSHAKE_MAX_FRAME,
     )
     .unwrap();
+    out
+}
+
+/// Speaks the worker protocol by hand on the hub's first worker address: the preface and
+/// HELLO for `pool` (respond mode), then whatever the test wants.
+pub fn raw_worker(hub: &HubProc, pool: &str, token: &str) -> (RawSocket, bytes::BytesMut) {
+    let mut sock = RawSocket::connect(&hub.worker_addr);
+    let out = opening(pool, token, pullman_proto::Modes::RESPOND, "raw");
     std::io::Write::write_all(&mut sock, &out).unwrap();
     let mut buf = bytes::BytesMut::new();
     match read_frame(&mut sock, &mut buf) {
-        Some(Frame::Welcome(_)) => {}
+        Some(pullman_proto::Frame::Welcome(_)) => {}
         other => panic!("expected WELCOME, got {other:?}"),
     }
     (sock, buf)
